@@ -1,0 +1,279 @@
+//! Executes requests against devices: target policy, one HTTP client (connection pool)
+//! per device, a per-device concurrency cap, error classification.
+//!
+//! Must never: connect to a target the policy refuses, follow redirects (the gateway
+//! rewrites them), decompress bodies (bytes pass through untouched), or send
+//! `Expect: 100-continue`.
+
+use crate::policy::TargetPolicy;
+use ponte_protocol::{ErrorCode, Headers};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::Url;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A failed request, as sent back in HTTP_RESPONSE_ERROR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct ExecError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ExecError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Headers that describe one hop, never forwarded to a device.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "expect",
+];
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    origin: String,
+    tls_insecure: bool,
+}
+
+pub struct Executor {
+    policy: Arc<TargetPolicy>,
+    per_target: usize,
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+    permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Executor {
+    pub fn new(policy: TargetPolicy, per_target: usize) -> Self {
+        Self {
+            policy: Arc::new(policy),
+            per_target,
+            clients: Mutex::default(),
+            permits: Mutex::default(),
+        }
+    }
+
+    pub fn policy(&self) -> &TargetPolicy {
+        &self.policy
+    }
+
+    /// `base_url` + `path` → URL, or BAD_REQUEST.
+    pub fn target_url(base_url: &str, path: &str, ws: bool) -> Result<Url, ExecError> {
+        let bad = |m: String| ExecError::new(ErrorCode::BadRequest, m);
+        if !path.starts_with('/') {
+            return Err(bad(format!("path {path:?} must start with '/'")));
+        }
+        let mut url = Url::parse(&format!("{}{}", base_url.trim_end_matches('/'), path))
+            .map_err(|e| bad(format!("invalid target {base_url}{path}: {e}")))?;
+        match (url.scheme(), ws) {
+            ("http" | "https", false) => {}
+            ("http", true) => url.set_scheme("ws").expect("ws is a valid scheme"),
+            ("https", true) => url.set_scheme("wss").expect("wss is a valid scheme"),
+            ("ws" | "wss", true) => {}
+            (s, _) => return Err(bad(format!("unsupported scheme {s:?}"))),
+        }
+        if url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
+            return Err(bad(
+                "target must be scheme://host[:port] without credentials".into(),
+            ));
+        }
+        Ok(url)
+    }
+
+    /// Refuses a target the policy does not allow, before any connection is attempted.
+    pub async fn check_target(&self, url: &Url) -> Result<(), ExecError> {
+        let forbidden = |m: String| ExecError::new(ErrorCode::TargetForbidden, m);
+        let port = url.port_or_known_default().unwrap_or(80);
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => self.policy.check_addr(ip.into(), port).map_err(forbidden),
+            Some(url::Host::Ipv6(ip)) => self.policy.check_addr(ip.into(), port).map_err(forbidden),
+            Some(url::Host::Domain(host)) => {
+                let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
+                    ExecError::new(
+                        ErrorCode::ConnectFailed,
+                        format!("cannot resolve {host}: {e}"),
+                    )
+                })?;
+                let mut last = format!("{host} did not resolve");
+                for a in addrs {
+                    match self.policy.check_resolved(host, a.ip(), port) {
+                        Ok(()) => return Ok(()),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(forbidden(last))
+            }
+            None => Err(forbidden("no host".into())),
+        }
+    }
+
+    /// Waits for a free slot on this device (host:port). Embedded devices handle few
+    /// connections; the rest queue here (bounded by the relay's per-connector stream cap).
+    pub async fn permit(&self, url: &Url) -> OwnedSemaphorePermit {
+        let key = format!(
+            "{}:{}",
+            url.host_str().unwrap_or(""),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        let sem = Arc::clone(
+            self.permits
+                .lock()
+                .unwrap()
+                .entry(key)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_target))),
+        );
+        sem.acquire_owned()
+            .await
+            .expect("semaphore is never closed")
+    }
+
+    /// The pooled client for this device.
+    pub fn client(&self, url: &Url, tls_insecure: bool) -> Result<reqwest::Client, ExecError> {
+        let key = ClientKey {
+            origin: url.origin().ascii_serialization(),
+            tls_insecure,
+        };
+        if let Some(c) = self.clients.lock().unwrap().get(&key) {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .http1_only()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(self.per_target)
+            .danger_accept_invalid_certs(tls_insecure)
+            .dns_resolver(Arc::new(PolicyResolver {
+                policy: Arc::clone(&self.policy),
+            }))
+            .build()
+            .map_err(|e| {
+                ExecError::new(ErrorCode::Internal, format!("building HTTP client: {e}"))
+            })?;
+        self.clients.lock().unwrap().insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+/// Copies caller headers toward the device, minus hop-by-hop ones and those the
+/// `Connection` header names. `keep_length` keeps Content-Length (streamed bodies).
+pub fn request_headers(
+    h: &Headers,
+    keep_length: bool,
+) -> Result<reqwest::header::HeaderMap, ExecError> {
+    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+    let named_by_connection: Vec<String> = h
+        .get_all("connection")
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::new();
+    for (n, v) in h.iter() {
+        let lower = n.to_ascii_lowercase();
+        if HOP_BY_HOP.contains(&lower.as_str())
+            || named_by_connection.contains(&lower)
+            || (!keep_length && lower == "content-length")
+        {
+            continue;
+        }
+        let name = HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+            ExecError::new(ErrorCode::BadRequest, format!("invalid header name {n:?}"))
+        })?;
+        let value = HeaderValue::from_str(v).map_err(|_| {
+            ExecError::new(
+                ErrorCode::BadRequest,
+                format!("invalid value for header {n}"),
+            )
+        })?;
+        out.append(name, value);
+    }
+    Ok(out)
+}
+
+/// Device response headers for the wire; per-hop ones are dropped.
+pub fn response_headers(h: &reqwest::header::HeaderMap) -> Headers {
+    h.iter()
+        .filter(|(n, _)| {
+            !matches!(
+                n.as_str(),
+                "connection" | "keep-alive" | "transfer-encoding" | "trailer" | "upgrade"
+            )
+        })
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Classifies a client error.
+pub fn classify(err: &reqwest::Error) -> ExecError {
+    let mut msg = err.to_string();
+    let mut src = std::error::Error::source(err);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    let code = if msg.contains("forbidden by allowed_targets") {
+        ErrorCode::TargetForbidden
+    } else if err.is_timeout() {
+        ErrorCode::Timeout
+    } else if err.is_connect() {
+        ErrorCode::ConnectFailed
+    } else if err.is_builder() {
+        ErrorCode::BadRequest
+    } else {
+        ErrorCode::Internal
+    };
+    ExecError::new(code, msg)
+}
+
+/// DNS for the device clients: resolves, then keeps only addresses the policy allows,
+/// so a name that changes after the pre-check still cannot reach a forbidden address.
+struct PolicyResolver {
+    policy: Arc<TargetPolicy>,
+}
+
+impl Resolve for PolicyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = Arc::clone(&self.policy);
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            // The port is not known here (reqwest adds it); the port-exact check ran before.
+            let allowed: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| policy.ip_allowed_some_port(&host, a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(format!(
+                    "{host} resolves only to addresses forbidden by allowed_targets"
+                )
+                .into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}

@@ -1,0 +1,788 @@
+//! The connection to the relay: connect with the token, say HELLO, serve requests and
+//! device WebSockets, heartbeat, reconnect with jittered exponential backoff.
+//!
+//! Must never: let one slow device or one slow stream stall the others (each stream
+//! waits on its own flow-control window, never on the reader), or buffer more than one
+//! window per stream.
+
+use crate::exec::{self, ExecError, Executor};
+use crate::Shared;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use ponte_protocol::{
+    self as proto, limits, CloudMsg, ConnectorMsg, ErrorCode, RecvWindow, SendWindow,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, info_span, warn, Instrument};
+
+/// Frames queued for the writer. Full: request tasks wait (each is also bounded by its
+/// window), the reader never does (control frames go through `send_detached`).
+const OUTBOUND_QUEUE: usize = 32;
+
+/// Request-body chunks queued per stream toward the device; bytes are bounded by the
+/// window we grant. Overflow (a relay ignoring the window) fails that stream only.
+const BODY_QUEUE: usize = 256;
+
+/// Messages queued per tunnelled WebSocket toward the device. Full: that stream closes.
+const WS_QUEUE: usize = 64;
+
+/// A connection that stayed up this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// Full-jitter exponential backoff: a random delay in [0, min(max, initial·2ⁿ)].
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            attempt: 0,
+        }
+    }
+
+    pub fn next_delay(&mut self, rng: &mut fastrand::Rng) -> Duration {
+        let cap = self
+            .initial
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        // Never zero: a relay restart must not see every connector at the same instant.
+        let lo = cap.as_millis() as u64 / 4;
+        Duration::from_millis(rng.u64(lo..=cap.as_millis() as u64))
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// Runs until `shutdown`: connect, serve, reconnect.
+pub async fn run_forever(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut backoff = Backoff::new(shared.cfg.backoff_initial, shared.cfg.backoff_max);
+    let mut rng = fastrand::Rng::new();
+    let urls = shared.cfg.relay_urls.clone();
+    let mut idx = 0usize;
+    while !shutdown.is_cancelled() {
+        let url = &urls[idx % urls.len()];
+        let span = info_span!("relay", url = %url);
+        match connect(&shared, url).instrument(span.clone()).await {
+            Ok(ws) => {
+                let started = Instant::now();
+                shared.status.set_connected(Some(url));
+                span.in_scope(|| info!("connected to relay"));
+                let end = session(Arc::clone(&shared), ws, shutdown.clone())
+                    .instrument(span.clone())
+                    .await;
+                shared.status.set_connected(None);
+                span.in_scope(|| warn!(reason = %end, "disconnected from relay"));
+                if started.elapsed() >= STABLE_AFTER {
+                    backoff.reset();
+                }
+            }
+            Err(e) => {
+                span.in_scope(|| match &e {
+                    ConnectError::Unauthorized(m) => {
+                        error!(reason = %m, "relay refused the token; re-pair or renew it")
+                    }
+                    ConnectError::Other(m) => warn!(reason = %m, "could not connect to relay"),
+                });
+                idx += 1; // fail over to the next relay URL
+            }
+        }
+        let delay = backoff.next_delay(&mut rng);
+        debug!(
+            delay_ms = delay.as_millis() as u64,
+            "reconnecting after delay"
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(limits::MAX_FRAME_LEN))
+        .max_frame_size(Some(limits::MAX_FRAME_LEN))
+        .max_write_buffer_size(4 * limits::MAX_FRAME_LEN)
+}
+
+/// Opens the WebSocket to the relay with the connector token.
+pub async fn connect(shared: &Shared, url: &str) -> Result<Ws, ConnectError> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let mut req = url
+        .into_client_request()
+        .map_err(|e| ConnectError::Other(e.to_string()))?;
+    let token = shared.token.lock().unwrap().clone();
+    let auth = format!("Bearer {}", token.expose()).parse().map_err(|_| {
+        ConnectError::Other("token contains characters not allowed in a header".into())
+    })?;
+    req.headers_mut().insert("authorization", auth);
+    req.headers_mut().insert(
+        "user-agent",
+        concat!("ponte-connector/", env!("CARGO_PKG_VERSION"))
+            .parse()
+            .expect("static header"),
+    );
+    let connector = tokio_tungstenite::Connector::Rustls(Arc::clone(&shared.relay_tls));
+    let fut = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        Some(ws_config()),
+        true,
+        Some(connector),
+    );
+    match tokio::time::timeout(Duration::from_secs(15), fut).await {
+        Err(_) => Err(ConnectError::Other("timed out connecting".into())),
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(WsError::Http(resp))) if resp.status() == 401 => {
+            let body = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned();
+            Err(ConnectError::Unauthorized(body))
+        }
+        Ok(Err(e)) => Err(ConnectError::Other(e.to_string())),
+    }
+}
+
+/// Per-stream state shared by the reader and the stream's task.
+struct StreamCtl {
+    cancel: CancellationToken,
+    window: Mutex<SendWindow>,
+    credit: Notify,
+    body: Mutex<Option<BodyIn>>,
+}
+
+struct BodyIn {
+    tx: Option<mpsc::Sender<Bytes>>,
+    next_index: u64,
+    recv: RecvWindow,
+}
+
+pub(crate) struct Session {
+    pub(crate) shared: Arc<Shared>,
+    out: mpsc::Sender<Message>,
+    streams: Mutex<HashMap<String, Arc<StreamCtl>>>,
+    ws: Mutex<HashMap<String, mpsc::Sender<WsToDevice>>>,
+    cancel: CancellationToken,
+}
+
+pub(crate) enum WsToDevice {
+    Msg(Message),
+    Close(Option<u16>, Option<String>),
+}
+
+impl Session {
+    fn send_detached(&self, msg: &ConnectorMsg) {
+        let frame = Message::text(proto::encode(msg));
+        if let Err(mpsc::error::TrySendError::Full(frame)) = self.out.try_send(frame) {
+            let out = self.out.clone();
+            tokio::spawn(async move {
+                let _ = out.send(frame).await;
+            });
+        }
+    }
+
+    pub(crate) async fn send(&self, msg: &ConnectorMsg) -> Result<(), ()> {
+        self.out
+            .send(Message::text(proto::encode(msg)))
+            .await
+            .map_err(|_| ())
+    }
+
+    fn error(&self, request_id: &str, e: &ExecError) {
+        self.send_detached(&ConnectorMsg::HttpResponseError(proto::ResponseError::new(
+            request_id, e.code, &e.message,
+        )));
+    }
+}
+
+/// Serves one connection until it drops, goes silent, or `shutdown`. Returns why it ended.
+pub async fn session<S>(
+    shared: Arc<Shared>,
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    shutdown: CancellationToken,
+) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = ws.split();
+    let (out, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
+    let cancel = shutdown.child_token();
+    let sess = Arc::new(Session {
+        shared: Arc::clone(&shared),
+        out,
+        streams: Mutex::default(),
+        ws: Mutex::default(),
+        cancel: cancel.clone(),
+    });
+
+    let hello = ConnectorMsg::Hello(proto::Hello {
+        version: env!("CARGO_PKG_VERSION").into(),
+        capabilities: proto::Capabilities::all().names(),
+        metadata: Some(serde_json::json!({
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+            "hostname": hostname(),
+            "name": shared.cfg.name,
+        })),
+    });
+    let _ = sess.send(&hello).await;
+
+    let ping_every = shared.timing.ping_interval;
+    let writer_cancel = cancel.clone();
+    let writer = tokio::spawn(async move {
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        let res: Result<(), tokio_tungstenite::tungstenite::Error> = async {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = writer_cancel.cancelled() => return Ok(()),
+                    m = out_rx.recv() => {
+                        let Some(m) = m else { return Ok(()) };
+                        sink.feed(m).await?;
+                        for _ in 0..32 {
+                            match out_rx.try_recv() { Ok(m) => sink.feed(m).await?, Err(_) => break }
+                        }
+                        sink.flush().await?;
+                    }
+                    _ = ping.tick() => {
+                        let ping = ConnectorMsg::Ping(proto::Heartbeat { ts: unix_ms() });
+                        sink.send(Message::text(proto::encode(&ping))).await?;
+                    }
+                }
+            }
+        }
+        .await;
+        writer_cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
+        res
+    });
+
+    let peer_timeout = shared.timing.peer_timeout;
+    let mut last_seen = Instant::now();
+    let silence = tokio::time::sleep(peer_timeout);
+    tokio::pin!(silence);
+    let reason = loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break if shutdown.is_cancelled() { "shutting down".to_owned() } else { "writer failed".to_owned() },
+            frame = stream.next() => {
+                last_seen = Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(t))) => handle(&sess, t.as_str()),
+                    Some(Ok(Message::Close(f))) => break format!("relay closed the connection: {}", f.map(|f| format!("{} {}", f.code, f.reason)).unwrap_or_default()),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break format!("connection error: {e}"),
+                    None => break "connection closed".to_owned(),
+                }
+            }
+            _ = &mut silence => {
+                let deadline = last_seen + peer_timeout;
+                if Instant::now() >= deadline {
+                    break format!("relay silent for {}s", peer_timeout.as_secs());
+                }
+                silence.as_mut().reset(deadline);
+            }
+        }
+    };
+    cancel.cancel();
+    for (_, s) in sess.streams.lock().unwrap().drain() {
+        s.cancel.cancel();
+    }
+    sess.ws.lock().unwrap().clear();
+    let _ = writer.await;
+    reason
+}
+
+fn handle(sess: &Arc<Session>, text: &str) {
+    let msg = match proto::decode_cloud(text) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(%e, "bad frame from relay");
+            if let Some(rid) = e.request_id() {
+                let ctl = sess.streams.lock().unwrap().remove(rid);
+                if let Some(ctl) = ctl {
+                    ctl.cancel.cancel();
+                    sess.error(rid, &ExecError::new(ErrorCode::BadRequest, e.to_string()));
+                }
+            }
+            return;
+        }
+    };
+    match msg {
+        CloudMsg::Ping(hb) => {
+            sess.shared.status.heartbeat();
+            sess.send_detached(&ConnectorMsg::Pong(hb));
+        }
+        CloudMsg::Pong(_) => sess.shared.status.heartbeat(),
+        CloudMsg::HttpRequest(req) => start_request(sess, req),
+        CloudMsg::HttpRequestChunk(c) => {
+            let Some(ctl) = sess.streams.lock().unwrap().get(&c.request_id).cloned() else {
+                return;
+            };
+            let verdict = {
+                let mut body = ctl.body.lock().unwrap();
+                match body.as_mut() {
+                    None => Err("chunk for a request without bodyStream".to_owned()),
+                    Some(b) if c.index != b.next_index => Err(format!(
+                        "chunk index {} where {} was expected",
+                        c.index, b.next_index
+                    )),
+                    Some(b) => match b.recv.on_data(c.data.len()) {
+                        Err(v) => Err(v.to_string()),
+                        Ok(()) => {
+                            b.next_index += 1;
+                            match b.tx.as_ref().map(|tx| tx.try_send(c.data)) {
+                                Some(Err(mpsc::error::TrySendError::Full(_))) => {
+                                    Err("too many body chunks queued".into())
+                                }
+                                None => Err("chunk after HTTP_REQUEST_END".into()),
+                                _ => Ok(()),
+                            }
+                        }
+                    },
+                }
+            };
+            if let Err(reason) = verdict {
+                warn!(request_id = %c.request_id, %reason, "failing request");
+                sess.streams.lock().unwrap().remove(&c.request_id);
+                ctl.cancel.cancel();
+                sess.error(
+                    &c.request_id,
+                    &ExecError::new(ErrorCode::BadRequest, reason),
+                );
+            }
+        }
+        CloudMsg::HttpRequestEnd(r) => {
+            let ctl = sess.streams.lock().unwrap().get(&r.request_id).cloned();
+            if let Some(ctl) = ctl {
+                if let Some(b) = ctl.body.lock().unwrap().as_mut() {
+                    b.tx = None; // body complete: the device sees the end of the stream
+                }
+            }
+        }
+        CloudMsg::HttpCancel(r) => {
+            let ctl = sess.streams.lock().unwrap().remove(&r.request_id);
+            if let Some(ctl) = ctl {
+                debug!(request_id = %r.request_id, "cancelled by relay");
+                ctl.cancel.cancel();
+            }
+        }
+        CloudMsg::WindowUpdate(w) => {
+            let ctl = sess.streams.lock().unwrap().get(&w.request_id).cloned();
+            if let Some(ctl) = ctl {
+                let granted = ctl.window.lock().unwrap().grant(w.bytes);
+                if let Err(v) = granted {
+                    warn!(request_id = %w.request_id, %v, "bad WINDOW_UPDATE");
+                    sess.streams.lock().unwrap().remove(&w.request_id);
+                    ctl.cancel.cancel();
+                    sess.error(
+                        &w.request_id,
+                        &ExecError::new(ErrorCode::BadRequest, v.to_string()),
+                    );
+                } else {
+                    ctl.credit.notify_waiters();
+                }
+            }
+        }
+        CloudMsg::WsOpen(o) => start_ws(sess, o),
+        CloudMsg::WsMessage(m) => {
+            let tx = sess.ws.lock().unwrap().get(&m.stream_id).cloned();
+            let Some(tx) = tx else { return };
+            let msg = match (m.text, m.data) {
+                (Some(t), None) => Message::text(t),
+                (None, Some(d)) => Message::binary(d),
+                _ => {
+                    return close_ws(
+                        sess,
+                        &m.stream_id,
+                        1002,
+                        "WS_MESSAGE needs exactly one of text/data",
+                    )
+                }
+            };
+            if tx.try_send(WsToDevice::Msg(msg)).is_err() {
+                close_ws(sess, &m.stream_id, 1008, "device WebSocket too slow");
+            }
+        }
+        CloudMsg::WsClose(c) => {
+            let tx = sess.ws.lock().unwrap().remove(&c.stream_id);
+            if let Some(tx) = tx {
+                let _ = tx.try_send(WsToDevice::Close(c.code, c.reason));
+            }
+        }
+        CloudMsg::TokenRotate(t) => crate::rotate_token(&sess.shared, t.token),
+    }
+}
+
+fn close_ws(sess: &Session, stream_id: &str, code: u16, reason: &str) {
+    let tx = sess.ws.lock().unwrap().remove(stream_id);
+    if let Some(tx) = tx {
+        let _ = tx.try_send(WsToDevice::Close(Some(code), Some(reason.to_owned())));
+        sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
+            stream_id: stream_id.to_owned(),
+            code: Some(code),
+            reason: Some(reason.to_owned()),
+        }));
+    }
+}
+
+fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
+    let rid = req.request_id.clone();
+    {
+        let streams = sess.streams.lock().unwrap();
+        if streams.contains_key(&rid) {
+            drop(streams);
+            return sess.error(
+                &rid,
+                &ExecError::new(ErrorCode::BadRequest, "duplicate requestId"),
+            );
+        }
+        if streams.len() >= limits::MAX_STREAMS_PER_CONNECTOR {
+            drop(streams);
+            return sess.error(
+                &rid,
+                &ExecError::new(ErrorCode::Busy, "connector has too many requests in flight"),
+            );
+        }
+    }
+    let (body_rx, body_in) = if req.body_stream {
+        let (tx, rx) = mpsc::channel(BODY_QUEUE);
+        (
+            Some(rx),
+            Some(BodyIn {
+                tx: Some(tx),
+                next_index: 0,
+                recv: RecvWindow::default(),
+            }),
+        )
+    } else {
+        (None, None)
+    };
+    let ctl = Arc::new(StreamCtl {
+        cancel: sess.cancel.child_token(),
+        window: Mutex::new(SendWindow::default()),
+        credit: Notify::new(),
+        body: Mutex::new(body_in),
+    });
+    sess.streams
+        .lock()
+        .unwrap()
+        .insert(rid.clone(), Arc::clone(&ctl));
+    let sess = Arc::clone(sess);
+    let span = info_span!("request", request_id = %rid, method = %req.target.method, path = %req.target.path);
+    tokio::spawn(
+        async move {
+            let res = tokio::select! {
+                _ = ctl.cancel.cancelled() => None,
+                r = serve_request(&sess, &ctl, req, body_rx) => Some(r),
+            };
+            match res {
+                None => debug!("request cancelled"),
+                Some(Ok(())) => debug!("request complete"),
+                Some(Err(e)) => {
+                    info!(code = e.code.as_str(), message = %e.message, "request failed");
+                    sess.error(&rid, &e);
+                }
+            }
+            sess.streams.lock().unwrap().remove(&rid);
+        }
+        .instrument(span),
+    );
+}
+
+async fn serve_request(
+    sess: &Arc<Session>,
+    ctl: &Arc<StreamCtl>,
+    req: proto::HttpRequest,
+    body_rx: Option<mpsc::Receiver<Bytes>>,
+) -> Result<(), ExecError> {
+    let exec: &Executor = &sess.shared.exec;
+    let rid = req.request_id;
+    let t = req.target;
+    let url = Executor::target_url(&t.base_url, &t.path, false)?;
+    exec.check_target(&url).await?;
+    let host_port = format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or(80)
+    );
+    sess.shared.status.record_target(host_port);
+    let timeout = req
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(limits::DEFAULT_TIMEOUT)
+        .min(limits::MAX_TIMEOUT);
+    let deadline = Instant::now() + timeout;
+    let method = reqwest::Method::from_bytes(t.method.as_bytes()).map_err(|_| {
+        ExecError::new(
+            ErrorCode::BadRequest,
+            format!("invalid method {:?}", t.method),
+        )
+    })?;
+    let headers = exec::request_headers(&t.headers, body_rx.is_some())?;
+    let client = exec.client(&url, t.tls_insecure)?;
+
+    let body = match (body_rx, t.body, t.body_encoding) {
+        (Some(rx), _, _) => Some(streamed_body(
+            Arc::clone(sess),
+            Arc::clone(ctl),
+            rid.clone(),
+            rx,
+        )),
+        (None, Some(b), Some(proto::BodyEncoding::Base64)) => {
+            use base64::Engine as _;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b.as_bytes())
+                .map_err(|e| {
+                    ExecError::new(
+                        ErrorCode::BadRequest,
+                        format!("body is not valid base64: {e}"),
+                    )
+                })?;
+            Some(reqwest::Body::from(raw))
+        }
+        (None, Some(b), _) => Some(reqwest::Body::from(b)),
+        (None, None, _) => None,
+    };
+
+    let _permit = tokio::time::timeout_at(deadline, exec.permit(&url))
+        .await
+        .map_err(|_| {
+            ExecError::new(
+                ErrorCode::Busy,
+                format!("device {} stayed at its concurrency limit", url.authority()),
+            )
+        })?;
+    let mut rb = client.request(method, url).headers(headers);
+    if let Some(b) = body {
+        rb = rb.body(b);
+    }
+    let request = rb.build().map_err(|e| exec::classify(&e))?;
+    let mut resp = match tokio::time::timeout_at(deadline, client.execute(request)).await {
+        Err(_) => {
+            return Err(ExecError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "no response from the device within {} ms",
+                    timeout.as_millis()
+                ),
+            ))
+        }
+        Ok(Err(e)) => return Err(exec::classify(&e)),
+        Ok(Ok(r)) => r,
+    };
+    let start = ConnectorMsg::HttpResponseStart(proto::ResponseStart {
+        request_id: rid.clone(),
+        status_code: resp.status().as_u16(),
+        headers: exec::response_headers(resp.headers()),
+    });
+    sess.send(&start).await.map_err(|_| gone())?;
+
+    let mut index = 0u64;
+    loop {
+        let chunk = match tokio::time::timeout(timeout, resp.chunk()).await {
+            Err(_) => {
+                return Err(ExecError::new(
+                    ErrorCode::Timeout,
+                    "device stopped sending the body",
+                ))
+            }
+            Ok(Err(e)) => {
+                return Err(ExecError::new(
+                    ErrorCode::Internal,
+                    format!("device body failed: {}", exec::classify(&e).message),
+                ))
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(c))) => c,
+        };
+        let mut chunk = chunk;
+        while !chunk.is_empty() {
+            let n = wait_window(ctl, chunk.len().min(limits::MAX_CHUNK_LEN)).await;
+            let data = chunk.split_to(n);
+            let msg = ConnectorMsg::HttpResponseChunk(proto::Chunk {
+                request_id: rid.clone(),
+                data,
+                index,
+            });
+            index += 1;
+            sess.send(&msg).await.map_err(|_| gone())?;
+        }
+    }
+    sess.send(&ConnectorMsg::HttpResponseEnd(proto::StreamRef {
+        request_id: rid,
+    }))
+    .await
+    .map_err(|_| gone())
+}
+
+fn gone() -> ExecError {
+    ExecError::new(ErrorCode::Cancelled, "relay connection closed")
+}
+
+/// Waits for send window and takes up to `want` bytes of it.
+async fn wait_window(ctl: &StreamCtl, want: usize) -> usize {
+    loop {
+        let notified = ctl.credit.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let mut w = ctl.window.lock().unwrap();
+            if w.available() > 0 {
+                let n = want.min(w.available() as usize);
+                w.consume(n);
+                return n;
+            }
+        }
+        notified.await;
+    }
+}
+
+/// The device-facing request body of a `req-stream` request: returns credit to the
+/// relay as the device consumes it.
+fn streamed_body(
+    sess: Arc<Session>,
+    ctl: Arc<StreamCtl>,
+    rid: String,
+    rx: mpsc::Receiver<Bytes>,
+) -> reqwest::Body {
+    let s = futures_util::stream::unfold(
+        (rx, sess, ctl, rid),
+        |(mut rx, sess, ctl, rid)| async move {
+            let data = rx.recv().await?;
+            let credit = ctl
+                .body
+                .lock()
+                .unwrap()
+                .as_mut()
+                .and_then(|b| b.recv.on_consumed(data.len()));
+            if let Some(bytes) = credit {
+                let wu = ConnectorMsg::WindowUpdate(proto::WindowUpdate {
+                    request_id: rid.clone(),
+                    bytes,
+                });
+                let _ = sess.send(&wu).await;
+            }
+            Some((Ok::<_, std::io::Error>(data), (rx, sess, ctl, rid)))
+        },
+    );
+    reqwest::Body::wrap_stream(s)
+}
+
+fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
+    let sid = o.stream_id.clone();
+    if sess.ws.lock().unwrap().len() + sess.streams.lock().unwrap().len()
+        >= limits::MAX_STREAMS_PER_CONNECTOR
+    {
+        return sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
+            stream_id: sid,
+            code: Some(1013),
+            reason: Some("connector busy".into()),
+        }));
+    }
+    let (tx, rx) = mpsc::channel(WS_QUEUE);
+    sess.ws.lock().unwrap().insert(sid.clone(), tx);
+    let sess = Arc::clone(sess);
+    let span = info_span!("ws", stream_id = %sid, path = %o.target.path);
+    tokio::spawn(
+        async move {
+            let cancel = sess.cancel.clone();
+            let res = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = crate::wsproxy::proxy(&sess, &sid, o.target, rx) => r,
+            };
+            // Still in the table: the device side ended it, so tell the relay. Removed:
+            // the relay closed it and needs no answer.
+            if sess.ws.lock().unwrap().remove(&sid).is_some() {
+                let (code, reason) = match res {
+                    Ok(close) => close,
+                    Err(e) => {
+                        info!(%e, "device WebSocket failed");
+                        (1011, e.to_string())
+                    }
+                };
+                let _ = sess
+                    .send(&ConnectorMsg::WsClose(proto::WsClose {
+                        stream_id: sid,
+                        code: Some(code),
+                        reason: Some(reason),
+                    }))
+                    .await;
+            }
+        }
+        .instrument(span),
+    );
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut rng = fastrand::Rng::with_seed(7);
+        let delays: Vec<u64> = (0..8)
+            .map(|_| b.next_delay(&mut rng).as_millis() as u64)
+            .collect();
+        let caps = [100, 200, 400, 800, 1600, 3200, 5000, 5000];
+        for (d, cap) in delays.iter().zip(caps) {
+            assert!(
+                *d >= cap / 4 && *d <= cap,
+                "{d} not in [{}, {cap}]",
+                cap / 4
+            );
+        }
+        let mut other = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut rng2 = fastrand::Rng::with_seed(8);
+        let delays2: Vec<u64> = (0..8)
+            .map(|_| other.next_delay(&mut rng2).as_millis() as u64)
+            .collect();
+        assert_ne!(delays, delays2, "jitter spreads reconnects");
+        b.reset();
+        assert!(b.next_delay(&mut rng).as_millis() <= 100);
+    }
+}

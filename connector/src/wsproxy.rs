@@ -1,0 +1,174 @@
+//! Device WebSockets through the tunnel (`ws` capability): WS_OPEN → connect to the
+//! device (policy-checked address, no DNS of its own), then copy messages both ways.
+
+use crate::exec::{ExecError, Executor};
+use crate::tunnel::{Session, WsToDevice};
+use futures_util::{SinkExt, StreamExt};
+use ponte_protocol::{self as proto, ConnectorMsg, ErrorCode};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Largest device WebSocket message carried: its base64 must fit in one frame.
+const MAX_WS_MESSAGE: usize = 512 * 1024;
+
+/// Headers the WebSocket handshake owns; never copied from the caller.
+const HANDSHAKE_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "content-length",
+    "transfer-encoding",
+];
+
+/// Opens the device WebSocket and relays until either side closes. Returns the close
+/// code and reason to report when the device side ended it.
+pub(crate) async fn proxy(
+    sess: &Arc<Session>,
+    stream_id: &str,
+    target: proto::WsTarget,
+    mut from_relay: mpsc::Receiver<WsToDevice>,
+) -> Result<(u16, String), ExecError> {
+    let exec = &sess.shared.exec;
+    let url = Executor::target_url(&target.base_url, &target.path, true)?;
+    exec.check_target(&url).await?;
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addr = resolve_allowed(exec, &host, port).await?;
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| {
+        ExecError::new(
+            ErrorCode::Timeout,
+            format!("connecting to {addr} timed out"),
+        )
+    })?
+    .map_err(|e| ExecError::new(ErrorCode::ConnectFailed, format!("{addr}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+
+    let mut req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ExecError::new(ErrorCode::BadRequest, e.to_string()))?;
+    for (n, v) in target.headers.iter() {
+        if HANDSHAKE_HEADERS.contains(&n.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(n.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            req.headers_mut().append(n, v);
+        }
+    }
+    if !target.protocols.is_empty() {
+        let p = http::HeaderValue::from_str(&target.protocols.join(", "))
+            .map_err(|_| ExecError::new(ErrorCode::BadRequest, "invalid subprotocol"))?;
+        req.headers_mut().insert("sec-websocket-protocol", p);
+    }
+    let connector = if url.scheme() == "wss" {
+        Some(tokio_tungstenite::Connector::Rustls(
+            crate::tls::device_config(target.tls_insecure),
+        ))
+    } else {
+        None
+    };
+    let cfg = WebSocketConfig::default()
+        .max_message_size(Some(MAX_WS_MESSAGE))
+        .max_frame_size(Some(MAX_WS_MESSAGE));
+    let (device, resp) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::client_async_tls_with_config(req, tcp, Some(cfg), connector),
+    )
+    .await
+    .map_err(|_| ExecError::new(ErrorCode::Timeout, "device WebSocket handshake timed out"))?
+    .map_err(|e| {
+        ExecError::new(
+            ErrorCode::ConnectFailed,
+            format!("device WebSocket handshake failed: {e}"),
+        )
+    })?;
+    let protocol = resp
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    sess.send(&ConnectorMsg::WsOpened(proto::WsOpened {
+        stream_id: stream_id.to_owned(),
+        protocol,
+    }))
+    .await
+    .map_err(|_| ExecError::new(ErrorCode::Cancelled, "relay connection closed"))?;
+
+    let (mut dev_tx, mut dev_rx) = device.split();
+    loop {
+        tokio::select! {
+            m = dev_rx.next() => {
+                let msg = match m {
+                    Some(Ok(Message::Text(t))) => ConnectorMsg::WsMessage(proto::WsMessage { stream_id: stream_id.to_owned(), text: Some(t.as_str().to_owned()), data: None }),
+                    Some(Ok(Message::Binary(b))) => ConnectorMsg::WsMessage(proto::WsMessage { stream_id: stream_id.to_owned(), text: None, data: Some(b) }),
+                    Some(Ok(Message::Close(f))) => {
+                        return Ok(f.map(|f| (u16::from(f.code), f.reason.as_str().to_owned())).unwrap_or((1005, String::new())));
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(ExecError::new(ErrorCode::Internal, format!("device WebSocket error: {e}"))),
+                    None => return Ok((1006, "device connection closed".into())),
+                };
+                // Waiting here is the backpressure: a slow relay link slows reading the device.
+                sess.send(&msg).await.map_err(|_| ExecError::new(ErrorCode::Cancelled, "relay connection closed"))?;
+            }
+            m = from_relay.recv() => match m {
+                Some(WsToDevice::Msg(msg)) => {
+                    dev_tx.send(msg).await.map_err(|e| ExecError::new(ErrorCode::Internal, format!("writing to device WebSocket: {e}")))?;
+                }
+                Some(WsToDevice::Close(code, reason)) => {
+                    let frame = CloseFrame { code: CloseCode::from(code.unwrap_or(1000)), reason: reason.unwrap_or_default().into() };
+                    let _ = dev_tx.send(Message::Close(Some(frame))).await;
+                    return Ok((code.unwrap_or(1000), String::new()));
+                }
+                None => {
+                    let _ = dev_tx.send(Message::Close(None)).await;
+                    return Ok((1001, "relay side went away".into()));
+                }
+            }
+        }
+    }
+}
+
+/// Resolves `host` and returns the first address the policy allows on `port`.
+async fn resolve_allowed(
+    exec: &Executor,
+    host: &str,
+    port: u16,
+) -> Result<std::net::SocketAddr, ExecError> {
+    let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
+        ExecError::new(
+            ErrorCode::ConnectFailed,
+            format!("cannot resolve {host}: {e}"),
+        )
+    })?;
+    let mut last = format!("{host} did not resolve");
+    for a in addrs {
+        match exec.policy().check_resolved(host, a.ip(), port) {
+            Ok(()) => return Ok(a),
+            Err(e) => last = e,
+        }
+    }
+    Err(ExecError::new(ErrorCode::TargetForbidden, last))
+}

@@ -1,0 +1,343 @@
+//! Text-frame codec. Decoding classifies every failure so the caller can fail exactly
+//! the stream at fault (and nothing else), or drop a frame nobody can be blamed for.
+
+use crate::limits::{MAX_FRAME_LEN, MAX_ID_LEN};
+use crate::message::{CloudMsg, ConnectorMsg};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The frame is over [`MAX_FRAME_LEN`].
+    #[error("frame of {len} bytes exceeds the {MAX_FRAME_LEN}-byte limit")]
+    TooLarge { len: usize },
+    /// A `type` this protocol version does not define. Ignored for forward compatibility.
+    #[error("unknown message type {msg_type:?}")]
+    UnknownType { msg_type: String },
+    /// Not a JSON object with a `type`, or a known type with bad fields. `request_id` /
+    /// `stream_id` name the stream to fail, when the frame says which one it is.
+    #[error("malformed {msg_type} frame: {reason}")]
+    Malformed {
+        msg_type: String,
+        reason: String,
+        request_id: Option<String>,
+        stream_id: Option<String>,
+    },
+}
+
+impl DecodeError {
+    /// The HTTP request stream this error belongs to, if any.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            DecodeError::Malformed { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The WebSocket stream this error belongs to, if any.
+    pub fn stream_id(&self) -> Option<&str> {
+        match self {
+            DecodeError::Malformed { stream_id, .. } => stream_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Encodes any message as the JSON text of one frame.
+pub fn encode<M: Serialize>(msg: &M) -> String {
+    // Our message types contain only strings, numbers, maps and byte buffers that we
+    // base64 ourselves: serialisation cannot fail.
+    serde_json::to_string(msg).expect("protocol messages always serialise")
+}
+
+/// Decodes a frame sent by a connector.
+pub fn decode_connector(frame: &str) -> Result<ConnectorMsg, DecodeError> {
+    let msg: ConnectorMsg = decode(frame, CONNECTOR_TYPES)?;
+    let (rid, sid) = connector_ids(&msg);
+    check_ids(frame, rid, sid)?;
+    Ok(msg)
+}
+
+/// Decodes a frame sent by the cloud.
+pub fn decode_cloud(frame: &str) -> Result<CloudMsg, DecodeError> {
+    let msg: CloudMsg = decode(frame, CLOUD_TYPES)?;
+    let (rid, sid) = cloud_ids(&msg);
+    check_ids(frame, rid, sid)?;
+    Ok(msg)
+}
+
+const CONNECTOR_TYPES: &[&str] = &[
+    "HELLO",
+    "HTTP_RESPONSE_START",
+    "HTTP_RESPONSE_CHUNK",
+    "HTTP_RESPONSE_END",
+    "HTTP_RESPONSE_ERROR",
+    "WINDOW_UPDATE",
+    "WS_OPENED",
+    "WS_MESSAGE",
+    "WS_CLOSE",
+    "PING",
+    "PONG",
+];
+
+const CLOUD_TYPES: &[&str] = &[
+    "HTTP_REQUEST",
+    "HTTP_REQUEST_CHUNK",
+    "HTTP_REQUEST_END",
+    "HTTP_CANCEL",
+    "WINDOW_UPDATE",
+    "WS_OPEN",
+    "WS_MESSAGE",
+    "WS_CLOSE",
+    "TOKEN_ROTATE",
+    "PING",
+    "PONG",
+];
+
+fn decode<M: DeserializeOwned>(frame: &str, known: &[&str]) -> Result<M, DecodeError> {
+    if frame.len() > MAX_FRAME_LEN {
+        return Err(DecodeError::TooLarge { len: frame.len() });
+    }
+    serde_json::from_str(frame).map_err(|err| classify(frame, known, &err.to_string()))
+}
+
+/// Slow path, only on failure: re-read the frame loosely to find whom to blame.
+fn classify(frame: &str, known: &[&str], reason: &str) -> DecodeError {
+    let value: Option<serde_json::Value> = serde_json::from_str(frame).ok();
+    let field = |name: &str| {
+        value
+            .as_ref()
+            .and_then(|v| v.get(name))
+            .and_then(|v| v.as_str())
+            .map(|s| s.chars().take(MAX_ID_LEN).collect::<String>())
+    };
+    let msg_type = field("type");
+    match msg_type {
+        Some(t) if !known.contains(&t.as_str()) => DecodeError::UnknownType { msg_type: t },
+        t => DecodeError::Malformed {
+            msg_type: t.unwrap_or_else(|| "untyped".to_owned()),
+            reason: if value.is_none() {
+                format!("invalid JSON: {reason}")
+            } else {
+                reason.to_owned()
+            },
+            request_id: field("requestId"),
+            stream_id: field("streamId"),
+        },
+    }
+}
+
+fn check_ids(frame: &str, rid: Option<&str>, sid: Option<&str>) -> Result<(), DecodeError> {
+    for id in [rid, sid].into_iter().flatten() {
+        if id.is_empty() || id.len() > MAX_ID_LEN {
+            return Err(DecodeError::Malformed {
+                msg_type: classify_type(frame),
+                reason: format!("id must be 1..={MAX_ID_LEN} bytes"),
+                request_id: None,
+                stream_id: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn classify_type(frame: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(frame)
+        .ok()
+        .and_then(|v| v.get("type")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn connector_ids(m: &ConnectorMsg) -> (Option<&str>, Option<&str>) {
+    use ConnectorMsg::*;
+    match m {
+        HttpResponseStart(x) => (Some(&x.request_id), None),
+        HttpResponseChunk(x) => (Some(&x.request_id), None),
+        HttpResponseEnd(x) => (Some(&x.request_id), None),
+        HttpResponseError(x) => (Some(&x.request_id), None),
+        WindowUpdate(x) => (Some(&x.request_id), None),
+        WsOpened(x) => (None, Some(&x.stream_id)),
+        WsMessage(x) => (None, Some(&x.stream_id)),
+        WsClose(x) => (None, Some(&x.stream_id)),
+        Hello(_) | Ping(_) | Pong(_) => (None, None),
+    }
+}
+
+fn cloud_ids(m: &CloudMsg) -> (Option<&str>, Option<&str>) {
+    use CloudMsg::*;
+    match m {
+        HttpRequest(x) => (Some(&x.request_id), None),
+        HttpRequestChunk(x) => (Some(&x.request_id), None),
+        HttpRequestEnd(x) | HttpCancel(x) => (Some(&x.request_id), None),
+        WindowUpdate(x) => (Some(&x.request_id), None),
+        WsOpen(x) => (None, Some(&x.stream_id)),
+        WsMessage(x) => (None, Some(&x.stream_id)),
+        WsClose(x) => (None, Some(&x.stream_id)),
+        TokenRotate(_) | Ping(_) | Pong(_) => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::*;
+    use crate::Headers;
+    use bytes::Bytes;
+
+    /// The exact frames DESIGN.md shows must decode, and re-encode to the same meaning.
+    #[test]
+    fn design_examples_decode() {
+        let req = r#"{"type":"HTTP_REQUEST","requestId":"r-9f1a","tenantId":2,"equipId":100,
+ "target":{"baseUrl":"http://192.168.1.50","method":"GET","path":"/",
+           "headers":{"Accept":"text/html"},"body":null},
+ "timeoutMs":60000}"#;
+        let CloudMsg::HttpRequest(r) = decode_cloud(req).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.request_id, "r-9f1a");
+        assert_eq!(
+            (r.tenant_id, r.equip_id, r.timeout_ms),
+            (Some(2), Some(100), Some(60000))
+        );
+        assert_eq!(r.target.headers.get("accept"), Some("text/html"));
+        assert_eq!(r.target.body, None);
+        assert!(!r.body_stream);
+
+        let start = r#"{"type":"HTTP_RESPONSE_START","requestId":"r-9f1a","statusCode":200,
+ "headers":{"content-type":"text/html","set-cookie":["a=1; Path=/","b=2"]}}"#;
+        let ConnectorMsg::HttpResponseStart(s) = decode_connector(start).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.headers.get_all("set-cookie").count(), 2);
+
+        let chunk =
+            r#"{"type":"HTTP_RESPONSE_CHUNK","requestId":"r-9f1a","data":"aGk=","index":0}"#;
+        assert_eq!(
+            decode_connector(chunk).unwrap(),
+            ConnectorMsg::HttpResponseChunk(Chunk {
+                request_id: "r-9f1a".into(),
+                data: Bytes::from_static(b"hi"),
+                index: 0
+            })
+        );
+        assert!(matches!(
+            decode_connector(r#"{"type":"PONG","ts":1739823120000}"#),
+            Ok(ConnectorMsg::Pong(Heartbeat { ts: 1739823120000 }))
+        ));
+        assert!(matches!(
+            decode_cloud(r#"{"type":"PING","ts":1739823120000}"#),
+            Ok(CloudMsg::Ping(_))
+        ));
+    }
+
+    #[test]
+    fn both_error_shapes_decode() {
+        let ConnectorMsg::HttpResponseError(e) = decode_connector(
+            r#"{"type":"HTTP_RESPONSE_ERROR","requestId":"a","code":"TIMEOUT","message":"slow"}"#,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!((e.error_code(), e.reason()), (ErrorCode::Timeout, "slow"));
+        let ConnectorMsg::HttpResponseError(e) = decode_connector(
+            r#"{"type":"HTTP_RESPONSE_ERROR","requestId":"a","error":"ECONNREFUSED"}"#,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (e.error_code(), e.reason()),
+            (ErrorCode::Internal, "ECONNREFUSED")
+        );
+    }
+
+    #[test]
+    fn round_trip_every_extension() {
+        let mut h = Headers::new();
+        h.append("x", "1");
+        let msgs = vec![
+            ConnectorMsg::Hello(Hello {
+                version: "1.2.0".into(),
+                capabilities: vec!["flow".into(), "nonsense".into()],
+                metadata: Some(serde_json::json!({"os":"linux"})),
+            }),
+            ConnectorMsg::WindowUpdate(WindowUpdate {
+                request_id: "r".into(),
+                bytes: 5,
+            }),
+            ConnectorMsg::WsOpened(WsOpened {
+                stream_id: "s".into(),
+                protocol: None,
+            }),
+            ConnectorMsg::WsMessage(WsMessage {
+                stream_id: "s".into(),
+                text: None,
+                data: Some(Bytes::from_static(&[0, 255])),
+            }),
+            ConnectorMsg::WsClose(WsClose {
+                stream_id: "s".into(),
+                code: Some(1000),
+                reason: None,
+            }),
+        ];
+        for m in msgs {
+            assert_eq!(decode_connector(&encode(&m)).unwrap(), m);
+        }
+        let hello = r#"{"type":"HELLO","version":"1","capabilities":["flow","ws","zzz"]}"#;
+        let ConnectorMsg::Hello(h) = decode_connector(hello).unwrap() else {
+            panic!()
+        };
+        let caps = h.capability_set();
+        assert!(caps.has(Capability::Flow) && caps.has(Capability::Ws));
+        assert!(!caps.has(Capability::Cancel));
+    }
+
+    /// Table: bad frame → what the receiver learns about whom to blame.
+    #[test]
+    fn malformed_frames_are_classified() {
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            ("{not json", None, "Malformed"),
+            ("[1,2]", None, "Malformed"),
+            (r#"{"type":"NOPE","requestId":"r1"}"#, None, "UnknownType"),
+            (
+                r#"{"type":"HTTP_RESPONSE_CHUNK","requestId":"r1","data":"!!","index":0}"#,
+                Some("r1"),
+                "Malformed",
+            ),
+            (
+                r#"{"type":"HTTP_RESPONSE_CHUNK","requestId":"r1","data":"aGk=","index":-1}"#,
+                Some("r1"),
+                "Malformed",
+            ),
+            (
+                r#"{"type":"HTTP_RESPONSE_START","requestId":"r2","statusCode":"x"}"#,
+                Some("r2"),
+                "Malformed",
+            ),
+            (r#"{"type":"HTTP_RESPONSE_END"}"#, None, "Malformed"),
+            (
+                r#"{"type":"HTTP_RESPONSE_END","requestId":""}"#,
+                None,
+                "Malformed",
+            ),
+        ];
+        for (frame, rid, kind) in cases {
+            let err = decode_connector(frame).unwrap_err();
+            assert_eq!(err.request_id(), *rid, "{frame}");
+            let got = match err {
+                DecodeError::Malformed { .. } => "Malformed",
+                DecodeError::UnknownType { .. } => "UnknownType",
+                DecodeError::TooLarge { .. } => "TooLarge",
+            };
+            assert_eq!(got, *kind, "{frame}");
+        }
+        let huge = format!(
+            r#"{{"type":"PING","ts":1,"pad":"{}"}}"#,
+            "a".repeat(MAX_FRAME_LEN)
+        );
+        assert!(matches!(
+            decode_connector(&huge),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+}

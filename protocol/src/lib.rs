@@ -1,0 +1,22 @@
+//! Ponte wire protocol, version 1, between the cloud relay and the on-prem connector.
+//!
+//! Sans-IO: message types, the JSON text-frame codec and the named limits. Nothing here
+//! opens a socket or needs a runtime, so the decoder can be fuzzed and unit-tested alone.
+//!
+//! Every frame is one WebSocket text frame carrying one JSON object whose `type` field
+//! discriminates. [`CloudMsg`] flows cloud → connector, [`ConnectorMsg`] connector → cloud.
+//! The base set (HTTP_REQUEST, HTTP_RESPONSE_START/CHUNK/END, HTTP_RESPONSE_ERROR,
+//! PING/PONG) is what the original Node connector speaks; everything else is an extension
+//! the relay only uses once the connector announced the matching [`Capability`] in HELLO.
+#![forbid(unsafe_code)]
+
+mod codec;
+mod flow;
+mod headers;
+pub mod limits;
+mod message;
+
+pub use codec::{decode_cloud, decode_connector, encode, DecodeError};
+pub use flow::{RecvWindow, SendWindow, WindowViolation, MAX_WINDOW};
+pub use headers::{HeaderValue, Headers};
+pub use message::*;

@@ -1,0 +1,51 @@
+//! Named protocol limits, in one place. Both sides enforce them.
+
+use std::time::Duration;
+
+/// Largest text frame either side accepts. A frame over this closes the connection: the
+/// WebSocket layer rejects it before we see any JSON, so there is no stream to blame and
+/// the peer is either broken or hostile.
+pub const MAX_FRAME_LEN: usize = 1024 * 1024;
+
+/// Largest payload (decoded bytes) of one HTTP_RESPONSE_CHUNK / HTTP_REQUEST_CHUNK /
+/// binary WS_MESSAGE that our side sends. Base64 makes the frame ~4/3 of this.
+pub const MAX_CHUNK_LEN: usize = 64 * 1024;
+
+/// Largest total size of a request's or response's header names and values.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Largest inline (non-streamed) request body carried inside HTTP_REQUEST.
+pub const MAX_INLINE_BODY: usize = 512 * 1024;
+
+/// Most request/WebSocket streams open at once on one connector. One more is refused with
+/// BUSY rather than queued: the caller gets 429 and can retry.
+pub const MAX_STREAMS_PER_CONNECTOR: usize = 256;
+
+/// Initial per-stream flow-control window (`flow` capability), both directions.
+pub const INITIAL_WINDOW: u32 = 256 * 1024;
+
+/// The receiver returns credit once it has consumed at least this much, so a stream
+/// does not cost one WINDOW_UPDATE per chunk.
+pub const WINDOW_UPDATE_THRESHOLD: u32 = INITIAL_WINDOW / 4;
+
+/// Each side sends PING this often.
+pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A peer silent (no frame of any kind) for this long is disconnected.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The connector must send HELLO (or any first frame) within this after the upgrade;
+/// legacy connectors that never send HELLO are detected by their first other frame.
+pub const HELLO_GRACE: Duration = Duration::from_secs(2);
+
+/// Default wait for HTTP_RESPONSE_START when the caller gives no `timeoutMs`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Upper bound on a caller-chosen `timeoutMs`.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Longest `requestId` / `streamId` accepted.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Protocol version spoken by this crate (semver of the wire, not of the binary).
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,664 @@
+//! One connector connection: a reader loop (this task) and a writer task joined by a
+//! bounded channel, the table of open streams, heartbeat and flow control.
+//!
+//! Must never: block the reader on one slow stream of a `flow` connector (that would
+//! stall every other stream on the connection), or hold more than one window of body
+//! data per stream.
+
+use crate::auth::{ConnectorDirectory, ConnectorEvent};
+use crate::router::{RouteError, WsFrame};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use ponte_protocol::{
+    self as proto, limits, Capabilities, Capability, CloudMsg, ConnectorMsg, DecodeError,
+    RecvWindow, SendWindow,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Frames queued for the writer. When full, senders wait: request senders and upload
+/// pumps slow down instead of buffering; the reader never waits on it (it uses
+/// `send_detached` for the few control frames it emits).
+const OUTBOUND_QUEUE: usize = 64;
+
+/// Events queued per HTTP stream between the reader and the consumer. Bytes are bounded
+/// by the flow window; this bounds the count. A `flow` connector that overflows it (many
+/// tiny chunks) has its stream failed; a legacy connector makes the reader wait (the
+/// only backpressure a legacy peer understands is TCP's).
+const STREAM_QUEUE: usize = 256;
+
+/// Messages queued per WebSocket stream toward the caller. When full, the stream is
+/// closed with 1008: a device flooding a browser that does not read is not buffered.
+const WS_QUEUE: usize = 64;
+
+/// Tunables, defaults from the protocol limits; tests shrink them.
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    pub ping_interval: Duration,
+    pub peer_timeout: Duration,
+    pub hello_grace: Duration,
+}
+
+impl Default for ConnConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval: limits::PING_INTERVAL,
+            peer_timeout: limits::PEER_TIMEOUT,
+            hello_grace: limits::HELLO_GRACE,
+        }
+    }
+}
+
+pub(crate) enum StreamEvent {
+    Start {
+        status: u16,
+        headers: proto::Headers,
+    },
+    Data(Bytes),
+    End,
+    Error(RouteError),
+}
+
+/// Shared between the reader (producer) and the consumer of one HTTP stream.
+pub(crate) struct HttpStream {
+    pub events: mpsc::Sender<StreamEvent>,
+    pub state: Mutex<StreamState>,
+    /// Woken when the connector grants upload credit or the stream ends.
+    pub upload_credit: Notify,
+}
+
+pub(crate) struct StreamState {
+    next_index: u64,
+    started: bool,
+    /// Response-body window, when the connector speaks `flow`.
+    pub recv: Option<RecvWindow>,
+    /// Upload window, when the connector speaks `flow`.
+    pub upload: Option<SendWindow>,
+    /// Why the stream failed, for the consumer that finds its channel closed.
+    pub failed: Option<RouteError>,
+}
+
+/// The negotiated subprotocol, or why the device WebSocket could not be opened.
+pub(crate) type WsOpenResult = Result<Option<String>, RouteError>;
+
+pub(crate) struct WsState {
+    pub tx: mpsc::Sender<WsFrame>,
+    pub opened: Mutex<Option<oneshot::Sender<WsOpenResult>>>,
+}
+
+/// What a connector speaks: the base protocol only (no HELLO), or what HELLO announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peer {
+    pub hello: bool,
+    pub caps: Capabilities,
+}
+
+impl Peer {
+    pub const LEGACY: Peer = Peer {
+        hello: false,
+        caps: Capabilities::NONE,
+    };
+}
+
+/// Everything the relay knows about one live connection.
+pub(crate) struct Conn {
+    pub connector_id: String,
+    pub out: mpsc::Sender<Message>,
+    peer: watch::Sender<Option<Peer>>,
+    pub streams: Mutex<HashMap<String, Arc<HttpStream>>>,
+    pub ws: Mutex<HashMap<String, Arc<WsState>>>,
+    pub cancel: CancellationToken,
+    close: Mutex<Option<CloseFrame>>,
+}
+
+impl Conn {
+    pub fn new(
+        connector_id: String,
+        cancel: CancellationToken,
+    ) -> (Arc<Self>, mpsc::Receiver<Message>) {
+        let (out, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let conn = Arc::new(Self {
+            connector_id,
+            out,
+            peer: watch::channel(None).0,
+            streams: Mutex::default(),
+            ws: Mutex::default(),
+            cancel,
+            close: Mutex::new(None),
+        });
+        (conn, rx)
+    }
+
+    /// What the peer speaks, once HELLO arrived or the connector showed it is legacy
+    /// (first other frame, or `hello_grace` elapsed). Waits at most `grace`.
+    pub async fn peer(&self, grace: Duration) -> Peer {
+        let mut rx = self.peer.subscribe();
+        let waited = tokio::time::timeout(grace, rx.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(peer)) => peer.unwrap_or(Peer::LEGACY),
+            _ => Peer::LEGACY,
+        }
+    }
+
+    fn set_peer_once(&self, peer: Peer) {
+        self.peer.send_if_modified(|p| {
+            if p.is_none() {
+                *p = Some(peer);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn has(&self, cap: Capability) -> bool {
+        matches!(*self.peer.borrow(), Some(p) if p.caps.has(cap))
+    }
+
+    pub fn open_streams(&self) -> usize {
+        self.streams.lock().unwrap().len() + self.ws.lock().unwrap().len()
+    }
+
+    /// Closes the connection with a WebSocket close code and reason.
+    pub fn close(&self, code: u16, reason: &str) {
+        *self.close.lock().unwrap() = Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_owned().into(),
+        });
+        self.cancel.cancel();
+    }
+
+    /// Queues a control frame without waiting. Used from `Drop` and from the reader,
+    /// which must never wait on the writer. If the queue is full the frame is handed to
+    /// a short task that waits for room, so it is not lost.
+    pub fn send_detached(&self, msg: &CloudMsg) {
+        let frame = Message::text(proto::encode(msg));
+        match self.out.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let out = self.out.clone();
+                    rt.spawn(async move {
+                        let _ = out.send(frame).await;
+                    });
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Forgets a stream; if it was still open, tells the connector to stop it.
+    pub fn cancel_stream(&self, request_id: &str) {
+        let removed = self.streams.lock().unwrap().remove(request_id);
+        if let Some(stream) = removed {
+            stream.upload_credit.notify_waiters();
+            if self.has(Capability::Cancel) {
+                self.send_detached(&CloudMsg::HttpCancel(proto::StreamRef {
+                    request_id: request_id.to_owned(),
+                }));
+            }
+        }
+    }
+
+    /// Fails one stream with a reason, leaving the connection and other streams alone.
+    fn fail_stream(&self, request_id: &str, err: RouteError) {
+        let stream = self.streams.lock().unwrap().get(request_id).cloned();
+        if let Some(stream) = stream {
+            warn!(request_id, %err, "failing stream");
+            stream.state.lock().unwrap().failed = Some(err);
+            self.cancel_stream(request_id);
+        }
+    }
+
+    fn fail_all(&self) {
+        let streams: Vec<_> = self.streams.lock().unwrap().drain().collect();
+        for (_, s) in streams {
+            s.state
+                .lock()
+                .unwrap()
+                .failed
+                .get_or_insert(RouteError::Disconnected);
+            s.upload_credit.notify_waiters();
+        }
+        let ws: Vec<_> = self.ws.lock().unwrap().drain().collect();
+        for (_, w) in ws {
+            if let Some(tx) = w.opened.lock().unwrap().take() {
+                let _ = tx.send(Err(RouteError::Disconnected));
+            }
+        }
+    }
+}
+
+/// Drives one authenticated connection until it ends. Returns when the socket is closed,
+/// the peer went silent, or `conn.cancel` fired (replaced, revoked, shutdown).
+pub(crate) async fn run<S>(
+    conn: Arc<Conn>,
+    out_rx: mpsc::Receiver<Message>,
+    ws: WebSocketStream<S>,
+    directory: Arc<dyn ConnectorDirectory>,
+    cfg: ConnConfig,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, mut stream) = ws.split();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        out_rx,
+        conn.cancel.clone(),
+        cfg.ping_interval,
+        Arc::clone(&conn),
+    ));
+
+    let mut last_seen = Instant::now();
+    let silence = tokio::time::sleep(cfg.peer_timeout);
+    tokio::pin!(silence);
+    let hello_deadline = tokio::time::sleep(cfg.hello_grace);
+    tokio::pin!(hello_deadline);
+    let mut hello_pending = true;
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = conn.cancel.cancelled() => break,
+            frame = stream.next() => {
+                last_seen = Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if hello_pending {
+                            hello_pending = false;
+                        }
+                        handle_text(&conn, directory.as_ref(), text.as_str()).await;
+                    }
+                    Some(Ok(Message::Binary(_))) => warn!("binary frame ignored: protocol v1 is text frames"),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(frame))) => {
+                        debug!(?frame, "connector closed the connection");
+                        break;
+                    }
+                    Some(Err(err)) => {
+                        warn!(%err, "connection error; closing");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            _ = &mut silence => {
+                let deadline = last_seen + cfg.peer_timeout;
+                if Instant::now() >= deadline {
+                    warn!(timeout_s = cfg.peer_timeout.as_secs(), "connector silent; disconnecting");
+                    conn.close(4002, "heartbeat timeout");
+                    break;
+                }
+                silence.as_mut().reset(deadline);
+            }
+            _ = &mut hello_deadline, if hello_pending => {
+                hello_pending = false;
+                conn.set_peer_once(Peer::LEGACY);
+                debug!("no HELLO: treating connector as protocol v1 base");
+            }
+        }
+    }
+    conn.cancel.cancel();
+    conn.fail_all();
+    let _ = writer.await;
+}
+
+async fn write_loop<S>(
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut rx: mpsc::Receiver<Message>,
+    cancel: CancellationToken,
+    ping_interval: Duration,
+    conn: Arc<Conn>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    let result: Result<(), tokio_tungstenite::tungstenite::Error> = async {
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { return Ok(()) };
+                    sink.feed(msg).await?;
+                    // Batch what is already queued into one flush.
+                    for _ in 0..32 {
+                        match rx.try_recv() {
+                            Ok(msg) => sink.feed(msg).await?,
+                            Err(_) => break,
+                        }
+                    }
+                    sink.flush().await?;
+                }
+                _ = ping.tick() => {
+                    let ping = CloudMsg::Ping(proto::Heartbeat { ts: unix_ms() });
+                    sink.send(Message::text(proto::encode(&ping))).await?;
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(err) = result {
+        debug!(%err, "writer stopped");
+    }
+    cancel.cancel();
+    let frame = conn.close.lock().unwrap().take();
+    let close = frame.unwrap_or(CloseFrame {
+        code: CloseCode::Away,
+        reason: "relay closing".into(),
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = sink.send(Message::Close(Some(close))).await;
+        let _ = sink.close().await;
+    })
+    .await;
+}
+
+async fn handle_text(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, text: &str) {
+    let msg = match proto::decode_connector(text) {
+        Ok(msg) => msg,
+        Err(err) => return handle_decode_error(conn, err),
+    };
+    if !matches!(msg, ConnectorMsg::Hello(_)) {
+        conn.set_peer_once(Peer::LEGACY);
+    }
+    match msg {
+        ConnectorMsg::Hello(hello) => {
+            let caps = hello.capability_set();
+            conn.set_peer_once(Peer { hello: true, caps });
+            info!(version = %hello.version, capabilities = ?caps.names(), "connector said HELLO");
+            directory.on_event(ConnectorEvent::Hello {
+                connector_id: conn.connector_id.clone(),
+                hello,
+            });
+        }
+        ConnectorMsg::Ping(hb) => {
+            conn.send_detached(&CloudMsg::Pong(hb));
+            directory.on_event(ConnectorEvent::Heartbeat {
+                connector_id: conn.connector_id.clone(),
+            });
+        }
+        ConnectorMsg::Pong(_) => {
+            directory.on_event(ConnectorEvent::Heartbeat {
+                connector_id: conn.connector_id.clone(),
+            });
+        }
+        ConnectorMsg::HttpResponseStart(start) => {
+            let Some(stream) = lookup(conn, &start.request_id) else {
+                return;
+            };
+            if start.headers.byte_len() > limits::MAX_HEADER_BYTES {
+                return conn.fail_stream(
+                    &start.request_id,
+                    RouteError::Protocol("response headers too large".into()),
+                );
+            }
+            if !(100..=999).contains(&start.status_code) {
+                return conn.fail_stream(
+                    &start.request_id,
+                    RouteError::Protocol(format!("invalid status {}", start.status_code)),
+                );
+            }
+            let dup = std::mem::replace(&mut stream.state.lock().unwrap().started, true);
+            if dup {
+                return conn.fail_stream(
+                    &start.request_id,
+                    RouteError::Protocol("second HTTP_RESPONSE_START".into()),
+                );
+            }
+            // The queue is empty before START: this cannot be full.
+            let _ = stream.events.try_send(StreamEvent::Start {
+                status: start.status_code,
+                headers: start.headers,
+            });
+        }
+        ConnectorMsg::HttpResponseChunk(chunk) => {
+            let Some(stream) = lookup(conn, &chunk.request_id) else {
+                return;
+            };
+            let verdict = {
+                let mut st = stream.state.lock().unwrap();
+                if !st.started {
+                    Err("chunk before HTTP_RESPONSE_START".to_owned())
+                } else if chunk.index != st.next_index {
+                    Err(format!(
+                        "chunk index {} where {} was expected",
+                        chunk.index, st.next_index
+                    ))
+                } else if let Some(Err(v)) = st.recv.as_mut().map(|w| w.on_data(chunk.data.len())) {
+                    Err(v.to_string())
+                } else {
+                    st.next_index += 1;
+                    Ok(())
+                }
+            };
+            if let Err(reason) = verdict {
+                return conn.fail_stream(&chunk.request_id, RouteError::Protocol(reason));
+            }
+            if chunk.data.is_empty() {
+                return;
+            }
+            deliver(
+                conn,
+                &chunk.request_id,
+                &stream,
+                StreamEvent::Data(chunk.data),
+            )
+            .await;
+        }
+        ConnectorMsg::HttpResponseEnd(end) => {
+            let Some(stream) = lookup(conn, &end.request_id) else {
+                return;
+            };
+            if !stream.state.lock().unwrap().started {
+                return conn.fail_stream(
+                    &end.request_id,
+                    RouteError::Protocol("END before START".into()),
+                );
+            }
+            deliver(conn, &end.request_id, &stream, StreamEvent::End).await;
+            finish(conn, &end.request_id);
+        }
+        ConnectorMsg::HttpResponseError(err) => {
+            let Some(stream) = lookup(conn, &err.request_id) else {
+                return;
+            };
+            let route_err = RouteError::from_wire(&err);
+            debug!(request_id = %err.request_id, %route_err, "connector reported error");
+            stream.state.lock().unwrap().failed = Some(route_err.clone());
+            let _ = stream.events.try_send(StreamEvent::Error(route_err));
+            finish(conn, &err.request_id);
+        }
+        ConnectorMsg::WindowUpdate(wu) => {
+            let Some(stream) = lookup(conn, &wu.request_id) else {
+                return;
+            };
+            let res = stream
+                .state
+                .lock()
+                .unwrap()
+                .upload
+                .as_mut()
+                .map(|w| w.grant(wu.bytes));
+            match res {
+                Some(Err(v)) => {
+                    conn.fail_stream(&wu.request_id, RouteError::Protocol(v.to_string()))
+                }
+                _ => stream.upload_credit.notify_waiters(),
+            }
+        }
+        ConnectorMsg::WsOpened(o) => {
+            let ws = conn.ws.lock().unwrap().get(&o.stream_id).cloned();
+            match ws.and_then(|w| w.opened.lock().unwrap().take()) {
+                Some(tx) => {
+                    let _ = tx.send(Ok(o.protocol));
+                }
+                None => debug!(stream_id = %o.stream_id, "WS_OPENED for unknown stream"),
+            }
+        }
+        ConnectorMsg::WsMessage(m) => {
+            let Some(ws) = conn.ws.lock().unwrap().get(&m.stream_id).cloned() else {
+                return debug!(stream_id = %m.stream_id, "WS_MESSAGE for unknown stream");
+            };
+            let frame = match (m.text, m.data) {
+                (Some(t), None) => WsFrame::Text(t),
+                (None, Some(d)) => WsFrame::Binary(d),
+                _ => {
+                    warn!(stream_id = %m.stream_id, "WS_MESSAGE needs exactly one of text/data");
+                    return close_ws(conn, &m.stream_id, 1002, "malformed WS_MESSAGE");
+                }
+            };
+            if let Err(e) = ws.tx.try_send(frame) {
+                let full = matches!(e, mpsc::error::TrySendError::Full(_));
+                if full {
+                    warn!(stream_id = %m.stream_id, "WebSocket reader too slow; closing stream");
+                }
+                close_ws(conn, &m.stream_id, 1008, "receiver too slow");
+            }
+        }
+        ConnectorMsg::WsClose(c) => {
+            let Some(ws) = conn.ws.lock().unwrap().remove(&c.stream_id) else {
+                return;
+            };
+            let reason = c
+                .reason
+                .clone()
+                .unwrap_or_else(|| "device closed the WebSocket".into());
+            let pending = ws.opened.lock().unwrap().take();
+            match pending {
+                Some(tx) => {
+                    let _ = tx.send(Err(RouteError::ConnectFailed(reason)));
+                }
+                None => {
+                    let _ = ws.tx.try_send(WsFrame::Close {
+                        code: c.code,
+                        reason: c.reason,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn lookup(conn: &Conn, request_id: &str) -> Option<Arc<HttpStream>> {
+    let found = conn.streams.lock().unwrap().get(request_id).cloned();
+    if found.is_none() {
+        // Normal right after a cancel or timeout (frames in flight); otherwise a peer bug.
+        debug!(request_id, "frame for unknown or finished stream ignored");
+    }
+    found
+}
+
+/// Hands an event to the stream's consumer.
+async fn deliver(conn: &Conn, request_id: &str, stream: &HttpStream, ev: StreamEvent) {
+    if conn.has(Capability::Flow) {
+        match stream.events.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => conn.fail_stream(
+                request_id,
+                RouteError::Protocol(format!(
+                    "more than {STREAM_QUEUE} chunks queued within the window"
+                )),
+            ),
+            Err(mpsc::error::TrySendError::Closed(_)) => conn.cancel_stream(request_id),
+        }
+    } else {
+        // Legacy peer: no window, so wait for the consumer (TCP backpressure), but not
+        // forever: a consumer stuck this long fails only its own stream.
+        match tokio::time::timeout(limits::DEFAULT_TIMEOUT, stream.events.send(ev)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => conn.cancel_stream(request_id),
+            Err(_) => conn.fail_stream(request_id, RouteError::Timeout),
+        }
+    }
+}
+
+/// A stream ended normally (END or ERROR): forget it without sending a cancel.
+fn finish(conn: &Conn, request_id: &str) {
+    if let Some(s) = conn.streams.lock().unwrap().remove(request_id) {
+        s.upload_credit.notify_waiters();
+    }
+}
+
+pub(crate) fn close_ws(conn: &Conn, stream_id: &str, code: u16, reason: &str) {
+    if let Some(ws) = conn.ws.lock().unwrap().remove(stream_id) {
+        if let Some(tx) = ws.opened.lock().unwrap().take() {
+            let _ = tx.send(Err(RouteError::Protocol(reason.to_owned())));
+        }
+        let _ = ws.tx.try_send(WsFrame::Close {
+            code: Some(code),
+            reason: Some(reason.to_owned()),
+        });
+        conn.send_detached(&CloudMsg::WsClose(proto::WsClose {
+            stream_id: stream_id.to_owned(),
+            code: Some(code),
+            reason: Some(reason.to_owned()),
+        }));
+    }
+}
+
+fn handle_decode_error(conn: &Conn, err: DecodeError) {
+    match (&err, err.request_id(), err.stream_id()) {
+        (DecodeError::UnknownType { msg_type }, _, _) => {
+            warn!(%msg_type, "unknown message type ignored");
+        }
+        (_, Some(rid), _) if conn.streams.lock().unwrap().contains_key(rid) => {
+            conn.fail_stream(rid, RouteError::Protocol(err.to_string()));
+        }
+        (_, _, Some(sid)) => {
+            warn!(stream_id = sid, %err, "malformed WebSocket frame");
+            close_ws(conn, sid, 1002, "malformed frame");
+        }
+        _ => warn!(%err, "malformed frame dropped"),
+    }
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn new_stream(caps_flow: bool) -> (Arc<HttpStream>, mpsc::Receiver<StreamEvent>) {
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    let stream = Arc::new(HttpStream {
+        events: tx,
+        state: Mutex::new(StreamState {
+            next_index: 0,
+            started: false,
+            recv: caps_flow.then(RecvWindow::default),
+            upload: caps_flow.then(SendWindow::default),
+            failed: None,
+        }),
+        upload_credit: Notify::new(),
+    });
+    (stream, rx)
+}
+
+pub(crate) fn new_ws() -> (
+    Arc<WsState>,
+    mpsc::Receiver<WsFrame>,
+    oneshot::Receiver<WsOpenResult>,
+) {
+    let (tx, rx) = mpsc::channel(WS_QUEUE);
+    let (otx, orx) = oneshot::channel();
+    (
+        Arc::new(WsState {
+            tx,
+            opened: Mutex::new(Some(otx)),
+        }),
+        rx,
+        orx,
+    )
+}

@@ -1,0 +1,628 @@
+//! The in-process relay: registry of live connections and the [`Router`] implementation.
+
+use crate::auth::{ConnectorClaims, ConnectorDirectory, ConnectorEvent, TokenVerifier};
+use crate::conn::{self, Conn, ConnConfig, HttpStream, Peer, StreamEvent};
+use crate::router::*;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use ponte_protocol::{self as proto, limits, BodyEncoding, Capability, CloudMsg};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, Instrument};
+
+/// Bodies up to this size travel inline in HTTP_REQUEST even to `req-stream` connectors:
+/// one frame instead of three.
+const INLINE_THRESHOLD: usize = 64 * 1024;
+
+/// Relay settings.
+#[derive(Clone)]
+pub struct RelayConfig {
+    pub verifier: TokenVerifier,
+    pub directory: Arc<dyn ConnectorDirectory>,
+    pub conn: ConnConfig,
+    /// WebSocket read buffer per connection. Small: it is paid once per idle connector.
+    pub read_buffer: usize,
+}
+
+/// Handle to the relay; cheap to clone.
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: RelayConfig,
+    conns: Mutex<HashMap<String, Arc<Conn>>>,
+    next_id: AtomicU64,
+    id_prefix: String,
+    shutdown: CancellationToken,
+}
+
+impl Relay {
+    pub fn new(cfg: RelayConfig, shutdown: CancellationToken) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                conns: Mutex::default(),
+                next_id: AtomicU64::new(1),
+                // Ids stay unique across relay restarts, so a late frame from a previous
+                // life can never match a new stream.
+                id_prefix: format!("{:x}", fastrand::u32(..)),
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &RelayConfig {
+        &self.inner.cfg
+    }
+
+    /// Number of connectors with a live connection on this node.
+    pub fn online_count(&self) -> usize {
+        self.inner.conns.lock().unwrap().len()
+    }
+
+    /// Closes the connector's connection (token renewed, unpaired). In-flight requests
+    /// fail with `Disconnected`.
+    pub fn disconnect(&self, connector_id: &str, reason: &str) -> bool {
+        let conn = self.inner.conns.lock().unwrap().get(connector_id).cloned();
+        match conn {
+            Some(c) => {
+                info!(connector_id, reason, "disconnecting connector");
+                c.close(4003, reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends TOKEN_ROTATE to a connector that announced `token-rotate`.
+    pub fn rotate_token(
+        &self,
+        connector_id: &str,
+        token: String,
+        expires_at: Option<String>,
+    ) -> bool {
+        let conn = self.inner.conns.lock().unwrap().get(connector_id).cloned();
+        match conn {
+            Some(c) if c.has(Capability::TokenRotate) => {
+                c.send_detached(&CloudMsg::TokenRotate(proto::TokenRotate {
+                    token,
+                    expires_at,
+                }));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Serves an authenticated, upgraded connection until it ends. A previous connection
+    /// with the same connector identity is closed: the newest one wins.
+    pub async fn serve_connection<S>(&self, ws: WebSocketStream<S>, claims: ConnectorClaims)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let id = claims.sub.clone();
+        let span = info_span!("connector", connector_id = %id);
+        let (conn, out_rx) = Conn::new(id.clone(), self.inner.shutdown.child_token());
+        let previous = self
+            .inner
+            .conns
+            .lock()
+            .unwrap()
+            .insert(id.clone(), Arc::clone(&conn));
+        if let Some(old) = previous {
+            span.in_scope(|| info!("a newer connection replaces the previous one"));
+            old.close(4001, "replaced by a newer connection");
+        }
+        let directory = Arc::clone(&self.inner.cfg.directory);
+        directory.on_event(ConnectorEvent::Connected { claims });
+        span.in_scope(|| info!("connector connected"));
+        conn::run(
+            Arc::clone(&conn),
+            out_rx,
+            ws,
+            Arc::clone(&directory),
+            self.inner.cfg.conn.clone(),
+        )
+        .instrument(span.clone())
+        .await;
+        let removed = {
+            let mut conns = self.inner.conns.lock().unwrap();
+            match conns.get(&id) {
+                Some(c) if Arc::ptr_eq(c, &conn) => conns.remove(&id).is_some(),
+                _ => false,
+            }
+        };
+        span.in_scope(|| info!(replaced = !removed, "connector disconnected"));
+        if removed {
+            directory.on_event(ConnectorEvent::Disconnected { connector_id: id });
+        }
+    }
+
+    fn conn(&self, connector: &str) -> Result<Arc<Conn>, RouteError> {
+        self.inner
+            .conns
+            .lock()
+            .unwrap()
+            .get(connector)
+            .cloned()
+            .ok_or(RouteError::Offline)
+    }
+
+    fn next_id(&self, kind: char) -> String {
+        let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{kind}-{}-{n:x}", self.inner.id_prefix)
+    }
+
+    async fn do_send(
+        self,
+        connector: String,
+        req: ProxyRequest,
+    ) -> Result<ProxyResponse, RouteError> {
+        let conn = self.conn(&connector)?;
+        let peer = conn.peer(self.inner.cfg.conn.hello_grace).await;
+        if conn.open_streams() >= limits::MAX_STREAMS_PER_CONNECTOR {
+            return Err(RouteError::Busy(format!(
+                "connector has {} requests in flight",
+                limits::MAX_STREAMS_PER_CONNECTOR
+            )));
+        }
+        if req.headers.byte_len() > limits::MAX_HEADER_BYTES {
+            return Err(RouteError::BadRequest("request headers too large".into()));
+        }
+        let request_id = self.next_id('r');
+        let timeout = req.timeout.min(limits::MAX_TIMEOUT);
+        let mut headers = req.headers;
+        let (inline, upload) = plan_body(req.body, peer, &mut headers).await?;
+        let (body, body_encoding) = match inline {
+            Some(b) => encode_inline(b, peer)?,
+            None => (None, None),
+        };
+        let flow = peer.caps.has(Capability::Flow);
+        let (stream, rx) = conn::new_stream(flow);
+        let msg = CloudMsg::HttpRequest(proto::HttpRequest {
+            request_id: request_id.clone(),
+            tenant_id: req.tenant_id,
+            equip_id: req.equip_id,
+            target: proto::Target {
+                base_url: req.base_url,
+                method: req.method,
+                path: req.path,
+                headers,
+                body,
+                body_encoding,
+                tls_insecure: req.tls_insecure,
+            },
+            timeout_ms: Some(timeout.as_millis() as u64),
+            body_stream: upload.is_some(),
+        });
+        conn.streams
+            .lock()
+            .unwrap()
+            .insert(request_id.clone(), Arc::clone(&stream));
+        let mut body = RelayBody {
+            conn: Arc::clone(&conn),
+            stream: Arc::clone(&stream),
+            request_id: request_id.clone(),
+            rx,
+            idle: req.idle_timeout,
+            flow,
+            done: false,
+            pump: None,
+        };
+        let frame = Message::text(proto::encode(&msg));
+        let waited = tokio::time::timeout(timeout, async {
+            conn.out
+                .send(frame)
+                .await
+                .map_err(|_| RouteError::Disconnected)?;
+            if let Some(upload) = upload {
+                body.pump = Some(tokio::spawn(pump_upload(
+                    Arc::clone(&conn),
+                    Arc::clone(&stream),
+                    request_id.clone(),
+                    upload,
+                    flow,
+                )));
+            }
+            Ok::<_, RouteError>(body.rx.recv().await)
+        })
+        .await;
+        match waited {
+            Err(_) => Err(RouteError::Timeout), // `body` drops: cancel sent
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(None)) => Err(body.failure()),
+            Ok(Ok(Some(StreamEvent::Start { status, headers }))) => Ok(ProxyResponse {
+                status,
+                headers,
+                body: ResponseBody(Box::new(body)),
+            }),
+            Ok(Ok(Some(StreamEvent::Error(e)))) => {
+                body.done = true;
+                Err(e)
+            }
+            Ok(Ok(Some(_))) => Err(RouteError::Protocol(
+                "body before HTTP_RESPONSE_START".into(),
+            )),
+        }
+    }
+
+    async fn do_open_ws(self, connector: String, req: WsRequest) -> Result<WsChannel, RouteError> {
+        let conn = self.conn(&connector)?;
+        let peer = conn.peer(self.inner.cfg.conn.hello_grace).await;
+        if !peer.caps.has(Capability::Ws) {
+            return Err(RouteError::Connector(
+                "connector cannot carry WebSockets".into(),
+            ));
+        }
+        if conn.open_streams() >= limits::MAX_STREAMS_PER_CONNECTOR {
+            return Err(RouteError::Busy(
+                "too many streams on this connector".into(),
+            ));
+        }
+        let stream_id = self.next_id('w');
+        let (state, rx, opened) = conn::new_ws();
+        conn.ws.lock().unwrap().insert(stream_id.clone(), state);
+        let mut chan = RelayWs {
+            conn: Arc::clone(&conn),
+            stream_id: stream_id.clone(),
+            rx,
+            closed: false,
+        };
+        let msg = CloudMsg::WsOpen(proto::WsOpen {
+            stream_id,
+            target: proto::WsTarget {
+                base_url: req.base_url,
+                path: req.path,
+                headers: req.headers,
+                protocols: req.protocols,
+                tls_insecure: req.tls_insecure,
+            },
+        });
+        let res = tokio::time::timeout(req.timeout, async {
+            conn.out
+                .send(Message::text(proto::encode(&msg)))
+                .await
+                .map_err(|_| RouteError::Disconnected)?;
+            opened.await.unwrap_or(Err(RouteError::Disconnected))
+        })
+        .await;
+        match res {
+            Ok(Ok(protocol)) => Ok(WsChannel {
+                protocol,
+                inner: Box::new(chan),
+            }),
+            Ok(Err(e)) => {
+                chan.closed = true;
+                Err(e)
+            }
+            Err(_) => Err(RouteError::Timeout),
+        }
+    }
+}
+
+impl Router for Relay {
+    fn send(
+        &self,
+        connector: &str,
+        request: ProxyRequest,
+    ) -> BoxFuture<'static, Result<ProxyResponse, RouteError>> {
+        Box::pin(self.clone().do_send(connector.to_owned(), request))
+    }
+
+    fn open_ws(
+        &self,
+        connector: &str,
+        request: WsRequest,
+    ) -> BoxFuture<'static, Result<WsChannel, RouteError>> {
+        Box::pin(self.clone().do_open_ws(connector.to_owned(), request))
+    }
+
+    fn is_online(&self, connector: &str) -> bool {
+        self.inner.conns.lock().unwrap().contains_key(connector)
+    }
+}
+
+type Upload = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// Decides how the body travels: inline in HTTP_REQUEST, or streamed (`req-stream`).
+async fn plan_body(
+    body: RequestBody,
+    peer: Peer,
+    headers: &mut proto::Headers,
+) -> Result<(Option<Bytes>, Option<Upload>), RouteError> {
+    let streams = peer.caps.has(Capability::ReqStream);
+    match body {
+        RequestBody::Empty => Ok((None, None)),
+        RequestBody::Full(b)
+            if b.len() <= INLINE_THRESHOLD || (!streams && b.len() <= limits::MAX_INLINE_BODY) =>
+        {
+            Ok((Some(b), None))
+        }
+        RequestBody::Full(b) if streams => {
+            headers.insert("content-length", b.len().to_string());
+            Ok((
+                None,
+                Some(futures_util::stream::once(async move { Ok(b) }).boxed()),
+            ))
+        }
+        RequestBody::Full(_) => Err(RouteError::BodyTooLarge(limits::MAX_INLINE_BODY)),
+        RequestBody::Stream { length, stream } if streams => {
+            headers.remove("transfer-encoding");
+            match length {
+                Some(n) => headers.insert("content-length", n.to_string()),
+                None => headers.remove("content-length"),
+            }
+            Ok((None, Some(stream)))
+        }
+        RequestBody::Stream { mut stream, .. } => {
+            // Legacy connector: the body must fit in one frame.
+            let mut buf = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| RouteError::BodyRead(e.to_string()))?;
+                if buf.len() + chunk.len() > limits::MAX_INLINE_BODY {
+                    return Err(RouteError::BodyTooLarge(limits::MAX_INLINE_BODY));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok((Some(buf.into()), None))
+        }
+    }
+}
+
+fn encode_inline(
+    b: Bytes,
+    peer: Peer,
+) -> Result<(Option<String>, Option<BodyEncoding>), RouteError> {
+    match String::from_utf8(b.to_vec()) {
+        Ok(s) => Ok((Some(s), None)),
+        Err(_) if peer.hello => Ok((
+            Some(base64::engine::general_purpose::STANDARD.encode(&b)),
+            Some(BodyEncoding::Base64),
+        )),
+        Err(_) => Err(RouteError::BinaryUnsupported),
+    }
+}
+
+/// Sends a streamed request body as HTTP_REQUEST_CHUNK frames within the connector's
+/// window, then HTTP_REQUEST_END. Holds at most one piece of the body at a time.
+async fn pump_upload(
+    conn: Arc<Conn>,
+    stream: Arc<HttpStream>,
+    request_id: String,
+    mut body: Upload,
+    flow: bool,
+) {
+    let mut index = 0u64;
+    while let Some(item) = body.next().await {
+        let mut bytes = match item {
+            Ok(b) => b,
+            Err(e) => {
+                stream.state.lock().unwrap().failed = Some(RouteError::BodyRead(e.to_string()));
+                conn.cancel_stream(&request_id);
+                return;
+            }
+        };
+        while !bytes.is_empty() {
+            let mut n = bytes.len().min(limits::MAX_CHUNK_LEN);
+            if flow {
+                loop {
+                    let notified = stream.upload_credit.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    {
+                        let mut st = stream.state.lock().unwrap();
+                        if st.failed.is_some() || conn.cancel.is_cancelled() {
+                            return;
+                        }
+                        let w = st
+                            .upload
+                            .as_mut()
+                            .expect("flow stream has an upload window");
+                        if w.available() > 0 {
+                            n = n.min(w.available() as usize);
+                            w.consume(n);
+                            break;
+                        }
+                    }
+                    if !conn.streams.lock().unwrap().contains_key(&request_id) {
+                        return;
+                    }
+                    notified.await;
+                }
+            }
+            let piece = bytes.split_to(n);
+            let msg = CloudMsg::HttpRequestChunk(proto::Chunk {
+                request_id: request_id.clone(),
+                data: piece,
+                index,
+            });
+            index += 1;
+            if conn
+                .out
+                .send(Message::text(proto::encode(&msg)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    let end = CloudMsg::HttpRequestEnd(proto::StreamRef { request_id });
+    let _ = conn.out.send(Message::text(proto::encode(&end))).await;
+}
+
+/// Consumer end of an HTTP stream.
+struct RelayBody {
+    conn: Arc<Conn>,
+    stream: Arc<HttpStream>,
+    request_id: String,
+    rx: mpsc::Receiver<StreamEvent>,
+    idle: Duration,
+    flow: bool,
+    done: bool,
+    pump: Option<JoinHandle<()>>,
+}
+
+impl RelayBody {
+    fn failure(&mut self) -> RouteError {
+        self.done = true;
+        self.stream
+            .state
+            .lock()
+            .unwrap()
+            .failed
+            .clone()
+            .unwrap_or(RouteError::Disconnected)
+    }
+
+    async fn next(&mut self) -> Option<Result<Bytes, RouteError>> {
+        if self.done {
+            return None;
+        }
+        let ev = match tokio::time::timeout(self.idle, self.rx.recv()).await {
+            Err(_) => {
+                self.done = true;
+                self.conn.cancel_stream(&self.request_id);
+                return Some(Err(RouteError::Timeout));
+            }
+            Ok(None) => return Some(Err(self.failure())),
+            Ok(Some(ev)) => ev,
+        };
+        match ev {
+            StreamEvent::Data(b) => {
+                if self.flow {
+                    let credit = self
+                        .stream
+                        .state
+                        .lock()
+                        .unwrap()
+                        .recv
+                        .as_mut()
+                        .and_then(|w| w.on_consumed(b.len()));
+                    if let Some(bytes) = credit {
+                        let wu = CloudMsg::WindowUpdate(proto::WindowUpdate {
+                            request_id: self.request_id.clone(),
+                            bytes,
+                        });
+                        let _ = self.conn.out.send(Message::text(proto::encode(&wu))).await;
+                    }
+                }
+                Some(Ok(b))
+            }
+            StreamEvent::End => {
+                self.done = true;
+                None
+            }
+            StreamEvent::Error(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            StreamEvent::Start { .. } => {
+                self.done = true;
+                self.conn.cancel_stream(&self.request_id);
+                Some(Err(RouteError::Protocol(
+                    "second HTTP_RESPONSE_START".into(),
+                )))
+            }
+        }
+    }
+}
+
+impl BodySource for RelayBody {
+    fn next_chunk(&mut self) -> BoxFuture<'_, Option<Result<Bytes, RouteError>>> {
+        Box::pin(self.next())
+    }
+}
+
+impl Drop for RelayBody {
+    fn drop(&mut self) {
+        if let Some(p) = self.pump.take() {
+            p.abort();
+        }
+        if !self.done {
+            // Caller went away mid-stream: stop the device download.
+            self.conn.cancel_stream(&self.request_id);
+        } else {
+            self.conn.streams.lock().unwrap().remove(&self.request_id);
+        }
+    }
+}
+
+/// Caller end of a tunnelled WebSocket.
+struct RelayWs {
+    conn: Arc<Conn>,
+    stream_id: String,
+    rx: mpsc::Receiver<WsFrame>,
+    closed: bool,
+}
+
+impl WsSource for RelayWs {
+    fn recv(&mut self) -> BoxFuture<'_, Option<WsFrame>> {
+        Box::pin(async move {
+            if self.closed {
+                return None;
+            }
+            let f = self.rx.recv().await;
+            if matches!(f, None | Some(WsFrame::Close { .. })) {
+                self.closed = true;
+                self.conn.ws.lock().unwrap().remove(&self.stream_id);
+            }
+            f
+        })
+    }
+
+    fn send(&mut self, frame: WsFrame) -> BoxFuture<'_, Result<(), RouteError>> {
+        Box::pin(async move {
+            if self.closed {
+                return Err(RouteError::Disconnected);
+            }
+            let msg = match frame {
+                WsFrame::Text(t) => CloudMsg::WsMessage(proto::WsMessage {
+                    stream_id: self.stream_id.clone(),
+                    text: Some(t),
+                    data: None,
+                }),
+                WsFrame::Binary(d) => CloudMsg::WsMessage(proto::WsMessage {
+                    stream_id: self.stream_id.clone(),
+                    text: None,
+                    data: Some(d),
+                }),
+                WsFrame::Close { code, reason } => {
+                    self.closed = true;
+                    self.conn.ws.lock().unwrap().remove(&self.stream_id);
+                    CloudMsg::WsClose(proto::WsClose {
+                        stream_id: self.stream_id.clone(),
+                        code,
+                        reason,
+                    })
+                }
+            };
+            self.conn
+                .out
+                .send(Message::text(proto::encode(&msg)))
+                .await
+                .map_err(|_| RouteError::Disconnected)
+        })
+    }
+}
+
+impl Drop for RelayWs {
+    fn drop(&mut self) {
+        if !self.closed {
+            conn::close_ws(&self.conn, &self.stream_id, 1001, "caller went away");
+        }
+    }
+}

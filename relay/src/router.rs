@@ -1,0 +1,264 @@
+//! The `Router` seam: "send this request to connector N and give me the response stream".
+//!
+//! The gateway and the API only ever see this trait. The relay implements it in-process;
+//! cluster mode will implement it over NATS. Nothing here knows about sockets.
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use ponte_protocol::Headers;
+use std::time::Duration;
+
+/// Identity of a connector: the `sub` claim of its token.
+pub type ConnectorId = String;
+
+/// A request body as handed to the router.
+pub enum RequestBody {
+    Empty,
+    /// A body already in memory. Small ones travel inline in HTTP_REQUEST.
+    Full(Bytes),
+    /// A body read as it is sent (`req-stream`). `length`, when known, is passed to the
+    /// device as `Content-Length` so it is not sent chunked (embedded HTTP servers often
+    /// do not accept chunked uploads).
+    Stream {
+        length: Option<u64>,
+        stream: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    },
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestBody::Empty => f.write_str("Empty"),
+            RequestBody::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            RequestBody::Stream { length, .. } => write!(f, "Stream(length={length:?})"),
+        }
+    }
+}
+
+/// An HTTP request for a device behind a connector.
+#[derive(Debug)]
+pub struct ProxyRequest {
+    pub tenant_id: Option<i64>,
+    pub equip_id: Option<i64>,
+    /// `http(s)://host[:port]` of the device, as the connector sees it.
+    pub base_url: String,
+    pub method: String,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    pub headers: Headers,
+    pub body: RequestBody,
+    /// Bound on the wait for the response status line (`timeoutMs`).
+    pub timeout: Duration,
+    /// Bound on the silence between two body chunks once the response has started.
+    pub idle_timeout: Duration,
+    pub tls_insecure: bool,
+}
+
+impl ProxyRequest {
+    /// A body-less request with default timeouts.
+    pub fn new(base_url: impl Into<String>, method: &str, path: impl Into<String>) -> Self {
+        Self {
+            tenant_id: None,
+            equip_id: None,
+            base_url: base_url.into(),
+            method: method.to_owned(),
+            path: path.into(),
+            headers: Headers::new(),
+            body: RequestBody::Empty,
+            timeout: ponte_protocol::limits::DEFAULT_TIMEOUT,
+            idle_timeout: ponte_protocol::limits::DEFAULT_TIMEOUT,
+            tls_insecure: false,
+        }
+    }
+}
+
+/// Status and headers of a device response, and its body still streaming.
+pub struct ProxyResponse {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: ResponseBody,
+}
+
+/// A response body arriving from a connector. Dropping it before the end cancels the
+/// request on the connector (which drops its connection to the device).
+pub struct ResponseBody(pub(crate) Box<dyn BodySource>);
+
+pub(crate) trait BodySource: Send {
+    fn next_chunk(&mut self) -> BoxFuture<'_, Option<Result<Bytes, RouteError>>>;
+}
+
+impl ResponseBody {
+    /// The next piece of the body; `None` at the end. After an error, the stream is over.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, RouteError>> {
+        self.0.next_chunk().await
+    }
+
+    /// Turns the body into a `Stream`, e.g. for a hyper/axum response body.
+    pub fn into_stream(self) -> BoxStream<'static, Result<Bytes, RouteError>> {
+        Box::pin(futures_util::stream::unfold(self, |mut body| async move {
+            body.chunk().await.map(|item| (item, body))
+        }))
+    }
+
+    /// Reads the whole body, failing with [`RouteError::BodyTooLarge`] past `limit` bytes.
+    pub async fn collect(mut self, limit: usize) -> Result<Bytes, RouteError> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.chunk().await {
+            let chunk = chunk?;
+            if out.len() + chunk.len() > limit {
+                return Err(RouteError::BodyTooLarge(limit));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.into())
+    }
+}
+
+/// What a WebSocket peer sent, either way through the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsFrame {
+    Text(String),
+    Binary(Bytes),
+    Close {
+        code: Option<u16>,
+        reason: Option<String>,
+    },
+}
+
+/// Where to open a device WebSocket.
+#[derive(Debug, Clone)]
+pub struct WsRequest {
+    pub base_url: String,
+    pub path: String,
+    pub headers: Headers,
+    pub protocols: Vec<String>,
+    pub tls_insecure: bool,
+    pub timeout: Duration,
+}
+
+/// An open device WebSocket: receive with `recv`, send with `send`. Dropping it closes
+/// the device side.
+pub struct WsChannel {
+    pub protocol: Option<String>,
+    pub(crate) inner: Box<dyn WsSource>,
+}
+
+pub(crate) trait WsSource: Send {
+    fn recv(&mut self) -> BoxFuture<'_, Option<WsFrame>>;
+    fn send(&mut self, frame: WsFrame) -> BoxFuture<'_, Result<(), RouteError>>;
+}
+
+impl WsChannel {
+    /// Next message from the device; `None` once the stream is closed.
+    pub async fn recv(&mut self) -> Option<WsFrame> {
+        self.inner.recv().await
+    }
+
+    /// Sends a message to the device. Waits while the tunnel is congested.
+    pub async fn send(&mut self, frame: WsFrame) -> Result<(), RouteError> {
+        self.inner.send(frame).await
+    }
+}
+
+/// Send requests to connectors. Implemented by the in-process relay (and later over NATS).
+pub trait Router: Send + Sync + 'static {
+    fn send(
+        &self,
+        connector: &str,
+        request: ProxyRequest,
+    ) -> BoxFuture<'static, Result<ProxyResponse, RouteError>>;
+
+    fn open_ws(
+        &self,
+        connector: &str,
+        request: WsRequest,
+    ) -> BoxFuture<'static, Result<WsChannel, RouteError>>;
+
+    /// Whether the connector holds a connection right now (on this node).
+    fn is_online(&self, connector: &str) -> bool;
+}
+
+/// Every way a routed request can fail, classified so the HTTP status is right:
+/// upstream (device/connector → 502/504/403), downstream (caller → 4xx), internal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("connector is offline")]
+    Offline,
+    #[error("timed out waiting for the device")]
+    Timeout,
+    #[error("could not connect to the device: {0}")]
+    ConnectFailed(String),
+    #[error("target forbidden by the connector's allowed_targets: {0}")]
+    TargetForbidden(String),
+    #[error("busy: {0}")]
+    Busy(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("request cancelled")]
+    Cancelled,
+    #[error("connector reported an error: {0}")]
+    Connector(String),
+    #[error("connector broke the protocol: {0}")]
+    Protocol(String),
+    #[error("connection to the connector was lost")]
+    Disconnected,
+    #[error("connector cannot carry binary bodies")]
+    BinaryUnsupported,
+    #[error("request body exceeds the {0}-byte limit")]
+    BodyTooLarge(usize),
+    #[error("request body could not be read: {0}")]
+    BodyRead(String),
+}
+
+impl RouteError {
+    /// HTTP status for the caller.
+    pub fn status(&self) -> u16 {
+        match self {
+            RouteError::Offline | RouteError::Disconnected => 502,
+            RouteError::Timeout => 504,
+            RouteError::ConnectFailed(_)
+            | RouteError::Connector(_)
+            | RouteError::Protocol(_)
+            | RouteError::BinaryUnsupported => 502,
+            RouteError::TargetForbidden(_) => 403,
+            RouteError::Busy(_) => 429,
+            RouteError::BadRequest(_) | RouteError::BodyRead(_) => 400,
+            RouteError::Cancelled => 499,
+            RouteError::BodyTooLarge(_) => 413,
+        }
+    }
+
+    /// Stable machine-readable code for JSON error bodies and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RouteError::Offline => "CONNECTOR_OFFLINE",
+            RouteError::Timeout => "TIMEOUT",
+            RouteError::ConnectFailed(_) => "CONNECT_FAILED",
+            RouteError::TargetForbidden(_) => "TARGET_FORBIDDEN",
+            RouteError::Busy(_) => "BUSY",
+            RouteError::BadRequest(_) => "BAD_REQUEST",
+            RouteError::Cancelled => "CANCELLED",
+            RouteError::Connector(_) => "CONNECTOR_ERROR",
+            RouteError::Protocol(_) => "PROTOCOL_ERROR",
+            RouteError::Disconnected => "CONNECTOR_DISCONNECTED",
+            RouteError::BinaryUnsupported => "BINARY_UNSUPPORTED",
+            RouteError::BodyTooLarge(_) => "BODY_TOO_LARGE",
+            RouteError::BodyRead(_) => "BODY_READ",
+        }
+    }
+
+    pub(crate) fn from_wire(err: &ponte_protocol::ResponseError) -> Self {
+        use ponte_protocol::ErrorCode as C;
+        let reason = err.reason().to_owned();
+        match err.code.as_deref().and_then(C::parse) {
+            Some(C::Timeout) => RouteError::Timeout,
+            Some(C::ConnectFailed) => RouteError::ConnectFailed(reason),
+            Some(C::TargetForbidden) => RouteError::TargetForbidden(reason),
+            Some(C::Busy) => RouteError::Busy(reason),
+            Some(C::BadRequest) => RouteError::BadRequest(reason),
+            Some(C::Cancelled) => RouteError::Cancelled,
+            Some(C::Internal) | None => RouteError::Connector(reason),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! HTTP side of the relay: `/ws/connectors` (authenticate, then upgrade) and `/health`.
+
+use crate::auth::AuthError;
+use crate::relay::Relay;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Json;
+use ponte_protocol::limits;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// WebSocket limits for connector connections. A frame over [`limits::MAX_FRAME_LEN`]
+/// closes the connection (close code 1009): it is refused before any of it is parsed, so
+/// there is no stream to blame, and a peer that sends one is broken or hostile.
+pub fn ws_config(read_buffer: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(read_buffer)
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 * limits::MAX_FRAME_LEN)
+        .max_message_size(Some(limits::MAX_FRAME_LEN))
+        .max_frame_size(Some(limits::MAX_FRAME_LEN))
+}
+
+/// The relay's routes.
+pub fn app(relay: Relay) -> axum::Router {
+    axum::Router::new()
+        .route("/ws/connectors", get(upgrade))
+        .route("/health", get(health))
+        .with_state(relay)
+}
+
+/// Serves the relay on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    relay: Relay,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(relay))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn health(State(relay): State<Relay>) -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "connectorsOnline": relay.online_count()}))
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+async fn upgrade(State(relay): State<Relay>, mut req: Request) -> Response {
+    let cfg = relay.config();
+    let token = match bearer(req.headers()) {
+        Some(t) => t,
+        None => return unauthorized(AuthError::Missing),
+    };
+    let claims = match cfg.verifier.verify(token) {
+        Ok(c) => c,
+        Err(e) => return unauthorized(e),
+    };
+    match cfg.directory.token_is_current(&claims).await {
+        Ok(true) => {}
+        Ok(false) => return unauthorized(AuthError::Revoked),
+        Err(e) => {
+            warn!(connector_id = %claims.sub, %e, "token check failed");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "token check failed; retry later",
+            );
+        }
+    }
+
+    let h = req.headers();
+    let is_ws = h
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = h.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let version_ok = h
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let (true, Some(key), true) = (is_ws, key, version_ok) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "expected a WebSocket (version 13) upgrade",
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let ws_cfg = ws_config(cfg.read_buffer);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = hyper_util::rt::TokioIo::new(upgraded);
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_cfg)).await;
+                relay.serve_connection(ws, claims).await;
+            }
+            Err(e) => debug!(%e, "upgrade failed"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(axum::body::Body::empty())
+        .expect("static response parts are valid")
+}
+
+fn unauthorized(err: AuthError) -> Response {
+    debug!(%err, "connector handshake refused");
+    error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", err.to_string())
+}

@@ -1,0 +1,153 @@
+//! A minimal peer that speaks only the original protocol (HTTP_REQUEST,
+//! HTTP_RESPONSE_START/CHUNK/END, PING/PONG, `HTTP_RESPONSE_ERROR {requestId, error}`),
+//! written with raw tokio-tungstenite + serde_json, not the connector crate. No HELLO;
+//! WINDOW_UPDATE and anything else unknown is ignored, as the Node connector does.
+//!
+//! `auto` peers execute requests against the origin; manual peers hand requests to the
+//! test, which answers with raw frames (including malformed ones).
+
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+pub struct LegacyPeer {
+    /// Raw text frames to send to the relay.
+    pub tx: mpsc::Sender<Message>,
+    /// Requests received (manual mode).
+    pub requests: mpsc::Receiver<Value>,
+    /// WINDOW_UPDATE frames received (and ignored).
+    pub window_updates: Arc<AtomicUsize>,
+    /// Set when the relay closed the connection.
+    pub closed: Arc<tokio::sync::Notify>,
+    pub closed_flag: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LegacyPeer {
+    pub async fn connect(relay_ws_url: &str, token: &str, auto: bool) -> Self {
+        let mut req = relay_ws_url.into_client_request().unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("legacy peer connects");
+        let (mut sink, mut stream) = ws.split();
+        let (tx, mut rx) = mpsc::channel::<Message>(64);
+        let (req_tx, requests) = mpsc::channel(64);
+        let window_updates = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(tokio::sync::Notify::new());
+        let closed_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (wu, out, cl, cf) = (
+            window_updates.clone(),
+            tx.clone(),
+            closed.clone(),
+            closed_flag.clone(),
+        );
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                let Message::Text(text) = msg else { continue };
+                let v: Value = serde_json::from_str(text.as_str()).unwrap();
+                match v["type"].as_str().unwrap_or_default() {
+                    "PING" => {
+                        let _ = out
+                            .send(Message::text(
+                                json!({"type":"PONG","ts":v["ts"]}).to_string(),
+                            ))
+                            .await;
+                    }
+                    "WINDOW_UPDATE" => {
+                        wu.fetch_add(1, Ordering::SeqCst);
+                    }
+                    "HTTP_REQUEST" if auto => {
+                        tokio::spawn(execute(v, out.clone()));
+                    }
+                    "HTTP_REQUEST" => {
+                        let _ = req_tx.send(v).await;
+                    }
+                    _ => {}
+                }
+            }
+            cf.store(true, Ordering::SeqCst);
+            cl.notify_waiters();
+        });
+        Self {
+            tx,
+            requests,
+            window_updates,
+            closed,
+            closed_flag,
+        }
+    }
+
+    pub async fn send_raw(&self, frame: impl Into<String>) {
+        self.tx.send(Message::text(frame.into())).await.unwrap();
+    }
+
+    pub async fn send_json(&self, v: Value) {
+        self.send_raw(v.to_string()).await;
+    }
+}
+
+/// Executes one request the way the original Node connector did.
+async fn execute(v: Value, out: mpsc::Sender<Message>) {
+    let rid = v["requestId"].as_str().unwrap().to_owned();
+    let t = &v["target"];
+    let url = format!(
+        "{}{}",
+        t["baseUrl"].as_str().unwrap(),
+        t["path"].as_str().unwrap()
+    );
+    let method = reqwest::Method::from_bytes(t["method"].as_str().unwrap().as_bytes()).unwrap();
+    let mut rb = reqwest::Client::new().request(method, &url);
+    if let Some(b) = t["body"].as_str() {
+        rb = rb.body(b.to_owned());
+    }
+    let send = |v: Value| {
+        let out = out.clone();
+        async move {
+            let _ = out.send(Message::text(v.to_string())).await;
+        }
+    };
+    let mut resp = match rb.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return send(
+                json!({"type":"HTTP_RESPONSE_ERROR","requestId":rid,"error":e.to_string()}),
+            )
+            .await
+        }
+    };
+    let mut headers = serde_json::Map::new();
+    for (k, val) in resp.headers() {
+        let val = Value::String(val.to_str().unwrap_or_default().to_owned());
+        match headers.get_mut(k.as_str()) {
+            Some(Value::Array(a)) => a.push(val),
+            Some(prev) => *prev = Value::Array(vec![prev.clone(), val]),
+            None => {
+                headers.insert(k.to_string(), val);
+            }
+        }
+    }
+    send(json!({"type":"HTTP_RESPONSE_START","requestId":rid,"statusCode":resp.status().as_u16(),"headers":headers})).await;
+    let mut index = 0;
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        for piece in chunk.chunks(16 * 1024) {
+            let data = base64::engine::general_purpose::STANDARD.encode(piece);
+            send(json!({"type":"HTTP_RESPONSE_CHUNK","requestId":rid,"data":data,"index":index}))
+                .await;
+            index += 1;
+        }
+    }
+    send(json!({"type":"HTTP_RESPONSE_END","requestId":rid})).await;
+}

@@ -1,0 +1,286 @@
+//! The one harness every integration test uses: spawn a relay, a connector and a device
+//! (origin) on 127.0.0.1 port 0, mint tokens, wait for conditions with deadlines, read RSS.
+//! Only loopback addresses are ever used.
+
+pub mod legacy;
+pub mod origin;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ponte_connector::config::{Config, FileConfig, RelayUrls, Secret};
+use ponte_relay::{
+    ConnConfig, ConnectorClaims, Relay, RelayConfig, StaticDirectory, TokenVerifier,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const CONNECTOR_KEY: &[u8] = include_bytes!("../fixtures/connector-key.pem");
+pub const CONNECTOR_PUB: &[u8] = include_bytes!("../fixtures/connector-key.pub.pem");
+pub const OTHER_KEY: &[u8] = include_bytes!("../fixtures/other-key.pem");
+
+/// Logs to the test's captured output when `PONTE_LOG` is set.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PONTE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+pub fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Signs connector claims with `key` (PEM).
+pub fn sign(claims: &ConnectorClaims, key: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        claims,
+        &EncodingKey::from_rsa_pem(key).unwrap(),
+    )
+    .unwrap()
+}
+
+pub fn claims(sub: &str, jti: &str, ttl_s: i64) -> ConnectorClaims {
+    ConnectorClaims {
+        sub: sub.into(),
+        cli: Some(1),
+        tid: Some(2),
+        jti: jti.into(),
+        exp: (now_s() as i64 + ttl_s) as u64,
+    }
+}
+
+/// A relay listening on 127.0.0.1.
+pub struct TestRelay {
+    pub relay: Relay,
+    pub addr: SocketAddr,
+    pub directory: Arc<StaticDirectory>,
+    pub shutdown: CancellationToken,
+}
+
+impl TestRelay {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            ConnConfig::default(),
+        )
+        .await
+    }
+
+    pub async fn spawn_with(listener: TcpListener, conn: ConnConfig) -> Self {
+        init_logging();
+        let addr = listener.local_addr().unwrap();
+        let directory = StaticDirectory::new();
+        let shutdown = CancellationToken::new();
+        let relay = Relay::new(
+            RelayConfig {
+                verifier: TokenVerifier::from_rsa_pems(&[CONNECTOR_PUB]).unwrap(),
+                directory: directory.clone(),
+                conn,
+                read_buffer: 4096,
+            },
+            shutdown.clone(),
+        );
+        tokio::spawn(ponte_relay::serve(
+            listener,
+            relay.clone(),
+            shutdown.clone(),
+        ));
+        Self {
+            relay,
+            addr,
+            directory,
+            shutdown,
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/connectors", self.addr)
+    }
+
+    /// Registers `id` with a fresh current token and returns it.
+    pub fn token_for(&self, id: &str) -> String {
+        let jti = format!("jti-{}", fastrand::u64(..));
+        self.directory.set_current(id, &jti);
+        sign(&claims(id, &jti, 3600), CONNECTOR_KEY)
+    }
+
+    /// Waits until `id` holds a connection.
+    pub async fn wait_online(&self, id: &str) {
+        use ponte_relay::Router;
+        wait_until(Duration::from_secs(10), || self.relay.is_online(id)).await;
+    }
+
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A connector (the real crate) started in-process.
+pub struct TestConnector {
+    pub handle: ponte_connector::Handle,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for TestConnector {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Connector settings for tests: health on port 0, fast reconnects.
+pub fn connector_config(relay_url: &str, token: &str, allowed: Option<Vec<String>>) -> Config {
+    let f = FileConfig {
+        relay_url: Some(RelayUrls::One(relay_url.into())),
+        token: Some(Secret::new(token)),
+        name: Some("test-connector".into()),
+        allowed_targets: allowed,
+        health_listen: Some("127.0.0.1:0".into()),
+        backoff_initial_ms: Some(20),
+        backoff_max_ms: Some(200),
+        ..Default::default()
+    };
+    Config::from_file_config(f, None).unwrap()
+}
+
+pub async fn spawn_connector(cfg: Config) -> TestConnector {
+    spawn_connector_timed(cfg, Default::default()).await
+}
+
+pub async fn spawn_connector_timed(cfg: Config, timing: ponte_connector::Timing) -> TestConnector {
+    init_logging();
+    let shutdown = CancellationToken::new();
+    let handle = ponte_connector::start(cfg, timing, shutdown.clone())
+        .await
+        .unwrap();
+    TestConnector { handle, shutdown }
+}
+
+/// The usual setup: relay + origin + connector `c1` (default policy: loopback allowed),
+/// connected.
+pub struct Stack {
+    pub relay: TestRelay,
+    pub origin: origin::Origin,
+    pub connector: TestConnector,
+}
+
+pub const CID: &str = "c1";
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    pub async fn start_with(allowed: Option<Vec<String>>) -> Self {
+        let relay = TestRelay::spawn().await;
+        let origin = origin::Origin::spawn().await;
+        let token = relay.token_for(CID);
+        let connector = spawn_connector(connector_config(&relay.ws_url(), &token, allowed)).await;
+        relay.wait_online(CID).await;
+        Self {
+            relay,
+            origin,
+            connector,
+        }
+    }
+
+    /// A GET to the origin through the tunnel.
+    pub fn get(&self, path: &str) -> ponte_relay::ProxyRequest {
+        ponte_relay::ProxyRequest::new(self.origin.base_url(), "GET", path)
+    }
+}
+
+/// Polls `cond` until it holds; panics after `limit`. For conditions with no event to
+/// await (another task's state); never a fixed sleep.
+pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Samples RSS in the background; `peak()` is the largest value seen.
+pub struct RssSampler {
+    peak: Arc<std::sync::atomic::AtomicU64>,
+    stop: CancellationToken,
+}
+
+impl RssSampler {
+    pub fn start() -> Self {
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_bytes()));
+        let stop = CancellationToken::new();
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.is_cancelled() {
+                p.fetch_max(rss_bytes(), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Self { peak, stop }
+    }
+
+    pub fn peak(&self) -> u64 {
+        self.peak
+            .fetch_max(rss_bytes(), std::sync::atomic::Ordering::Relaxed)
+            .max(rss_bytes())
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The deterministic pseudo-random bytes the origin's `/bytes/{n}?seed=s` serves.
+pub fn pattern_chunks(n: u64, seed: u64) -> impl Iterator<Item = bytes::Bytes> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut left = n;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let len = left.min(64 * 1024) as usize;
+        left -= len as u64;
+        let mut buf = vec![0u8; len];
+        rng.fill(&mut buf);
+        Some(bytes::Bytes::from(buf))
+    })
+}
+
+pub fn sha256_hex(chunks: impl IntoIterator<Item = bytes::Bytes>) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for c in chunks {
+        h.update(&c);
+    }
+    hex(&h.finalize())
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,184 @@
+//! A local HTTP origin standing in for a device, with the endpoints the tests need and
+//! counters for what it saw.
+
+use axum::body::Body;
+use axum::extract::ws::{Message as AxMsg, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+#[derive(Default)]
+pub struct OriginStats {
+    /// TCP connections accepted.
+    pub accepted: AtomicUsize,
+    /// Streamed bodies (`/bytes`) dropped before they finished: the client went away.
+    pub aborted_bodies: AtomicUsize,
+    /// Streamed bodies that reached their end.
+    pub finished_bodies: AtomicUsize,
+    pub body_event: Notify,
+    /// Headers of the last `/echo` request.
+    pub last_headers: Mutex<Option<HeaderMap>>,
+}
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub stats: Arc<OriginStats>,
+}
+
+#[derive(Deserialize)]
+struct BytesQuery {
+    #[serde(default)]
+    seed: u64,
+}
+
+impl Origin {
+    pub async fn spawn() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener)
+    }
+
+    pub fn serve(listener: tokio::net::TcpListener) -> Self {
+        use axum::serve::ListenerExt;
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(OriginStats::default());
+        let app = axum::Router::new()
+            .route("/hello", get(|| async { "hello" }))
+            .route("/bytes/{n}", get(bytes))
+            .route("/cookies", get(cookies))
+            .route("/echo", any(echo))
+            .route("/upload", post(upload))
+            .route("/silent", get(silent))
+            .route(
+                "/status/{code}",
+                get(|Path(c): Path<u16>| async move { StatusCode::from_u16(c).unwrap() }),
+            )
+            .route("/ws", get(ws_echo))
+            .with_state(stats.clone());
+        let s = stats.clone();
+        let listener = listener.tap_io(move |_| {
+            s.accepted.fetch_add(1, Ordering::SeqCst);
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, stats }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+struct BodyGuard {
+    stats: Arc<OriginStats>,
+    done: bool,
+}
+
+impl Drop for BodyGuard {
+    fn drop(&mut self) {
+        let c = if self.done {
+            &self.stats.finished_bodies
+        } else {
+            &self.stats.aborted_bodies
+        };
+        c.fetch_add(1, Ordering::SeqCst);
+        self.stats.body_event.notify_waiters();
+    }
+}
+
+async fn bytes(
+    State(stats): State<Arc<OriginStats>>,
+    Path(n): Path<u64>,
+    Query(q): Query<BytesQuery>,
+) -> Response {
+    let guard = BodyGuard { stats, done: false };
+    let chunks = crate::pattern_chunks(n, q.seed);
+    // The guard lives in the stream state: hyper dropping the body (client gone) drops it.
+    let stream =
+        futures_util::stream::unfold((chunks, guard), |(mut chunks, mut guard)| async move {
+            match chunks.next() {
+                Some(c) => Some((Ok::<_, std::io::Error>(c), (chunks, guard))),
+                None => {
+                    guard.done = true;
+                    drop(guard); // counts as finished
+                    None
+                }
+            }
+        });
+    let mut resp = Body::from_stream(stream).into_response();
+    resp.headers_mut()
+        .insert("content-type", "application/octet-stream".parse().unwrap());
+    resp.headers_mut()
+        .insert("content-length", n.to_string().parse().unwrap());
+    resp
+}
+
+async fn cookies() -> Response {
+    let mut r = "cookies".into_response();
+    r.headers_mut()
+        .append("set-cookie", "a=1; Path=/".parse().unwrap());
+    r.headers_mut()
+        .append("set-cookie", "b=2; HttpOnly".parse().unwrap());
+    r
+}
+
+async fn echo(
+    State(stats): State<Arc<OriginStats>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let map: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect();
+    *stats.last_headers.lock().unwrap() = Some(headers);
+    axum::Json(serde_json::json!({"headers": map, "body_len": body.len(), "body": String::from_utf8_lossy(&body)})).into_response()
+}
+
+async fn upload(headers: HeaderMap, body: Body) -> Response {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut len = 0u64;
+    let mut s = body.into_data_stream();
+    while let Some(c) = s.next().await {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        };
+        len += c.len() as u64;
+        h.update(&c);
+    }
+    axum::Json(serde_json::json!({
+        "len": len,
+        "sha256": crate::hex(&h.finalize()),
+        "chunked": headers.get("transfer-encoding").is_some(),
+        "content_length": headers.get("content-length").and_then(|v| v.to_str().ok()),
+    }))
+    .into_response()
+}
+
+async fn silent() -> Response {
+    std::future::pending::<()>().await;
+    unreachable!()
+}
+
+async fn ws_echo(ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(|mut socket| async move {
+        while let Some(Ok(msg)) = socket.recv().await {
+            let reply = match msg {
+                AxMsg::Text(t) => AxMsg::Text(format!("echo:{}", t.as_str()).into()),
+                AxMsg::Binary(b) => AxMsg::Binary(b),
+                AxMsg::Close(_) => break,
+                _ => continue,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+}

@@ -1,0 +1,400 @@
+//! End-to-end behaviour of the tunnel: relay + real connector + local origin.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use ponte_relay::{ProxyRequest, RequestBody, RouteError, Router, WsFrame, WsRequest};
+use ponte_tests::*;
+use std::time::{Duration, Instant};
+
+fn ws_handshake_status(err: tokio_tungstenite::tungstenite::Error) -> (u16, String) {
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => (
+            resp.status().as_u16(),
+            String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned(),
+        ),
+        e => panic!("expected an HTTP refusal, got {e}"),
+    }
+}
+
+async fn try_connect(url: &str, auth: Option<&str>) -> Result<(), (u16, String)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    if let Some(a) = auth {
+        req.headers_mut()
+            .insert("authorization", a.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|_| ())
+        .map_err(ws_handshake_status)
+}
+
+#[tokio::test]
+async fn handshake_refuses_bad_tokens_with_401() {
+    let relay = TestRelay::spawn().await;
+    let url = relay.ws_url();
+    let good = relay.token_for("c1");
+    let wrong_key = sign(&claims("c1", "x", 3600), OTHER_KEY);
+    relay.directory.set_current("c2", "current");
+    let expired = sign(&claims("c2", "current", -3600), CONNECTOR_KEY);
+    let stale_jti = sign(&claims("c2", "old", 3600), CONNECTOR_KEY);
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        ("missing header", None, "missing"),
+        ("not bearer", Some("Basic abc".into()), "missing"),
+        ("garbage", Some("Bearer not.a.jwt".into()), "invalid"),
+        ("wrong key", Some(format!("Bearer {wrong_key}")), "invalid"),
+        ("expired", Some(format!("Bearer {expired}")), "expired"),
+        (
+            "revoked jti",
+            Some(format!("Bearer {stale_jti}")),
+            "revoked",
+        ),
+    ];
+    for (name, auth, reason) in cases {
+        let (status, body) = try_connect(&url, auth.as_deref()).await.expect_err(name);
+        assert_eq!(status, 401, "{name}");
+        assert!(body.contains(reason), "{name}: {body}");
+        assert!(body.contains(r#""code":"UNAUTHORIZED""#), "{name}: {body}");
+    }
+    try_connect(&url, Some(&format!("Bearer {good}")))
+        .await
+        .expect("valid token connects");
+    assert!(!relay.relay.is_online("c2"));
+}
+
+#[tokio::test]
+async fn repeated_headers_and_status_pass_through() {
+    let s = Stack::start().await;
+    let resp = s.relay.relay.send(CID, s.get("/cookies")).await.unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.headers.get_all("set-cookie").collect::<Vec<_>>(),
+        ["a=1; Path=/", "b=2; HttpOnly"]
+    );
+    assert_eq!(
+        resp.body.collect(1024).await.unwrap(),
+        Bytes::from_static(b"cookies")
+    );
+    let resp = s.relay.relay.send(CID, s.get("/status/418")).await.unwrap();
+    assert_eq!(resp.status, 418);
+}
+
+#[tokio::test]
+async fn request_headers_reach_the_device_without_hop_by_hop_or_expect() {
+    let s = Stack::start().await;
+    let mut req = s.get("/echo");
+    req.method = "POST".into();
+    req.headers.append("X-Custom", "1");
+    req.headers.append("X-Custom", "2");
+    req.headers.append("Connection", "x-secret-hop");
+    req.headers.append("X-Secret-Hop", "no");
+    req.headers.append("Expect", "100-continue");
+    req.headers.append("Host", "evil.example");
+    req.body = RequestBody::Full(Bytes::from_static("olá".as_bytes()));
+    let resp = s.relay.relay.send(CID, req).await.unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&resp.body.collect(1 << 20).await.unwrap()).unwrap();
+    let h = s.origin.stats.last_headers.lock().unwrap().clone().unwrap();
+    assert_eq!(h.get_all("x-custom").iter().collect::<Vec<_>>(), ["1", "2"]);
+    assert!(h.get("expect").is_none() && h.get("x-secret-hop").is_none());
+    assert_eq!(h.get("host").unwrap(), &s.origin.addr.to_string());
+    assert_eq!(v["body"], "olá");
+}
+
+#[tokio::test]
+async fn hundred_concurrent_requests_on_one_connector_all_complete() {
+    let s = Stack::start().await;
+    let router = s.relay.relay.clone();
+    let base = s.origin.base_url();
+    let tasks = (0..100u64).map(|i| {
+        let router = router.clone();
+        let base = base.clone();
+        tokio::spawn(async move {
+            let req =
+                ProxyRequest::new(base, "GET", format!("/bytes/{}?seed={i}", 20_000 + i * 100));
+            let resp = router.send(CID, req).await.unwrap();
+            let body = resp.body.collect(1 << 20).await.unwrap();
+            assert_eq!(
+                sha256_hex([body]),
+                sha256_hex(pattern_chunks(20_000 + i * 100, i)),
+                "request {i}"
+            );
+        })
+    });
+    for t in futures_util::future::join_all(tasks).await {
+        t.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn streamed_upload_of_100_mb_arrives_intact_without_buffering() {
+    const N: u64 = 100 * 1024 * 1024;
+    let s = Stack::start().await;
+    let before = rss_bytes();
+    let sampler = RssSampler::start();
+    let mut req = s.get("/upload");
+    req.method = "POST".into();
+    req.timeout = Duration::from_secs(120);
+    let stream =
+        futures_util::stream::iter(pattern_chunks(N, 42).map(Ok::<_, std::io::Error>)).boxed();
+    req.body = RequestBody::Stream {
+        length: Some(N),
+        stream,
+    };
+    let resp = s.relay.relay.send(CID, req).await.unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&resp.body.collect(1 << 20).await.unwrap()).unwrap();
+    assert_eq!(v["len"], N);
+    assert_eq!(v["sha256"], sha256_hex(pattern_chunks(N, 42)));
+    assert_eq!(
+        v["chunked"], false,
+        "a known length is sent as Content-Length, not chunked"
+    );
+    let growth = sampler.peak().saturating_sub(before);
+    println!(
+        "upload 100 MB: peak RSS growth {:.1} MB",
+        growth as f64 / 1e6
+    );
+    assert!(growth < 64 * 1024 * 1024, "RSS grew {growth} bytes");
+}
+
+#[tokio::test]
+async fn dropping_the_body_stops_the_device_download_within_a_second() {
+    let s = Stack::start().await;
+    let resp = s
+        .relay
+        .relay
+        .send(CID, s.get("/bytes/209715200"))
+        .await
+        .unwrap();
+    let mut body = resp.body;
+    let first = body.chunk().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    let stats = s.origin.stats.clone();
+    let aborted = stats.body_event.notified();
+    tokio::pin!(aborted);
+    aborted.as_mut().enable();
+    let t0 = Instant::now();
+    drop(body);
+    tokio::time::timeout(Duration::from_secs(1), aborted)
+        .await
+        .expect("origin saw its connection closed within 1 s");
+    println!(
+        "origin connection closed {:?} after the caller dropped the body",
+        t0.elapsed()
+    );
+    assert_eq!(
+        stats
+            .aborted_bodies
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert_eq!(
+        stats
+            .finished_bodies
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+#[tokio::test]
+async fn silent_origin_times_out_with_504() {
+    let s = Stack::start().await;
+    let mut req = s.get("/silent");
+    req.timeout = Duration::from_millis(300);
+    let t0 = Instant::now();
+    let err = s.relay.relay.send(CID, req).await.err().unwrap();
+    assert_eq!(err, RouteError::Timeout);
+    assert_eq!(err.status(), 504);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300) && t0.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn refused_connection_is_502_connect_failed() {
+    let s = Stack::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let req = ProxyRequest::new(format!("http://{closed}"), "GET", "/");
+    let err = s.relay.relay.send(CID, req).await.err().unwrap();
+    assert!(matches!(err, RouteError::ConnectFailed(_)), "{err:?}");
+    assert_eq!((err.status(), err.code()), (502, "CONNECT_FAILED"));
+}
+
+#[tokio::test]
+async fn targets_outside_the_allowlist_are_refused_before_connecting() {
+    let relay = TestRelay::spawn().await;
+    let allowed = origin::Origin::spawn().await;
+    let other = origin::Origin::spawn().await;
+    let token = relay.token_for(CID);
+    let c = spawn_connector(connector_config(
+        &relay.ws_url(),
+        &token,
+        Some(vec![allowed.addr.to_string()]),
+    ))
+    .await;
+    relay.wait_online(CID).await;
+    let ok = relay
+        .relay
+        .send(CID, ProxyRequest::new(allowed.base_url(), "GET", "/hello"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+
+    let health = c.handle.health_addr.unwrap();
+    for base in [
+        other.base_url(),
+        format!("http://{health}"),
+        "http://169.254.169.254".into(),
+        format!("http://localhost:{}", other.addr.port()),
+    ] {
+        let err = relay
+            .relay
+            .send(CID, ProxyRequest::new(base.clone(), "GET", "/"))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, RouteError::TargetForbidden(_)),
+            "{base}: {err:?}"
+        );
+        assert_eq!(err.status(), 403);
+    }
+    assert_eq!(
+        other
+            .stats
+            .accepted
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no connection was attempted"
+    );
+}
+
+#[tokio::test]
+async fn the_health_port_is_forbidden_even_under_the_default_policy() {
+    let s = Stack::start().await;
+    let health = s.connector.handle.health_addr.unwrap();
+    let err = s
+        .relay
+        .relay
+        .send(
+            CID,
+            ProxyRequest::new(format!("http://{health}"), "GET", "/health"),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, RouteError::TargetForbidden(m) if m.contains("health")),
+        "{err:?}"
+    );
+    // And it answers locally.
+    let v: serde_json::Value = reqwest::get(format!("http://{health}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["connected"], true);
+    assert_eq!(v["relayUrl"], s.relay.ws_url());
+}
+
+#[tokio::test]
+async fn absent_connector_fails_at_once() {
+    let relay = TestRelay::spawn().await;
+    let t0 = Instant::now();
+    let err = relay
+        .relay
+        .send(
+            "nobody",
+            ProxyRequest::new("http://127.0.0.1:1", "GET", "/"),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err, RouteError::Offline);
+    assert_eq!(err.status(), 502);
+    assert!(t0.elapsed() < Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn websocket_passthrough_echoes_text_and_binary() {
+    let s = Stack::start().await;
+    let req = WsRequest {
+        base_url: s.origin.base_url(),
+        path: "/ws".into(),
+        headers: Default::default(),
+        protocols: vec![],
+        tls_insecure: false,
+        timeout: Duration::from_secs(5),
+    };
+    let mut ws = s.relay.relay.open_ws(CID, req).await.unwrap();
+    ws.send(WsFrame::Text("olá".into())).await.unwrap();
+    assert_eq!(ws.recv().await, Some(WsFrame::Text("echo:olá".into())));
+    ws.send(WsFrame::Binary(Bytes::from_static(&[0, 1, 255])))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.recv().await,
+        Some(WsFrame::Binary(Bytes::from_static(&[0, 1, 255])))
+    );
+    ws.send(WsFrame::Close {
+        code: Some(1000),
+        reason: None,
+    })
+    .await
+    .unwrap();
+
+    // A WebSocket to a port with nothing listening fails cleanly.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bad = WsRequest {
+        base_url: format!("http://{closed}"),
+        path: "/ws".into(),
+        headers: Default::default(),
+        protocols: vec![],
+        tls_insecure: false,
+        timeout: Duration::from_secs(5),
+    };
+    assert!(s.relay.relay.open_ws(CID, bad).await.is_err());
+    // The connection still serves HTTP.
+    assert_eq!(
+        s.relay
+            .relay
+            .send(CID, s.get("/hello"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn token_rotation_reaches_the_connector() {
+    let s = Stack::start().await;
+    let new = s.relay.token_for(CID);
+    assert!(s.relay.relay.rotate_token(CID, new.clone(), None));
+    let shared = s.connector.handle.shared.clone();
+    wait_until(Duration::from_secs(5), || {
+        shared.token.lock().unwrap().expose() == new
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn disconnect_closes_the_socket_and_the_connector_comes_back() {
+    let s = Stack::start().await;
+    assert!(s.relay.relay.disconnect(CID, "token renewed"));
+    // The connector reconnects with the same (still current) token.
+    let relay = &s.relay.relay;
+    wait_until(Duration::from_secs(5), || !relay.is_online(CID)).await;
+    s.relay.wait_online(CID).await;
+    assert_eq!(relay.send(CID, s.get("/hello")).await.unwrap().status, 200);
+}
