@@ -195,7 +195,9 @@ fn valid_host(h: &str) -> Option<String> {
         && h.len() <= 253
         && h.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        && !h.starts_with('-');
+        && !h.starts_with('-')
+        // A numeric last label means an (invalid) IP address, not a name.
+        && !h.rsplit('.').next().is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()));
     ok.then(|| h.to_ascii_lowercase())
 }
 

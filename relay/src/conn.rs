@@ -69,9 +69,24 @@ pub(crate) enum StreamEvent {
     Error(RouteError),
 }
 
+/// An open HTTP stream as the connection's table holds it. The event sender lives only
+/// here: removing the entry closes the consumer's channel, which is how a failed or
+/// disconnected stream wakes its consumer.
+#[derive(Clone)]
+pub(crate) struct Slot {
+    pub stream: Arc<HttpStream>,
+    pub events: mpsc::Sender<StreamEvent>,
+}
+
+impl std::ops::Deref for Slot {
+    type Target = HttpStream;
+    fn deref(&self) -> &HttpStream {
+        &self.stream
+    }
+}
+
 /// Shared between the reader (producer) and the consumer of one HTTP stream.
 pub(crate) struct HttpStream {
-    pub events: mpsc::Sender<StreamEvent>,
     pub state: Mutex<StreamState>,
     /// Woken when the connector grants upload credit or the stream ends.
     pub upload_credit: Notify,
@@ -115,7 +130,7 @@ pub(crate) struct Conn {
     pub connector_id: String,
     pub out: mpsc::Sender<Message>,
     peer: watch::Sender<Option<Peer>>,
-    pub streams: Mutex<HashMap<String, Arc<HttpStream>>>,
+    pub streams: Mutex<HashMap<String, Slot>>,
     pub ws: Mutex<HashMap<String, Arc<WsState>>>,
     pub cancel: CancellationToken,
     close: Mutex<Option<CloseFrame>>,
@@ -550,7 +565,7 @@ async fn handle_text(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, text:
     }
 }
 
-fn lookup(conn: &Conn, request_id: &str) -> Option<Arc<HttpStream>> {
+fn lookup(conn: &Conn, request_id: &str) -> Option<Slot> {
     let found = conn.streams.lock().unwrap().get(request_id).cloned();
     if found.is_none() {
         // Normal right after a cancel or timeout (frames in flight); otherwise a peer bug.
@@ -560,7 +575,7 @@ fn lookup(conn: &Conn, request_id: &str) -> Option<Arc<HttpStream>> {
 }
 
 /// Hands an event to the stream's consumer.
-async fn deliver(conn: &Conn, request_id: &str, stream: &HttpStream, ev: StreamEvent) {
+async fn deliver(conn: &Conn, request_id: &str, stream: &Slot, ev: StreamEvent) {
     if conn.has(Capability::Flow) {
         match stream.events.try_send(ev) {
             Ok(()) => {}
@@ -630,10 +645,9 @@ pub(crate) fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn new_stream(caps_flow: bool) -> (Arc<HttpStream>, mpsc::Receiver<StreamEvent>) {
+pub(crate) fn new_stream(caps_flow: bool) -> (Slot, mpsc::Receiver<StreamEvent>) {
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     let stream = Arc::new(HttpStream {
-        events: tx,
         state: Mutex::new(StreamState {
             next_index: 0,
             started: false,
@@ -643,7 +657,7 @@ pub(crate) fn new_stream(caps_flow: bool) -> (Arc<HttpStream>, mpsc::Receiver<St
         }),
         upload_credit: Notify::new(),
     });
-    (stream, rx)
+    (Slot { stream, events: tx }, rx)
 }
 
 pub(crate) fn new_ws() -> (

@@ -191,7 +191,8 @@ impl Relay {
             None => (None, None),
         };
         let flow = peer.caps.has(Capability::Flow);
-        let (stream, rx) = conn::new_stream(flow);
+        let (slot, rx) = conn::new_stream(flow);
+        let stream = Arc::clone(&slot.stream);
         let msg = CloudMsg::HttpRequest(proto::HttpRequest {
             request_id: request_id.clone(),
             tenant_id: req.tenant_id,
@@ -211,7 +212,7 @@ impl Relay {
         conn.streams
             .lock()
             .unwrap()
-            .insert(request_id.clone(), Arc::clone(&stream));
+            .insert(request_id.clone(), slot);
         let mut body = RelayBody {
             conn: Arc::clone(&conn),
             stream: Arc::clone(&stream),

@@ -68,17 +68,17 @@ pub struct TestRelay {
 
 impl TestRelay {
     pub async fn spawn() -> Self {
-        Self::spawn_with(
-            TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            ConnConfig::default(),
-        )
-        .await
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::spawn_with(listener, ConnConfig::default(), StaticDirectory::new()).await
     }
 
-    pub async fn spawn_with(listener: TcpListener, conn: ConnConfig) -> Self {
+    pub async fn spawn_with(
+        listener: TcpListener,
+        conn: ConnConfig,
+        directory: Arc<StaticDirectory>,
+    ) -> Self {
         init_logging();
         let addr = listener.local_addr().unwrap();
-        let directory = StaticDirectory::new();
         let shutdown = CancellationToken::new();
         let relay = Relay::new(
             RelayConfig {
@@ -121,6 +121,22 @@ impl TestRelay {
 
     pub async fn stop(&self) {
         self.shutdown.cancel();
+    }
+
+    /// Stops this relay and starts a new one on the same address with the same tokens.
+    pub async fn restart(self) -> TestRelay {
+        self.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(tokio::time::Instant::now() < deadline, "rebinding {}: {e}", self.addr);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        TestRelay::spawn_with(listener, ConnConfig::default(), self.directory.clone()).await
     }
 }
 

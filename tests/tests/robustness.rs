@@ -1,0 +1,244 @@
+//! What must not break: legacy peers, malformed frames, duplicate connections, relay
+//! restarts, silent peers (paused time).
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use ponte_relay::{ProxyRequest, RequestBody, RouteError, Router};
+use ponte_tests::legacy::LegacyPeer;
+use ponte_tests::*;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+#[tokio::test]
+async fn a_connector_speaking_only_the_original_protocol_works() {
+    let relay = TestRelay::spawn().await;
+    let origin = origin::Origin::spawn().await;
+    let token = relay.token_for("legacy");
+    let peer = LegacyPeer::connect(&relay.ws_url(), &token, true).await;
+    relay.wait_online("legacy").await;
+    let r = &relay.relay;
+
+    let resp = r.send("legacy", ProxyRequest::new(origin.base_url(), "GET", "/cookies")).await.unwrap();
+    assert_eq!(resp.headers.get_all("set-cookie").count(), 2);
+    assert_eq!(resp.body.collect(1024).await.unwrap(), Bytes::from_static(b"cookies"));
+
+    // More than one flow window: the relay must not wait for credit a legacy peer never sends.
+    let n = 3 * 1024 * 1024;
+    let resp = r.send("legacy", ProxyRequest::new(origin.base_url(), "GET", format!("/bytes/{n}?seed=5"))).await.unwrap();
+    let body = resp.body.collect(n as usize).await.unwrap();
+    assert_eq!(sha256_hex([body]), sha256_hex(pattern_chunks(n, 5)));
+    assert_eq!(peer.window_updates.load(Ordering::SeqCst), 0, "no WINDOW_UPDATE to a peer that did not announce flow");
+
+    // Its error shape {requestId, error}.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let err = r.send("legacy", ProxyRequest::new(format!("http://{closed}"), "GET", "/")).await.err().unwrap();
+    assert!(matches!(&err, RouteError::Connector(m) if !m.is_empty()), "{err:?}");
+    assert_eq!(err.status(), 502);
+
+    // Text bodies travel inline; binary ones cannot reach a legacy peer.
+    let mut post = ProxyRequest::new(origin.base_url(), "POST", "/echo");
+    post.body = RequestBody::Full(Bytes::from_static(b"{\"a\":1}"));
+    let v: serde_json::Value = serde_json::from_slice(&r.send("legacy", post).await.unwrap().body.collect(1 << 16).await.unwrap()).unwrap();
+    assert_eq!(v["body"], "{\"a\":1}");
+    let mut bin = ProxyRequest::new(origin.base_url(), "POST", "/echo");
+    bin.body = RequestBody::Full(Bytes::from_static(&[0xff, 0xfe, 0x00]));
+    let err = r.send("legacy", bin).await.err().unwrap();
+    assert_eq!((err.status(), err.to_string()), (502, "connector cannot carry binary bodies".into()));
+}
+
+#[tokio::test]
+async fn a_second_connection_with_the_same_identity_replaces_the_first() {
+    let relay = TestRelay::spawn().await;
+    let origin = origin::Origin::spawn().await;
+    let token = relay.token_for("dup");
+    let first = LegacyPeer::connect(&relay.ws_url(), &token, true).await;
+    relay.wait_online("dup").await;
+    let closed = first.closed.notified();
+    tokio::pin!(closed);
+    closed.as_mut().enable();
+    let _second = LegacyPeer::connect(&relay.ws_url(), &token, true).await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        if !first.closed_flag.load(Ordering::SeqCst) {
+            closed.await
+        }
+    })
+    .await
+    .expect("the first socket is closed");
+    let resp = relay.relay.send("dup", ProxyRequest::new(origin.base_url(), "GET", "/hello")).await.unwrap();
+    assert_eq!(resp.body.collect(64).await.unwrap(), Bytes::from_static(b"hello"));
+    assert_eq!(relay.relay.online_count(), 1);
+}
+
+/// Each kind of malformed frame fails at most its own stream; the connection keeps
+/// serving. An oversized frame closes the connection (it is refused before parsing).
+#[tokio::test]
+async fn malformed_frames_fail_only_their_stream() {
+    let relay = TestRelay::spawn().await;
+    let token = relay.token_for("m");
+    let mut peer = LegacyPeer::connect(&relay.ws_url(), &token, false).await;
+    relay.wait_online("m").await;
+    let call = |path: &str| {
+        let r = relay.relay.clone();
+        let path = path.to_owned();
+        tokio::spawn(async move {
+            let resp = r.send("m", ProxyRequest::new("http://127.0.0.1:9", "GET", path)).await?;
+            resp.body.collect(1 << 20).await
+        })
+    };
+    let tasks: Vec<_> = ["/a", "/b", "/c", "/d"].iter().map(|p| call(p)).collect();
+    let mut ids = std::collections::HashMap::new();
+    for _ in 0..4 {
+        let v = peer.requests.recv().await.unwrap();
+        ids.insert(v["target"]["path"].as_str().unwrap().to_owned(), v["requestId"].as_str().unwrap().to_owned());
+    }
+    let (a, b, c, d) = (&ids["/a"], &ids["/b"], &ids["/c"], &ids["/d"]);
+    let start = |id: &str| json!({"type":"HTTP_RESPONSE_START","requestId":id,"statusCode":200,"headers":{}});
+    let chunk = |id: &str, data: &str, index: u64| json!({"type":"HTTP_RESPONSE_CHUNK","requestId":id,"data":data,"index":index});
+    peer.send_raw("{this is not json").await;
+    peer.send_json(json!({"type":"SOMETHING_NEW","requestId":a})).await;
+    for id in [a, b, c] {
+        peer.send_json(start(id)).await;
+    }
+    peer.send_json(chunk(a, "!!not base64!!", 0)).await;
+    peer.send_json(chunk(b, "aGk=", 0)).await;
+    peer.send_json(chunk(b, "aGk=", 2)).await; // gap
+    peer.send_json(chunk("r-unknown", "aGk=", 0)).await;
+    peer.send_json(json!({"type":"HTTP_RESPONSE_START","requestId":d,"statusCode":"x"})).await;
+    peer.send_json(chunk(c, "aGk=", 0)).await;
+    peer.send_json(json!({"type":"HTTP_RESPONSE_END","requestId":c})).await;
+
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    assert!(matches!(&results[0], Err(RouteError::Protocol(m)) if m.contains("base64")), "{:?}", results[0]);
+    assert!(matches!(&results[1], Err(RouteError::Protocol(m)) if m.contains("index")), "{:?}", results[1]);
+    assert_eq!(results[2], Ok(Bytes::from_static(b"hi")), "the healthy stream is untouched");
+    assert!(matches!(&results[3], Err(RouteError::Protocol(_))), "{:?}", results[3]);
+
+    // The connection still serves new requests.
+    let e = call("/e");
+    let v = peer.requests.recv().await.unwrap();
+    let id = v["requestId"].as_str().unwrap();
+    peer.send_json(start(id)).await;
+    peer.send_json(chunk(id, "b2s=", 0)).await;
+    peer.send_json(json!({"type":"HTTP_RESPONSE_END","requestId":id})).await;
+    assert_eq!(e.await.unwrap(), Ok(Bytes::from_static(b"ok")));
+    assert!(relay.relay.is_online("m"));
+
+    // Oversized frame: the connection is closed.
+    let closed = peer.closed.notified();
+    tokio::pin!(closed);
+    closed.as_mut().enable();
+    let big = format!(r#"{{"type":"PONG","ts":1,"pad":"{}"}}"#, "x".repeat(ponte_protocol::limits::MAX_FRAME_LEN));
+    peer.send_raw(big).await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        if !peer.closed_flag.load(Ordering::SeqCst) {
+            closed.await
+        }
+    })
+    .await
+    .expect("oversized frame closes the connection");
+    let relay_ref = &relay.relay;
+    wait_until(Duration::from_secs(5), || !relay_ref.is_online("m")).await;
+}
+
+#[tokio::test]
+async fn after_a_relay_restart_inflight_requests_fail_and_the_connector_reconnects() {
+    let s = Stack::start().await;
+    let resp = s.relay.relay.send(CID, s.get("/bytes/209715200")).await.unwrap();
+    let mut body = resp.body;
+    body.chunk().await.unwrap().unwrap();
+    let Stack { relay, origin, connector: _connector } = s;
+    let relay = relay.restart().await;
+    // In-flight: fails cleanly (an error, not a hang or a truncated success).
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(10), body.chunk()).await.expect("no hang") {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => break e,
+            None => panic!("a cut-off download must not look complete"),
+        }
+    };
+    assert_eq!(err, RouteError::Disconnected);
+    relay.wait_online(CID).await;
+    let resp = relay.relay.send(CID, ProxyRequest::new(origin.base_url(), "GET", "/hello")).await.unwrap();
+    assert_eq!(resp.body.collect(64).await.unwrap(), Bytes::from_static(b"hello"));
+}
+
+fn is_ping(m: &Message) -> bool {
+    matches!(m, Message::Text(t) if t.as_str().contains(r#""type":"PING""#))
+}
+
+#[tokio::test(start_paused = true)]
+async fn relay_pings_every_30s_and_drops_a_peer_silent_for_90s() {
+    let relay = TestRelay::spawn().await;
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+    let mut peer = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+    let r = relay.relay.clone();
+    let t0 = tokio::time::Instant::now();
+    let served = tokio::spawn(async move { r.serve_connection(server, claims("hb", "j", 3600)).await });
+    let mut pings = Vec::new();
+    let close = loop {
+        match peer.next().await {
+            Some(Ok(m)) if is_ping(&m) => pings.push(t0.elapsed().as_secs()),
+            Some(Ok(Message::Close(f))) => break f,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    served.await.unwrap();
+    let elapsed = t0.elapsed();
+    assert_eq!(&pings[..2], [30, 60]);
+    assert!(elapsed >= Duration::from_secs(90) && elapsed < Duration::from_secs(91), "{elapsed:?}");
+    assert_eq!(u16::from(close.unwrap().code), 4002);
+    assert!(!relay.relay.is_online("hb"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_keeps_talking_is_not_dropped() {
+    let relay = TestRelay::spawn().await;
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+    let mut peer = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+    let r = relay.relay.clone();
+    tokio::spawn(async move { r.serve_connection(server, claims("alive", "j", 3600)).await });
+    use futures_util::SinkExt;
+    // Answer every PING for 5 minutes of virtual time.
+    let t0 = tokio::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(300) {
+        let m = peer.next().await.unwrap().unwrap();
+        assert!(is_ping(&m), "{m:?}");
+        peer.send(Message::text(r#"{"type":"PONG","ts":1}"#)).await.unwrap();
+    }
+    assert!(relay.relay.is_online("alive"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn connector_pings_every_30s_and_leaves_a_relay_silent_for_90s() {
+    let cfg = connector_config("ws://127.0.0.1:9/ws/connectors", "t", None);
+    let shared = std::sync::Arc::new(
+        ponte_connector::Shared::new(cfg, Default::default(), Default::default(), None).unwrap(),
+    );
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let mut fake_relay = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+    let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+    let t0 = tokio::time::Instant::now();
+    let session = tokio::spawn(ponte_connector::tunnel::session(shared, client, Default::default()));
+    let hello = fake_relay.next().await.unwrap().unwrap();
+    assert!(hello.to_text().unwrap().contains(r#""type":"HELLO""#));
+    let mut pings = Vec::new();
+    while let Some(Ok(m)) = fake_relay.next().await {
+        if is_ping(&m) {
+            pings.push(t0.elapsed().as_secs());
+        }
+    }
+    let reason = session.await.unwrap();
+    assert_eq!(&pings[..2], [30, 60]);
+    assert!(reason.contains("silent"), "{reason}");
+    let elapsed = t0.elapsed();
+    assert!(elapsed >= Duration::from_secs(90) && elapsed < Duration::from_secs(91), "{elapsed:?}");
+}
