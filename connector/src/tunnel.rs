@@ -88,7 +88,13 @@ pub async fn run_forever(shared: Arc<Shared>, shutdown: CancellationToken) {
                     .instrument(span.clone())
                     .await;
                 shared.status.set_connected(None);
-                span.in_scope(|| warn!(reason = %end, "disconnected from relay"));
+                span.in_scope(|| {
+                    if shutdown.is_cancelled() {
+                        info!(reason = %end, "disconnected from relay")
+                    } else {
+                        warn!(reason = %end, "disconnected from relay")
+                    }
+                });
                 if started.elapsed() >= STABLE_AFTER {
                     backoff.reset();
                 }
@@ -261,11 +267,10 @@ where
     let writer_cancel = cancel.clone();
     let writer = tokio::spawn(async move {
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-        let res: Result<(), tokio_tungstenite::tungstenite::Error> = async {
+        // Cancellation wraps the whole loop so a write stuck on a dead peer cannot hang it.
+        let pump = async {
             loop {
                 tokio::select! {
-                    biased;
-                    _ = writer_cancel.cancelled() => return Ok(()),
                     m = out_rx.recv() => {
                         let Some(m) = m else { return Ok(()) };
                         sink.feed(m).await?;
@@ -280,8 +285,11 @@ where
                     }
                 }
             }
-        }
-        .await;
+        };
+        let res: Result<(), tokio_tungstenite::tungstenite::Error> = tokio::select! {
+            _ = writer_cancel.cancelled() => Ok(()),
+            r = pump => r,
+        };
         writer_cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
         res

@@ -5,7 +5,9 @@ use std::process::Command;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ponte-connector"));
-    c.env_remove("PONTE_CONNECTOR_RELAY_URL").env_remove("PONTE_CONNECTOR_TOKEN").env_remove("PONTE_CONNECTOR_CONFIG");
+    c.env_remove("PONTE_CONNECTOR_RELAY_URL")
+        .env_remove("PONTE_CONNECTOR_TOKEN")
+        .env_remove("PONTE_CONNECTOR_CONFIG");
     c
 }
 
@@ -31,13 +33,24 @@ fn missing_or_invalid_config_is_exit_64_with_the_reason() {
     let path = d.join("connector.toml");
     let out = bin().args(["run", "--config"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("reading"), "{:?}", out.stderr);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reading"),
+        "{:?}",
+        out.stderr
+    );
 
-    std::fs::write(&path, "relay_url = 'ws://127.0.0.1:9/ws/connectors'\ntoken = 't'\nper_target_concurency = 3\n").unwrap();
+    std::fs::write(
+        &path,
+        "relay_url = 'ws://127.0.0.1:9/ws/connectors'\ntoken = 't'\nper_target_concurency = 3\n",
+    )
+    .unwrap();
     let out = bin().args(["run", "--config"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("unknown field") && err.contains("per_target_concurency"), "{err}");
+    assert!(
+        err.contains("unknown field") && err.contains("per_target_concurency"),
+        "{err}"
+    );
 
     std::fs::write(&path, "relay_url = 'ws://127.0.0.1:9/ws/connectors'\ntoken = 't'\nallowed_targets = ['10.0.0.0/33']\n").unwrap();
     let out = bin().args(["run", "--config"]).arg(&path).output().unwrap();
@@ -45,8 +58,17 @@ fn missing_or_invalid_config_is_exit_64_with_the_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("10.0.0.0/33"));
 
     // An env override wins over the file; a bad env value is reported the same way.
-    std::fs::write(&path, "relay_url = 'ws://127.0.0.1:9/ws/connectors'\ntoken = 't'\n").unwrap();
-    let out = bin().args(["run", "--config"]).arg(&path).env("PONTE_CONNECTOR_HEALTH_LISTEN", "nonsense").output().unwrap();
+    std::fs::write(
+        &path,
+        "relay_url = 'ws://127.0.0.1:9/ws/connectors'\ntoken = 't'\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("PONTE_CONNECTOR_HEALTH_LISTEN", "nonsense")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("health_listen \"nonsense\""));
     std::fs::remove_dir_all(d).unwrap();
@@ -59,19 +81,36 @@ fn pair_with_token_writes_a_private_config() {
     // header.payload.signature; the payload says sub=42.
     let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiI0MiIsImV4cCI6NDEwMjQ0NDgwMH0.c2ln";
     let out = bin()
-        .args(["pair", "--relay-url", "wss://cloud.example/ws/connectors", "--token", token, "--config"])
+        .args([
+            "pair",
+            "--relay-url",
+            "wss://cloud.example/ws/connectors",
+            "--token",
+            token,
+            "--config",
+        ])
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("Paired connector 42"), "{stdout}");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("wss://cloud.example/ws/connectors") && text.contains(token));
 
-    let out = bin().args(["pair", "--server", "http://x"]).output().unwrap();
+    let out = bin()
+        .args(["pair", "--server", "http://x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64), "--server without --code");
     std::fs::remove_dir_all(d).unwrap();
 }

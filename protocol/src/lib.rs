@@ -16,7 +16,7 @@ mod headers;
 pub mod limits;
 mod message;
 
-pub use codec::{decode_cloud, decode_connector, encode, DecodeError};
+pub use codec::{decode_cloud, decode_connector, encode, DecodeError, Frame};
 pub use flow::{RecvWindow, SendWindow, WindowViolation, MAX_WINDOW};
 pub use headers::{HeaderValue, Headers};
 pub use message::*;

@@ -338,11 +338,11 @@ async fn write_loop<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
-    let result: Result<(), tokio_tungstenite::tungstenite::Error> = async {
+    // Cancellation wraps the whole loop: a write blocked on a peer that stopped reading
+    // must not keep a replaced or revoked connection alive.
+    let pump = async {
         loop {
             tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
                 msg = rx.recv() => {
                     let Some(msg) = msg else { return Ok(()) };
                     sink.feed(msg).await?;
@@ -361,8 +361,11 @@ async fn write_loop<S>(
                 }
             }
         }
-    }
-    .await;
+    };
+    let result: Result<(), tokio_tungstenite::tungstenite::Error> = tokio::select! {
+        _ = cancel.cancelled() => Ok(()),
+        r = pump => r,
+    };
     if let Err(err) = result {
         debug!(%err, "writer stopped");
     }

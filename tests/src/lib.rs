@@ -131,7 +131,11 @@ impl TestRelay {
             match TcpListener::bind(self.addr).await {
                 Ok(l) => break l,
                 Err(e) => {
-                    assert!(tokio::time::Instant::now() < deadline, "rebinding {}: {e}", self.addr);
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "rebinding {}: {e}",
+                        self.addr
+                    );
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }

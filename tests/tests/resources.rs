@@ -3,7 +3,7 @@
 //! origin and client all live in this process: the bound covers all of them together).
 
 use bytes::Bytes;
-use ponte_relay::{ProxyRequest, Router};
+use ponte_relay::Router;
 use ponte_tests::*;
 use sha2::Digest;
 use std::time::{Duration, Instant};
@@ -17,7 +17,10 @@ async fn a_200_mb_body_arrives_byte_for_byte() {
     let mut req = s.get(&format!("/bytes/{n}?seed=9"));
     req.timeout = Duration::from_secs(30);
     let resp = s.relay.relay.send(CID, req).await.unwrap();
-    assert_eq!(resp.headers.get("content-length"), Some(n.to_string().as_str()));
+    assert_eq!(
+        resp.headers.get("content-length"),
+        Some(n.to_string().as_str())
+    );
     let mut body = resp.body;
     let mut h = sha2::Sha256::new();
     let mut len = 0u64;
@@ -28,7 +31,10 @@ async fn a_200_mb_body_arrives_byte_for_byte() {
         h.update(&c);
     }
     let secs = t0.elapsed().as_secs_f64();
-    println!("200 MB through the tunnel in {secs:.2} s ({:.0} MB/s)", n as f64 / 1e6 / secs);
+    println!(
+        "200 MB through the tunnel in {secs:.2} s ({:.0} MB/s)",
+        n as f64 / 1e6 / secs
+    );
     assert_eq!(len, n);
     assert_eq!(hex(&h.finalize()), sha256_hex(pattern_chunks(n, 9)));
 }
@@ -39,7 +45,10 @@ async fn a_200_mb_body_arrives_byte_for_byte() {
 async fn small_requests_are_not_held_behind_a_big_download() {
     let s = Stack::start().await;
     let router = s.relay.relay.clone();
-    let big = router.send(CID, s.get(&format!("/bytes/{}", 200 * MB))).await.unwrap();
+    let big = router
+        .send(CID, s.get(&format!("/bytes/{}", 200 * MB)))
+        .await
+        .unwrap();
     let mut big_body = big.body;
     // Fast reader in the background.
     let reader = tokio::spawn(async move {
@@ -53,22 +62,34 @@ async fn small_requests_are_not_held_behind_a_big_download() {
     for _ in 0..50 {
         let t0 = Instant::now();
         let r = router.send(CID, s.get("/hello")).await.unwrap();
-        assert_eq!(r.body.collect(64).await.unwrap(), Bytes::from_static(b"hello"));
+        assert_eq!(
+            r.body.collect(64).await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
         lat.push(t0.elapsed());
     }
     let big_still_running = !reader.is_finished();
     lat.sort();
     let (p50, p99) = (lat[lat.len() / 2], lat[lat.len() * 99 / 100]);
     println!("small request during a 200 MB download: p50 {p50:?}, max {p99:?} (download still running: {big_still_running})");
-    assert!(p99 < Duration::from_millis(500), "small requests waited behind the download: {p99:?}");
+    assert!(
+        p99 < Duration::from_millis(500),
+        "small requests waited behind the download: {p99:?}"
+    );
     assert_eq!(reader.await.unwrap(), 200 * MB);
 
     // Stalled reader: its window fills and it stops; others still flow.
-    let stalled = router.send(CID, s.get(&format!("/bytes/{}", 200 * MB))).await.unwrap();
+    let stalled = router
+        .send(CID, s.get(&format!("/bytes/{}", 200 * MB)))
+        .await
+        .unwrap();
     for _ in 0..10 {
         let t0 = Instant::now();
         let r = router.send(CID, s.get("/hello")).await.unwrap();
-        assert_eq!(r.body.collect(64).await.unwrap(), Bytes::from_static(b"hello"));
+        assert_eq!(
+            r.body.collect(64).await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
         assert!(t0.elapsed() < Duration::from_millis(500));
     }
     drop(stalled);
@@ -80,7 +101,12 @@ async fn a_slow_reader_keeps_memory_flat() {
     let s = Stack::start().await;
     let n = 256 * MB;
     // Warm up allocator and pools with a small transfer first.
-    let warm = s.relay.relay.send(CID, s.get("/bytes/1048576")).await.unwrap();
+    let warm = s
+        .relay
+        .relay
+        .send(CID, s.get("/bytes/1048576"))
+        .await
+        .unwrap();
     warm.body.collect(2 << 20).await.unwrap();
     let before = rss_bytes();
     let sampler = RssSampler::start();

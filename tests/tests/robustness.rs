@@ -22,32 +22,76 @@ async fn a_connector_speaking_only_the_original_protocol_works() {
     relay.wait_online("legacy").await;
     let r = &relay.relay;
 
-    let resp = r.send("legacy", ProxyRequest::new(origin.base_url(), "GET", "/cookies")).await.unwrap();
+    let resp = r
+        .send(
+            "legacy",
+            ProxyRequest::new(origin.base_url(), "GET", "/cookies"),
+        )
+        .await
+        .unwrap();
     assert_eq!(resp.headers.get_all("set-cookie").count(), 2);
-    assert_eq!(resp.body.collect(1024).await.unwrap(), Bytes::from_static(b"cookies"));
+    assert_eq!(
+        resp.body.collect(1024).await.unwrap(),
+        Bytes::from_static(b"cookies")
+    );
 
     // More than one flow window: the relay must not wait for credit a legacy peer never sends.
     let n = 3 * 1024 * 1024;
-    let resp = r.send("legacy", ProxyRequest::new(origin.base_url(), "GET", format!("/bytes/{n}?seed=5"))).await.unwrap();
+    let resp = r
+        .send(
+            "legacy",
+            ProxyRequest::new(origin.base_url(), "GET", format!("/bytes/{n}?seed=5")),
+        )
+        .await
+        .unwrap();
     let body = resp.body.collect(n as usize).await.unwrap();
     assert_eq!(sha256_hex([body]), sha256_hex(pattern_chunks(n, 5)));
-    assert_eq!(peer.window_updates.load(Ordering::SeqCst), 0, "no WINDOW_UPDATE to a peer that did not announce flow");
+    assert_eq!(
+        peer.window_updates.load(Ordering::SeqCst),
+        0,
+        "no WINDOW_UPDATE to a peer that did not announce flow"
+    );
 
     // Its error shape {requestId, error}.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let err = r.send("legacy", ProxyRequest::new(format!("http://{closed}"), "GET", "/")).await.err().unwrap();
-    assert!(matches!(&err, RouteError::Connector(m) if !m.is_empty()), "{err:?}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = r
+        .send(
+            "legacy",
+            ProxyRequest::new(format!("http://{closed}"), "GET", "/"),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, RouteError::Connector(m) if !m.is_empty()),
+        "{err:?}"
+    );
     assert_eq!(err.status(), 502);
 
     // Text bodies travel inline; binary ones cannot reach a legacy peer.
     let mut post = ProxyRequest::new(origin.base_url(), "POST", "/echo");
     post.body = RequestBody::Full(Bytes::from_static(b"{\"a\":1}"));
-    let v: serde_json::Value = serde_json::from_slice(&r.send("legacy", post).await.unwrap().body.collect(1 << 16).await.unwrap()).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(
+        &r.send("legacy", post)
+            .await
+            .unwrap()
+            .body
+            .collect(1 << 16)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(v["body"], "{\"a\":1}");
     let mut bin = ProxyRequest::new(origin.base_url(), "POST", "/echo");
     bin.body = RequestBody::Full(Bytes::from_static(&[0xff, 0xfe, 0x00]));
     let err = r.send("legacy", bin).await.err().unwrap();
-    assert_eq!((err.status(), err.to_string()), (502, "connector cannot carry binary bodies".into()));
+    assert_eq!(
+        (err.status(), err.to_string()),
+        (502, "connector cannot carry binary bodies".into())
+    );
 }
 
 #[tokio::test]
@@ -68,8 +112,15 @@ async fn a_second_connection_with_the_same_identity_replaces_the_first() {
     })
     .await
     .expect("the first socket is closed");
-    let resp = relay.relay.send("dup", ProxyRequest::new(origin.base_url(), "GET", "/hello")).await.unwrap();
-    assert_eq!(resp.body.collect(64).await.unwrap(), Bytes::from_static(b"hello"));
+    let resp = relay
+        .relay
+        .send("dup", ProxyRequest::new(origin.base_url(), "GET", "/hello"))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.body.collect(64).await.unwrap(),
+        Bytes::from_static(b"hello")
+    );
     assert_eq!(relay.relay.online_count(), 1);
 }
 
@@ -85,7 +136,9 @@ async fn malformed_frames_fail_only_their_stream() {
         let r = relay.relay.clone();
         let path = path.to_owned();
         tokio::spawn(async move {
-            let resp = r.send("m", ProxyRequest::new("http://127.0.0.1:9", "GET", path)).await?;
+            let resp = r
+                .send("m", ProxyRequest::new("http://127.0.0.1:9", "GET", path))
+                .await?;
             resp.body.collect(1 << 20).await
         })
     };
@@ -93,13 +146,17 @@ async fn malformed_frames_fail_only_their_stream() {
     let mut ids = std::collections::HashMap::new();
     for _ in 0..4 {
         let v = peer.requests.recv().await.unwrap();
-        ids.insert(v["target"]["path"].as_str().unwrap().to_owned(), v["requestId"].as_str().unwrap().to_owned());
+        ids.insert(
+            v["target"]["path"].as_str().unwrap().to_owned(),
+            v["requestId"].as_str().unwrap().to_owned(),
+        );
     }
     let (a, b, c, d) = (&ids["/a"], &ids["/b"], &ids["/c"], &ids["/d"]);
     let start = |id: &str| json!({"type":"HTTP_RESPONSE_START","requestId":id,"statusCode":200,"headers":{}});
     let chunk = |id: &str, data: &str, index: u64| json!({"type":"HTTP_RESPONSE_CHUNK","requestId":id,"data":data,"index":index});
     peer.send_raw("{this is not json").await;
-    peer.send_json(json!({"type":"SOMETHING_NEW","requestId":a})).await;
+    peer.send_json(json!({"type":"SOMETHING_NEW","requestId":a}))
+        .await;
     for id in [a, b, c] {
         peer.send_json(start(id)).await;
     }
@@ -107,18 +164,36 @@ async fn malformed_frames_fail_only_their_stream() {
     peer.send_json(chunk(b, "aGk=", 0)).await;
     peer.send_json(chunk(b, "aGk=", 2)).await; // gap
     peer.send_json(chunk("r-unknown", "aGk=", 0)).await;
-    peer.send_json(json!({"type":"HTTP_RESPONSE_START","requestId":d,"statusCode":"x"})).await;
+    peer.send_json(json!({"type":"HTTP_RESPONSE_START","requestId":d,"statusCode":"x"}))
+        .await;
     peer.send_json(chunk(c, "aGk=", 0)).await;
-    peer.send_json(json!({"type":"HTTP_RESPONSE_END","requestId":c})).await;
+    peer.send_json(json!({"type":"HTTP_RESPONSE_END","requestId":c}))
+        .await;
 
     let mut results = Vec::new();
     for t in tasks {
         results.push(t.await.unwrap());
     }
-    assert!(matches!(&results[0], Err(RouteError::Protocol(m)) if m.contains("base64")), "{:?}", results[0]);
-    assert!(matches!(&results[1], Err(RouteError::Protocol(m)) if m.contains("index")), "{:?}", results[1]);
-    assert_eq!(results[2], Ok(Bytes::from_static(b"hi")), "the healthy stream is untouched");
-    assert!(matches!(&results[3], Err(RouteError::Protocol(_))), "{:?}", results[3]);
+    assert!(
+        matches!(&results[0], Err(RouteError::Protocol(m)) if m.contains("base64")),
+        "{:?}",
+        results[0]
+    );
+    assert!(
+        matches!(&results[1], Err(RouteError::Protocol(m)) if m.contains("index")),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(
+        results[2],
+        Ok(Bytes::from_static(b"hi")),
+        "the healthy stream is untouched"
+    );
+    assert!(
+        matches!(&results[3], Err(RouteError::Protocol(_))),
+        "{:?}",
+        results[3]
+    );
 
     // The connection still serves new requests.
     let e = call("/e");
@@ -126,7 +201,8 @@ async fn malformed_frames_fail_only_their_stream() {
     let id = v["requestId"].as_str().unwrap();
     peer.send_json(start(id)).await;
     peer.send_json(chunk(id, "b2s=", 0)).await;
-    peer.send_json(json!({"type":"HTTP_RESPONSE_END","requestId":id})).await;
+    peer.send_json(json!({"type":"HTTP_RESPONSE_END","requestId":id}))
+        .await;
     assert_eq!(e.await.unwrap(), Ok(Bytes::from_static(b"ok")));
     assert!(relay.relay.is_online("m"));
 
@@ -134,7 +210,10 @@ async fn malformed_frames_fail_only_their_stream() {
     let closed = peer.closed.notified();
     tokio::pin!(closed);
     closed.as_mut().enable();
-    let big = format!(r#"{{"type":"PONG","ts":1,"pad":"{}"}}"#, "x".repeat(ponte_protocol::limits::MAX_FRAME_LEN));
+    let big = format!(
+        r#"{{"type":"PONG","ts":1,"pad":"{}"}}"#,
+        "x".repeat(ponte_protocol::limits::MAX_FRAME_LEN)
+    );
     peer.send_raw(big).await;
     tokio::time::timeout(Duration::from_secs(5), async {
         if !peer.closed_flag.load(Ordering::SeqCst) {
@@ -150,14 +229,26 @@ async fn malformed_frames_fail_only_their_stream() {
 #[tokio::test]
 async fn after_a_relay_restart_inflight_requests_fail_and_the_connector_reconnects() {
     let s = Stack::start().await;
-    let resp = s.relay.relay.send(CID, s.get("/bytes/209715200")).await.unwrap();
+    let resp = s
+        .relay
+        .relay
+        .send(CID, s.get("/bytes/209715200"))
+        .await
+        .unwrap();
     let mut body = resp.body;
     body.chunk().await.unwrap().unwrap();
-    let Stack { relay, origin, connector: _connector } = s;
+    let Stack {
+        relay,
+        origin,
+        connector: _connector,
+    } = s;
     let relay = relay.restart().await;
     // In-flight: fails cleanly (an error, not a hang or a truncated success).
     let err = loop {
-        match tokio::time::timeout(Duration::from_secs(10), body.chunk()).await.expect("no hang") {
+        match tokio::time::timeout(Duration::from_secs(10), body.chunk())
+            .await
+            .expect("no hang")
+        {
             Some(Ok(_)) => continue,
             Some(Err(e)) => break e,
             None => panic!("a cut-off download must not look complete"),
@@ -165,8 +256,15 @@ async fn after_a_relay_restart_inflight_requests_fail_and_the_connector_reconnec
     };
     assert_eq!(err, RouteError::Disconnected);
     relay.wait_online(CID).await;
-    let resp = relay.relay.send(CID, ProxyRequest::new(origin.base_url(), "GET", "/hello")).await.unwrap();
-    assert_eq!(resp.body.collect(64).await.unwrap(), Bytes::from_static(b"hello"));
+    let resp = relay
+        .relay
+        .send(CID, ProxyRequest::new(origin.base_url(), "GET", "/hello"))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.body.collect(64).await.unwrap(),
+        Bytes::from_static(b"hello")
+    );
 }
 
 fn is_ping(m: &Message) -> bool {
@@ -181,7 +279,8 @@ async fn relay_pings_every_30s_and_drops_a_peer_silent_for_90s() {
     let mut peer = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
     let r = relay.relay.clone();
     let t0 = tokio::time::Instant::now();
-    let served = tokio::spawn(async move { r.serve_connection(server, claims("hb", "j", 3600)).await });
+    let served =
+        tokio::spawn(async move { r.serve_connection(server, claims("hb", "j", 3600)).await });
     let mut pings = Vec::new();
     let close = loop {
         match peer.next().await {
@@ -193,7 +292,10 @@ async fn relay_pings_every_30s_and_drops_a_peer_silent_for_90s() {
     served.await.unwrap();
     let elapsed = t0.elapsed();
     assert_eq!(&pings[..2], [30, 60]);
-    assert!(elapsed >= Duration::from_secs(90) && elapsed < Duration::from_secs(91), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(90) && elapsed < Duration::from_secs(91),
+        "{elapsed:?}"
+    );
     assert_eq!(u16::from(close.unwrap().code), 4002);
     assert!(!relay.relay.is_online("hb"));
 }
@@ -212,7 +314,9 @@ async fn a_peer_that_keeps_talking_is_not_dropped() {
     while t0.elapsed() < Duration::from_secs(300) {
         let m = peer.next().await.unwrap().unwrap();
         assert!(is_ping(&m), "{m:?}");
-        peer.send(Message::text(r#"{"type":"PONG","ts":1}"#)).await.unwrap();
+        peer.send(Message::text(r#"{"type":"PONG","ts":1}"#))
+            .await
+            .unwrap();
     }
     assert!(relay.relay.is_online("alive"));
 }
@@ -227,7 +331,11 @@ async fn connector_pings_every_30s_and_leaves_a_relay_silent_for_90s() {
     let mut fake_relay = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
     let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
     let t0 = tokio::time::Instant::now();
-    let session = tokio::spawn(ponte_connector::tunnel::session(shared, client, Default::default()));
+    let session = tokio::spawn(ponte_connector::tunnel::session(
+        shared,
+        client,
+        Default::default(),
+    ));
     let hello = fake_relay.next().await.unwrap().unwrap();
     assert!(hello.to_text().unwrap().contains(r#""type":"HELLO""#));
     let mut pings = Vec::new();
@@ -240,5 +348,8 @@ async fn connector_pings_every_30s_and_leaves_a_relay_silent_for_90s() {
     assert_eq!(&pings[..2], [30, 60]);
     assert!(reason.contains("silent"), "{reason}");
     let elapsed = t0.elapsed();
-    assert!(elapsed >= Duration::from_secs(90) && elapsed < Duration::from_secs(91), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(90) && elapsed < Duration::from_secs(91),
+        "{elapsed:?}"
+    );
 }
