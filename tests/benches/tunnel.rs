@@ -7,7 +7,7 @@
 //! All traffic is on 127.0.0.1. `PONTE_BENCH_IDLE=N` changes the idle count.
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use ponte_relay::{ProxyRequest, Router};
 use ponte_tests::*;
 use std::io::{BufRead, Write};
