@@ -14,8 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-#[derive(Default)]
 pub struct OriginStats {
+    /// `/hold` handlers running now, and the most seen at once.
+    pub inflight: AtomicUsize,
+    pub max_inflight: AtomicUsize,
+    /// `/hold` handlers wait here for a permit the test hands out.
+    pub gate: tokio::sync::Semaphore,
     /// TCP connections accepted.
     pub accepted: AtomicUsize,
     /// Streamed bodies (`/bytes`) dropped before they finished: the client went away.
@@ -25,6 +29,21 @@ pub struct OriginStats {
     pub body_event: Notify,
     /// Headers of the last `/echo` request.
     pub last_headers: Mutex<Option<HeaderMap>>,
+}
+
+impl Default for OriginStats {
+    fn default() -> Self {
+        Self {
+            inflight: AtomicUsize::new(0),
+            max_inflight: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+            accepted: AtomicUsize::new(0),
+            aborted_bodies: AtomicUsize::new(0),
+            finished_bodies: AtomicUsize::new(0),
+            body_event: Notify::new(),
+            last_headers: Mutex::new(None),
+        }
+    }
 }
 
 pub struct Origin {
@@ -48,7 +67,33 @@ impl Origin {
         use axum::serve::ListenerExt;
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(OriginStats::default());
-        let app = axum::Router::new()
+        let app = Self::app(stats.clone());
+        let s = stats.clone();
+        let listener = listener.tap_io(move |_| {
+            s.accepted.fetch_add(1, Ordering::SeqCst);
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, stats }
+    }
+
+    /// The same origin over HTTPS with a self-signed certificate (like an embedded device).
+    pub async fn spawn_tls() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(OriginStats::default());
+        let app = Self::app(stats.clone());
+        let acceptor = tls_acceptor();
+        let listener = TlsListener {
+            inner: listener,
+            acceptor,
+            stats: stats.clone(),
+        };
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, stats }
+    }
+
+    fn app(stats: Arc<OriginStats>) -> axum::Router {
+        axum::Router::new()
             .route("/hello", get(|| async { "hello" }))
             .route("/bytes/{n}", get(bytes))
             .route("/cookies", get(cookies))
@@ -60,18 +105,68 @@ impl Origin {
                 get(|Path(c): Path<u16>| async move { StatusCode::from_u16(c).unwrap() }),
             )
             .route("/ws", get(ws_echo))
-            .with_state(stats.clone());
-        let s = stats.clone();
-        let listener = listener.tap_io(move |_| {
-            s.accepted.fetch_add(1, Ordering::SeqCst);
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { addr, stats }
+            .route("/hold", get(hold))
+            .with_state(stats)
     }
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(include_bytes!("../fixtures/device-tls.crt"))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../fixtures/device-tls.key")).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
+/// Accepts TCP and completes the TLS handshake; failed handshakes are skipped.
+struct TlsListener {
+    inner: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stats: Arc<OriginStats>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.inner.accept().await else {
+                continue;
+            };
+            self.stats.accepted.fetch_add(1, Ordering::SeqCst);
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Holds until the test adds a permit to `gate`; counts concurrent holders.
+async fn hold(State(stats): State<Arc<OriginStats>>) -> &'static str {
+    let now = stats.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+    stats.max_inflight.fetch_max(now, Ordering::SeqCst);
+    stats.gate.acquire().await.unwrap().forget();
+    stats.inflight.fetch_sub(1, Ordering::SeqCst);
+    "released"
 }
 
 struct BodyGuard {

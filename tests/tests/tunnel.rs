@@ -398,3 +398,83 @@ async fn disconnect_closes_the_socket_and_the_connector_comes_back() {
     s.relay.wait_online(CID).await;
     assert_eq!(relay.send(CID, s.get("/hello")).await.unwrap().status, 200);
 }
+
+#[tokio::test]
+async fn https_devices_with_self_signed_certificates_need_tls_insecure() {
+    let relay = TestRelay::spawn().await;
+    let device = origin::Origin::spawn_tls().await;
+    let token = relay.token_for(CID);
+    let _c = spawn_connector(connector_config(&relay.ws_url(), &token, None)).await;
+    relay.wait_online(CID).await;
+    let base = format!("https://{}", device.addr);
+    let err = relay
+        .relay
+        .send(CID, ProxyRequest::new(base.clone(), "GET", "/hello"))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&err, RouteError::ConnectFailed(m) if m.contains("certificate")),
+        "{err:?}"
+    );
+    let mut req = ProxyRequest::new(base, "GET", "/hello");
+    req.tls_insecure = true;
+    let resp = relay.relay.send(CID, req).await.unwrap();
+    assert_eq!(
+        resp.body.collect(64).await.unwrap(),
+        Bytes::from_static(b"hello")
+    );
+}
+
+#[tokio::test]
+async fn per_device_concurrency_is_capped_and_connections_are_pooled() {
+    let relay = TestRelay::spawn().await;
+    let device = origin::Origin::spawn().await;
+    let token = relay.token_for(CID);
+    let mut cfg = connector_config(&relay.ws_url(), &token, None);
+    cfg.per_target_concurrency = 2;
+    let _c = spawn_connector(cfg).await;
+    relay.wait_online(CID).await;
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let r = relay.relay.clone();
+            let req = ProxyRequest::new(device.base_url(), "GET", "/hold");
+            tokio::spawn(async move {
+                r.send(CID, req)
+                    .await
+                    .unwrap()
+                    .body
+                    .collect(64)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let stats = device.stats.clone();
+    wait_until(Duration::from_secs(5), || {
+        stats.inflight.load(std::sync::atomic::Ordering::SeqCst) == 2
+    })
+    .await;
+    stats.gate.add_permits(6);
+    for c in calls {
+        assert_eq!(c.await.unwrap(), Bytes::from_static(b"released"));
+    }
+    assert_eq!(
+        stats.max_inflight.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "never more than the cap at the device"
+    );
+    for _ in 0..10 {
+        let r = relay
+            .relay
+            .send(CID, ProxyRequest::new(device.base_url(), "GET", "/hello"))
+            .await
+            .unwrap();
+        r.body.collect(64).await.unwrap();
+    }
+    assert_eq!(
+        stats.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "sequential requests reuse pooled connections"
+    );
+}
