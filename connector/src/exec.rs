@@ -98,30 +98,36 @@ impl Executor {
     }
 
     /// Refuses a target the policy does not allow, before any connection is attempted.
-    pub async fn check_target(&self, url: &Url) -> Result<(), ExecError> {
-        let forbidden = |m: String| ExecError::new(ErrorCode::TargetForbidden, m);
+    /// Returns the first allowed address (hostnames are checked on what they resolve to).
+    pub async fn check_target(&self, url: &Url) -> Result<SocketAddr, ExecError> {
         let port = url.port_or_known_default().unwrap_or(80);
-        match url.host() {
-            Some(url::Host::Ipv4(ip)) => self.policy.check_addr(ip.into(), port).map_err(forbidden),
-            Some(url::Host::Ipv6(ip)) => self.policy.check_addr(ip.into(), port).map_err(forbidden),
-            Some(url::Host::Domain(host)) => {
-                let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
-                    ExecError::new(
-                        ErrorCode::ConnectFailed,
-                        format!("cannot resolve {host}: {e}"),
-                    )
-                })?;
-                let mut last = format!("{host} did not resolve");
-                for a in addrs {
-                    match self.policy.check_resolved(host, a.ip(), port) {
-                        Ok(()) => return Ok(()),
-                        Err(e) => last = e,
-                    }
-                }
-                Err(forbidden(last))
+        let host = match url.host() {
+            Some(url::Host::Ipv4(ip)) => return self.allow(ip.into(), port),
+            Some(url::Host::Ipv6(ip)) => return self.allow(ip.into(), port),
+            Some(url::Host::Domain(host)) => host,
+            None => return Err(ExecError::new(ErrorCode::TargetForbidden, "no host")),
+        };
+        let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
+            ExecError::new(
+                ErrorCode::ConnectFailed,
+                format!("cannot resolve {host}: {e}"),
+            )
+        })?;
+        let mut last = format!("{host} did not resolve");
+        for a in addrs {
+            match self.policy.check_resolved(host, a.ip(), port) {
+                Ok(()) => return Ok(a),
+                Err(e) => last = e,
             }
-            None => Err(forbidden("no host".into())),
         }
+        Err(ExecError::new(ErrorCode::TargetForbidden, last))
+    }
+
+    fn allow(&self, ip: std::net::IpAddr, port: u16) -> Result<SocketAddr, ExecError> {
+        self.policy
+            .check_addr(ip, port)
+            .map(|()| SocketAddr::new(ip, port))
+            .map_err(|m| ExecError::new(ErrorCode::TargetForbidden, m))
     }
 
     /// Waits for a free slot on this device (host:port). Embedded devices handle few

@@ -40,14 +40,8 @@ pub(crate) async fn proxy(
 ) -> Result<(u16, String), ExecError> {
     let exec = &sess.shared.exec;
     let url = Executor::target_url(&target.base_url, &target.path, true)?;
-    exec.check_target(&url).await?;
-    let host = url
-        .host_str()
-        .unwrap_or_default()
-        .trim_matches(['[', ']'])
-        .to_owned();
-    let port = url.port_or_known_default().unwrap_or(80);
-    let addr = resolve_allowed(exec, &host, port).await?;
+    // Connect to exactly the address the policy approved: no second DNS lookup.
+    let addr = exec.check_target(&url).await?;
     let tcp = tokio::time::timeout(
         Duration::from_secs(10),
         tokio::net::TcpStream::connect(addr),
@@ -149,26 +143,4 @@ pub(crate) async fn proxy(
             }
         }
     }
-}
-
-/// Resolves `host` and returns the first address the policy allows on `port`.
-async fn resolve_allowed(
-    exec: &Executor,
-    host: &str,
-    port: u16,
-) -> Result<std::net::SocketAddr, ExecError> {
-    let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
-        ExecError::new(
-            ErrorCode::ConnectFailed,
-            format!("cannot resolve {host}: {e}"),
-        )
-    })?;
-    let mut last = format!("{host} did not resolve");
-    for a in addrs {
-        match exec.policy().check_resolved(host, a.ip(), port) {
-            Ok(()) => return Ok(a),
-            Err(e) => last = e,
-        }
-    }
-    Err(ExecError::new(ErrorCode::TargetForbidden, last))
 }

@@ -22,9 +22,8 @@ pub struct LegacyPeer {
     pub requests: mpsc::Receiver<Value>,
     /// WINDOW_UPDATE frames received (and ignored).
     pub window_updates: Arc<AtomicUsize>,
-    /// Set when the relay closed the connection.
-    pub closed: Arc<tokio::sync::Notify>,
-    pub closed_flag: Arc<std::sync::atomic::AtomicBool>,
+    /// Becomes true when the relay closed the connection.
+    closed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl LegacyPeer {
@@ -39,8 +38,7 @@ impl LegacyPeer {
         let (tx, mut rx) = mpsc::channel::<Message>(64);
         let (req_tx, requests) = mpsc::channel(64);
         let window_updates = Arc::new(AtomicUsize::new(0));
-        let closed = Arc::new(tokio::sync::Notify::new());
-        let closed_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (closed_tx, closed) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
                 if sink.send(m).await.is_err() {
@@ -48,12 +46,7 @@ impl LegacyPeer {
                 }
             }
         });
-        let (wu, out, cl, cf) = (
-            window_updates.clone(),
-            tx.clone(),
-            closed.clone(),
-            closed_flag.clone(),
-        );
+        let (wu, out) = (window_updates.clone(), tx.clone());
         tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
                 let Message::Text(text) = msg else { continue };
@@ -78,16 +71,23 @@ impl LegacyPeer {
                     _ => {}
                 }
             }
-            cf.store(true, Ordering::SeqCst);
-            cl.notify_waiters();
+            let _ = closed_tx.send(true);
         });
         Self {
             tx,
             requests,
             window_updates,
             closed,
-            closed_flag,
         }
+    }
+
+    /// Waits until the relay has closed this connection; panics after `limit`.
+    pub async fn wait_closed(&self, limit: std::time::Duration) {
+        let mut rx = self.closed.clone();
+        tokio::time::timeout(limit, rx.wait_for(|c| *c))
+            .await
+            .expect("connection closed in time")
+            .expect("reader task alive");
     }
 
     pub async fn send_raw(&self, frame: impl Into<String>) {

@@ -119,6 +119,12 @@ impl TestRelay {
         wait_until(Duration::from_secs(10), || self.relay.is_online(id)).await;
     }
 
+    /// Waits until `id` has no connection.
+    pub async fn wait_offline(&self, id: &str) {
+        use ponte_relay::Router;
+        wait_until(Duration::from_secs(10), || !self.relay.is_online(id)).await;
+    }
+
     pub async fn stop(&self) {
         self.shutdown.cancel();
     }

@@ -103,7 +103,6 @@ async fn the_connector_binary_serves_rotates_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(exit.success(), "{exit:?}");
-    let relay_ref = &relay.relay;
-    wait_until(Duration::from_secs(5), || !relay_ref.is_online("bin")).await;
+    relay.wait_offline("bin").await;
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -101,17 +101,8 @@ async fn a_second_connection_with_the_same_identity_replaces_the_first() {
     let token = relay.token_for("dup");
     let first = LegacyPeer::connect(&relay.ws_url(), &token, true).await;
     relay.wait_online("dup").await;
-    let closed = first.closed.notified();
-    tokio::pin!(closed);
-    closed.as_mut().enable();
     let _second = LegacyPeer::connect(&relay.ws_url(), &token, true).await;
-    tokio::time::timeout(Duration::from_secs(5), async {
-        if !first.closed_flag.load(Ordering::SeqCst) {
-            closed.await
-        }
-    })
-    .await
-    .expect("the first socket is closed");
+    first.wait_closed(Duration::from_secs(5)).await;
     let resp = relay
         .relay
         .send("dup", ProxyRequest::new(origin.base_url(), "GET", "/hello"))
@@ -207,23 +198,13 @@ async fn malformed_frames_fail_only_their_stream() {
     assert!(relay.relay.is_online("m"));
 
     // Oversized frame: the connection is closed.
-    let closed = peer.closed.notified();
-    tokio::pin!(closed);
-    closed.as_mut().enable();
     let big = format!(
         r#"{{"type":"PONG","ts":1,"pad":"{}"}}"#,
         "x".repeat(ponte_protocol::limits::MAX_FRAME_LEN)
     );
     peer.send_raw(big).await;
-    tokio::time::timeout(Duration::from_secs(5), async {
-        if !peer.closed_flag.load(Ordering::SeqCst) {
-            closed.await
-        }
-    })
-    .await
-    .expect("oversized frame closes the connection");
-    let relay_ref = &relay.relay;
-    wait_until(Duration::from_secs(5), || !relay_ref.is_online("m")).await;
+    peer.wait_closed(Duration::from_secs(5)).await;
+    relay.wait_offline("m").await;
 }
 
 #[tokio::test]

@@ -392,10 +392,24 @@ async fn token_rotation_reaches_the_connector() {
 async fn disconnect_closes_the_socket_and_the_connector_comes_back() {
     let s = Stack::start().await;
     assert!(s.relay.relay.disconnect(CID, "token renewed"));
-    // The connector reconnects with the same (still current) token.
-    let relay = &s.relay.relay;
-    wait_until(Duration::from_secs(5), || !relay.is_online(CID)).await;
+    // The connector reconnects with the same (still current) token: watch the events,
+    // a poll of is_online could miss the short offline moment.
+    let dir = s.relay.directory.clone();
+    let count = move |disconnected: bool| {
+        dir.events()
+            .iter()
+            .filter(|e| match e {
+                ponte_relay::ConnectorEvent::Disconnected { .. } => disconnected,
+                ponte_relay::ConnectorEvent::Connected { .. } => !disconnected,
+                _ => false,
+            })
+            .count()
+    };
+    // A second Connected means the connector saw its socket closed and came back.
+    wait_until(Duration::from_secs(5), || count(false) == 2).await;
+    assert!(count(true) <= 1);
     s.relay.wait_online(CID).await;
+    let relay = &s.relay.relay;
     assert_eq!(relay.send(CID, s.get("/hello")).await.unwrap().status, 200);
 }
 
