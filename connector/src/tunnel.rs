@@ -507,7 +507,15 @@ fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
         .unwrap()
         .insert(rid.clone(), Arc::clone(&ctl));
     let sess = Arc::clone(sess);
-    let span = info_span!("request", request_id = %rid, method = %req.target.method, path = %req.target.path);
+    // The query is left out of logs: device UIs put session tokens there.
+    let path = req
+        .target
+        .path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let span = info_span!("request", request_id = %rid, method = %req.target.method, %path);
     tokio::spawn(
         async move {
             let res = tokio::select! {
@@ -609,10 +617,20 @@ async fn serve_request(
         Ok(Err(e)) => return Err(exec::classify(&e)),
         Ok(Ok(r)) => r,
     };
+    let headers = exec::response_headers(resp.headers());
+    if headers.byte_len() > limits::MAX_HEADER_BYTES {
+        return Err(ExecError::new(
+            ErrorCode::Internal,
+            format!(
+                "device response headers exceed {} bytes",
+                limits::MAX_HEADER_BYTES
+            ),
+        ));
+    }
     let start = ConnectorMsg::HttpResponseStart(proto::ResponseStart {
         request_id: rid.clone(),
         status_code: resp.status().as_u16(),
-        headers: exec::response_headers(resp.headers()),
+        headers,
     });
     sess.send(&start).await.map_err(|_| gone())?;
 
@@ -721,7 +739,14 @@ fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
     let (tx, rx) = mpsc::channel(WS_QUEUE);
     sess.ws.lock().unwrap().insert(sid.clone(), tx);
     let sess = Arc::clone(sess);
-    let span = info_span!("ws", stream_id = %sid, path = %o.target.path);
+    let path = o
+        .target
+        .path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let span = info_span!("ws", stream_id = %sid, %path);
     tokio::spawn(
         async move {
             let cancel = sess.cancel.clone();

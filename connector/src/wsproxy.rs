@@ -4,7 +4,7 @@
 use crate::exec::{ExecError, Executor};
 use crate::tunnel::{Session, WsToDevice};
 use futures_util::{SinkExt, StreamExt};
-use ponte_protocol::{self as proto, ConnectorMsg, ErrorCode};
+use ponte_protocol::{self as proto, limits, ConnectorMsg, ErrorCode};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -125,6 +125,12 @@ pub(crate) async fn proxy(
                     None => return Ok((1006, "device connection closed".into())),
                 };
                 // Waiting here is the backpressure: a slow relay link slows reading the device.
+                // JSON escaping can inflate text past the frame limit; such a frame would
+                // cost the whole relay connection, so only this stream is closed.
+                if proto::encode(&msg).len() > limits::MAX_FRAME_LEN {
+                    let _ = dev_tx.send(Message::Close(None)).await;
+                    return Ok((1009, "message too big for the tunnel".into()));
+                }
                 sess.send(&msg).await.map_err(|_| ExecError::new(ErrorCode::Cancelled, "relay connection closed"))?;
             }
             m = from_relay.recv() => match m {

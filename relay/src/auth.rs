@@ -102,7 +102,7 @@ pub trait ConnectorDirectory: Send + Sync + 'static {
 #[derive(Default)]
 pub struct StaticDirectory {
     current: Mutex<HashMap<String, String>>,
-    events: Mutex<Vec<ConnectorEvent>>,
+    events: Mutex<std::collections::VecDeque<ConnectorEvent>>,
 }
 
 impl StaticDirectory {
@@ -118,7 +118,7 @@ impl StaticDirectory {
     }
 
     pub fn events(&self) -> Vec<ConnectorEvent> {
-        self.events.lock().unwrap().clone()
+        self.events.lock().unwrap().iter().cloned().collect()
     }
 }
 
@@ -132,8 +132,8 @@ impl ConnectorDirectory for StaticDirectory {
         // Bounded: tests only; keep the most recent events.
         let mut events = self.events.lock().unwrap();
         if events.len() >= 10_000 {
-            events.remove(0);
+            events.pop_front();
         }
-        events.push(event);
+        events.push_back(event);
     }
 }

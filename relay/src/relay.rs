@@ -223,7 +223,14 @@ impl Relay {
             done: false,
             pump: None,
         };
-        let frame = Message::text(proto::encode(&msg));
+        let frame = proto::encode(&msg);
+        if frame.len() > limits::MAX_FRAME_LEN {
+            // JSON escaping can inflate an inline text body up to 6x; a frame over the
+            // limit would make the connector drop the whole connection.
+            body.done = true;
+            return Err(RouteError::BodyTooLarge(limits::MAX_INLINE_BODY));
+        }
+        let frame = Message::text(frame);
         let waited = tokio::time::timeout(timeout, async {
             conn.out
                 .send(frame)
@@ -611,9 +618,13 @@ impl WsSource for RelayWs {
                     })
                 }
             };
+            let frame = proto::encode(&msg);
+            if frame.len() > limits::MAX_FRAME_LEN {
+                return Err(RouteError::BodyTooLarge(limits::MAX_FRAME_LEN));
+            }
             self.conn
                 .out
-                .send(Message::text(proto::encode(&msg)))
+                .send(Message::text(frame))
                 .await
                 .map_err(|_| RouteError::Disconnected)
         })

@@ -88,6 +88,22 @@ async fn a_connector_speaking_only_the_original_protocol_works() {
     let mut bin = ProxyRequest::new(origin.base_url(), "POST", "/echo");
     bin.body = RequestBody::Full(Bytes::from_static(&[0xff, 0xfe, 0x00]));
     let err = r.send("legacy", bin).await.err().unwrap();
+    // Under the inline-size limit but 6x that once JSON-escaped: refused with 413
+    // instead of a frame that would cost the connection.
+    let mut escapes = ProxyRequest::new(origin.base_url(), "POST", "/echo");
+    escapes.body = RequestBody::Full(Bytes::from(vec![1u8; 400 * 1024]));
+    let too_big = r.send("legacy", escapes).await.err().unwrap();
+    assert_eq!(too_big.status(), 413, "{too_big:?}");
+    assert_eq!(
+        r.send(
+            "legacy",
+            ProxyRequest::new(origin.base_url(), "GET", "/hello")
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
     assert_eq!(
         (err.status(), err.to_string()),
         (502, "connector cannot carry binary bodies".into())
