@@ -94,10 +94,13 @@ pub async fn run(file: FileConfig, path: PathBuf) -> bool {
                 }
             };
         match crate::tunnel::connect(&shared, url).await {
-            Ok(_) => r.pass(
-                "relay",
-                format!("{url}: TLS and WebSocket handshake accepted the token"),
-            ),
+            Ok(mut ws) => {
+                let _ = ws.close(None).await;
+                r.pass(
+                    "relay",
+                    format!("{url}: TLS and WebSocket handshake accepted the token"),
+                )
+            }
             Err(e) => r.fail("relay", format!("{url}: {e}")),
         }
     }

@@ -47,6 +47,10 @@ const HOP_BY_HOP: &[&str] = &[
     "expect",
 ];
 
+/// Devices (host:port) remembered for pools and concurrency caps. The keys come from
+/// the cloud, so the tables are bounded; past this, idle entries are dropped.
+const MAX_DEVICES: usize = 1024;
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
     origin: String,
@@ -138,13 +142,18 @@ impl Executor {
             url.host_str().unwrap_or(""),
             url.port_or_known_default().unwrap_or(0)
         );
-        let sem = Arc::clone(
-            self.permits
-                .lock()
-                .unwrap()
-                .entry(key)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_target))),
-        );
+        let sem = {
+            let mut permits = self.permits.lock().unwrap();
+            if permits.len() >= MAX_DEVICES && !permits.contains_key(&key) {
+                // Forget devices with nothing in flight; busy ones keep their cap.
+                permits.retain(|_, s| s.available_permits() < self.per_target);
+            }
+            Arc::clone(
+                permits
+                    .entry(key)
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_target))),
+            )
+        };
         sem.acquire_owned()
             .await
             .expect("semaphore is never closed")
@@ -175,7 +184,12 @@ impl Executor {
             .map_err(|e| {
                 ExecError::new(ErrorCode::Internal, format!("building HTTP client: {e}"))
             })?;
-        self.clients.lock().unwrap().insert(key, client.clone());
+        let mut clients = self.clients.lock().unwrap();
+        if clients.len() >= MAX_DEVICES {
+            // Pools are cheap to rebuild; requests in flight keep their own handle.
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
         Ok(client)
     }
 }

@@ -106,3 +106,49 @@ async fn the_connector_binary_serves_rotates_and_stops_on_sigterm() {
     relay.wait_offline("bin").await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn doctor_reports_what_works_and_what_does_not() {
+    let relay = TestRelay::spawn().await;
+    let dir = std::env::temp_dir().join(format!("ponte-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("connector.toml");
+    let write = |token: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "relay_url = \"{}\"\ntoken = \"{token}\"\nhealth_listen = \"off\"\n",
+                relay.ws_url()
+            ),
+        )
+        .unwrap();
+    };
+    let doctor = {
+        let cfg = cfg.clone();
+        move || {
+            let out = Command::new(connector_bin())
+                .args(["doctor", "--config"])
+                .arg(&cfg)
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8(out.stdout).unwrap())
+        }
+    };
+    write(&relay.token_for("doc"));
+    let (code, report) = tokio::task::spawn_blocking(doctor.clone()).await.unwrap();
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains("ok    relay") && report.contains("token: expires in"),
+        "{report}"
+    );
+
+    // A token signed by the wrong key: the relay refuses it, and doctor says so.
+    write(&sign(&claims("doc", "x", 3600), OTHER_KEY));
+    let (code, report) = tokio::task::spawn_blocking(doctor).await.unwrap();
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("FAIL  relay") && report.contains("unauthorized"),
+        "{report}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
