@@ -179,6 +179,9 @@ impl Executor {
             .danger_accept_invalid_certs(tls_insecure)
             .dns_resolver(Arc::new(PolicyResolver {
                 policy: Arc::clone(&self.policy),
+                // One client per origin, so the port is fixed: the resolver runs the
+                // full, port-exact check (health port included) on every lookup.
+                port: url.port_or_known_default().unwrap_or(80),
             }))
             .build()
             .map_err(|e| {
@@ -273,19 +276,20 @@ pub fn classify(err: &reqwest::Error) -> ExecError {
 /// so a name that changes after the pre-check still cannot reach a forbidden address.
 struct PolicyResolver {
     policy: Arc<TargetPolicy>,
+    port: u16,
 }
 
 impl Resolve for PolicyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = Arc::clone(&self.policy);
+        let port = self.port;
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            // The port is not known here (reqwest adds it); the port-exact check ran before.
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
-                .filter(|a| policy.ip_allowed_some_port(&host, a.ip()))
+                .filter(|a| policy.check_resolved(&host, a.ip(), port).is_ok())
                 .collect();
             if allowed.is_empty() {
                 return Err(format!(

@@ -65,11 +65,8 @@ impl TargetPolicy {
         if let Some(why) = always_denied(ip) {
             return Err(format!("{ip} is {why} and never reachable"));
         }
-        if let Some(h) = self.health {
-            let local = ip.is_loopback() || ip.is_unspecified() || ip == h.ip();
-            if port == h.port() && local {
-                return Err(format!("{ip}:{port} is the connector's own health port"));
-            }
+        if self.is_health(ip, port) {
+            return Err(format!("{ip}:{port} is the connector's own health port"));
         }
         let allowed = self.rules.iter().any(|r| match r {
             Rule::Net(net, p) => net.contains(&ip) && p.is_none_or(|p| p == port),
@@ -111,20 +108,16 @@ impl TargetPolicy {
         }
     }
 
-    /// Whether `ip`, reached through `host`, is allowed on some port. For the DNS
-    /// resolver, which does not know the port; the port-exact check ran before it.
-    pub fn ip_allowed_some_port(&self, host: &str, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        always_denied(ip).is_none()
-            && self.rules.iter().any(|r| match r {
-                Rule::Net(net, _) => net.contains(&ip),
-                Rule::Host(h, _) => h.eq_ignore_ascii_case(host),
-            })
-    }
-
+    /// The health listener, reached on loopback, on its own address, or — when it
+    /// listens on all interfaces — on any address (we cannot cheaply tell this host's
+    /// LAN addresses apart, and refusing one port everywhere costs little).
     fn is_health(&self, ip: IpAddr, port: u16) -> bool {
         self.health.is_some_and(|h| {
-            port == h.port() && (ip.is_loopback() || ip.is_unspecified() || ip == h.ip())
+            port == h.port()
+                && (h.ip().is_unspecified()
+                    || ip.is_loopback()
+                    || ip.is_unspecified()
+                    || ip == h.ip())
         })
     }
 }
@@ -234,6 +227,10 @@ mod tests {
         for (addr, port, ok) in cases {
             assert_eq!(p.check_addr(ip(addr), *port).is_ok(), *ok, "{addr}:{port}");
         }
+        // Health on all interfaces: its port is refused on a LAN address too.
+        let all = TargetPolicy::default_private().with_health("0.0.0.0:22100".parse().unwrap());
+        assert!(all.check_addr(ip("192.168.1.50"), 22100).is_err());
+        assert!(all.check_addr(ip("192.168.1.50"), 80).is_ok());
     }
 
     #[test]

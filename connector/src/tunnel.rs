@@ -264,6 +264,7 @@ where
     let _ = sess.send(&hello).await;
 
     let ping_every = shared.timing.ping_interval;
+    let peer_timeout = shared.timing.peer_timeout;
     let writer_cancel = cancel.clone();
     let writer = tokio::spawn(async move {
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
@@ -273,20 +274,20 @@ where
                 tokio::select! {
                     m = out_rx.recv() => {
                         let Some(m) = m else { return Ok(()) };
-                        sink.feed(m).await?;
+                        timed(peer_timeout, sink.feed(m)).await?;
                         for _ in 0..32 {
-                            match out_rx.try_recv() { Ok(m) => sink.feed(m).await?, Err(_) => break }
+                            match out_rx.try_recv() { Ok(m) => timed(peer_timeout, sink.feed(m)).await?, Err(_) => break }
                         }
-                        sink.flush().await?;
+                        timed(peer_timeout, sink.flush()).await?;
                     }
                     _ = ping.tick() => {
                         let ping = ConnectorMsg::Ping(proto::Heartbeat { ts: unix_ms() });
-                        sink.send(Message::text(proto::encode(&ping))).await?;
+                        timed(peer_timeout, sink.send(Message::text(proto::encode(&ping)))).await?;
                     }
                 }
             }
         };
-        let res: Result<(), tokio_tungstenite::tungstenite::Error> = tokio::select! {
+        let res: Result<(), String> = tokio::select! {
             _ = writer_cancel.cancelled() => Ok(()),
             r = pump => r,
         };
@@ -295,7 +296,6 @@ where
         res
     });
 
-    let peer_timeout = shared.timing.peer_timeout;
     let mut last_seen = Instant::now();
     let silence = tokio::time::sleep(peer_timeout);
     tokio::pin!(silence);
@@ -349,7 +349,10 @@ fn handle(sess: &Arc<Session>, text: &str) {
     match msg {
         CloudMsg::Ping(hb) => {
             sess.shared.status.heartbeat();
-            sess.send_detached(&ConnectorMsg::Pong(hb));
+            // A PONG is a courtesy (any frame proves liveness): dropped when the writer is
+            // backed up, so a PING flood cannot queue work.
+            let pong = Message::text(proto::encode(&ConnectorMsg::Pong(hb)));
+            let _ = sess.out.try_send(pong);
         }
         CloudMsg::Pong(_) => sess.shared.status.heartbeat(),
         CloudMsg::HttpRequest(req) => start_request(sess, req),
@@ -737,7 +740,15 @@ fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
         }));
     }
     let (tx, rx) = mpsc::channel(WS_QUEUE);
-    sess.ws.lock().unwrap().insert(sid.clone(), tx);
+    {
+        let mut ws = sess.ws.lock().unwrap();
+        if ws.contains_key(&sid) {
+            drop(ws);
+            warn!(stream_id = %sid, "duplicate WS_OPEN ignored");
+            return;
+        }
+        ws.insert(sid.clone(), tx);
+    }
     let sess = Arc::clone(sess);
     let path = o
         .target
@@ -775,6 +786,18 @@ fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
         }
         .instrument(span),
     );
+}
+
+/// One socket write that must finish within `limit` (a relay that stops reading is
+/// left, not waited on forever).
+async fn timed<F>(limit: Duration, write: F) -> Result<(), String>
+where
+    F: std::future::Future<Output = Result<(), tokio_tungstenite::tungstenite::Error>>,
+{
+    match tokio::time::timeout(limit, write).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("relay stopped reading (write timed out)".to_owned()),
+    }
 }
 
 pub(crate) fn unix_ms() -> u64 {

@@ -37,6 +37,11 @@ const OUTBOUND_QUEUE: usize = 64;
 /// only backpressure a legacy peer understands is TCP's).
 const STREAM_QUEUE: usize = 256;
 
+/// Events queued per HTTP stream of a legacy connector. Its chunks may be up to ~768 KiB
+/// each and there is no window, so the queue is short: a slow caller holds at most this
+/// many chunks before the reader waits (TCP backpressure on that connector).
+const LEGACY_STREAM_QUEUE: usize = 8;
+
 /// Messages queued per WebSocket stream toward the caller. When full, the stream is
 /// closed with 1008: a device flooding a browser that does not read is not buffered.
 const WS_QUEUE: usize = 64;
@@ -87,6 +92,9 @@ impl std::ops::Deref for Slot {
 
 /// Shared between the reader (producer) and the consumer of one HTTP stream.
 pub(crate) struct HttpStream {
+    /// Whether the connector spoke `flow` when the stream began: decides how the reader
+    /// hands over data (never wait vs. TCP backpressure) and whether the window is enforced.
+    pub flow: bool,
     pub state: Mutex<StreamState>,
     /// Woken when the connector grants upload credit or the stream ends.
     pub upload_credit: Notify,
@@ -172,6 +180,23 @@ impl Conn {
                 true
             } else {
                 false
+            }
+        });
+    }
+
+    /// HELLO always wins, even after the grace timer marked the peer legacy: a
+    /// connector on a slow link still gets the extensions (its in-flight streams keep
+    /// their mode; credit starts flowing for them as they are read).
+    fn set_hello(&self, peer: Peer) {
+        self.peer.send_if_modified(|p| {
+            if matches!(p, Some(Peer { hello: true, .. })) {
+                false
+            } else {
+                if p.is_some() {
+                    info!("late HELLO: upgrading a connector first treated as legacy");
+                }
+                *p = Some(peer);
+                true
             }
         });
     }
@@ -271,6 +296,7 @@ pub(crate) async fn run<S>(
         out_rx,
         conn.cancel.clone(),
         cfg.ping_interval,
+        cfg.peer_timeout,
         Arc::clone(&conn),
     ));
 
@@ -289,10 +315,10 @@ pub(crate) async fn run<S>(
                 last_seen = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) => {
-                        if hello_pending {
-                            hello_pending = false;
-                        }
+                        hello_pending = false;
                         handle_text(&conn, directory.as_ref(), text.as_str()).await;
+                        // Any first frame but HELLO (even a malformed one) means legacy.
+                        conn.set_peer_once(Peer::LEGACY);
                     }
                     Some(Ok(Message::Binary(_))) => warn!("binary frame ignored: protocol v1 is text frames"),
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
@@ -333,6 +359,7 @@ async fn write_loop<S>(
     mut rx: mpsc::Receiver<Message>,
     cancel: CancellationToken,
     ping_interval: Duration,
+    write_timeout: Duration,
     conn: Arc<Conn>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -340,29 +367,31 @@ async fn write_loop<S>(
     let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
     // Cancellation wraps the whole loop: a write blocked on a peer that stopped reading
     // must not keep a replaced or revoked connection alive.
+    // Each write must make progress within `write_timeout`; a peer that stops reading
+    // is disconnected rather than left to back up every sender on this connection.
     let pump = async {
         loop {
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { return Ok(()) };
-                    sink.feed(msg).await?;
+                    timed(write_timeout, sink.feed(msg)).await?;
                     // Batch what is already queued into one flush.
                     for _ in 0..32 {
                         match rx.try_recv() {
-                            Ok(msg) => sink.feed(msg).await?,
+                            Ok(msg) => timed(write_timeout, sink.feed(msg)).await?,
                             Err(_) => break,
                         }
                     }
-                    sink.flush().await?;
+                    timed(write_timeout, sink.flush()).await?;
                 }
                 _ = ping.tick() => {
                     let ping = CloudMsg::Ping(proto::Heartbeat { ts: unix_ms() });
-                    sink.send(Message::text(proto::encode(&ping))).await?;
+                    timed(write_timeout, sink.send(Message::text(proto::encode(&ping)))).await?;
                 }
             }
         }
     };
-    let result: Result<(), tokio_tungstenite::tungstenite::Error> = tokio::select! {
+    let result: Result<(), String> = tokio::select! {
         _ = cancel.cancelled() => Ok(()),
         r = pump => r,
     };
@@ -382,6 +411,17 @@ async fn write_loop<S>(
     .await;
 }
 
+/// One socket write that must finish within `limit`.
+pub(crate) async fn timed<F>(limit: Duration, write: F) -> Result<(), String>
+where
+    F: std::future::Future<Output = Result<(), tokio_tungstenite::tungstenite::Error>>,
+{
+    match tokio::time::timeout(limit, write).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("peer stopped reading (write timed out)".to_owned()),
+    }
+}
+
 async fn handle_text(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, text: &str) {
     let msg = match proto::decode_connector(text) {
         Ok(msg) => msg,
@@ -393,7 +433,7 @@ async fn handle_text(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, text:
     match msg {
         ConnectorMsg::Hello(hello) => {
             let caps = hello.capability_set();
-            conn.set_peer_once(Peer { hello: true, caps });
+            conn.set_hello(Peer { hello: true, caps });
             info!(version = %hello.version, capabilities = ?caps.names(), "connector said HELLO");
             directory.on_event(ConnectorEvent::Hello {
                 connector_id: conn.connector_id.clone(),
@@ -401,7 +441,11 @@ async fn handle_text(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, text:
             });
         }
         ConnectorMsg::Ping(hb) => {
-            conn.send_detached(&CloudMsg::Pong(hb));
+            // Liveness is any frame, so a PONG is a courtesy: dropped when the writer is
+            // backed up. (Queueing it would let a PING flood grow memory.)
+            let _ = conn
+                .out
+                .try_send(Message::text(proto::encode(&CloudMsg::Pong(hb))));
             directory.on_event(ConnectorEvent::Heartbeat {
                 connector_id: conn.connector_id.clone(),
             });
@@ -453,7 +497,10 @@ async fn handle_text(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, text:
                         "chunk index {} where {} was expected",
                         chunk.index, st.next_index
                     ))
-                } else if let Some(Err(v)) = st.recv.as_mut().map(|w| w.on_data(chunk.data.len())) {
+                } else if let (true, Some(Err(v))) = (
+                    stream.flow,
+                    st.recv.as_mut().map(|w| w.on_data(chunk.data.len())),
+                ) {
                     Err(v.to_string())
                 } else {
                     st.next_index += 1;
@@ -579,7 +626,7 @@ fn lookup(conn: &Conn, request_id: &str) -> Option<Slot> {
 
 /// Hands an event to the stream's consumer.
 async fn deliver(conn: &Conn, request_id: &str, stream: &Slot, ev: StreamEvent) {
-    if conn.has(Capability::Flow) {
+    if stream.flow {
         match stream.events.try_send(ev) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => conn.fail_stream(
@@ -649,12 +696,18 @@ pub(crate) fn unix_ms() -> u64 {
 }
 
 pub(crate) fn new_stream(caps_flow: bool) -> (Slot, mpsc::Receiver<StreamEvent>) {
-    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    let (tx, rx) = mpsc::channel(if caps_flow {
+        STREAM_QUEUE
+    } else {
+        LEGACY_STREAM_QUEUE
+    });
     let stream = Arc::new(HttpStream {
+        flow: caps_flow,
         state: Mutex::new(StreamState {
             next_index: 0,
             started: false,
-            recv: caps_flow.then(RecvWindow::default),
+            // Always counted, so credit can start if a late HELLO announces `flow`.
+            recv: Some(RecvWindow::default()),
             upload: caps_flow.then(SendWindow::default),
             failed: None,
         }),

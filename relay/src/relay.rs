@@ -213,13 +213,18 @@ impl Relay {
             .lock()
             .unwrap()
             .insert(request_id.clone(), slot);
+        if conn.cancel.is_cancelled() {
+            // The connection died between lookup and insert; `fail_all` may already
+            // have run, so nobody else would fail this stream.
+            conn.streams.lock().unwrap().remove(&request_id);
+            return Err(RouteError::Disconnected);
+        }
         let mut body = RelayBody {
             conn: Arc::clone(&conn),
             stream: Arc::clone(&stream),
             request_id: request_id.clone(),
             rx,
             idle: req.idle_timeout,
-            flow,
             done: false,
             pump: None,
         };
@@ -479,7 +484,6 @@ struct RelayBody {
     request_id: String,
     rx: mpsc::Receiver<StreamEvent>,
     idle: Duration,
-    flow: bool,
     done: bool,
     pump: Option<JoinHandle<()>>,
 }
@@ -511,7 +515,8 @@ impl RelayBody {
         };
         match ev {
             StreamEvent::Data(b) => {
-                if self.flow {
+                // Checked live: a connector whose HELLO came late gets credit too.
+                if self.conn.has(Capability::Flow) {
                     let credit = self
                         .stream
                         .state
