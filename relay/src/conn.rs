@@ -71,6 +71,8 @@ pub(crate) enum StreamEvent {
     },
     Data(Bytes),
     End,
+    /// No data: tells a consumer waiting on an empty channel to look at the overflow.
+    Wake,
     Error(RouteError),
 }
 
@@ -109,6 +111,26 @@ pub(crate) struct StreamState {
     pub upload: Option<SendWindow>,
     /// Why the stream failed, for the consumer that finds its channel closed.
     pub failed: Option<RouteError>,
+    /// Events that did not fit the channel (`flow` streams only), newer than anything
+    /// in it. Bounded: data bytes by the window, entries by merging small chunks.
+    pub overflow: std::collections::VecDeque<StreamEvent>,
+}
+
+impl StreamState {
+    fn spill(&mut self, ev: StreamEvent) {
+        if let (StreamEvent::Data(new), Some(StreamEvent::Data(last))) =
+            (&ev, self.overflow.back_mut())
+        {
+            if last.len() + new.len() <= limits::MAX_CHUNK_LEN {
+                let mut merged = bytes::BytesMut::with_capacity(last.len() + new.len());
+                merged.extend_from_slice(last);
+                merged.extend_from_slice(new);
+                *last = merged.freeze();
+                return;
+            }
+        }
+        self.overflow.push_back(ev);
+    }
 }
 
 /// The negotiated subprotocol, or why the device WebSocket could not be opened.
@@ -627,16 +649,28 @@ fn lookup(conn: &Conn, request_id: &str) -> Option<Slot> {
 /// Hands an event to the stream's consumer.
 async fn deliver(conn: &Conn, request_id: &str, stream: &Slot, ev: StreamEvent) {
     if stream.flow {
-        match stream.events.try_send(ev) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => conn.fail_stream(
-                request_id,
-                RouteError::Protocol(format!(
-                    "more than {STREAM_QUEUE} chunks queued within the window"
-                )),
-            ),
-            Err(mpsc::error::TrySendError::Closed(_)) => conn.cancel_stream(request_id),
+        // Never wait here. The window bounds the bytes; a device sending many small
+        // pieces to a slow reader can still fill the channel's slots, and then the rest
+        // spills (merged) into the stream's overflow instead of failing a healthy stream.
+        {
+            let mut st = stream.state.lock().unwrap();
+            let ev = if st.overflow.is_empty() {
+                match stream.events.try_send(ev) {
+                    Ok(()) => return,
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        drop(st);
+                        return conn.cancel_stream(request_id);
+                    }
+                    Err(mpsc::error::TrySendError::Full(ev)) => ev,
+                }
+            } else {
+                ev
+            };
+            st.spill(ev);
         }
+        // A consumer may be waiting on the now-empty channel; if the channel is full it
+        // will reach the overflow on its own.
+        let _ = stream.events.try_send(StreamEvent::Wake);
     } else {
         // Legacy peer: no window, so wait for the consumer (TCP backpressure), but not
         // forever: a consumer stuck this long fails only its own stream.
@@ -710,6 +744,7 @@ pub(crate) fn new_stream(caps_flow: bool) -> (Slot, mpsc::Receiver<StreamEvent>)
             recv: Some(RecvWindow::default()),
             upload: caps_flow.then(SendWindow::default),
             failed: None,
+            overflow: Default::default(),
         }),
         upload_credit: Notify::new(),
     });

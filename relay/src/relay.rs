@@ -504,14 +504,34 @@ impl RelayBody {
         if self.done {
             return None;
         }
-        let ev = match tokio::time::timeout(self.idle, self.rx.recv()).await {
-            Err(_) => {
-                self.done = true;
-                self.conn.cancel_stream(&self.request_id);
-                return Some(Err(RouteError::Timeout));
+        let ev = loop {
+            // The channel holds older events than the overflow: drain it first.
+            let ev = match self.rx.try_recv() {
+                Ok(ev) => Some(ev),
+                Err(_) => self.stream.state.lock().unwrap().overflow.pop_front(),
+            };
+            let ev = match ev {
+                Some(ev) => ev,
+                None => match tokio::time::timeout(self.idle, self.rx.recv()).await {
+                    Err(_) => {
+                        self.done = true;
+                        self.conn.cancel_stream(&self.request_id);
+                        return Some(Err(RouteError::Timeout));
+                    }
+                    Ok(Some(ev)) => ev,
+                    // Closed: whatever was spilled before the end still comes first.
+                    Ok(None) => {
+                        let spilled = self.stream.state.lock().unwrap().overflow.pop_front();
+                        match spilled {
+                            Some(ev) => ev,
+                            None => return Some(Err(self.failure())),
+                        }
+                    }
+                },
+            };
+            if !matches!(ev, StreamEvent::Wake) {
+                break ev;
             }
-            Ok(None) => return Some(Err(self.failure())),
-            Ok(Some(ev)) => ev,
         };
         match ev {
             StreamEvent::Data(b) => {
@@ -543,6 +563,7 @@ impl RelayBody {
                 self.done = true;
                 Some(Err(e))
             }
+            StreamEvent::Wake => unreachable!("the loop above skips wake-ups"),
             StreamEvent::Start { .. } => {
                 self.done = true;
                 self.conn.cancel_stream(&self.request_id);

@@ -350,3 +350,145 @@ async fn connector_pings_every_30s_and_leaves_a_relay_silent_for_90s() {
         "{elapsed:?}"
     );
 }
+
+/// A connector whose HELLO arrives after the 2 s grace (slow link) is upgraded: its
+/// window-respecting download past 256 KiB still completes, because credit flows.
+#[tokio::test(start_paused = true)]
+async fn a_late_hello_still_gets_flow_control_credit() {
+    use futures_util::SinkExt;
+    const CHUNK: usize = 64 * 1024;
+    const TOTAL_CHUNKS: u64 = 8; // 512 KiB: twice the initial window
+    let relay = TestRelay::spawn().await;
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+    let mut fake = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+    let r = relay.relay.clone();
+    tokio::spawn(async move { r.serve_connection(server, claims("late", "j", 3600)).await });
+    let r = relay.relay.clone();
+    let consumer = tokio::spawn(async move {
+        let resp = r
+            .send(
+                "late",
+                ProxyRequest::new("http://127.0.0.1:9", "GET", "/big"),
+            )
+            .await?;
+        resp.body.collect(1 << 20).await
+    });
+
+    let text = |v: serde_json::Value| Message::text(v.to_string());
+    let next_json =
+        |m: Message| serde_json::from_str::<serde_json::Value>(m.to_text().unwrap()).unwrap();
+    let req = loop {
+        let v = next_json(fake.next().await.unwrap().unwrap());
+        if v["type"] == "HTTP_REQUEST" {
+            break v;
+        }
+    };
+    let rid = req["requestId"].as_str().unwrap().to_owned();
+    fake.send(text(
+        json!({"type":"HELLO","version":"late","capabilities":["flow","error","cancel"]}),
+    ))
+    .await
+    .unwrap();
+    fake.send(text(
+        json!({"type":"HTTP_RESPONSE_START","requestId":rid,"statusCode":200,"headers":{}}),
+    ))
+    .await
+    .unwrap();
+    let data = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![7u8; CHUNK]);
+    let mut window = 256 * 1024usize;
+    let mut sent = 0u64;
+    while sent < TOTAL_CHUNKS {
+        if window >= CHUNK {
+            fake.send(text(
+                json!({"type":"HTTP_RESPONSE_CHUNK","requestId":rid,"data":data,"index":sent}),
+            ))
+            .await
+            .unwrap();
+            window -= CHUNK;
+            sent += 1;
+            continue;
+        }
+        // Out of window: wait for credit, as a flow connector must.
+        let v = next_json(fake.next().await.expect("relay sends credit").unwrap());
+        if v["type"] == "WINDOW_UPDATE" {
+            window += v["bytes"].as_u64().unwrap() as usize;
+        }
+    }
+    fake.send(text(json!({"type":"HTTP_RESPONSE_END","requestId":rid})))
+        .await
+        .unwrap();
+    let body = consumer.await.unwrap().expect("download completes");
+    assert_eq!(body.len(), CHUNK * TOTAL_CHUNKS as usize);
+}
+
+/// A device that streams many tiny pieces to a caller that reads later (an event feed
+/// behind a busy browser) stays within the window, so the stream must survive even
+/// though it is more pieces than the relay's per-stream queue has slots.
+#[tokio::test(start_paused = true)]
+async fn many_tiny_chunks_to_a_slow_reader_do_not_fail_the_stream() {
+    use futures_util::SinkExt;
+    const PIECES: u64 = 2000;
+    let relay = TestRelay::spawn().await;
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+    let mut fake = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+    let r = relay.relay.clone();
+    tokio::spawn(async move { r.serve_connection(server, claims("tiny", "j", 3600)).await });
+    let text = |v: serde_json::Value| Message::text(v.to_string());
+    fake.send(text(
+        json!({"type":"HELLO","version":"t","capabilities":["flow","error","cancel"]}),
+    ))
+    .await
+    .unwrap();
+    let r = relay.relay.clone();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let consumer = tokio::spawn(async move {
+        let resp = r
+            .send(
+                "tiny",
+                ProxyRequest::new("http://127.0.0.1:9", "GET", "/events"),
+            )
+            .await?;
+        let _ = started_tx.send(());
+        let _ = go_rx.await; // read nothing until the device has sent everything
+        resp.body.collect(1 << 20).await
+    });
+    let rid = loop {
+        let v: serde_json::Value =
+            serde_json::from_str(fake.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+        if v["type"] == "HTTP_REQUEST" {
+            break v["requestId"].as_str().unwrap().to_owned();
+        }
+    };
+    fake.send(text(
+        json!({"type":"HTTP_RESPONSE_START","requestId":rid,"statusCode":200,"headers":{}}),
+    ))
+    .await
+    .unwrap();
+    started_rx.await.unwrap();
+    for i in 0..PIECES {
+        // 16 bytes each: 32 000 bytes in all, well inside the 256 KiB window.
+        fake.send(text(json!({"type":"HTTP_RESPONSE_CHUNK","requestId":rid,"data":"AAAAAAAAAAAAAAAAAAAAAA==","index":i}))).await.unwrap();
+    }
+    fake.send(text(json!({"type":"HTTP_RESPONSE_END","requestId":rid})))
+        .await
+        .unwrap();
+    // Let the relay's reader take every frame before the caller starts reading: a PING
+    // from the fake connector is answered only after everything before it was handled.
+    fake.send(text(json!({"type":"PING","ts":1})))
+        .await
+        .unwrap();
+    loop {
+        let v: serde_json::Value =
+            serde_json::from_str(fake.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+        if v["type"] == "PONG" {
+            break;
+        }
+    }
+    go_tx.send(()).unwrap();
+    let body = consumer.await.unwrap().expect("stream survives");
+    assert_eq!(body.len() as u64, PIECES * 16);
+    assert!(body.iter().all(|b| *b == 0));
+}
