@@ -451,7 +451,11 @@ fn handle(sess: &Arc<Session>, text: &str) {
                 let _ = tx.try_send(WsToDevice::Close(c.code, c.reason));
             }
         }
-        CloudMsg::TokenRotate(t) => crate::rotate_token(&sess.shared, t.token),
+        CloudMsg::TokenRotate(t) => {
+            // File I/O off the reader task.
+            let shared = Arc::clone(&sess.shared);
+            tokio::task::spawn_blocking(move || crate::rotate_token(&shared, t.token));
+        }
     }
 }
 
