@@ -514,14 +514,7 @@ fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
         .unwrap()
         .insert(rid.clone(), Arc::clone(&ctl));
     let sess = Arc::clone(sess);
-    // The query is left out of logs: device UIs put session tokens there.
-    let path = req
-        .target
-        .path
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let path = loggable(&req.target.path).to_owned();
     let span = info_span!("request", request_id = %rid, method = %req.target.method, %path);
     tokio::spawn(
         async move {
@@ -754,13 +747,7 @@ fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
         ws.insert(sid.clone(), tx);
     }
     let sess = Arc::clone(sess);
-    let path = o
-        .target
-        .path
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let path = loggable(&o.target.path).to_owned();
     let span = info_span!("ws", stream_id = %sid, %path);
     tokio::spawn(
         async move {
@@ -802,6 +789,12 @@ where
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err("relay stopped reading (write timed out)".to_owned()),
     }
+}
+
+/// A path as it may appear in logs: without its query, where device UIs put session
+/// tokens.
+fn loggable(path: &str) -> &str {
+    path.split('?').next().unwrap_or_default()
 }
 
 pub(crate) fn unix_ms() -> u64 {

@@ -119,6 +119,27 @@ impl TestRelay {
         wait_until(Duration::from_secs(10), || self.relay.is_online(id)).await;
     }
 
+    /// A raw peer for connector `id`, on an in-memory socket (so paused time works):
+    /// the relay side is served as an authenticated connection. Returns the peer end
+    /// and the task serving the relay end.
+    pub async fn raw_peer(
+        &self,
+        id: &str,
+    ) -> (
+        tokio_tungstenite::WebSocketStream<tokio::io::DuplexStream>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        use tokio_tungstenite::WebSocketStream;
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+        let peer = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+        let relay = self.relay.clone();
+        let claims = claims(id, "raw", 3600);
+        let served = tokio::spawn(async move { relay.serve_connection(server, claims).await });
+        (peer, served)
+    }
+
     /// Waits until `id` has no connection.
     pub async fn wait_offline(&self, id: &str) {
         use ponte_relay::Router;

@@ -271,13 +271,8 @@ fn is_ping(m: &Message) -> bool {
 #[tokio::test(start_paused = true)]
 async fn relay_pings_every_30s_and_drops_a_peer_silent_for_90s() {
     let relay = TestRelay::spawn().await;
-    let (a, b) = tokio::io::duplex(64 * 1024);
-    let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
-    let mut peer = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
-    let r = relay.relay.clone();
     let t0 = tokio::time::Instant::now();
-    let served =
-        tokio::spawn(async move { r.serve_connection(server, claims("hb", "j", 3600)).await });
+    let (mut peer, served) = relay.raw_peer("hb").await;
     let mut pings = Vec::new();
     let close = loop {
         match peer.next().await {
@@ -300,11 +295,7 @@ async fn relay_pings_every_30s_and_drops_a_peer_silent_for_90s() {
 #[tokio::test(start_paused = true)]
 async fn a_peer_that_keeps_talking_is_not_dropped() {
     let relay = TestRelay::spawn().await;
-    let (a, b) = tokio::io::duplex(64 * 1024);
-    let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
-    let mut peer = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
-    let r = relay.relay.clone();
-    tokio::spawn(async move { r.serve_connection(server, claims("alive", "j", 3600)).await });
+    let (mut peer, _served) = relay.raw_peer("alive").await;
     use futures_util::SinkExt;
     // Answer every PING for 5 minutes of virtual time.
     let t0 = tokio::time::Instant::now();
@@ -359,11 +350,7 @@ async fn a_late_hello_still_gets_flow_control_credit() {
     const CHUNK: usize = 64 * 1024;
     const TOTAL_CHUNKS: u64 = 8; // 512 KiB: twice the initial window
     let relay = TestRelay::spawn().await;
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
-    let mut fake = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
-    let r = relay.relay.clone();
-    tokio::spawn(async move { r.serve_connection(server, claims("late", "j", 3600)).await });
+    let (mut fake, _served) = relay.raw_peer("late").await;
     let r = relay.relay.clone();
     let consumer = tokio::spawn(async move {
         let resp = r
@@ -430,11 +417,7 @@ async fn many_tiny_chunks_to_a_slow_reader_do_not_fail_the_stream() {
     use futures_util::SinkExt;
     const PIECES: u64 = 2000;
     let relay = TestRelay::spawn().await;
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
-    let mut fake = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
-    let r = relay.relay.clone();
-    tokio::spawn(async move { r.serve_connection(server, claims("tiny", "j", 3600)).await });
+    let (mut fake, _served) = relay.raw_peer("tiny").await;
     let text = |v: serde_json::Value| Message::text(v.to_string());
     fake.send(text(
         json!({"type":"HELLO","version":"t","capabilities":["flow","error","cancel"]}),
