@@ -137,6 +137,20 @@ pub struct WsRequest {
     pub timeout: Duration,
 }
 
+impl WsRequest {
+    /// A WebSocket to `path` on the device, no extra headers, default timeout.
+    pub fn new(base_url: impl Into<String>, path: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            path: path.into(),
+            headers: Headers::new(),
+            protocols: Vec::new(),
+            tls_insecure: false,
+            timeout: ponte_protocol::limits::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 /// An open device WebSocket: receive with `recv`, send with `send`. Dropping it closes
 /// the device side.
 pub struct WsChannel {

@@ -6,7 +6,7 @@
 
 use ponte_relay::{ProxyRequest, Router, WsFrame, WsRequest};
 use ponte_tests::*;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[tokio::main]
 async fn main() {
@@ -47,17 +47,7 @@ async fn main() {
     );
 
     let mut ws = r
-        .open_ws(
-            CID,
-            WsRequest {
-                base_url: s.origin.base_url(),
-                path: "/ws".into(),
-                headers: Default::default(),
-                protocols: vec![],
-                tls_insecure: false,
-                timeout: Duration::from_secs(5),
-            },
-        )
+        .open_ws(CID, WsRequest::new(s.origin.base_url(), "/ws"))
         .await
         .unwrap();
     ws.send(WsFrame::Text("olá".into())).await.unwrap();

@@ -325,14 +325,7 @@ async fn absent_connector_fails_at_once() {
 #[tokio::test]
 async fn websocket_passthrough_echoes_text_and_binary() {
     let s = Stack::start().await;
-    let req = WsRequest {
-        base_url: s.origin.base_url(),
-        path: "/ws".into(),
-        headers: Default::default(),
-        protocols: vec![],
-        tls_insecure: false,
-        timeout: Duration::from_secs(5),
-    };
+    let req = WsRequest::new(s.origin.base_url(), "/ws");
     let mut ws = s.relay.relay.open_ws(CID, req).await.unwrap();
     ws.send(WsFrame::Text("olá".into())).await.unwrap();
     assert_eq!(ws.recv().await, Some(WsFrame::Text("echo:olá".into())));
@@ -355,14 +348,7 @@ async fn websocket_passthrough_echoes_text_and_binary() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let bad = WsRequest {
-        base_url: format!("http://{closed}"),
-        path: "/ws".into(),
-        headers: Default::default(),
-        protocols: vec![],
-        tls_insecure: false,
-        timeout: Duration::from_secs(5),
-    };
+    let bad = WsRequest::new(format!("http://{closed}"), "/ws");
     assert!(s.relay.relay.open_ws(CID, bad).await.is_err());
     // The connection still serves HTTP.
     assert_eq!(
