@@ -1,0 +1,210 @@
+//! Ponte's cloud API: the store, user auth, pairing, remote sessions and the
+//! tenant-scoped `/api` routes. It reaches connectors only through the relay's
+//! [`Router`] seam and the small [`ConnectorControl`] trait (close a socket, push a
+//! rotated token), so it runs the same beside an in-process relay or a remote one.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod directory;
+pub mod error;
+pub mod ratelimit;
+mod routes;
+pub mod sessions;
+pub mod store;
+
+use auth::{ConnectorIssuer, User, UserAuth};
+use ponte_relay::Router;
+use ratelimit::{RateLimitConfig, RateLimits};
+use sessions::{SessionConfig, Sessions};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use store::Store;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use routes::{app, openapi};
+
+/// What the API asks of the relay besides routing requests.
+pub trait ConnectorControl: Send + Sync + 'static {
+    /// Closes the connector's socket (token renewed or revoked).
+    fn disconnect(&self, connector_id: &str, reason: &str) -> bool;
+    /// Pushes TOKEN_ROTATE; false if the connector is not here or cannot rotate.
+    fn rotate_token(&self, connector_id: &str, token: String, expires_at: Option<String>) -> bool;
+}
+
+impl ConnectorControl for ponte_relay::Relay {
+    fn disconnect(&self, connector_id: &str, reason: &str) -> bool {
+        ponte_relay::Relay::disconnect(self, connector_id, reason)
+    }
+    fn rotate_token(&self, connector_id: &str, token: String, expires_at: Option<String>) -> bool {
+        ponte_relay::Relay::rotate_token(self, connector_id, token, expires_at)
+    }
+}
+
+/// API settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// `ws(s)://…/ws/connectors` as connectors reach it; returned by claim.
+    pub relay_public_url: String,
+    /// `http(s)://…` of the gateway origin; session URLs start with it.
+    pub gateway_public_url: String,
+    /// Pairing codes live this long (15 min).
+    pub pairing_ttl: Duration,
+    /// A connector token is rotated when it has less than this left.
+    pub rotate_before: Duration,
+    /// How often to look for tokens to rotate and sessions to expire.
+    pub maintenance_every: Duration,
+    /// How often batched heartbeats are written.
+    pub heartbeat_flush: Duration,
+    pub sessions: SessionConfig,
+    pub rate_limits: RateLimitConfig,
+    /// Largest device response proxy-http returns (larger: 413).
+    pub proxy_max_response: usize,
+    /// Largest proxy-http request body, after decoding (larger: 413).
+    pub proxy_max_request: usize,
+    /// Trust the last `X-Forwarded-For` hop as the client address (behind nginx).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            relay_public_url: "ws://127.0.0.1:8001/ws/connectors".into(),
+            gateway_public_url: "http://127.0.0.1:8002".into(),
+            pairing_ttl: Duration::from_secs(15 * 60),
+            rotate_before: Duration::from_secs(7 * 24 * 3600),
+            maintenance_every: Duration::from_secs(30),
+            heartbeat_flush: Duration::from_secs(15),
+            sessions: SessionConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            proxy_max_response: 8 * 1024 * 1024,
+            proxy_max_request: 4 * 1024 * 1024,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// The API's shared state.
+pub struct Api {
+    pub cfg: ApiConfig,
+    pub store: Arc<dyn Store>,
+    pub router: Arc<dyn Router>,
+    pub control: Arc<dyn ConnectorControl>,
+    pub users: UserAuth,
+    pub issuer: ConnectorIssuer,
+    pub sessions: Sessions,
+    pub limits: RateLimits,
+    /// User ids already recorded in USRUsuario by this process (bounded: cleared when
+    /// it reaches 100k; the insert is idempotent, so forgetting costs one write).
+    known_users: Mutex<HashSet<i32>>,
+}
+
+impl Api {
+    pub fn new(
+        cfg: ApiConfig,
+        store: Arc<dyn Store>,
+        router: Arc<dyn Router>,
+        control: Arc<dyn ConnectorControl>,
+        users: UserAuth,
+        issuer: ConnectorIssuer,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            sessions: Sessions::new(Arc::clone(&store), cfg.sessions.clone()),
+            limits: RateLimits::new(cfg.rate_limits),
+            cfg,
+            store,
+            router,
+            control,
+            users,
+            issuer,
+            known_users: Mutex::default(),
+        })
+    }
+
+    /// Records a user first seen in a valid JWT.
+    pub(crate) async fn remember_user(&self, user: &User) -> Result<(), store::StoreError> {
+        if self.known_users.lock().unwrap().contains(&user.id) {
+            return Ok(());
+        }
+        let name = user
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("Usuário {}", user.id));
+        self.store
+            .ensure_user(user.id, &name, user.email.as_deref())
+            .await?;
+        let mut known = self.known_users.lock().unwrap();
+        if known.len() >= 100_000 {
+            known.clear();
+        }
+        known.insert(user.id);
+        Ok(())
+    }
+
+    /// Background work until `shutdown`: token rotation, session expiry and usage
+    /// flushes, rate-limiter pruning.
+    pub async fn maintain(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            self.rotate_tokens().await;
+            self.sessions.maintain().await;
+            self.limits.prune();
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.maintenance_every) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        self.sessions.maintain().await;
+    }
+
+    /// Sends a fresh token to every connected connector whose token nears expiry. The
+    /// store is updated first (compare-and-swap on the old `jti`), and put back if the
+    /// connector cannot take TOKEN_ROTATE, so a connector never holds a revoked token.
+    pub async fn rotate_tokens(&self) {
+        let horizon = store::now()
+            + chrono::TimeDelta::from_std(self.cfg.rotate_before).unwrap_or(chrono::TimeDelta::MAX);
+        let due = match self.store.tokens_expiring(horizon).await {
+            Ok(d) => d,
+            Err(err) => return warn!(%err, "could not list tokens to rotate"),
+        };
+        for con in due {
+            let Some(old) = con.token_id.clone() else {
+                continue;
+            };
+            let id = con.id.to_string();
+            if !self.router.is_online(&id) {
+                continue;
+            }
+            let new = self.issuer.mint(con.id, con.client_id, con.tenant_id);
+            match self
+                .store
+                .swap_token(con.id, &old, &new.jti, new.expires_at)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    warn!(connector_id = con.id, %err, "could not store a rotated token");
+                    continue;
+                }
+            }
+            let expires = store::rfc3339(new.expires_at);
+            if self.control.rotate_token(&id, new.token, Some(expires)) {
+                info!(connector_id = con.id, "connector token rotated");
+                let _ = self
+                    .store
+                    .audit(&store::AuditEntry {
+                        action: "connector.rotate".into(),
+                        tenant_id: con.tenant_id,
+                        ..Default::default()
+                    })
+                    .await;
+            } else {
+                let restore = con.token_expires_at.unwrap_or(new.expires_at);
+                if let Err(err) = self.store.swap_token(con.id, &new.jti, &old, restore).await {
+                    warn!(connector_id = con.id, %err, "could not restore the token after a failed rotation");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Token-bucket rate limits (governor): per remote session and per connector (for the
+//! gateway and proxy-http), and per source address for the public claim endpoint.
+//!
+//! Keyed state grows with distinct keys; [`RateLimits::prune`] (run by the maintenance
+//! loop) drops buckets that are full again, so idle keys cost nothing.
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// One bucket: `per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl Rate {
+    fn quota(self) -> Quota {
+        let burst = NonZeroU32::new(self.burst.max(1)).expect("max(1)");
+        let period = Duration::from_secs_f64(1.0 / self.per_second.max(1e-6));
+        Quota::with_period(period)
+            .expect("period is positive")
+            .allow_burst(burst)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitConfig {
+    /// Requests per remote session (a device UI page loads many assets at once).
+    pub session: Rate,
+    /// Requests per connector, gateway and proxy-http together.
+    pub connector: Rate,
+    /// Pairing-code claims per source address.
+    pub claim: Rate,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            session: Rate {
+                per_second: 50.0,
+                burst: 200,
+            },
+            connector: Rate {
+                per_second: 200.0,
+                burst: 400,
+            },
+            claim: Rate {
+                per_second: 10.0 / 60.0,
+                burst: 5,
+            },
+        }
+    }
+}
+
+/// Over the limit; retry after this long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub retry_after: Duration,
+}
+
+impl Limited {
+    /// Whole seconds for `Retry-After`, at least 1.
+    pub fn retry_after_secs(&self) -> u64 {
+        self.retry_after.as_secs_f64().ceil().max(1.0) as u64
+    }
+}
+
+pub struct RateLimits {
+    session: DefaultKeyedRateLimiter<String>,
+    connector: DefaultKeyedRateLimiter<i32>,
+    claim: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+fn check<K: Hash + Eq + Clone>(l: &DefaultKeyedRateLimiter<K>, key: &K) -> Result<(), Limited> {
+    l.check_key(key).map_err(|not_until| Limited {
+        retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+    })
+}
+
+impl RateLimits {
+    pub fn new(cfg: RateLimitConfig) -> Self {
+        Self {
+            session: DefaultKeyedRateLimiter::keyed(cfg.session.quota()),
+            connector: DefaultKeyedRateLimiter::keyed(cfg.connector.quota()),
+            claim: DefaultKeyedRateLimiter::keyed(cfg.claim.quota()),
+        }
+    }
+
+    pub fn session(&self, session_id: &str) -> Result<(), Limited> {
+        check(&self.session, &session_id.to_owned())
+    }
+
+    pub fn connector(&self, connector_id: i32) -> Result<(), Limited> {
+        check(&self.connector, &connector_id)
+    }
+
+    pub fn claim(&self, source: IpAddr) -> Result<(), Limited> {
+        check(&self.claim, &source)
+    }
+
+    pub fn prune(&self) {
+        self.session.retain_recent();
+        self.connector.retain_recent();
+        self.claim.retain_recent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_says_when_to_retry() {
+        let limits = RateLimits::new(RateLimitConfig {
+            session: Rate {
+                per_second: 1.0,
+                burst: 3,
+            },
+            ..Default::default()
+        });
+        for _ in 0..3 {
+            limits.session("a").unwrap();
+        }
+        let limited = limits.session("a").unwrap_err();
+        assert!(limited.retry_after <= Duration::from_secs(1), "{limited:?}");
+        assert_eq!(limited.retry_after_secs(), 1);
+        // Buckets are per key.
+        limits.session("b").unwrap();
+    }
+}

@@ -1,0 +1,486 @@
+//! [`Store`] over SQL: one set of statements for SQLite and PostgreSQL.
+//!
+//! Every statement is written once, in the dialect both engines share (quoted Prisma
+//! identifiers, `$n` parameters, `ON CONFLICT`, `RETURNING`, `CASE` instead of
+//! `LEAST`/`MIN`). No literal is ever compared with an enum column: enums are bound as
+//! parameters, which PostgreSQL types as its enum and SQLite as text. [`on!`] expands
+//! each body once per backend, so the two cannot drift apart.
+
+use super::*;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::types::Json;
+use sqlx::Row as _;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The store on one of the two engines.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: Pool,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to whichever pool this store has.
+macro_rules! on {
+    ($self:ident, $p:ident => $body:expr) => {
+        match &$self.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+impl SqlStore {
+    /// Connects and applies the migrations of the matching engine.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool = if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .journal_mode(if memory {
+                    SqliteJournalMode::Memory
+                } else {
+                    SqliteJournalMode::Wal
+                });
+            // An in-memory database exists once per connection: keep exactly one.
+            let max = if memory { 1 } else { 8 };
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(if memory { 1 } else { 0 })
+                .idle_timeout(if memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
+                .max_lifetime(if memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(3600))
+                })
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+            Pool::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            Pool::Postgres(pool)
+        } else {
+            return Err(StoreError::Url(url.to_owned()));
+        };
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        on!(self, p => p.close().await)
+    }
+}
+
+const SESSION_LISTING: &str = r#"
+SELECT s.*, u."USRNome", e."EQPDescricao"
+FROM "RMTSessaoRemota" s
+JOIN "USRUsuario" u ON u."USRCodigo" = s."USRCodigo"
+JOIN "EQPEquipamento" e ON e."EQPCodigo" = s."EQPCodigo"
+WHERE s."INSInstituicaoCodigo" = $1
+ORDER BY s."createdAt" DESC, s."RMTCodigo" DESC
+LIMIT $2"#;
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    async fn upsert_client(&self, id: i32, name: &str) -> Result<()> {
+        on!(self, p => { sqlx::query(
+            r#"INSERT INTO "CLICliente" ("CLICodigo", "CLINome") VALUES ($1, $2)
+               ON CONFLICT ("CLICodigo") DO UPDATE SET "CLINome" = excluded."CLINome""#)
+            .bind(id).bind(name).execute(p).await?; });
+        Ok(())
+    }
+
+    async fn upsert_institution(&self, client_id: i32, id: i32, name: &str) -> Result<()> {
+        let client: Option<i32> = on!(self, p => sqlx::query_scalar(
+            r#"SELECT "CLICodigo" FROM "CLICliente" WHERE "CLICodigo" = $1"#)
+            .bind(client_id).fetch_optional(p).await?);
+        if client.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "client {client_id} does not exist"
+            )));
+        }
+        let done = on!(self, p => sqlx::query(
+            r#"INSERT INTO "INSInstituicao" ("INSCodigo", "CLICodigo", "INSNome") VALUES ($1, $2, $3)
+               ON CONFLICT ("INSCodigo") DO UPDATE SET "INSNome" = excluded."INSNome"
+               WHERE "INSInstituicao"."CLICodigo" = excluded."CLICodigo""#)
+            .bind(id).bind(client_id).bind(name).execute(p).await?.rows_affected());
+        if done == 0 {
+            return Err(StoreError::Conflict(format!(
+                "institution {id} belongs to another client"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn institution(&self, id: i32) -> Result<Option<Institution>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"SELECT * FROM "INSInstituicao" WHERE "INSCodigo" = $1"#)
+            .bind(id).fetch_optional(p).await?))
+    }
+
+    async fn ensure_user(&self, id: i32, name: &str, email: Option<&str>) -> Result<()> {
+        on!(self, p => { sqlx::query(
+            r#"INSERT INTO "USRUsuario" ("USRCodigo", "USRNome", "USREmail") VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING"#)
+            .bind(id).bind(name).bind(email).execute(p).await?; });
+        Ok(())
+    }
+
+    async fn put_equipment(&self, e: &Equipment) -> Result<Equipment> {
+        let row: Option<Equipment> = on!(self, p => sqlx::query_as(
+            r#"INSERT INTO "EQPEquipamento" ("EQPCodigo", "EQPDescricao", "EQPMarca", "EQPModelo",
+                 "EQPEnderecoIp", "EQPAtivo", "INSInstituicaoCodigo", "EQPUsaAddon", "EQPConfig")
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               ON CONFLICT ("EQPCodigo") DO UPDATE SET
+                 "EQPDescricao" = excluded."EQPDescricao", "EQPMarca" = excluded."EQPMarca",
+                 "EQPModelo" = excluded."EQPModelo", "EQPEnderecoIp" = excluded."EQPEnderecoIp",
+                 "EQPAtivo" = excluded."EQPAtivo", "EQPUsaAddon" = excluded."EQPUsaAddon",
+                 "EQPConfig" = excluded."EQPConfig"
+               WHERE "EQPEquipamento"."INSInstituicaoCodigo" = excluded."INSInstituicaoCodigo"
+               RETURNING *"#)
+            .bind(e.id).bind(&e.name).bind(&e.brand).bind(&e.model).bind(&e.ip)
+            .bind(e.active).bind(e.tenant_id).bind(e.uses_addon).bind(&e.config)
+            .fetch_optional(p).await?);
+        row.ok_or_else(|| StoreError::Conflict(format!("equipment id {} is already in use", e.id)))
+    }
+
+    async fn equipment(&self, tenant_id: i32, id: i32) -> Result<Option<Equipment>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"SELECT * FROM "EQPEquipamento" WHERE "EQPCodigo" = $1 AND "INSInstituicaoCodigo" = $2"#)
+            .bind(id).bind(tenant_id).fetch_optional(p).await?))
+    }
+
+    async fn connector(&self, id: i32) -> Result<Option<Connector>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"SELECT * FROM "CONConnector" WHERE "CONCodigo" = $1"#)
+            .bind(id).fetch_optional(p).await?))
+    }
+
+    async fn connector_of(&self, tenant_id: i32) -> Result<Option<Connector>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"SELECT * FROM "CONConnector" WHERE "INSInstituicaoCodigo" = $1"#)
+            .bind(tenant_id).fetch_optional(p).await?))
+    }
+
+    async fn ensure_connector(&self, tenant_id: i32) -> Result<Connector> {
+        let con: Option<Connector> = on!(self, p => sqlx::query_as(
+            r#"INSERT INTO "CONConnector" ("CONNome", "CONStatus", "CLICodigo", "INSInstituicaoCodigo")
+               SELECT 'Connector', $2, i."CLICodigo", i."INSCodigo" FROM "INSInstituicao" i
+               WHERE i."INSCodigo" = $1
+               ON CONFLICT ("INSInstituicaoCodigo") DO UPDATE SET
+                 "CONStatus" = CASE WHEN "CONConnector"."CONStatus" = $3
+                               THEN "CONConnector"."CONStatus" ELSE $2 END,
+                 "updatedAt" = $4
+               RETURNING *"#)
+            .bind(tenant_id).bind(ConnectorStatus::PAIRING).bind(ConnectorStatus::ONLINE)
+            .bind(now()).fetch_optional(p).await?);
+        con.ok_or_else(|| StoreError::Conflict(format!("institution {tenant_id} does not exist")))
+    }
+
+    async fn start_pairing(
+        &self,
+        tenant_id: i32,
+        code_hash: &str,
+        expires_at: Ts,
+        user_id: Option<i32>,
+    ) -> Result<Connector> {
+        let con = self.ensure_connector(tenant_id).await?;
+        on!(self, p => { sqlx::query(
+            r#"INSERT INTO "PARPareamento" ("PARCodigoHash", "PARExpiraEm", "INSInstituicaoCodigo", "USRCodigo")
+               VALUES ($1, $2, $3, $4)"#)
+            .bind(code_hash).bind(expires_at).bind(tenant_id).bind(user_id)
+            .execute(p).await?; });
+        Ok(con)
+    }
+
+    async fn claim_pairing(
+        &self,
+        code_hash: &str,
+        now: Ts,
+        info: &ClaimInfo,
+    ) -> Result<Result<Connector, ClaimRefusal>> {
+        on!(self, p => {
+            let mut tx = p.begin().await?;
+            let tenant: Option<i32> = sqlx::query_scalar(
+                r#"UPDATE "PARPareamento" SET "PARUsadoEm" = $2
+                   WHERE "PARCodigoHash" = $1 AND "PARUsadoEm" IS NULL AND "PARExpiraEm" > $2
+                   RETURNING "INSInstituicaoCodigo""#)
+                .bind(code_hash).bind(now).fetch_optional(&mut *tx).await?;
+            let Some(tenant) = tenant else {
+                let row = sqlx::query(
+                    r#"SELECT "PARUsadoEm" FROM "PARPareamento" WHERE "PARCodigoHash" = $1"#)
+                    .bind(code_hash).fetch_optional(&mut *tx).await?;
+                let refusal = match row {
+                    None => ClaimRefusal::Unknown,
+                    Some(r) if r.try_get::<Option<Ts>, _>(0)?.is_some() => ClaimRefusal::AlreadyUsed,
+                    Some(_) => ClaimRefusal::Expired,
+                };
+                return Ok(Err(refusal));
+            };
+            sqlx::query(
+                r#"UPDATE "PARPareamento" SET "PARUsadoEm" = $2
+                   WHERE "INSInstituicaoCodigo" = $1 AND "PARUsadoEm" IS NULL"#)
+                .bind(tenant).bind(now).execute(&mut *tx).await?;
+            let con: Connector = sqlx::query_as(
+                r#"UPDATE "CONConnector" SET "CONNome" = $2, "CONVersao" = $3, "CONMetadata" = $4,
+                     "CONToken" = $5, "CONTokenExpiraEm" = $6, "CONStatus" = $7, "updatedAt" = $8
+                   WHERE "INSInstituicaoCodigo" = $1 RETURNING *"#)
+                .bind(tenant).bind(&info.name).bind(&info.version)
+                .bind(info.metadata.clone().map(Json)).bind(&info.token_id)
+                .bind(info.token_expires_at).bind(ConnectorStatus::PAIRING).bind(now)
+                .fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Ok(con))
+        })
+    }
+
+    async fn set_token(
+        &self,
+        connector_id: i32,
+        token_id: &str,
+        expires_at: Ts,
+    ) -> Result<Option<Connector>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"UPDATE "CONConnector" SET "CONToken" = $2, "CONTokenExpiraEm" = $3, "updatedAt" = $4
+               WHERE "CONCodigo" = $1 RETURNING *"#)
+            .bind(connector_id).bind(token_id).bind(expires_at).bind(now())
+            .fetch_optional(p).await?))
+    }
+
+    async fn swap_token(
+        &self,
+        connector_id: i32,
+        old: &str,
+        new: &str,
+        expires_at: Ts,
+    ) -> Result<bool> {
+        let n = on!(self, p => sqlx::query(
+            r#"UPDATE "CONConnector" SET "CONToken" = $3, "CONTokenExpiraEm" = $4, "updatedAt" = $5
+               WHERE "CONCodigo" = $1 AND "CONToken" = $2"#)
+            .bind(connector_id).bind(old).bind(new).bind(expires_at).bind(now())
+            .execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    async fn unpair(&self, tenant_id: i32, now: Ts) -> Result<Option<Connector>> {
+        on!(self, p => {
+            let mut tx = p.begin().await?;
+            let con: Option<Connector> = sqlx::query_as(
+                r#"UPDATE "CONConnector" SET "CONToken" = NULL, "CONTokenExpiraEm" = NULL,
+                     "CONStatus" = $2, "CONConectadoDesde" = NULL, "updatedAt" = $3
+                   WHERE "INSInstituicaoCodigo" = $1 RETURNING *"#)
+                .bind(tenant_id).bind(ConnectorStatus::OFFLINE).bind(now)
+                .fetch_optional(&mut *tx).await?;
+            sqlx::query(
+                r#"UPDATE "PARPareamento" SET "PARUsadoEm" = $2
+                   WHERE "INSInstituicaoCodigo" = $1 AND "PARUsadoEm" IS NULL"#)
+                .bind(tenant_id).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(con)
+        })
+    }
+
+    async fn token_is_current(&self, connector_id: i32, token_id: &str) -> Result<bool> {
+        let row: Option<i32> = on!(self, p => sqlx::query_scalar(
+            r#"SELECT "CONCodigo" FROM "CONConnector" WHERE "CONCodigo" = $1 AND "CONToken" = $2"#)
+            .bind(connector_id).bind(token_id).fetch_optional(p).await?);
+        Ok(row.is_some())
+    }
+
+    async fn record_liveness(&self, batch: &[ConnectorLiveness]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = now();
+        on!(self, p => {
+            let mut tx = p.begin().await?;
+            for l in batch {
+                match l.connected {
+                    Some((true, at)) => {
+                        sqlx::query(
+                            r#"UPDATE "CONConnector" SET "CONStatus" = $2, "CONConectadoDesde" = $3,
+                                 "CONUltimoHeartbeat" = $3, "updatedAt" = $4 WHERE "CONCodigo" = $1"#)
+                            .bind(l.connector_id).bind(ConnectorStatus::ONLINE).bind(at).bind(now)
+                            .execute(&mut *tx).await?;
+                    }
+                    Some((false, _)) => {
+                        sqlx::query(
+                            r#"UPDATE "CONConnector" SET "CONStatus" = $2, "CONConectadoDesde" = NULL,
+                                 "updatedAt" = $3 WHERE "CONCodigo" = $1 AND "CONStatus" = $4"#)
+                            .bind(l.connector_id).bind(ConnectorStatus::OFFLINE).bind(now)
+                            .bind(ConnectorStatus::ONLINE)
+                            .execute(&mut *tx).await?;
+                    }
+                    None => {}
+                }
+                if let Some((version, metadata)) = &l.hello {
+                    sqlx::query(
+                        r#"UPDATE "CONConnector" SET "CONVersao" = $2, "CONMetadata" = $3, "updatedAt" = $4
+                           WHERE "CONCodigo" = $1"#)
+                        .bind(l.connector_id).bind(version).bind(metadata.clone().map(Json)).bind(now)
+                        .execute(&mut *tx).await?;
+                }
+                if let Some(at) = l.heartbeat {
+                    sqlx::query(
+                        r#"UPDATE "CONConnector" SET "CONUltimoHeartbeat" = $2 WHERE "CONCodigo" = $1"#)
+                        .bind(l.connector_id).bind(at).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    async fn mark_all_offline(&self) -> Result<u64> {
+        Ok(on!(self, p => sqlx::query(
+            r#"UPDATE "CONConnector" SET "CONStatus" = $1, "CONConectadoDesde" = NULL, "updatedAt" = $3
+               WHERE "CONStatus" = $2"#)
+            .bind(ConnectorStatus::OFFLINE).bind(ConnectorStatus::ONLINE).bind(now())
+            .execute(p).await?.rows_affected()))
+    }
+
+    async fn tokens_expiring(&self, before: Ts) -> Result<Vec<Connector>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"SELECT * FROM "CONConnector" WHERE "CONToken" IS NOT NULL AND "CONTokenExpiraEm" < $1"#)
+            .bind(before).fetch_all(p).await?))
+    }
+
+    async fn create_session(&self, s: &NewSession) -> Result<Session> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"INSERT INTO "RMTSessaoRemota" ("RMTSessionId", "EQPCodigo", "CONCodigo", "USRCodigo",
+                 "INSInstituicaoCodigo", "RMTStatus", "RMTExpiraEm", "RMTLimiteEm",
+                 "RMTCodigoLancamento", "RMTLancamentoExpiraEm")
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *"#)
+            .bind(&s.id).bind(s.equipment_id).bind(s.connector_id).bind(s.user_id)
+            .bind(s.tenant_id).bind(SessionStatus::ATIVA).bind(s.expires_at).bind(s.hard_limit)
+            .bind(&s.launch_hash).bind(s.launch_expires_at)
+            .fetch_one(p).await?))
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<Session>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"SELECT * FROM "RMTSessaoRemota" WHERE "RMTSessionId" = $1"#)
+            .bind(id).fetch_optional(p).await?))
+    }
+
+    async fn consume_launch(&self, launch_hash: &str, now: Ts) -> Result<Option<Session>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"UPDATE "RMTSessaoRemota" SET "RMTCodigoLancamento" = NULL, "RMTLancamentoExpiraEm" = NULL,
+                 "updatedAt" = $2
+               WHERE "RMTCodigoLancamento" = $1 AND "RMTLancamentoExpiraEm" > $2
+                 AND "RMTStatus" = $3 AND "RMTExpiraEm" > $2
+               RETURNING *"#)
+            .bind(launch_hash).bind(now).bind(SessionStatus::ATIVA)
+            .fetch_optional(p).await?))
+    }
+
+    async fn extend_session(&self, id: &str, expires_at: Ts, now: Ts) -> Result<bool> {
+        let n = on!(self, p => sqlx::query(
+            r#"UPDATE "RMTSessaoRemota"
+               SET "RMTExpiraEm" = CASE WHEN $2 < "RMTLimiteEm" THEN $2 ELSE "RMTLimiteEm" END,
+                   "updatedAt" = $3
+               WHERE "RMTSessionId" = $1 AND "RMTStatus" = $4 AND "RMTExpiraEm" > $3"#)
+            .bind(id).bind(expires_at).bind(now).bind(SessionStatus::ATIVA)
+            .execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    async fn add_session_usage(&self, batch: &[(String, i32, i64)]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        on!(self, p => {
+            let mut tx = p.begin().await?;
+            for (id, requests, bytes) in batch {
+                sqlx::query(
+                    r#"UPDATE "RMTSessaoRemota" SET "RMTRequisicoes" = "RMTRequisicoes" + $2,
+                         "RMTBytes" = "RMTBytes" + $3 WHERE "RMTSessionId" = $1"#)
+                    .bind(id).bind(requests).bind(bytes).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    async fn end_session(
+        &self,
+        tenant_id: i32,
+        equipment_id: i32,
+        id: &str,
+        now: Ts,
+    ) -> Result<Option<Session>> {
+        let ended: Option<Session> = on!(self, p => sqlx::query_as(
+            r#"UPDATE "RMTSessaoRemota" SET "RMTStatus" = $4, "RMTEncerradaEm" = $5,
+                 "RMTCodigoLancamento" = NULL, "updatedAt" = $5
+               WHERE "INSInstituicaoCodigo" = $1 AND "EQPCodigo" = $2 AND "RMTSessionId" = $3
+                 AND "RMTStatus" = $6
+               RETURNING *"#)
+            .bind(tenant_id).bind(equipment_id).bind(id).bind(SessionStatus::ENCERRADA).bind(now)
+            .bind(SessionStatus::ATIVA)
+            .fetch_optional(p).await?);
+        if ended.is_some() {
+            return Ok(ended);
+        }
+        // Already over: ending it again is a no-op, but only within its tenant and equipment.
+        Ok(self
+            .session(id)
+            .await?
+            .filter(|s| s.tenant_id == tenant_id && s.equipment_id == equipment_id))
+    }
+
+    async fn expire_sessions(&self, now: Ts) -> Result<Vec<String>> {
+        Ok(on!(self, p => sqlx::query_scalar(
+            r#"UPDATE "RMTSessaoRemota" SET "RMTStatus" = $2, "RMTCodigoLancamento" = NULL, "updatedAt" = $1
+               WHERE "RMTStatus" = $3 AND "RMTExpiraEm" <= $1 RETURNING "RMTSessionId""#)
+            .bind(now).bind(SessionStatus::EXPIRADA).bind(SessionStatus::ATIVA)
+            .fetch_all(p).await?))
+    }
+
+    async fn list_sessions(&self, tenant_id: i32, limit: i64) -> Result<Vec<SessionListing>> {
+        Ok(on!(self, p => sqlx::query_as(SESSION_LISTING)
+            .bind(tenant_id).bind(limit).fetch_all(p).await?))
+    }
+
+    async fn audit(&self, e: &AuditEntry) -> Result<()> {
+        on!(self, p => { sqlx::query(
+            r#"INSERT INTO "AUDAuditoria" ("AUDAcao", "USRCodigo", "INSInstituicaoCodigo", "EQPCodigo",
+                 "AUDMetodo", "AUDCaminho", "AUDStatus", "AUDBytes", "AUDDuracaoMs", "AUDDetalhe", "createdAt")
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#)
+            .bind(&e.action).bind(e.user_id).bind(e.tenant_id).bind(e.equipment_id)
+            .bind(&e.method).bind(&e.path).bind(e.status).bind(e.bytes).bind(e.duration_ms)
+            .bind(e.detail.clone().map(Json)).bind(now())
+            .execute(p).await?; });
+        Ok(())
+    }
+
+    async fn list_audit(&self, tenant_id: i32, limit: i64) -> Result<Vec<AuditRecord>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"SELECT * FROM "AUDAuditoria" WHERE "INSInstituicaoCodigo" = $1
+               ORDER BY "AUDCodigo" DESC LIMIT $2"#)
+            .bind(tenant_id).bind(limit).fetch_all(p).await?))
+    }
+}

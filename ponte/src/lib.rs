@@ -1,0 +1,155 @@
+//! Composes the cloud roles into one process: the store, the relay (`/ws/connectors`) and
+//! the API (`/api`). The binary and the integration tests both start the cloud through
+//! [`start`], so what is tested is what runs.
+
+use anyhow::Context as _;
+use ponte_api::auth::{ConnectorIssuer, KeyFiles, UserAuth, UserKey};
+use ponte_api::directory::StoreDirectory;
+use ponte_api::store::{self, Store};
+use ponte_api::{Api, ApiConfig};
+use ponte_relay::{ConnConfig, Relay, RelayConfig, TokenVerifier};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Everything `ponte serve` needs besides its listeners.
+#[derive(Debug, Clone)]
+pub struct CloudOptions {
+    /// `sqlite:…` or `postgres://…`; default `sqlite:<data_dir>/ponte.db`.
+    pub database: Option<String>,
+    /// Holds the SQLite database and the signing keys.
+    pub data_dir: PathBuf,
+    /// Verifies user JWTs; default: the HS256 secret in the data dir.
+    pub user_key: Option<UserKey>,
+    /// Lifetime of connector tokens.
+    pub connector_token_ttl: Duration,
+    pub api: ApiConfig,
+    /// Signing keys; default: loaded from (or created in) `data_dir`.
+    pub keys: Option<KeyFiles>,
+}
+
+impl CloudOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            database: None,
+            data_dir: data_dir.into(),
+            user_key: None,
+            connector_token_ttl: Duration::from_secs(90 * 24 * 3600),
+            api: ApiConfig::default(),
+            keys: None,
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite:{}?mode=rwc",
+                self.data_dir.join("ponte.db").display()
+            )
+        })
+    }
+}
+
+/// A running cloud.
+pub struct Cloud {
+    pub api: Arc<Api>,
+    pub relay: Relay,
+    pub store: Arc<dyn Store>,
+    pub api_addr: SocketAddr,
+    pub relay_addr: SocketAddr,
+    pub directory: Arc<StoreDirectory>,
+}
+
+/// Opens the store (applying migrations), loads or creates keys, and serves the API on
+/// `api_listener` and the relay on `relay_listener` until `shutdown`.
+pub async fn start(
+    opts: CloudOptions,
+    api_listener: TcpListener,
+    relay_listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Cloud> {
+    let keys = match opts.keys.clone() {
+        Some(k) => k,
+        None => KeyFiles::load_or_create(&opts.data_dir)?,
+    };
+    let url = opts.database_url();
+    let store = store::open(&url)
+        .await
+        .with_context(|| format!("opening the database {}", redact(&url)))?;
+    // Nothing is connected to a process that has just started.
+    store.mark_all_offline().await?;
+    let verifier = TokenVerifier::from_rsa_pems(&[&keys.connector_public_pem])
+        .context("loading the connector verification key")?;
+    let directory = StoreDirectory::new(Arc::clone(&store));
+    tokio::spawn(Arc::clone(&directory).run(opts.api.heartbeat_flush, shutdown.child_token()));
+    let relay = Relay::new(
+        RelayConfig {
+            verifier,
+            directory: directory.clone(),
+            conn: ConnConfig::default(),
+            read_buffer: 4096,
+        },
+        shutdown.child_token(),
+    );
+    let user_key = opts
+        .user_key
+        .clone()
+        .unwrap_or_else(|| UserKey::Hs256(keys.user_secret.clone()));
+    let users = UserAuth::new(user_key).context("loading the user token key")?;
+    let issuer =
+        ConnectorIssuer::from_rsa_pem(&keys.connector_private_pem, opts.connector_token_ttl)
+            .context("loading the connector signing key")?;
+    let api = Api::new(
+        opts.api.clone(),
+        Arc::clone(&store),
+        Arc::new(relay.clone()),
+        Arc::new(relay.clone()),
+        users,
+        issuer,
+    );
+    tokio::spawn(Arc::clone(&api).maintain(shutdown.child_token()));
+    let api_addr = api_listener.local_addr()?;
+    let relay_addr = relay_listener.local_addr()?;
+    tokio::spawn(ponte_relay::serve(
+        relay_listener,
+        relay.clone(),
+        shutdown.child_token(),
+    ));
+    let app = ponte_api::app(Arc::clone(&api));
+    let stop = shutdown.child_token();
+    tokio::spawn(async move {
+        axum::serve(
+            api_listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    });
+    info!(%api_addr, %relay_addr, store = store.backend(), "ponte cloud started");
+    Ok(Cloud {
+        api,
+        relay,
+        store,
+        api_addr,
+        relay_addr,
+        directory,
+    })
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
