@@ -2,6 +2,7 @@
 //! (origin) on 127.0.0.1 port 0, mint tokens, wait for conditions with deadlines, read RSS.
 //! Only loopback addresses are ever used.
 
+pub mod cloud;
 pub mod legacy;
 pub mod origin;
 
@@ -330,4 +331,20 @@ pub fn sha256_hex(chunks: impl IntoIterator<Item = bytes::Bytes>) -> String {
 
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Polls an async condition until it holds; panics after `limit` with `what`.
+pub async fn wait_for<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

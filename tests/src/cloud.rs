@@ -1,0 +1,271 @@
+//! The cloud in tests: a fresh database (SQLite file or a new PostgreSQL database),
+//! `ponte::start` on port 0, user tokens, and a connector paired through the real flow
+//! (pair code → `ponte-connector pair` → claim).
+
+use crate::{init_logging, spawn_connector, TestConnector, CONNECTOR_KEY, CONNECTOR_PUB};
+use ponte::{Cloud, CloudOptions};
+use ponte_api::auth::{KeyFiles, UserAuth, UserClaims, UserKey};
+use ponte_api::store::{self, EquipmentConfig, Store};
+use serde_json::{json, Value};
+use sqlx::Connection as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const USER_SECRET: &[u8] = b"test-user-secret";
+
+/// Which engine a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The server's PostgreSQL for tests (`PONTE_TEST_POSTGRES`, default the local `test`
+/// database). Tests never skip when it is missing: they fail, saying so.
+pub fn postgres_admin_url() -> String {
+    std::env::var("PONTE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        crate::now_s(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A new, empty database on `backend`; returns its URL.
+pub async fn fresh_database(backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(unique("ponte-test"));
+            std::fs::create_dir_all(&dir).unwrap();
+            format!("sqlite:{}?mode=rwc", dir.join("ponte.db").display())
+        }
+        Backend::Postgres => {
+            let admin = postgres_admin_url();
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                panic!("PostgreSQL is required for this test ({admin}): {e}; start it or set PONTE_TEST_POSTGRES")
+            });
+            drop_stale_databases(&mut conn).await;
+            let name = unique("ponte_t");
+            sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// Test databases of processes that have exited are dropped, so runs do not pile up.
+async fn drop_stale_databases(conn: &mut sqlx::PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'ponte\\_t\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut *conn)
+                .await;
+        }
+    }
+}
+
+/// A running cloud on a fresh database, with institutions 2 and 3 (client 1).
+pub struct TestCloud {
+    pub cloud: Cloud,
+    pub shutdown: CancellationToken,
+    pub data_dir: PathBuf,
+    pub http: reqwest::Client,
+    users: UserAuth,
+}
+
+impl Drop for TestCloud {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestCloud {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut CloudOptions)) -> Self {
+        init_logging();
+        let data_dir = std::env::temp_dir().join(unique("ponte-cloud"));
+        let mut opts = CloudOptions::new(&data_dir);
+        opts.database = Some(fresh_database(backend).await);
+        opts.keys = Some(KeyFiles {
+            connector_private_pem: CONNECTOR_KEY.to_vec(),
+            connector_public_pem: CONNECTOR_PUB.to_vec(),
+            user_secret: USER_SECRET.to_vec(),
+        });
+        opts.api.heartbeat_flush = std::time::Duration::from_millis(200);
+        let api_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        opts.api.relay_public_url = format!("ws://{}/ws/connectors", relay_l.local_addr().unwrap());
+        tweak(&mut opts);
+        let shutdown = CancellationToken::new();
+        let cloud = ponte::start(opts, api_l, relay_l, shutdown.clone())
+            .await
+            .expect("cloud starts");
+        let s = &cloud.store;
+        s.upsert_client(1, "Cliente Um").await.unwrap();
+        s.upsert_institution(1, 2, "Colégio Exemplo").await.unwrap();
+        s.upsert_institution(1, 3, "Outra Escola").await.unwrap();
+        Self {
+            cloud,
+            shutdown,
+            data_dir,
+            http: reqwest::Client::new(),
+            users: UserAuth::new(UserKey::Hs256(USER_SECRET.to_vec())).unwrap(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.cloud.store
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.cloud.api_addr)
+    }
+
+    /// A user token for `user` granting `tenants` (or everything, with `admin`).
+    pub fn user_token(&self, user: i32, tenants: &[i64], admin: bool) -> String {
+        self.users
+            .mint(&UserClaims {
+                sub: json!(user),
+                tenants: tenants.to_vec(),
+                admin,
+                exp: crate::now_s() + 3600,
+                name: Some(format!("Usuária {user}")),
+                email: None,
+            })
+            .unwrap()
+    }
+
+    /// Calls the API as `token`; returns status, headers and JSON body (Null if none).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(method.parse().unwrap(), self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        (status, headers, json)
+    }
+
+    /// Registers equipment `eid` in `tid`, reached through the connector at `base_url`.
+    pub async fn add_equipment(&self, tid: i32, eid: i32, base_url: &str, addon: bool) {
+        self.store()
+            .put_equipment(&store::Equipment {
+                id: eid,
+                tenant_id: tid,
+                name: format!("Catraca {eid}"),
+                brand: None,
+                model: None,
+                ip: None,
+                active: true,
+                uses_addon: addon,
+                config: Some(store::Json(EquipmentConfig {
+                    local_base_url: Some(base_url.into()),
+                    ..Default::default()
+                })),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Pairs a connector for `tid` the way an operator does: the admin asks for a code,
+    /// `ponte-connector pair --server … --code …` claims it and writes the config file,
+    /// then the connector runs from that file. Waits until the relay has it.
+    pub async fn pair_connector(&self, tid: i32) -> PairedConnector {
+        let admin = self.user_token(1, &[tid.into()], false);
+        let (status, _, body) = self
+            .call(
+                "POST",
+                &format!("/api/instituicao/{tid}/connector/pair"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let code = body["pairingCode"].as_str().unwrap().to_owned();
+        let config_path = self.data_dir.join(format!("connector-{tid}.toml"));
+        let paired = ponte_connector::pair::with_code(
+            &format!("http://{}", self.cloud.api_addr),
+            &code,
+            "Servidor Portaria",
+            &config_path,
+        )
+        .await
+        .expect("pairing succeeds");
+        let connector_id = paired.connector_id.clone();
+        let mut file = ponte_connector::config::FileConfig::load(&config_path, true).unwrap();
+        file.health_listen = Some("127.0.0.1:0".into());
+        file.backoff_initial_ms = Some(20);
+        file.backoff_max_ms = Some(200);
+        let cfg =
+            ponte_connector::config::Config::from_file_config(file, Some(config_path.clone()))
+                .unwrap();
+        let connector = spawn_connector(cfg).await;
+        let relay = self.cloud.relay.clone();
+        let id = connector_id.clone();
+        crate::wait_until(std::time::Duration::from_secs(10), move || {
+            ponte_relay::Router::is_online(&relay, &id)
+        })
+        .await;
+        PairedConnector {
+            connector,
+            connector_id,
+            config_path,
+            code,
+        }
+    }
+}
+
+pub struct PairedConnector {
+    pub connector: TestConnector,
+    pub connector_id: String,
+    pub config_path: PathBuf,
+    /// The pairing code it used (already spent).
+    pub code: String,
+}
+
+impl PairedConnector {
+    /// The token currently in the connector's config file.
+    pub fn token_in_file(&self) -> String {
+        let f = ponte_connector::config::FileConfig::load(&self.config_path, true).unwrap();
+        f.token.unwrap().expose().to_owned()
+    }
+}

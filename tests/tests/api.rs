@@ -1,0 +1,801 @@
+//! The tenant-scoped API end to end: a real cloud (`ponte::start`) on a fresh database,
+//! a connector paired through the real flow, a device (origin) on 127.0.0.1.
+
+use ponte_api::store::{ConnectorStatus, SessionStatus};
+use ponte_tests::cloud::{Backend, TestCloud};
+use ponte_tests::origin::Origin;
+use ponte_tests::{wait_for, wait_until};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(10);
+
+async fn db_status(cloud: &TestCloud, tid: i32) -> Option<ConnectorStatus> {
+    cloud
+        .store()
+        .connector_of(tid)
+        .await
+        .unwrap()
+        .map(|c| c.status)
+}
+
+async fn pairing_then_online_then_offline(backend: Backend) {
+    let cloud = TestCloud::start(backend).await;
+    let admin = cloud.user_token(1, &[2], false);
+    let paired = cloud.pair_connector(2).await;
+    // HELLO's version and metadata land in the store; status follows the socket.
+    wait_for(T, "ONLINE in the store", || async {
+        db_status(&cloud, 2).await == Some(ConnectorStatus::ONLINE)
+    })
+    .await;
+    let (s, _, st) = cloud
+        .call(
+            "GET",
+            "/api/instituicao/2/connector/status",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{st}");
+    assert_eq!(st["status"], "ONLINE");
+    assert_eq!(st["paired"], true);
+    assert_eq!(st["name"], "Servidor Portaria");
+    wait_for(T, "HELLO metadata", || async {
+        let c = cloud.store().connector_of(2).await.unwrap().unwrap();
+        c.version.as_deref() == Some(env!("CARGO_PKG_VERSION")) && c.metadata.is_some()
+    })
+    .await;
+    assert!(
+        st["lastHeartbeat"].is_string() && st["connectedSince"].is_string(),
+        "{st}"
+    );
+
+    // The code was spent; wrong and expired codes are refused with their reason.
+    let claim = |code: &str| json!({"pairingCode": code, "name": "x"});
+    let (s, _, e) = cloud
+        .call(
+            "POST",
+            "/api/connector/claim",
+            None,
+            Some(claim(&paired.code)),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("PAIRING_CODE_USED")),
+        "{e}"
+    );
+    let (s, _, e) = cloud
+        .call(
+            "POST",
+            "/api/connector/claim",
+            None,
+            Some(claim("AAAA-BBBB")),
+        )
+        .await;
+    assert_eq!(s, 400, "{e}");
+    let expired = ponte_api::auth::pairing_code();
+    let past = ponte_api::store::now() - chrono::TimeDelta::seconds(1);
+    cloud
+        .store()
+        .start_pairing(3, &ponte_api::auth::digest(&expired), past, None)
+        .await
+        .unwrap();
+    let (s, _, e) = cloud
+        .call(
+            "POST",
+            "/api/connector/claim",
+            None,
+            Some(claim(&expired.to_lowercase())),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (410, Some("PAIRING_CODE_EXPIRED")),
+        "{e}"
+    );
+
+    drop(paired);
+    wait_for(T, "OFFLINE in the store", || async {
+        db_status(&cloud, 2).await == Some(ConnectorStatus::OFFLINE)
+    })
+    .await;
+    let (_, _, st) = cloud
+        .call(
+            "GET",
+            "/api/instituicao/2/connector/status",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(st["status"], "OFFLINE");
+}
+
+async fn proxy_http_end_to_end(backend: Backend) {
+    let cloud = TestCloud::start_with(backend, |o| o.api.proxy_max_response = 64 * 1024).await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    cloud
+        .add_equipment(2, 101, &format!("http://{closed}"), true)
+        .await;
+    cloud.add_equipment(2, 102, &origin.base_url(), false).await;
+    let _paired = cloud.pair_connector(2).await;
+    let user = cloud.user_token(7, &[2], false);
+    let call = |eid: i32, body: Value| {
+        let cloud = &cloud;
+        let user = user.clone();
+        async move {
+            cloud
+                .call(
+                    "POST",
+                    &format!("/api/instituicao/2/equipamento/{eid}/proxy-http"),
+                    Some(&user),
+                    Some(body),
+                )
+                .await
+        }
+    };
+
+    let (s, _, r) = call(100, json!({"method": "GET", "path": "/hello"})).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (
+            r["statusCode"].as_u64(),
+            r["body"].as_str(),
+            r["bodyEncoding"].as_str()
+        ),
+        (Some(200), Some("hello"), Some("utf8"))
+    );
+
+    let (_, _, r) = call(100, json!({"method": "GET", "path": "/cookies"})).await;
+    assert_eq!(
+        r["headers"]["set-cookie"],
+        json!(["a=1; Path=/", "b=2; HttpOnly"]),
+        "{r}"
+    );
+
+    let (_, _, r) = call(100, json!({"method": "GET", "path": "/bytes/1000?seed=3"})).await;
+    assert_eq!(r["bodyEncoding"], "base64", "{r}");
+    let raw = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        r["body"].as_str().unwrap(),
+    )
+    .unwrap();
+    let expected: Vec<u8> = ponte_tests::pattern_chunks(1000, 3)
+        .flat_map(|c| c.to_vec())
+        .collect();
+    assert_eq!(raw, expected);
+
+    let payload = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        [0u8, 159, 146, 150, 255],
+    );
+    let (_, _, r) = call(100, json!({"method": "post", "path": "/echo", "headers": {"x-a": ["1", "2"]}, "body": payload, "bodyEncoding": "base64"})).await;
+    let echoed: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(echoed["body_len"], 5, "{echoed}");
+    let (_, _, r) = call(
+        100,
+        json!({"method": "PUT", "path": "/echo", "body": "olá", "bodyEncoding": "utf8"}),
+    )
+    .await;
+    let echoed: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(echoed["body"], "olá");
+
+    // The device's own status passes through; tunnel failures map to 502/504/413.
+    let (s, _, r) = call(100, json!({"method": "GET", "path": "/status/404"})).await;
+    assert_eq!((s, r["statusCode"].as_u64()), (200, Some(404)));
+    let (s, _, r) = call(100, json!({"method": "GET", "path": "/bytes/100000"})).await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (413, Some("RESPONSE_TOO_LARGE")),
+        "{r}"
+    );
+    let (s, _, r) = call(101, json!({"method": "GET", "path": "/"})).await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (502, Some("CONNECT_FAILED")),
+        "{r}"
+    );
+    let (s, _, r) = call(
+        100,
+        json!({"method": "GET", "path": "/silent", "timeoutMs": 300}),
+    )
+    .await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (504, Some("TIMEOUT")),
+        "{r}"
+    );
+    let (s, _, r) = call(102, json!({"method": "GET", "path": "/hello"})).await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (409, Some("ADDON_DISABLED")),
+        "{r}"
+    );
+    for bad in [
+        json!({"method": "GET", "path": "hello"}),
+        json!({"method": "G ET", "path": "/"}),
+        json!({"method": "GET", "path": "/", "body": "%%", "bodyEncoding": "base64"}),
+        json!({"method": "GET"}),
+        json!({"method": "GET", "path": "/", "timeoutMs": 0}),
+    ] {
+        let (s, _, r) = call(100, bad.clone()).await;
+        assert_eq!(s, 400, "{bad} → {r}");
+        assert!(r["error"]["message"].is_string());
+    }
+    let big = "x".repeat(6 * 1024 * 1024);
+    let (s, _, r) = call(100, json!({"method": "POST", "path": "/echo", "body": big})).await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (413, Some("BODY_TOO_LARGE")),
+        "{r}"
+    );
+
+    // Every call is audited: who, where, what, outcome, size, time; never the query.
+    let log = cloud.store().list_audit(2, 100).await.unwrap();
+    let proxied: Vec<_> = log.iter().filter(|a| a.action == "proxy-http").collect();
+    assert!(proxied.len() >= 11, "{proxied:#?}");
+    let first = proxied.last().unwrap();
+    assert_eq!(
+        (
+            first.user_id,
+            first.equipment_id,
+            first.method.as_deref(),
+            first.path.as_deref(),
+            first.status
+        ),
+        (Some(7), Some(100), Some("GET"), Some("/hello"), Some(200))
+    );
+    assert!(first.bytes >= 5 && first.duration_ms.is_some());
+    assert!(proxied
+        .iter()
+        .any(|a| a.path.as_deref() == Some("/bytes/1000") && a.bytes >= 1000));
+    assert!(proxied.iter().any(|a| a.status == Some(504)));
+    assert!(!proxied
+        .iter()
+        .any(|a| a.path.as_deref().unwrap_or("").contains('?')));
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
+    };
+}
+
+on_both!(pairing_then_online_then_offline, proxy_http_end_to_end);
+
+/// Every tenant route, for the cross-tenant and authentication tables.
+const TENANT_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/instituicao/{t}/equipamento/100/proxy-http"),
+    (
+        "POST",
+        "/api/instituicao/{t}/equipamento/100/remoto/sessoes",
+    ),
+    (
+        "DELETE",
+        "/api/instituicao/{t}/equipamento/100/remoto/sessoes/abc",
+    ),
+    ("GET", "/api/instituicao/{t}/remoto/sessoes"),
+    ("POST", "/api/instituicao/{t}/connector/pair"),
+    ("POST", "/api/instituicao/{t}/connector/token"),
+    ("GET", "/api/instituicao/{t}/connector/status"),
+    ("DELETE", "/api/instituicao/{t}/connector"),
+    ("PUT", "/api/instituicao/{t}/equipamento/100"),
+    ("GET", "/api/instituicao/{t}/equipamento/100"),
+    ("GET", "/api/instituicao/{t}/auditoria"),
+];
+
+fn body_for(method: &str, path: &str) -> Option<Value> {
+    match (method, path.ends_with("proxy-http"), path.ends_with("/100")) {
+        (_, true, _) => Some(json!({"method": "GET", "path": "/"})),
+        ("PUT", _, true) => Some(json!({"name": "Catraca", "usaAddon": true})),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tenant_can_touch_another_tenants_routes() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(3, 100, &origin.base_url(), true).await;
+    let _paired = cloud.pair_connector(3).await;
+    let user_of_2 = cloud.user_token(7, &[2], false);
+    let forged = {
+        let other = ponte_api::auth::UserAuth::new(ponte_api::auth::UserKey::Hs256(
+            b"not-the-key".to_vec(),
+        ))
+        .unwrap();
+        other
+            .mint(&ponte_api::auth::UserClaims {
+                sub: json!(7),
+                tenants: vec![3],
+                admin: true,
+                exp: ponte_tests::now_s() + 600,
+                name: None,
+                email: None,
+            })
+            .unwrap()
+    };
+    let expired = {
+        let auth = ponte_api::auth::UserAuth::new(ponte_api::auth::UserKey::Hs256(
+            ponte_tests::cloud::USER_SECRET.to_vec(),
+        ))
+        .unwrap();
+        auth.mint(&ponte_api::auth::UserClaims {
+            sub: json!(7),
+            tenants: vec![3],
+            admin: false,
+            exp: ponte_tests::now_s() - 3600,
+            name: None,
+            email: None,
+        })
+        .unwrap()
+    };
+    for (method, template) in TENANT_ROUTES {
+        let path = template.replace("{t}", "3");
+        let body = body_for(method, &path);
+        let (s, _, e) = cloud
+            .call(method, &path, Some(&user_of_2), body.clone())
+            .await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (403, Some("FORBIDDEN")),
+            "{method} {path}: {e}"
+        );
+        for (what, token) in [
+            ("no token", None),
+            ("forged", Some(forged.as_str())),
+            ("expired", Some(expired.as_str())),
+            ("garbage", Some("abc.def.ghi")),
+        ] {
+            let (s, _, e) = cloud.call(method, &path, token, body.clone()).await;
+            assert_eq!(s, 401, "{what}: {method} {path}: {e}");
+            assert!(e["error"]["message"].is_string());
+        }
+    }
+    // Nothing happened to institution 3: still paired and online, no session, no audit
+    // row by user 7.
+    assert_eq!(db_status(&cloud, 3).await, Some(ConnectorStatus::ONLINE));
+    assert!(cloud.store().list_sessions(3, 10).await.unwrap().is_empty());
+    assert!(cloud
+        .store()
+        .list_audit(3, 100)
+        .await
+        .unwrap()
+        .iter()
+        .all(|a| a.user_id != Some(7)));
+    // The same user with the grant gets through (the table is not 403 for everyone).
+    let user_of_3 = cloud.user_token(7, &[3], false);
+    let (s, _, _) = cloud
+        .call(
+            "GET",
+            "/api/instituicao/3/connector/status",
+            Some(&user_of_3),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let admin = cloud.user_token(9, &[], true);
+    let (s, _, _) = cloud
+        .call(
+            "GET",
+            "/api/instituicao/3/equipamento/100",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_and_unpair_close_the_old_socket_within_a_second() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let admin = cloud.user_token(1, &[2], false);
+    let paired = cloud.pair_connector(2).await;
+    let old_token = paired.token_in_file();
+    let relay = cloud.cloud.relay.clone();
+    let id = paired.connector_id.clone();
+
+    let t0 = Instant::now();
+    let (s, _, r) = cloud
+        .call(
+            "POST",
+            "/api/instituicao/2/connector/token",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let new_token = r["token"].as_str().unwrap().to_owned();
+    assert_ne!(new_token, old_token);
+    {
+        let relay = relay.clone();
+        let id = id.clone();
+        wait_until(Duration::from_secs(1), move || {
+            !ponte_relay::Router::is_online(&relay, &id)
+        })
+        .await;
+    }
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    // The running connector still holds the old token: the relay refuses it from now on.
+    let resp = reqwest::Client::new()
+        .get(format!("http://{}/ws/connectors", cloud.cloud.relay_addr))
+        .bearer_auth(&old_token)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    drop(paired);
+
+    // `pair --token` with the new token: back online.
+    let path = cloud.data_dir.join("by-token.toml");
+    ponte_connector::pair::with_token(r["relayUrl"].as_str().unwrap(), &new_token, &path).unwrap();
+    let mut file = ponte_connector::config::FileConfig::load(&path, true).unwrap();
+    file.health_listen = Some("127.0.0.1:0".into());
+    let _c = ponte_tests::spawn_connector(
+        ponte_connector::config::Config::from_file_config(file, Some(path)).unwrap(),
+    )
+    .await;
+    {
+        let relay = relay.clone();
+        let id = id.clone();
+        wait_until(T, move || ponte_relay::Router::is_online(&relay, &id)).await;
+    }
+
+    let t0 = Instant::now();
+    let (s, _, _) = cloud
+        .call("DELETE", "/api/instituicao/2/connector", Some(&admin), None)
+        .await;
+    assert_eq!(s, 204);
+    {
+        let relay = relay.clone();
+        let id = id.clone();
+        wait_until(Duration::from_secs(1), move || {
+            !ponte_relay::Router::is_online(&relay, &id)
+        })
+        .await;
+    }
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    let (_, _, st) = cloud
+        .call(
+            "GET",
+            "/api/instituicao/2/connector/status",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st["paired"].as_bool(), st["status"].as_str()),
+        (Some(false), Some("OFFLINE")),
+        "{st}"
+    );
+    let actions: Vec<String> = cloud
+        .store()
+        .list_audit(2, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    for a in [
+        "connector.pair",
+        "connector.claim",
+        "connector.token",
+        "connector.unpair",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_near_expiry_are_rotated_and_persisted() {
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        o.connector_token_ttl = Duration::from_secs(30);
+        o.api.rotate_before = Duration::from_secs(29);
+        o.api.maintenance_every = Duration::from_millis(100);
+    })
+    .await;
+    let paired = cloud.pair_connector(2).await;
+    let first = paired.token_in_file();
+    wait_for(
+        T,
+        "a rotated token in the connector's config file",
+        || async { paired.token_in_file() != first },
+    )
+    .await;
+    let rotated = paired.token_in_file();
+    let jti = ponte_connector::pair::peek_claims(&rotated).unwrap()["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id: i32 = paired.connector_id.parse().unwrap();
+    // The file and the store agree (rotation is a compare-and-swap, so wait for it to settle).
+    wait_for(T, "store jti == file jti", || async {
+        let current = paired.token_in_file();
+        let jti = ponte_connector::pair::peek_claims(&current).unwrap()["jti"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        cloud.store().token_is_current(id, &jti).await.unwrap()
+    })
+    .await;
+    assert!(!jti.is_empty());
+    // A restarted connector gets in with the persisted token.
+    let path = paired.config_path.clone();
+    drop(paired);
+    let relay = cloud.cloud.relay.clone();
+    let cid = id.to_string();
+    {
+        let relay = relay.clone();
+        let cid = cid.clone();
+        wait_until(T, move || !ponte_relay::Router::is_online(&relay, &cid)).await;
+    }
+    let mut file = ponte_connector::config::FileConfig::load(&path, true).unwrap();
+    file.health_listen = Some("127.0.0.1:0".into());
+    let _c = ponte_tests::spawn_connector(
+        ponte_connector::config::Config::from_file_config(file, Some(path)).unwrap(),
+    )
+    .await;
+    wait_until(T, move || ponte_relay::Router::is_online(&relay, &cid)).await;
+    assert!(cloud
+        .store()
+        .list_audit(2, 50)
+        .await
+        .unwrap()
+        .iter()
+        .any(|a| a.action == "connector.rotate"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_sessions_lifecycle() {
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        o.api.sessions.idle = Duration::from_millis(1500);
+        o.api.sessions.max = Duration::from_secs(3600);
+        o.api.maintenance_every = Duration::from_millis(100);
+        o.api.gateway_public_url = "http://127.0.0.1:9/".into();
+    })
+    .await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    cloud.add_equipment(2, 101, &origin.base_url(), false).await;
+    let user = cloud.user_token(7, &[2], false);
+    let sessions = "/api/instituicao/2/equipamento/100/remoto/sessoes";
+
+    let (s, _, e) = cloud.call("POST", sessions, Some(&user), None).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("CONNECTOR_NOT_PAIRED")),
+        "{e}"
+    );
+    let paired = cloud.pair_connector(2).await;
+    let (s, _, e) = cloud
+        .call(
+            "POST",
+            "/api/instituicao/2/equipamento/101/remoto/sessoes",
+            Some(&user),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("ADDON_DISABLED")),
+        "{e}"
+    );
+
+    let (s, _, created) = cloud.call("POST", sessions, Some(&user), None).await;
+    assert_eq!(s, 201, "{created}");
+    let sid = created["sessionId"].as_str().unwrap().to_owned();
+    let url = created["url"].as_str().unwrap();
+    let code = url
+        .strip_prefix("http://127.0.0.1:9/remote/launch/")
+        .expect(url);
+    assert!(code.len() >= 40, "launch codes are long and random");
+    let api = &cloud.cloud.api;
+    let launched = api.sessions.launch(code).await.unwrap();
+    assert_eq!(
+        (launched.id.as_str(), launched.user_id, launched.tenant_id),
+        (sid.as_str(), 7, 2)
+    );
+    assert!(
+        api.sessions.launch(code).await.is_err(),
+        "a launch code works once"
+    );
+
+    // In use, the idle expiry slides; the streams token ends with the session.
+    let streams = api.sessions.streams(&sid);
+    let before = api.sessions.check(&sid).await.unwrap().expires_at;
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the sliding window move
+    api.sessions.record(&sid, 1234);
+    let after = api.sessions.check(&sid).await.unwrap().expires_at;
+    assert!(after > before, "{before} → {after}");
+    let (s, _, _) = cloud
+        .call("DELETE", &format!("{sessions}/{sid}"), Some(&user), None)
+        .await;
+    assert_eq!(s, 204);
+    tokio::time::timeout(Duration::from_secs(1), streams.cancelled())
+        .await
+        .expect("open streams end with the session");
+    assert!(matches!(
+        api.sessions.check(&sid).await,
+        Err(ponte_api::sessions::SessionError::Ended)
+    ));
+    let (s, _, _) = cloud
+        .call("DELETE", &format!("{sessions}/nope"), Some(&user), None)
+        .await;
+    assert_eq!(s, 404);
+
+    // Left idle, a session expires and says so.
+    let (_, _, idle) = cloud.call("POST", sessions, Some(&user), None).await;
+    let idle_sid = idle["sessionId"].as_str().unwrap().to_owned();
+    let idle_streams = api.sessions.streams(&idle_sid);
+    tokio::time::timeout(T, idle_streams.cancelled())
+        .await
+        .expect("expiry ends the streams");
+    assert!(matches!(
+        api.sessions.check(&idle_sid).await,
+        Err(ponte_api::sessions::SessionError::Expired)
+    ));
+
+    let (s, _, list) = cloud
+        .call(
+            "GET",
+            "/api/instituicao/2/remoto/sessoes",
+            Some(&user),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let find = |id: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["sessionId"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let ended = find(&sid);
+    assert_eq!(
+        (
+            ended["status"].as_str(),
+            ended["userId"].as_i64(),
+            ended["equipmentId"].as_i64()
+        ),
+        (Some("ENCERRADA"), Some(7), Some(100))
+    );
+    assert_eq!(
+        (ended["requests"].as_i64(), ended["bytes"].as_i64()),
+        (Some(1), Some(1234)),
+        "{ended}"
+    );
+    assert!(ended["endedAt"].is_string() && ended["userName"].is_string());
+    assert_eq!(find(&idle_sid)["status"], "EXPIRADA");
+    let row = cloud.store().session(&idle_sid).await.unwrap().unwrap();
+    assert_eq!(row.status, SessionStatus::EXPIRADA);
+
+    // Connector gone: 409 with the reason.
+    drop(paired);
+    let relay = cloud.cloud.relay.clone();
+    let id = cloud
+        .store()
+        .connector_of(2)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+        .to_string();
+    wait_until(T, move || !ponte_relay::Router::is_online(&relay, &id)).await;
+    let (s, _, e) = cloud.call("POST", sessions, Some(&user), None).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("CONNECTOR_OFFLINE")),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_rate_limited_per_source_and_proxying_per_connector() {
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        o.api.rate_limits.claim = ponte_api::ratelimit::Rate {
+            per_second: 0.01,
+            burst: 3,
+        };
+        o.api.rate_limits.connector = ponte_api::ratelimit::Rate {
+            per_second: 0.01,
+            burst: 2,
+        };
+    })
+    .await;
+    // Pairing spends one claim of the burst of 3 from 127.0.0.1.
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    for _ in 0..2 {
+        let (s, _, _) = cloud
+            .call(
+                "POST",
+                "/api/connector/claim",
+                None,
+                Some(json!({"pairingCode": "AAAA-BBBB"})),
+            )
+            .await;
+        assert_eq!(s, 400);
+    }
+    let (s, h, e) = cloud
+        .call(
+            "POST",
+            "/api/connector/claim",
+            None,
+            Some(json!({"pairingCode": "AAAA-BBBB"})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{e}"
+    );
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=100).contains(&retry), "{retry}");
+
+    let user = cloud.user_token(7, &[2], false);
+    let path = "/api/instituicao/2/equipamento/100/proxy-http";
+    let body = json!({"method": "GET", "path": "/hello"});
+    for _ in 0..2 {
+        let (s, _, _) = cloud
+            .call("POST", path, Some(&user), Some(body.clone()))
+            .await;
+        assert_eq!(s, 200);
+    }
+    let (s, h, _) = cloud.call("POST", path, Some(&user), Some(body)).await;
+    assert_eq!(s, 429);
+    assert!(h.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn openapi_is_generated_for_every_route() {
+    let doc = serde_json::to_value(ponte_api::openapi()).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut expected: Vec<(String, String)> = TENANT_ROUTES
+        .iter()
+        .map(|(m, p)| {
+            let p = p
+                .replace("{t}", "{tid}")
+                .replace("/100", "/{eid}")
+                .replace("/abc", "/{sid}");
+            (m.to_lowercase(), p)
+        })
+        .collect();
+    expected.push(("post".into(), "/api/connector/claim".into()));
+    for (method, path) in &expected {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+    }
+    assert_eq!(
+        paths
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum::<usize>(),
+        expected.len()
+    );
+    assert!(doc["components"]["schemas"]["ProxyHttpRequest"].is_object());
+    // And it is served.
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let (s, _, served) = cloud.call("GET", "/api/openapi.json", None, None).await;
+    assert_eq!(
+        (s, served["paths"].as_object().unwrap().len()),
+        (200, paths.len())
+    );
+}
