@@ -1,0 +1,128 @@
+(function () {
+  // Ponte: this page is a device UI served under a session prefix. URLs the page builds
+  // at run time ("/x", "http://<device>/x") are mapped under the prefix here; static
+  // ones were rewritten by the gateway already. Navigations this cannot catch
+  // (location.replace("/x")) come back through the gateway's Referer fallback.
+  if (window.__ponte) return;
+  var P = "__PONTE_PREFIX__", D = __PONTE_DEVICE__, L = window.location;
+  var BARE = P.slice(0, -1);
+  function isDevice(a) {
+    a = String(a).toLowerCase().replace(/^[^@]*@/, "");
+    for (var i = 0; i < D.length; i++) if (D[i] === a) return true;
+    return false;
+  }
+  function prefixed(path) {
+    return path.indexOf(P) === 0 || path === BARE || /^[?#]/.test(path.slice(BARE.length)) && path.indexOf(BARE) === 0;
+  }
+  function under(tail) { return P + tail.replace(/^\//, ""); }
+  // Returns the URL to use, as a string, or the input unchanged.
+  function fix(u, ws) {
+    if (u == null) return u;
+    var s = typeof u === "string" ? u : (u instanceof URL ? u.href : null);
+    if (s === null) return u;
+    s = s.trim();
+    var m;
+    if (s.slice(0, 2) === "//") {
+      m = /^\/\/([^\/?#\\]*)(.*)$/.exec(s);
+      if (m && isDevice(m[1])) return abs(under(m[2]), ws);
+      return u;
+    }
+    if (s.charAt(0) === "/") return prefixed(s) ? u : abs(under(s), ws);
+    m = /^(https?|wss?):\/\/([^\/?#\\]*)(.*)$/i.exec(s);
+    if (!m) return u;
+    if (isDevice(m[2])) return abs(under(m[3]), ws);
+    // Built from location (location.origin + "/x", "ws://" + location.host + "/x").
+    if (m[2].toLowerCase() === L.host.toLowerCase()) {
+      var path = m[3] === "" ? "/" : m[3];
+      if (prefixed(path)) return u;
+      if (ws || /^wss?$/i.test(m[1])) return abs(under(path), true);
+      return m[1] + "://" + m[2] + under(path);
+    }
+    return u;
+  }
+  function abs(path, ws) {
+    return ws ? (L.protocol === "https:" ? "wss://" : "ws://") + L.host + path : path;
+  }
+
+  var F = window.fetch;
+  if (F) {
+    window.fetch = function (input, init) {
+      if (typeof Request !== "undefined" && input instanceof Request) {
+        var v = fix(input.url);
+        if (v !== input.url) input = new Request(v, input);
+      } else {
+        input = fix(input);
+      }
+      return F.call(this, input, init);
+    };
+  }
+  var X = XMLHttpRequest.prototype.open;
+  XMLHttpRequest.prototype.open = function (method, url) {
+    var a = Array.prototype.slice.call(arguments);
+    a[1] = fix(url);
+    return X.apply(this, a);
+  };
+  function wrapCtor(name, ws) {
+    var C = window[name];
+    if (!C) return;
+    var W = function (url, opt) {
+      return arguments.length > 1 ? new C(fix(url, ws), opt) : new C(fix(url, ws));
+    };
+    W.prototype = C.prototype;
+    for (var k in C) try { W[k] = C[k]; } catch (e) {}
+    ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (k) { if (k in C) W[k] = C[k]; });
+    window[name] = W;
+  }
+  wrapCtor("WebSocket", true);
+  wrapCtor("EventSource", false);
+  ["pushState", "replaceState"].forEach(function (k) {
+    var H = history[k];
+    history[k] = function (state, title, url) {
+      return arguments.length > 2 ? H.call(this, state, title, fix(url)) : H.call(this, state, title);
+    };
+  });
+  var O = window.open;
+  window.open = function (url) {
+    var a = Array.prototype.slice.call(arguments);
+    a[0] = fix(url);
+    return O.apply(this, a);
+  };
+  // URL properties set from script: img.src = "/x", a.href = "/x", form.action = "/x".
+  [["HTMLImageElement", "src"], ["HTMLScriptElement", "src"], ["HTMLIFrameElement", "src"],
+   ["HTMLSourceElement", "src"], ["HTMLMediaElement", "src"], ["HTMLLinkElement", "href"],
+   ["HTMLAnchorElement", "href"], ["HTMLFormElement", "action"]].forEach(function (p) {
+    var C = window[p[0]], d = C && Object.getOwnPropertyDescriptor(C.prototype, p[1]);
+    if (!d || !d.set) return;
+    Object.defineProperty(C.prototype, p[1], {
+      configurable: true, enumerable: d.enumerable, get: d.get,
+      set: function (v) { d.set.call(this, fix(v)); }
+    });
+  });
+  var SA = Element.prototype.setAttribute;
+  var URL_ATTRS = { src: 1, href: 1, action: 1, formaction: 1, poster: 1 };
+  Element.prototype.setAttribute = function (name, value) {
+    if (URL_ATTRS[String(name).toLowerCase()] === 1) value = fix(String(value));
+    return SA.call(this, name, value);
+  };
+  // The device sets its session cookie from script with path=/: scope it to the prefix,
+  // so it reaches this session's requests and no other session's. (Without a path the
+  // browser's default, the page's directory, is already under the prefix.)
+  var CD = Object.getOwnPropertyDescriptor(Document.prototype, "cookie");
+  if (CD && CD.set) {
+    Object.defineProperty(Document.prototype, "cookie", {
+      configurable: true, enumerable: CD.enumerable, get: CD.get,
+      set: function (v) {
+        var parts = String(v).split(";");
+        for (var i = 1; i < parts.length; i++) {
+          var m = /^\s*path\s*=\s*(.*)$/i.exec(parts[i]);
+          if (!m) continue;
+          var p = m[1].trim();
+          parts[i] = " path=" + (p.charAt(0) === "/" && !prefixed(p) ? under(p) : (p.charAt(0) === "/" ? p : P));
+        }
+        parts = parts.filter(function (s) { return !/^\s*domain\s*=/i.test(s); });
+        CD.set.call(this, parts.join(";"));
+      }
+    });
+  }
+  window.__ponte = { prefix: P, fix: fix };
+})();

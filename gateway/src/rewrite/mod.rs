@@ -1,0 +1,22 @@
+//! Rewriting of device responses for a session prefix: URLs ([`Scope`]), headers
+//! (`Location`, `Refresh`, `Set-Cookie`), CSS and HTML, all streaming.
+//!
+//! Only what belongs to the device is rewritten: root-relative URLs and absolute URLs
+//! naming the device's own address. Relative URLs, fragments, other hosts, `javascript:`
+//! and `data:` URLs are left alone. Must never: buffer a body whole, or rewrite a URL
+//! that already carries this session's prefix a second time.
+
+mod css;
+mod headers;
+mod html;
+mod response;
+mod scope;
+
+pub use css::CssRewriter;
+pub use headers::{refresh, set_cookie};
+pub use html::{inject_script, HtmlRewriteError, HtmlRewriter};
+pub use response::{rewrite_response_headers, BodyPlan, Coding};
+pub use scope::Scope;
+
+#[cfg(test)]
+mod tests;

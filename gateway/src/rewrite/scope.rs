@@ -1,0 +1,122 @@
+//! Which URLs belong to the device, and how they map under the session prefix.
+
+/// A session's rewriting scope: its prefix (`/remote/s/{sid}/`) and the authorities
+/// (`host` or `host:port`, lower case) under which the device knows itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    prefix: String,
+    authorities: Vec<String>,
+}
+
+impl Scope {
+    /// `session_id` must be URL-safe (the API makes UUIDs); `device_base` is the
+    /// equipment's `localBaseUrl` (`http://192.168.1.50`, `https://catraca.lan:8443/`).
+    pub fn new(session_id: &str, device_base: &str) -> Self {
+        let mut authorities = Vec::new();
+        if let Some((scheme, rest)) = device_base.split_once("://") {
+            let authority = rest
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or_default()
+                .rsplit('@')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let default_port = if scheme.eq_ignore_ascii_case("https") {
+                "443"
+            } else {
+                "80"
+            };
+            match split_port(&authority) {
+                (host, Some(port)) if port == default_port => {
+                    authorities.push(host.to_owned());
+                    authorities.push(authority.clone());
+                }
+                (host, None) => {
+                    authorities.push(host.to_owned());
+                    authorities.push(format!("{host}:{default_port}"));
+                }
+                _ => authorities.push(authority.clone()),
+            }
+        }
+        authorities.retain(|a| !a.is_empty());
+        Self {
+            prefix: format!("/remote/s/{session_id}/"),
+            authorities,
+        }
+    }
+
+    /// `/remote/s/{sid}/`, with its trailing slash.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The authorities that name the device (for the injected script).
+    pub fn authorities(&self) -> &[String] {
+        &self.authorities
+    }
+
+    /// True when `authority` (`host[:port]`, any case, userinfo allowed) is the device.
+    pub fn is_device(&self, authority: &str) -> bool {
+        let authority = authority.rsplit('@').next().unwrap_or_default();
+        self.authorities
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(authority))
+    }
+
+    /// True when a path already carries this session's prefix.
+    pub fn is_prefixed(&self, path: &str) -> bool {
+        let bare = &self.prefix[..self.prefix.len() - 1];
+        path.starts_with(&self.prefix)
+            || path == bare
+            || path
+                .strip_prefix(bare)
+                .is_some_and(|rest| rest.starts_with(['?', '#']))
+    }
+
+    /// Rewrites one URL as found in a header or attribute; `None` when it stays as it is
+    /// (relative, fragment, another host, `javascript:`, `data:`, already prefixed).
+    /// Surrounding whitespace (legal in HTML attributes) is dropped from a rewritten URL.
+    pub fn url(&self, raw: &str) -> Option<String> {
+        let s = raw.trim_matches(|c: char| c.is_ascii_whitespace());
+        if let Some(rest) = s.strip_prefix("//") {
+            let (authority, tail) = split_authority(rest);
+            return self.is_device(authority).then(|| self.join(tail));
+        }
+        if s.starts_with('/') {
+            if self.is_prefixed(s) {
+                return None;
+            }
+            return Some(self.join(s));
+        }
+        let (scheme, rest) = s.split_once("://")?;
+        if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+            return None;
+        }
+        let (authority, tail) = split_authority(rest);
+        self.is_device(authority).then(|| self.join(tail))
+    }
+
+    /// `tail` is empty or starts with `/`, `?` or `#`.
+    fn join(&self, tail: &str) -> String {
+        let tail = tail.strip_prefix('/').unwrap_or(tail);
+        let mut out = String::with_capacity(self.prefix.len() + tail.len());
+        out.push_str(&self.prefix);
+        out.push_str(tail);
+        out
+    }
+}
+
+/// `host:port/x?y` → (`host:port`, `/x?y`).
+fn split_authority(s: &str) -> (&str, &str) {
+    let end = s.find(['/', '?', '#', '\\']).unwrap_or(s.len());
+    s.split_at(end)
+}
+
+/// `host:80` → (`host`, Some("80")); `[::1]:80` → (`[::1]`, Some("80")); `host` → (host, None).
+fn split_port(authority: &str) -> (&str, Option<&str>) {
+    match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    }
+}

@@ -1,0 +1,508 @@
+//! Table-driven tests for the rewriters: input, expected output, one line each.
+
+use super::*;
+use std::sync::Arc;
+
+const SID: &str = "3f2b8c1e-0000-4000-8000-00000000abcd";
+
+fn scope() -> Scope {
+    Scope::new(SID, "http://192.168.1.50")
+}
+
+/// `P` stands for the prefix in the tables.
+fn p(s: &str) -> String {
+    s.replace("P/", &format!("/remote/s/{SID}/"))
+}
+
+#[test]
+fn urls() {
+    let s = scope();
+    for (input, want) in [
+        ("/", Some("P/")),
+        ("/login.fcgi", Some("P/login.fcgi")),
+        (
+            "/pt_BR/html/index.html?x=1#top",
+            Some("P/pt_BR/html/index.html?x=1#top"),
+        ),
+        ("  /img/a.png  ", Some("P/img/a.png")),
+        ("http://192.168.1.50/x", Some("P/x")),
+        ("http://192.168.1.50", Some("P/")),
+        ("http://192.168.1.50?q", Some("P/?q")),
+        ("HTTP://192.168.1.50:80/x", Some("P/x")),
+        ("https://192.168.1.50:80/x", Some("P/x")),
+        ("http://admin@192.168.1.50/x", Some("P/x")),
+        ("//192.168.1.50/x", Some("P/x")),
+        ("//cdn.example/x.js", None),
+        ("http://192.168.1.50:8080/x", None),
+        ("http://192.168.1.51/x", None),
+        ("https://example.com/x", None),
+        ("P/already", None),
+        ("P/", None),
+        ("/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd", None),
+        ("/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd?x", None),
+        // Another session's prefix is just a device path here.
+        ("/remote/s/other/x", Some("P/remote/s/other/x")),
+        (
+            "/remote/s/3f2b8c1e-0000-4000-8000-00000000abcdX/",
+            Some("P/remote/s/3f2b8c1e-0000-4000-8000-00000000abcdX/"),
+        ),
+        ("x.html", None),
+        ("../x.html", None),
+        ("#frag", None),
+        ("?q=1", None),
+        ("", None),
+        ("javascript:void(0)", None),
+        ("javascript:location='/x'", None),
+        ("data:image/png;base64,AAAA", None),
+        ("mailto:a@b.c", None),
+    ] {
+        let input = p(input);
+        assert_eq!(s.url(&input), want.map(p), "{input}");
+    }
+}
+
+#[test]
+fn device_authorities() {
+    for (base, authority, is_device) in [
+        ("http://192.168.1.50", "192.168.1.50", true),
+        ("http://192.168.1.50", "192.168.1.50:80", true),
+        ("http://192.168.1.50", "192.168.1.50:443", false),
+        ("https://catraca.lan:8443/", "CATRACA.LAN:8443", true),
+        ("https://catraca.lan:8443/", "catraca.lan", false),
+        ("https://catraca.lan", "catraca.lan:443", true),
+        ("http://[fd00::1]:8080", "[fd00::1]:8080", true),
+        ("http://[fd00::1]", "[fd00::1]", true),
+        ("http://user:pw@10.0.0.5/x", "10.0.0.5", true),
+    ] {
+        assert_eq!(
+            Scope::new(SID, base).is_device(authority),
+            is_device,
+            "{base} vs {authority}"
+        );
+    }
+}
+
+#[test]
+fn location_and_refresh() {
+    let s = scope();
+    for (input, want) in [
+        ("5; url=/x", Some("5; url=P/x")),
+        (
+            "0;URL='/pt_BR/html/index.html'",
+            Some("0;URL='P/pt_BR/html/index.html'"),
+        ),
+        ("0; url=\"http://192.168.1.50/a\"", Some("0; url=\"P/a\"")),
+        ("3;url=other.html", None),
+        ("3", None),
+        ("0; url=https://example.com/", None),
+    ] {
+        assert_eq!(refresh(&s, input), want.map(p), "{input}");
+    }
+}
+
+#[test]
+fn set_cookies() {
+    let s = scope();
+    for (input, want) in [
+        ("session=abc; Path=/", Some("session=abc; Path=P/")),
+        ("session=abc", Some("session=abc; Path=P/")),
+        (
+            "a=b; Path=/pt_BR; HttpOnly",
+            Some("a=b; HttpOnly; Path=P/pt_BR"),
+        ),
+        ("a=b; Path=/; Domain=192.168.1.50", Some("a=b; Path=P/")),
+        (
+            "a=b; Domain=.example.com; Path=/x; Secure; SameSite=Lax",
+            Some("a=b; SameSite=Lax; Secure; Path=P/x"),
+        ),
+        ("a=b; Path=relative", Some("a=b; Path=P/")),
+        ("a=b; Path=P/x", Some("a=b; Path=P/x")),
+        ("tok=ab/c+d==; Path=/", Some("tok=ab/c+d==; Path=P/")),
+        ("a=b; Max-Age=60; Path=/", Some("a=b; Path=P/; Max-Age=60")),
+        ("no equals sign", None),
+    ] {
+        let input = p(input);
+        assert_eq!(set_cookie(&s, &input), want.map(p), "{input}");
+    }
+}
+
+fn css_all(input: &str, cuts: &[usize]) -> String {
+    let s = scope();
+    let mut css = CssRewriter::new();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+        css.push(&s, &input.as_bytes()[at..cut], &mut out);
+        at = cut;
+    }
+    css.finish(&s, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn css() {
+    for (input, want) in [
+        (
+            "a{background:url(/img/a.png)}",
+            "a{background:url(P/img/a.png)}",
+        ),
+        (
+            "a{background:URL( '/img/a.png' )}",
+            "a{background:URL( 'P/img/a.png' )}",
+        ),
+        (
+            "a{background:url(\"http://192.168.1.50/a.png\")}",
+            "a{background:url(\"P/a.png\")}",
+        ),
+        ("@import \"/css/base.css\";", "@import \"P/css/base.css\";"),
+        (
+            "@import '/css/base.css' screen;",
+            "@import 'P/css/base.css' screen;",
+        ),
+        (
+            "@import url(/css/base.css);",
+            "@import url(P/css/base.css);",
+        ),
+        ("a{b:url(img/rel.png)}", "a{b:url(img/rel.png)}"),
+        ("a{b:url(#frag)}", "a{b:url(#frag)}"),
+        (
+            "a{b:url(data:image/png;base64,AAAA)}",
+            "a{b:url(data:image/png;base64,AAAA)}",
+        ),
+        (
+            "a{b:url(//cdn.example/x.png)}",
+            "a{b:url(//cdn.example/x.png)}",
+        ),
+        ("a{b:myurl(/x)}", "a{b:myurl(/x)}"),
+        ("a{b:url(P/x)}", "a{b:url(P/x)}"),
+        ("a{b:url(/unterminated", "a{b:url(/unterminated"),
+        ("/* url(/c) */", "/* url(P/c) */"),
+        (
+            "p{content:'\u{e7}\u{e3}o'} a{b:url(/\u{e7}.png)}",
+            "p{content:'\u{e7}\u{e3}o'} a{b:url(P/\u{e7}.png)}",
+        ),
+    ] {
+        let (input, want) = (p(input), p(want));
+        assert_eq!(css_all(&input, &[]), want, "{input}");
+        // Every split point, including inside `url(` and inside the URL.
+        for cut in 1..input.len() {
+            if input.is_char_boundary(cut) {
+                assert_eq!(css_all(&input, &[cut]), want, "{input} cut at {cut}");
+            }
+        }
+    }
+}
+
+#[test]
+fn css_byte_at_a_time_and_latin1() {
+    let input = b"a{b:url(/x.png)} p{content:'\xe7\xe3o'} @import '/y.css';";
+    let s = scope();
+    let mut css = CssRewriter::new();
+    let mut out = Vec::new();
+    for b in input.iter() {
+        css.push(&s, std::slice::from_ref(b), &mut out);
+    }
+    css.finish(&s, &mut out);
+    let mut want = p("a{b:url(P/x.png)} p{content:'").into_bytes();
+    want.extend_from_slice(b"\xe7\xe3o'} ");
+    want.extend_from_slice(p("@import 'P/y.css';").as_bytes());
+    assert_eq!(out, want);
+}
+
+#[test]
+fn css_carry_is_bounded() {
+    // An unterminated url( longer than the carry cap is passed through, not held.
+    let s = scope();
+    let mut css = CssRewriter::new();
+    let mut out = Vec::new();
+    css.push(&s, b"a{b:url(/", &mut out);
+    let filler = vec![b'x'; css::MAX_CARRY * 2];
+    css.push(&s, &filler, &mut out);
+    assert!(out.len() > css::MAX_CARRY, "held {} bytes", out.len());
+}
+
+fn html_all(input: &[u8], chunk: usize, charset: Option<&str>) -> Vec<u8> {
+    let mut r = HtmlRewriter::new(Arc::new(scope()), charset, 1 << 20);
+    let mut out = Vec::new();
+    for c in input.chunks(chunk.max(1)) {
+        out.extend(r.write(c).unwrap());
+    }
+    out.extend(r.end().unwrap());
+    out
+}
+
+fn html(input: &str) -> String {
+    let full = html_all(input.as_bytes(), input.len(), None);
+    // Same result whatever the chunking: 1 byte splits every tag and every `url(`.
+    for chunk in [1, 2, 3, 7, 64] {
+        assert_eq!(
+            html_all(input.as_bytes(), chunk, None),
+            full,
+            "chunk size {chunk}: {input}"
+        );
+    }
+    String::from_utf8(full).unwrap()
+}
+
+#[test]
+fn html_attributes() {
+    let script = inject_script(&scope());
+    for (input, want) in [
+        (r#"<a href="/x">"#, r#"<a href="P/x">"#),
+        (r#"<a href='/x'>"#, r#"<a href="P/x">"#),
+        (r#"<a href=/x>"#, r#"<a href="P/x">"#),
+        (
+            r#"<a href="http://192.168.1.50/cfg">"#,
+            r#"<a href="P/cfg">"#,
+        ),
+        (r#"<a href="//192.168.1.50/cfg">"#, r#"<a href="P/cfg">"#),
+        (r#"<a href="P/x">"#, r#"<a href="P/x">"#),
+        (r#"<a href="rel.html">"#, r#"<a href="rel.html">"#),
+        (r##"<a href="#frag">"##, r##"<a href="#frag">"##),
+        (
+            r#"<a href="javascript:go('/x')">"#,
+            r#"<a href="javascript:go('/x')">"#,
+        ),
+        (
+            r#"<img src="data:image/gif;base64,R0lGOD">"#,
+            r#"<img src="data:image/gif;base64,R0lGOD">"#,
+        ),
+        (
+            r#"<a href="https://example.com/">"#,
+            r#"<a href="https://example.com/">"#,
+        ),
+        (
+            r#"<form action="/logout.fcgi" method=post>"#,
+            r#"<form action="P/logout.fcgi" method=post>"#,
+        ),
+        (
+            r#"<button formaction="/x">"#,
+            r#"<button formaction="P/x">"#,
+        ),
+        (
+            r#"<video poster="/p.jpg" src="/v.mp4">"#,
+            r#"<video poster="P/p.jpg" src="P/v.mp4">"#,
+        ),
+        (r#"<object data="/o.svg">"#, r#"<object data="P/o.svg">"#),
+        (r#"<div data="/not-a-url">"#, r#"<div data="/not-a-url">"#),
+        (
+            r#"<img srcset="/a.jpg 1x, /b.jpg 2x">"#,
+            r#"<img srcset="P/a.jpg 1x, P/b.jpg 2x">"#,
+        ),
+        (
+            r#"<img srcset="/a.jpg 1x,/b.jpg 2x,rel.jpg 3x">"#,
+            r#"<img srcset="P/a.jpg 1x,P/b.jpg 2x,rel.jpg 3x">"#,
+        ),
+        // Without whitespace a comma is part of the URL (HTML's srcset parsing).
+        (
+            r#"<img srcset="/a.jpg,/b.jpg">"#,
+            r#"<img srcset="P/a.jpg,/b.jpg">"#,
+        ),
+        (
+            r#"<img srcset="/a.jpg 480w, http://192.168.1.50/b.jpg 800w">"#,
+            r#"<img srcset="P/a.jpg 480w, P/b.jpg 800w">"#,
+        ),
+        (
+            r#"<div style="background:url(/bg.png)">"#,
+            r#"<div style="background:url(P/bg.png)">"#,
+        ),
+        (
+            r#"<a href="/x?a=1&amp;b=2">"#,
+            r#"<a href="P/x?a=1&amp;b=2">"#,
+        ),
+        (
+            r#"<meta http-equiv="refresh" content="0; url=/pt_BR/html/index.html">"#,
+            r#"<meta http-equiv="refresh" content="0; url=P/pt_BR/html/index.html">"#,
+        ),
+        (
+            r#"<meta http-equiv="Content-Security-Policy" content="script-src 'self'"><p>"#,
+            "<p>",
+        ),
+        (
+            r#"<link rel=stylesheet href="/s.css" integrity="sha384-x">"#,
+            r#"<link rel=stylesheet href="P/s.css">"#,
+        ),
+        (
+            "<style>a{b:url(/x.png)} @import '/y.css';</style>",
+            "<style>a{b:url(P/x.png)} @import 'P/y.css';</style>",
+        ),
+        (
+            "<script>var u = '/x';</script>",
+            "<script>var u = '/x';</script>",
+        ),
+        (
+            "<head><title>t</title></head>",
+            "<head>SCRIPT<title>t</title></head>",
+        ),
+        ("<body><p>x</p></body>", "<body>SCRIPT<p>x</p></body>"),
+        (
+            "<html><head></head><body></body></html>",
+            "<html><head>SCRIPT</head><body></body></html>",
+        ),
+    ] {
+        let (input, want) = (p(input), p(want).replace("SCRIPT", &script));
+        assert_eq!(html(&input), want, "{input}");
+    }
+}
+
+#[test]
+fn html_keeps_the_pages_charset() {
+    // ISO-8859-1 page: accents stay single Latin-1 bytes; the URL is still rewritten.
+    let page = b"<html><head><title>Configura\xe7\xe3o</title></head><body><a href=\"/a\">Sa\xedda</a></body></html>";
+    for chunk in [1, 5, page.len()] {
+        let out = html_all(page, chunk, Some("iso-8859-1"));
+        let text = encoding_rs::WINDOWS_1252.decode(&out).0.into_owned();
+        assert!(text.contains("Configura\u{e7}\u{e3}o"), "{text}");
+        assert!(
+            text.contains(&p("<a href=\"P/a\">Sa\u{ed}da</a>")),
+            "{text}"
+        );
+        assert!(out.windows(2).any(|w| w == b"\xe7\xe3"), "bytes re-encoded");
+    }
+    // UTF-8 page with a meta charset and no header charset.
+    let page = "<meta charset=utf-8><p>Ol\u{e1}, catraca</p><a href=/x>";
+    assert_eq!(
+        String::from_utf8(html_all(page.as_bytes(), 3, None)).unwrap(),
+        p("<meta charset=utf-8><p>Ol\u{e1}, catraca</p><a href=\"P/x\">")
+    );
+}
+
+#[test]
+fn injected_script_cannot_be_broken_out_of() {
+    let s = Scope::new(SID, "http://</script><script>alert(1)//");
+    let script = inject_script(&s);
+    assert_eq!(script.matches("</script>").count(), 1, "{script}");
+    assert!(script.contains(&format!("\"/remote/s/{SID}/\"")));
+}
+
+#[test]
+fn html_memory_cap_fails_the_page_not_the_process() {
+    // A tag that never ends is buffered by lol_html; past the cap the rewrite errors.
+    let mut r = HtmlRewriter::new(Arc::new(scope()), None, 64 * 1024);
+    let mut failed = false;
+    r.write(b"<a href=\"").unwrap();
+    for _ in 0..64 {
+        if r.write(&[b'x'; 4096]).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "an unbounded tag must hit the memory cap");
+}
+
+#[test]
+fn response_headers() {
+    use http::{HeaderMap, HeaderValue};
+    let h = |pairs: &[(&str, &str)]| {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(&p(v)).unwrap(),
+            );
+        }
+        m
+    };
+    let html = |decode, charset: Option<&str>| BodyPlan::Html {
+        decode,
+        charset: charset.map(str::to_owned),
+    };
+    let referrer = ("referrer-policy", "same-origin");
+    for (input, want, plan) in [
+        (
+            vec![("location", "http://192.168.1.50/pt_BR/html/index.html")],
+            vec![("location", "P/pt_BR/html/index.html"), referrer],
+            BodyPlan::Pass,
+        ),
+        (
+            vec![("location", "next.html"), ("content-location", "/a")],
+            vec![
+                ("location", "next.html"),
+                ("content-location", "P/a"),
+                referrer,
+            ],
+            BodyPlan::Pass,
+        ),
+        (
+            vec![("refresh", "0; url=/x"), ("referrer-policy", "no-referrer")],
+            vec![("refresh", "0; url=P/x"), referrer],
+            BodyPlan::Pass,
+        ),
+        (
+            vec![
+                ("set-cookie", "a=1; Path=/; Domain=192.168.1.50"),
+                ("set-cookie", "garbage"),
+                ("set-cookie", "b=2"),
+            ],
+            vec![
+                ("set-cookie", "a=1; Path=P/"),
+                ("set-cookie", "b=2; Path=P/"),
+                referrer,
+            ],
+            BodyPlan::Pass,
+        ),
+        (
+            vec![
+                ("strict-transport-security", "max-age=63072000"),
+                ("clear-site-data", "\"cookies\""),
+                ("content-security-policy", "script-src 'self'"),
+                ("content-type", "image/jpeg"),
+                ("content-length", "10"),
+                ("etag", "\"x\""),
+            ],
+            vec![
+                ("content-type", "image/jpeg"),
+                ("content-length", "10"),
+                ("etag", "\"x\""),
+                referrer,
+            ],
+            BodyPlan::Pass,
+        ),
+        (
+            vec![
+                ("content-type", "text/html; charset=ISO-8859-1"),
+                ("content-length", "10"),
+                ("content-encoding", "gzip"),
+                ("etag", "\"x\""),
+                ("content-md5", "abc"),
+                ("accept-ranges", "bytes"),
+            ],
+            vec![("content-type", "text/html; charset=ISO-8859-1"), referrer],
+            html(Some(Coding::Gzip), Some("iso-8859-1")),
+        ),
+        (
+            vec![("content-type", "text/html"), ("content-encoding", "br")],
+            vec![("content-type", "text/html"), referrer],
+            html(Some(Coding::Brotli), None),
+        ),
+        (
+            vec![
+                ("content-type", "text/css;charset=utf-8"),
+                ("content-encoding", "deflate"),
+            ],
+            vec![("content-type", "text/css;charset=utf-8"), referrer],
+            BodyPlan::Css {
+                decode: Some(Coding::Deflate),
+            },
+        ),
+        (
+            vec![
+                ("content-type", "text/html"),
+                ("content-encoding", "gzip, br"),
+                ("content-length", "5"),
+            ],
+            vec![
+                ("content-type", "text/html"),
+                ("content-encoding", "gzip, br"),
+                ("content-length", "5"),
+                referrer,
+            ],
+            BodyPlan::Pass,
+        ),
+    ] {
+        let mut headers = h(&input);
+        let got_plan = rewrite_response_headers(&scope(), &mut headers);
+        assert_eq!(got_plan, plan, "{input:?}");
+        assert_eq!(headers, h(&want), "{input:?}");
+    }
+}
