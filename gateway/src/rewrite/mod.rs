@@ -6,12 +6,14 @@
 //! and `data:` URLs are left alone. Must never: buffer a body whole, or rewrite a URL
 //! that already carries this session's prefix a second time.
 
+mod body;
 mod css;
 mod headers;
 mod html;
 mod response;
 mod scope;
 
+pub use body::{rewrite_body, READ_CHUNK};
 pub use css::CssRewriter;
 pub use headers::{refresh, set_cookie};
 pub use html::{inject_script, HtmlRewriteError, HtmlRewriter};
