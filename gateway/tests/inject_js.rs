@@ -23,7 +23,7 @@ window.open = function (u) { seen.push(["open", u]); };
 window.Element = function () {};
 Element.prototype.setAttribute = function (n, v) { seen.push(["attr:" + n, v]); };
 window.Document = function () {};
-var jar = [];
+var jar = ["saas=secret", "__pd_old=1"];
 Object.defineProperty(Document.prototype, "cookie", {
   configurable: true, enumerable: true,
   get: function () { return jar.join("; "); },
@@ -52,7 +52,7 @@ new Element().setAttribute("class", "/not-a-url");
 document.cookie = "session=ab/c+d==; path=/";
 document.cookie = "lang=pt; Path=/pt_BR; domain=192.168.1.50";
 document.cookie = "x=1";
-console.log(JSON.stringify({ seen: seen, jar: jar, WebSocketOPEN: WebSocket.OPEN }));
+console.log(JSON.stringify({ seen: seen, jar: jar, visible: document.cookie, WebSocketOPEN: WebSocket.OPEN }));
 "##;
 
 #[test]
@@ -102,10 +102,14 @@ fn injected_script_maps_runtime_urls_and_scopes_cookies() {
     assert_eq!(
         got["jar"],
         serde_json::json!([
-            p("session=ab/c+d==; path=P/"),
-            p("lang=pt; path=P/pt_BR"),
-            "x=1"
+            "saas=secret",
+            "__pd_old=1",
+            p("__pd_session=ab/c+d==; path=P/"),
+            p("__pd_lang=pt; path=P/pt_BR"),
+            "__pd_x=1"
         ])
     );
+    // The page sees its own cookies under their own names, and nothing else.
+    assert_eq!(got["visible"], "old=1; session=ab/c+d==; lang=pt; x=1");
     assert_eq!(got["WebSocketOPEN"], 1);
 }

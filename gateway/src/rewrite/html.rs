@@ -41,6 +41,7 @@ pub fn inject_script(scope: &Scope) -> String {
         SCRIPT
             .replace("__PONTE_PREFIX__", &prefix)
             .replace("__PONTE_DEVICE__", &device)
+            .replace("__PONTE_COOKIE__", super::DEVICE_COOKIE_PREFIX)
     )
 }
 

@@ -4,7 +4,7 @@
   // ones were rewritten by the gateway already. Navigations this cannot catch
   // (location.replace("/x")) come back through the gateway's Referer fallback.
   if (window.__ponte) return;
-  var P = "__PONTE_PREFIX__", D = __PONTE_DEVICE__, L = window.location;
+  var P = "__PONTE_PREFIX__", D = __PONTE_DEVICE__, C = "__PONTE_COOKIE__", L = window.location;
   var BARE = P.slice(0, -1);
   function isDevice(a) {
     a = String(a).toLowerCase().replace(/^[^@]*@/, "");
@@ -110,9 +110,17 @@
   var CD = Object.getOwnPropertyDescriptor(Document.prototype, "cookie");
   if (CD && CD.set) {
     Object.defineProperty(Document.prototype, "cookie", {
-      configurable: true, enumerable: CD.enumerable, get: CD.get,
+      configurable: true, enumerable: CD.enumerable,
+      // Device cookies carry a name prefix in the browser (the gateway forwards only
+      // those); the page sees and sets them under their own names.
+      get: function () {
+        return String(CD.get.call(this)).split(/;\s*/).filter(function (c) {
+          return c.indexOf(C) === 0;
+        }).map(function (c) { return c.slice(C.length); }).join("; ");
+      },
       set: function (v) {
         var parts = String(v).split(";");
+        parts[0] = C + parts[0].replace(/^\s+/, "");
         for (var i = 1; i < parts.length; i++) {
           var m = /^\s*path\s*=\s*(.*)$/i.exec(parts[i]);
           if (!m) continue;

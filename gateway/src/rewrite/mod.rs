@@ -10,13 +10,15 @@ mod body;
 mod css;
 mod headers;
 mod html;
+mod request;
 mod response;
 mod scope;
 
 pub use body::{rewrite_body, READ_CHUNK};
 pub use css::CssRewriter;
-pub use headers::{refresh, set_cookie};
+pub use headers::{device_cookies, refresh, set_cookie, DEVICE_COOKIE_PREFIX};
 pub use html::{inject_script, HtmlRewriteError, HtmlRewriter};
+pub use request::{device_request_headers, ACCEPT_ENCODING};
 pub use response::{rewrite_response_headers, BodyPlan, Coding};
 pub use scope::Scope;
 

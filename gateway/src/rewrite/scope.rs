@@ -6,6 +6,8 @@
 pub struct Scope {
     prefix: String,
     authorities: Vec<String>,
+    /// `scheme://authority` of the device, without a trailing slash.
+    origin: String,
 }
 
 impl Scope {
@@ -13,6 +15,7 @@ impl Scope {
     /// equipment's `localBaseUrl` (`http://192.168.1.50`, `https://catraca.lan:8443/`).
     pub fn new(session_id: &str, device_base: &str) -> Self {
         let mut authorities = Vec::new();
+        let mut origin = String::new();
         if let Some((scheme, rest)) = device_base.split_once("://") {
             let authority = rest
                 .split(['/', '?', '#'])
@@ -22,6 +25,7 @@ impl Scope {
                 .next()
                 .unwrap_or_default()
                 .to_ascii_lowercase();
+            origin = format!("{}://{authority}", scheme.to_ascii_lowercase());
             let default_port = if scheme.eq_ignore_ascii_case("https") {
                 "443"
             } else {
@@ -43,12 +47,31 @@ impl Scope {
         Self {
             prefix: format!("/remote/s/{session_id}/"),
             authorities,
+            origin,
         }
     }
 
     /// `/remote/s/{sid}/`, with its trailing slash.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// `scheme://host[:port]` of the device.
+    pub fn device_origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// A gateway path back to the device's: `/remote/s/{sid}/x?y` → `/x?y`; `None` when
+    /// the path is not under this session's prefix.
+    pub fn device_path<'a>(&self, path: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+        let bare = &self.prefix[..self.prefix.len() - 1];
+        let rest = path.strip_prefix(bare)?;
+        match rest.chars().next() {
+            None => Some("/".into()),
+            Some('/') => Some(rest.into()),
+            Some('?' | '#') => Some(format!("/{rest}").into()),
+            Some(_) => None,
+        }
     }
 
     /// The authorities that name the device (for the injected script).

@@ -104,21 +104,27 @@ fn location_and_refresh() {
 fn set_cookies() {
     let s = scope();
     for (input, want) in [
-        ("session=abc; Path=/", Some("session=abc; Path=P/")),
-        ("session=abc", Some("session=abc; Path=P/")),
+        ("session=abc; Path=/", Some("__pd_session=abc; Path=P/")),
+        ("session=abc", Some("__pd_session=abc; Path=P/")),
         (
             "a=b; Path=/pt_BR; HttpOnly",
-            Some("a=b; HttpOnly; Path=P/pt_BR"),
+            Some("__pd_a=b; HttpOnly; Path=P/pt_BR"),
         ),
-        ("a=b; Path=/; Domain=192.168.1.50", Some("a=b; Path=P/")),
+        (
+            "a=b; Path=/; Domain=192.168.1.50",
+            Some("__pd_a=b; Path=P/"),
+        ),
         (
             "a=b; Domain=.example.com; Path=/x; Secure; SameSite=Lax",
-            Some("a=b; SameSite=Lax; Secure; Path=P/x"),
+            Some("__pd_a=b; SameSite=Lax; Secure; Path=P/x"),
         ),
-        ("a=b; Path=relative", Some("a=b; Path=P/")),
-        ("a=b; Path=P/x", Some("a=b; Path=P/x")),
-        ("tok=ab/c+d==; Path=/", Some("tok=ab/c+d==; Path=P/")),
-        ("a=b; Max-Age=60; Path=/", Some("a=b; Path=P/; Max-Age=60")),
+        ("a=b; Path=relative", Some("__pd_a=b; Path=P/")),
+        ("a=b; Path=P/x", Some("__pd_a=b; Path=P/x")),
+        ("tok=ab/c+d==; Path=/", Some("__pd_tok=ab/c+d==; Path=P/")),
+        (
+            "a=b; Max-Age=60; Path=/",
+            Some("__pd_a=b; Path=P/; Max-Age=60"),
+        ),
         ("no equals sign", None),
     ] {
         let input = p(input);
@@ -190,6 +196,22 @@ fn css() {
                 assert_eq!(css_all(&input, &[cut]), want, "{input} cut at {cut}");
             }
         }
+    }
+}
+
+#[test]
+fn only_device_cookies_reach_the_device() {
+    for (input, want) in [
+        ("__pd_session=ab/c+d==", Some("session=ab/c+d==")),
+        (
+            "saas=secret; __ponte_rs=grant; __pd_a=1;__pd_b=2",
+            Some("a=1; b=2"),
+        ),
+        ("saas=secret; __ponte_rs=grant", None),
+        ("__pd_=x; x__pd_y=1", Some("=x")),
+        ("", None),
+    ] {
+        assert_eq!(device_cookies(input).as_deref(), want, "{input}");
     }
 }
 
@@ -435,8 +457,8 @@ fn response_headers() {
                 ("set-cookie", "b=2"),
             ],
             vec![
-                ("set-cookie", "a=1; Path=P/"),
-                ("set-cookie", "b=2; Path=P/"),
+                ("set-cookie", "__pd_a=1; Path=P/"),
+                ("set-cookie", "__pd_b=2; Path=P/"),
                 referrer,
             ],
             BodyPlan::Pass,
@@ -645,5 +667,85 @@ mod bodies {
             links >= rows * 99 / 100,
             "{links} of {rows} links rewritten"
         );
+    }
+}
+
+#[test]
+fn device_paths() {
+    let s = scope();
+    for (input, want) in [
+        ("P/", Some("/")),
+        (
+            "P/pt_BR/html/index.html?x=1",
+            Some("/pt_BR/html/index.html?x=1"),
+        ),
+        ("/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd", Some("/")),
+        (
+            "/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd?q",
+            Some("/?q"),
+        ),
+        ("/remote/s/3f2b8c1e-0000-4000-8000-00000000abcdX/", None),
+        ("/remote/s/other/x", None),
+        ("/x", None),
+    ] {
+        assert_eq!(s.device_path(&p(input)).as_deref(), want, "{input}");
+    }
+    assert_eq!(s.device_origin(), "http://192.168.1.50");
+}
+
+#[test]
+fn request_headers_toward_the_device() {
+    use http::{HeaderMap, HeaderValue};
+    let h = |pairs: &[(&str, &str)]| {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(&p(v)).unwrap(),
+            );
+        }
+        m
+    };
+    for (input, want) in [
+        (
+            vec![("cookie", "saas=1; __ponte_rs=grant; __pd_session=ab/c+d=="), ("accept", "*/*")],
+            vec![("accept", "*/*"), ("cookie", "session=ab/c+d==")],
+        ),
+        (
+            vec![("cookie", "__ponte_rs=grant"), ("cookie", "__pd_a=1")],
+            vec![("cookie", "a=1")],
+        ),
+        (vec![("cookie", "saas=1; __ponte_rs=grant")], vec![]),
+        (vec![("authorization", "Bearer eyJhbGciOi.x.y")], vec![]),
+        (vec![("authorization", "bearer eyJ")], vec![]),
+        (
+            vec![("authorization", "Basic YWRtaW46YWRtaW4=")],
+            vec![("authorization", "Basic YWRtaW46YWRtaW4=")],
+        ),
+        (
+            vec![("referer", "https://gw.example/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/pt_BR/html/index.html")],
+            vec![("referer", "http://192.168.1.50/pt_BR/html/index.html")],
+        ),
+        (vec![("referer", "https://saas.example/equipamento/100")], vec![]),
+        (vec![("referer", "https://gw.example/remote/s/other/x")], vec![]),
+        (vec![("origin", "https://gw.example")], vec![("origin", "http://192.168.1.50")]),
+        (
+            vec![("accept-encoding", "gzip, deflate, br, zstd")],
+            vec![("accept-encoding", "gzip, deflate, br")],
+        ),
+        (
+            vec![("range", "bytes=0-99"), ("sec-fetch-dest", "document")],
+            vec![("sec-fetch-dest", "document")],
+        ),
+        (
+            vec![("range", "bytes=0-99"), ("sec-fetch-dest", "video")],
+            vec![("range", "bytes=0-99"), ("sec-fetch-dest", "video")],
+        ),
+        (
+            vec![("x-forwarded-for", "203.0.113.9"), ("forwarded", "for=x"), ("proxy-authorization", "Basic x")],
+            vec![],
+        ),
+    ] {
+        assert_eq!(device_request_headers(&scope(), &h(&input)), h(&want), "{input:?}");
     }
 }
