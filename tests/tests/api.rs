@@ -51,28 +51,17 @@ async fn pairing_then_online_then_offline(backend: Backend) {
     );
 
     // The code was spent; wrong and expired codes are refused with their reason.
-    let claim = |code: &str| json!({"pairingCode": code, "name": "x"});
-    let (s, _, e) = cloud
-        .call(
-            "POST",
-            "/api/connector/claim",
-            None,
-            Some(claim(&paired.code)),
-        )
-        .await;
+    let claim = |code: String| {
+        let body = json!({"pairingCode": code, "name": "x"});
+        cloud.call("POST", "/api/connector/claim", None, Some(body))
+    };
+    let (s, _, e) = claim(paired.code.clone()).await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),
         (409, Some("PAIRING_CODE_USED")),
         "{e}"
     );
-    let (s, _, e) = cloud
-        .call(
-            "POST",
-            "/api/connector/claim",
-            None,
-            Some(claim("AAAA-BBBB")),
-        )
-        .await;
+    let (s, _, e) = claim("AAAA-BBBB".into()).await;
     assert_eq!(s, 400, "{e}");
     let expired = ponte_api::auth::pairing_code();
     let past = ponte_api::store::now() - chrono::TimeDelta::seconds(1);
@@ -81,14 +70,7 @@ async fn pairing_then_online_then_offline(backend: Backend) {
         .start_pairing(3, &ponte_api::auth::digest(&expired), past, None)
         .await
         .unwrap();
-    let (s, _, e) = cloud
-        .call(
-            "POST",
-            "/api/connector/claim",
-            None,
-            Some(claim(&expired.to_lowercase())),
-        )
-        .await;
+    let (s, _, e) = claim(expired.to_lowercase()).await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),
         (410, Some("PAIRING_CODE_EXPIRED")),
