@@ -31,6 +31,8 @@ pub trait ConnectorControl: Send + Sync + 'static {
     fn disconnect(&self, connector_id: &str, reason: &str) -> bool;
     /// Pushes TOKEN_ROTATE; false if the connector is not here or cannot rotate.
     fn rotate_token(&self, connector_id: &str, token: String, expires_at: Option<String>) -> bool;
+    /// Whether the connector is connected here and announced `token-rotate`.
+    fn can_rotate(&self, connector_id: &str) -> bool;
 }
 
 impl ConnectorControl for ponte_relay::Relay {
@@ -39,6 +41,9 @@ impl ConnectorControl for ponte_relay::Relay {
     }
     fn rotate_token(&self, connector_id: &str, token: String, expires_at: Option<String>) -> bool {
         ponte_relay::Relay::rotate_token(self, connector_id, token, expires_at)
+    }
+    fn can_rotate(&self, connector_id: &str) -> bool {
+        ponte_relay::Relay::can_rotate(self, connector_id)
     }
 }
 
@@ -161,8 +166,12 @@ impl Api {
     /// store is updated first (compare-and-swap on the old `jti`), and put back if the
     /// connector cannot take TOKEN_ROTATE, so a connector never holds a revoked token.
     pub async fn rotate_tokens(&self) {
-        let horizon = store::now()
-            + chrono::TimeDelta::from_std(self.cfg.rotate_before).unwrap_or(chrono::TimeDelta::MAX);
+        // A token is used for at least a tenth of its lifetime, so a TTL shorter than
+        // `rotate_before` does not make every fresh token due at once.
+        let ttl = self.issuer.ttl();
+        let before = self.cfg.rotate_before.min(ttl - ttl / 10);
+        let horizon =
+            store::now() + chrono::TimeDelta::from_std(before).unwrap_or(chrono::TimeDelta::MAX);
         let due = match self.store.tokens_expiring(horizon).await {
             Ok(d) => d,
             Err(err) => return warn!(%err, "could not list tokens to rotate"),
@@ -172,7 +181,9 @@ impl Api {
                 continue;
             };
             let id = con.id.to_string();
-            if !self.router.is_online(&id) {
+            // Only a connector here that announced `token-rotate` can take a new token;
+            // the others keep theirs (no swap, so no window where theirs is refused).
+            if !self.control.can_rotate(&id) {
                 continue;
             }
             let new = self.issuer.mint(con.id, con.client_id, con.tenant_id);

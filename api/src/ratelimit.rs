@@ -99,8 +99,21 @@ impl RateLimits {
         check(&self.connector, &connector_id)
     }
 
+    /// Keyed by IPv4 address, or by IPv6 /64: one host usually holds a whole /64, so
+    /// per-address buckets would give it billions of tries.
     pub fn claim(&self, source: IpAddr) -> Result<(), Limited> {
-        check(&self.claim, &source)
+        let key = match source {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let mut o = v6.octets();
+                    o[8..].fill(0);
+                    IpAddr::V6(o.into())
+                }
+            },
+            v4 => v4,
+        };
+        check(&self.claim, &key)
     }
 
     pub fn prune(&self) {
@@ -113,6 +126,20 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_from_one_ipv6_64_share_a_bucket() {
+        let limits = RateLimits::new(RateLimitConfig::default());
+        let burst = RateLimitConfig::default().claim.burst;
+        for i in 0..burst {
+            let ip: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            assert!(limits.claim(ip).is_ok(), "try {i}");
+        }
+        let other_host_same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert!(limits.claim(other_host_same_64).is_err());
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limits.claim(other_64).is_ok());
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_says_when_to_retry() {

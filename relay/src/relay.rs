@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 /// Bodies up to this size travel inline in HTTP_REQUEST even to `req-stream` connectors:
 /// one frame instead of three.
@@ -87,6 +87,12 @@ impl Relay {
         }
     }
 
+    /// Whether the connector is connected here and announced `token-rotate`.
+    pub fn can_rotate(&self, connector_id: &str) -> bool {
+        let conn = self.inner.conns.lock().unwrap().get(connector_id).cloned();
+        conn.is_some_and(|c| c.has(Capability::TokenRotate))
+    }
+
     /// Sends TOKEN_ROTATE to a connector that announced `token-rotate`.
     pub fn rotate_token(
         &self,
@@ -127,6 +133,17 @@ impl Relay {
             old.close(4001, "replaced by a newer connection");
         }
         let directory = Arc::clone(&self.inner.cfg.directory);
+        // Renew and unpair change the stored token first, then close what is registered.
+        // A handshake between the check before the upgrade and the insert above would
+        // miss both; now that this connection is visible to `disconnect`, check again.
+        if let Ok(false) = directory.token_is_current(&claims).await {
+            span.in_scope(|| warn!("token revoked during the handshake; closing"));
+            let mut conns = self.inner.conns.lock().unwrap();
+            if conns.get(&id).is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+                conns.remove(&id);
+            }
+            return;
+        }
         directory.on_event(ConnectorEvent::Connected { claims });
         span.in_scope(|| info!("connector connected"));
         conn::run(

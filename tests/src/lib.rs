@@ -136,6 +136,8 @@ impl TestRelay {
         let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
         let peer = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
         let relay = self.relay.clone();
+        // Current in the directory too: the relay checks again once the peer is registered.
+        self.directory.set_current(id, "raw");
         let claims = claims(id, "raw", 3600);
         let served = tokio::spawn(async move { relay.serve_connection(server, claims).await });
         (peer, served)

@@ -131,6 +131,30 @@ async fn a_second_connection_with_the_same_identity_replaces_the_first() {
     assert_eq!(relay.relay.online_count(), 1);
 }
 
+/// A token revoked after the upgrade's check but before the connection is registered
+/// (renew or unpair racing the handshake) is caught by the check made once registered.
+#[tokio::test]
+async fn a_token_revoked_during_the_handshake_does_not_stay_connected() {
+    let relay = TestRelay::spawn().await;
+    relay.directory.set_current("race", "renewed");
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let server = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+    let mut peer = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+    let served = relay
+        .relay
+        .serve_connection(server, claims("race", "before-renewal", 3600));
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("the connection is refused at once, not served");
+    assert!(!relay.relay.is_online("race"));
+    assert!(matches!(peer.next().await, None | Some(Err(_))));
+    assert!(!relay
+        .directory
+        .events()
+        .iter()
+        .any(|e| matches!(e, ponte_relay::ConnectorEvent::Connected { .. })));
+}
+
 /// Each kind of malformed frame fails at most its own stream; the connection keeps
 /// serving. An oversized frame closes the connection (it is refused before parsing).
 #[tokio::test]

@@ -70,7 +70,13 @@ async fn tenants_users_and_equipment(b: Backend) {
     s.ensure_user(7, "Outra", None).await.unwrap(); // idempotent
     s.ensure_user(8, "Bia", Some("ana@example.com"))
         .await
-        .unwrap(); // e-mail taken: no-op, no error
+        .unwrap();
+    // E-mail taken: user 8 is still recorded (without it), so what user 8 does can
+    // reference the row (the pairing's USRCodigo is a foreign key).
+    let later = ponte_api::store::now() + chrono::TimeDelta::minutes(15);
+    s.start_pairing(2, "code-hash-of-user-8", later, Some(8))
+        .await
+        .unwrap();
 
     let e = s.put_equipment(&equipment(100, 2)).await.unwrap();
     assert_eq!(e, equipment(100, 2));
@@ -107,6 +113,7 @@ async fn pairing_codes_work_once(b: Backend) {
         .unwrap();
     assert_eq!(con.status, ConnectorStatus::PAIRING);
     assert_eq!(con.token_id, None);
+    // A newer code retires the older one: one live code per institution.
     s.start_pairing(2, "h2", t + TimeDelta::minutes(15), None)
         .await
         .unwrap();
@@ -124,19 +131,18 @@ async fn pairing_codes_work_once(b: Backend) {
         s.claim_pairing("old", t, &claim("j1")).await.unwrap(),
         Err(ClaimRefusal::Expired)
     );
+    assert_eq!(
+        s.claim_pairing("h1", t, &claim("j1")).await.unwrap(),
+        Err(ClaimRefusal::AlreadyUsed)
+    );
     let claimed = s
-        .claim_pairing("h1", t, &claim("j1"))
+        .claim_pairing("h2", t, &claim("j1"))
         .await
         .unwrap()
         .unwrap();
     assert_eq!((claimed.id, claimed.name.as_str()), (con.id, "Portaria"));
     assert_eq!(claimed.token_id.as_deref(), Some("j1"));
     assert_eq!(claimed.version.as_deref(), Some("1.2.0"));
-    assert_eq!(
-        s.claim_pairing("h1", t, &claim("j2")).await.unwrap(),
-        Err(ClaimRefusal::AlreadyUsed)
-    );
-    // Claiming voids the institution's other unused codes.
     assert_eq!(
         s.claim_pairing("h2", t, &claim("j2")).await.unwrap(),
         Err(ClaimRefusal::AlreadyUsed)
@@ -179,9 +185,12 @@ async fn tokens_and_liveness(b: Backend) {
         .unwrap()
         .unwrap();
     assert!(s.token_is_current(con.id, "j3").await.unwrap());
-    let due = s.tokens_expiring(t + TimeDelta::days(2)).await.unwrap();
-    assert_eq!(due.iter().map(|c| c.id).collect::<Vec<_>>(), vec![con.id]);
-    assert!(s.tokens_expiring(t).await.unwrap().is_empty());
+    // Still PAIRING (claimed, never connected): its token is not rotated.
+    assert!(s
+        .tokens_expiring(t + TimeDelta::days(2))
+        .await
+        .unwrap()
+        .is_empty());
 
     let hb = t + TimeDelta::seconds(30);
     s.record_liveness(&[ConnectorLiveness {
@@ -200,6 +209,9 @@ async fn tokens_and_liveness(b: Backend) {
     assert_eq!((c.connected_since, c.last_heartbeat), (Some(t), Some(hb)));
     assert_eq!(c.version.as_deref(), Some("2.0.0"));
     assert_eq!(c.metadata.unwrap().0["hostname"], "portaria");
+    let due = s.tokens_expiring(t + TimeDelta::days(2)).await.unwrap();
+    assert_eq!(due.iter().map(|c| c.id).collect::<Vec<_>>(), vec![con.id]);
+    assert!(s.tokens_expiring(t).await.unwrap().is_empty());
     // A start-up resets what a previous process left ONLINE.
     assert_eq!(s.mark_all_offline().await.unwrap(), 1);
     let c = s.connector(con.id).await.unwrap().unwrap();
@@ -208,6 +220,18 @@ async fn tokens_and_liveness(b: Backend) {
         (ConnectorStatus::OFFLINE, None)
     );
     assert_eq!(c.last_heartbeat, Some(hb));
+    // A connect event that an unpair overtook does not bring the connector back ONLINE.
+    s.unpair(2, t).await.unwrap().unwrap();
+    s.record_liveness(&[ConnectorLiveness {
+        connector_id: con.id,
+        connected: Some((true, t)),
+        hello: None,
+        heartbeat: None,
+    }])
+    .await
+    .unwrap();
+    let c = s.connector(con.id).await.unwrap().unwrap();
+    assert_eq!(c.status, ConnectorStatus::OFFLINE);
 }
 
 async fn sessions_and_audit(b: Backend) {

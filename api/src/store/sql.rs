@@ -143,10 +143,17 @@ impl Store for SqlStore {
     }
 
     async fn ensure_user(&self, id: i32, name: &str, email: Option<&str>) -> Result<()> {
-        on!(self, p => { sqlx::query(
-            r#"INSERT INTO "USRUsuario" ("USRCodigo", "USRNome", "USREmail") VALUES ($1, $2, $3)
-               ON CONFLICT DO NOTHING"#)
-            .bind(id).bind(name).bind(email).execute(p).await?; });
+        // The e-mail is unique: when another user already holds it (the SaaS moved it),
+        // this user is still recorded, without one, rather than not at all.
+        on!(self, p => {
+            sqlx::query(
+                r#"INSERT INTO "USRUsuario" ("USRCodigo", "USRNome", "USREmail")
+                   SELECT $1, $2, CASE WHEN EXISTS (SELECT 1 FROM "USRUsuario" WHERE "USREmail" = $3)
+                                       THEN NULL ELSE $3 END
+                   WHERE true
+                   ON CONFLICT ("USRCodigo") DO NOTHING"#)
+                .bind(id).bind(name).bind(email).execute(p).await?;
+        });
         Ok(())
     }
 
@@ -209,11 +216,21 @@ impl Store for SqlStore {
         user_id: Option<i32>,
     ) -> Result<Connector> {
         let con = self.ensure_connector(tenant_id).await?;
-        on!(self, p => { sqlx::query(
-            r#"INSERT INTO "PARPareamento" ("PARCodigoHash", "PARExpiraEm", "INSInstituicaoCodigo", "USRCodigo")
-               VALUES ($1, $2, $3, $4)"#)
-            .bind(code_hash).bind(expires_at).bind(tenant_id).bind(user_id)
-            .execute(p).await?; });
+        on!(self, p => {
+            let mut tx = p.begin().await?;
+            // One live code per institution: a new code retires the earlier ones, so
+            // asking again does not multiply what a guesser can hit.
+            sqlx::query(
+                r#"UPDATE "PARPareamento" SET "PARUsadoEm" = $2
+                   WHERE "INSInstituicaoCodigo" = $1 AND "PARUsadoEm" IS NULL"#)
+                .bind(tenant_id).bind(now()).execute(&mut *tx).await?;
+            sqlx::query(
+                r#"INSERT INTO "PARPareamento" ("PARCodigoHash", "PARExpiraEm", "INSInstituicaoCodigo", "USRCodigo")
+                   VALUES ($1, $2, $3, $4)"#)
+                .bind(code_hash).bind(expires_at).bind(tenant_id).bind(user_id)
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
         Ok(con)
     }
 
@@ -322,8 +339,10 @@ impl Store for SqlStore {
                 match l.connected {
                     Some((true, at)) => {
                         sqlx::query(
+                            // Not after an unpair (token NULL) that overtook this event.
                             r#"UPDATE "CONConnector" SET "CONStatus" = $2, "CONConectadoDesde" = $3,
-                                 "CONUltimoHeartbeat" = $3, "updatedAt" = $4 WHERE "CONCodigo" = $1"#)
+                                 "CONUltimoHeartbeat" = $3, "updatedAt" = $4
+                               WHERE "CONCodigo" = $1 AND "CONToken" IS NOT NULL"#)
                             .bind(l.connector_id).bind(ConnectorStatus::ONLINE).bind(at).bind(now)
                             .execute(&mut *tx).await?;
                     }
@@ -365,8 +384,11 @@ impl Store for SqlStore {
 
     async fn tokens_expiring(&self, before: Ts) -> Result<Vec<Connector>> {
         Ok(on!(self, p => sqlx::query_as(
-            r#"SELECT * FROM "CONConnector" WHERE "CONToken" IS NOT NULL AND "CONTokenExpiraEm" < $1"#)
-            .bind(before).fetch_all(p).await?))
+            r#"SELECT * FROM "CONConnector" WHERE "CONToken" IS NOT NULL AND "CONTokenExpiraEm" < $1
+                 AND "CONStatus" <> $2"#)
+            // A PAIRING connector's token was just issued to whoever claimed the code; a
+            // socket still open with the previous token must not be handed a new one.
+            .bind(before).bind(ConnectorStatus::PAIRING).fetch_all(p).await?))
     }
 
     async fn create_session(&self, s: &NewSession) -> Result<Session> {
