@@ -8,6 +8,7 @@ pub mod auth;
 pub mod directory;
 pub mod error;
 pub mod ratelimit;
+pub mod remote;
 mod routes;
 pub mod sessions;
 pub mod store;

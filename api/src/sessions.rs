@@ -179,6 +179,11 @@ impl Sessions {
         Ok(s)
     }
 
+    /// Drops the streams entry of a session found no longer usable (ending its streams).
+    pub fn release(&self, id: &str) {
+        self.cancel(id);
+    }
+
     fn cancel(&self, id: &str) {
         if let Some(token) = self.live.lock().unwrap().remove(id) {
             token.cancel();

@@ -62,6 +62,39 @@ pub struct Cloud {
     pub api_addr: SocketAddr,
     pub relay_addr: SocketAddr,
     pub directory: Arc<StoreDirectory>,
+    /// Secret the remote-UI grants are derived from (the data directory's).
+    grant_secret: Vec<u8>,
+}
+
+impl Cloud {
+    /// Serves the remote-UI gateway role on `listener` until `shutdown`. `secure`: the
+    /// gateway's public URL is https (grant cookies are marked `Secure`).
+    pub fn serve_gateway(
+        &self,
+        listener: TcpListener,
+        secure: bool,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        let authority =
+            ponte_api::remote::RemoteAuthority::new(Arc::clone(&self.api), &self.grant_secret);
+        let gateway = ponte_gateway::Gateway::new(
+            Arc::new(self.relay.clone()),
+            authority,
+            ponte_gateway::GatewayConfig {
+                secure_cookies: secure,
+                ..Default::default()
+            },
+        );
+        let app = ponte_gateway::app(gateway);
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        });
+        info!(gateway_addr = %addr, "gateway started");
+        Ok(addr)
+    }
 }
 
 /// Opens the store (applying migrations), loads or creates keys, and serves the API on
@@ -137,6 +170,7 @@ pub async fn start(
         api_addr,
         relay_addr,
         directory,
+        grant_secret: keys.user_secret.clone(),
     })
 }
 

@@ -46,14 +46,17 @@ struct StoreArgs {
 struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// Roles to run, comma-separated: api, relay (the gateway arrives with its issue).
+    /// Roles to run, comma-separated: api, relay, gateway. api and relay always run
+    /// together (they share the connector sockets until the NATS bus exists).
     #[arg(
         long,
         env = "PONTE_ROLES",
-        default_value = "api,relay",
+        default_value = "api,relay,gateway",
         value_delimiter = ','
     )]
     roles: Vec<String>,
+    #[arg(long, env = "PONTE_GATEWAY_LISTEN", default_value = "127.0.0.1:8002")]
+    gateway_listen: String,
     #[arg(long, env = "PONTE_API_LISTEN", default_value = "127.0.0.1:8000")]
     api_listen: String,
     #[arg(long, env = "PONTE_RELAY_LISTEN", default_value = "127.0.0.1:8001")]
@@ -61,13 +64,9 @@ struct ServeArgs {
     /// Relay URL as connectors reach it [default: ws://<relay-listen>/ws/connectors]
     #[arg(long, env = "PONTE_RELAY_PUBLIC_URL")]
     relay_public_url: Option<String>,
-    /// Gateway origin as browsers reach it [default: http://127.0.0.1:8002]
-    #[arg(
-        long,
-        env = "PONTE_GATEWAY_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8002"
-    )]
-    gateway_public_url: String,
+    /// Gateway origin as browsers reach it [default: http://<gateway-listen>]
+    #[arg(long, env = "PONTE_GATEWAY_PUBLIC_URL")]
+    gateway_public_url: Option<String>,
     /// Verify user JWTs with this HS256 secret (file) instead of the data directory's.
     #[arg(
         long,
@@ -220,11 +219,19 @@ fn init_logging() {
 
 async fn serve(a: ServeArgs) -> Result<(), Failure> {
     for role in &a.roles {
-        if !matches!(role.as_str(), "api" | "relay") {
+        if !matches!(role.as_str(), "api" | "relay" | "gateway") {
             return Err(Failure::Usage(format!(
-                "unknown role {role:?} in --roles (known: api, relay; the gateway is not built yet)"
+                "unknown role {role:?} in --roles (known: api, relay, gateway)"
             )));
         }
+    }
+    let has = |r: &str| a.roles.iter().any(|x| x == r);
+    if !(has("api") && has("relay")) {
+        return Err(Failure::Usage(
+            "--roles must include api and relay (they share the connector sockets; \
+             running them apart needs the NATS bus, not built yet)"
+                .into(),
+        ));
     }
     let user_key = match (&a.user_jwt_secret_file, &a.user_jwt_public_key) {
         (Some(f), _) => Some(UserKey::Hs256(
@@ -243,6 +250,10 @@ async fn serve(a: ServeArgs) -> Result<(), Failure> {
     };
     let api_l = bind(&a.api_listen).await?;
     let relay_l = bind(&a.relay_listen).await?;
+    let gateway_l = match has("gateway") {
+        true => Some(bind(&a.gateway_listen).await?),
+        false => None,
+    };
     let mut opts = CloudOptions::new(&a.store.data_dir);
     opts.database = a.store.database;
     opts.user_key = user_key;
@@ -250,15 +261,26 @@ async fn serve(a: ServeArgs) -> Result<(), Failure> {
     opts.api.relay_public_url = a
         .relay_public_url
         .unwrap_or_else(|| format!("ws://{}/ws/connectors", relay_l.local_addr().unwrap()));
-    opts.api.gateway_public_url = a.gateway_public_url;
+    opts.api.gateway_public_url = match (&a.gateway_public_url, &gateway_l) {
+        (Some(u), _) => u.trim_end_matches('/').to_owned(),
+        (None, Some(l)) => format!("http://{}", l.local_addr().unwrap()),
+        (None, None) => "http://127.0.0.1:8002".into(),
+    };
+    let secure = opts.api.gateway_public_url.starts_with("https://");
     opts.api.trust_forwarded_for = a.trust_forwarded_for;
     let shutdown = CancellationToken::new();
-    let Cloud {
-        api_addr,
-        relay_addr,
-        ..
-    } = ponte::start(opts, api_l, relay_l, shutdown.clone()).await?;
-    eprintln!("ponte: api on http://{api_addr}, relay on ws://{relay_addr}/ws/connectors");
+    let cloud: Cloud = ponte::start(opts, api_l, relay_l, shutdown.clone()).await?;
+    let gateway = match gateway_l {
+        Some(l) => {
+            let addr = cloud.serve_gateway(l, secure, shutdown.child_token())?;
+            format!(", gateway on http://{addr}")
+        }
+        None => String::new(),
+    };
+    eprintln!(
+        "ponte: api on http://{}, relay on ws://{}/ws/connectors{gateway}",
+        cloud.api_addr, cloud.relay_addr
+    );
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();

@@ -131,21 +131,26 @@ async fn fresh_install(backend: Backend) {
             "127.0.0.1:0",
             "--relay-listen",
             "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
         ])
         .env("PONTE_LOG", "warn")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let api = loop {
+    let (api, gateway) = loop {
         let line = lines
             .next()
             .expect("ponte serve printed its addresses")
             .unwrap();
         if let Some(rest) = line.strip_prefix("ponte: api on ") {
-            break rest.split(',').next().unwrap().to_owned();
+            let gateway = rest.split("gateway on ").nth(1).expect(&line).to_owned();
+            break (rest.split(',').next().unwrap().to_owned(), gateway);
         }
     };
+    let health = reqwest::get(format!("{gateway}/health")).await.unwrap();
+    assert_eq!(health.status(), 200, "the gateway role runs by default");
     let resp = reqwest::Client::new()
         .get(format!("{api}/api/instituicao/2/equipamento/100"))
         .bearer_auth(token.trim())

@@ -87,6 +87,8 @@ async fn drop_stale_databases(conn: &mut sqlx::PgConnection) {
 /// A running cloud on a fresh database, with institutions 2 and 3 (client 1).
 pub struct TestCloud {
     pub cloud: Cloud,
+    /// The remote-UI gateway, on its own origin as in production.
+    pub gateway_addr: std::net::SocketAddr,
     pub shutdown: CancellationToken,
     pub data_dir: PathBuf,
     pub http: reqwest::Client,
@@ -118,17 +120,24 @@ impl TestCloud {
         let api_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let relay_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         opts.api.relay_public_url = format!("ws://{}/ws/connectors", relay_l.local_addr().unwrap());
+        let gateway_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway_addr = gateway_l.local_addr().unwrap();
+        opts.api.gateway_public_url = format!("http://{gateway_addr}");
         tweak(&mut opts);
         let shutdown = CancellationToken::new();
         let cloud = ponte::start(opts, api_l, relay_l, shutdown.clone())
             .await
             .expect("cloud starts");
+        cloud
+            .serve_gateway(gateway_l, false, shutdown.child_token())
+            .expect("gateway starts");
         let s = &cloud.store;
         s.upsert_client(1, "Cliente Um").await.unwrap();
         s.upsert_institution(1, 2, "Colégio Exemplo").await.unwrap();
         s.upsert_institution(1, 3, "Outra Escola").await.unwrap();
         Self {
             cloud,
+            gateway_addr,
             shutdown,
             data_dir,
             http: reqwest::Client::new(),

@@ -97,6 +97,11 @@ impl Origin {
             .route("/hello", get(|| async { "hello" }))
             .route("/bytes/{n}", get(bytes))
             .route("/cookies", get(cookies))
+            .route("/page", get(page))
+            .route(
+                "/go",
+                get(|| async { (StatusCode::FOUND, [("location", "/page")]) }),
+            )
             .route("/echo", any(echo))
             .route("/upload", post(upload))
             .route("/silent", get(silent))
@@ -211,6 +216,20 @@ async fn bytes(
     resp.headers_mut()
         .insert("content-length", n.to_string().parse().unwrap());
     resp
+}
+
+/// A device page: root-relative and device-absolute URLs, as remote UIs have them.
+async fn page(headers: HeaderMap) -> Response {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("device");
+    let html = format!(
+        "<html><head><link rel=stylesheet href=\"/s.css\"></head><body>\
+         <a href=\"/echo\">echo</a><img src=\"http://{host}/hello\"><a href=\"rel.html\">r</a>\
+         </body></html>"
+    );
+    ([("content-type", "text/html; charset=utf-8")], html).into_response()
 }
 
 async fn cookies() -> Response {

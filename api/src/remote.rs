@@ -1,0 +1,159 @@
+//! The API's side of the remote-UI gateway ([`SessionAuthority`]): a launch code becomes
+//! a signed grant naming session, user and tenant; every gateway request is checked
+//! against the session (ATIVA, not expired, same user and tenant) and the rate limits.
+
+use crate::sessions::SessionError;
+use crate::store;
+use crate::Api;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ponte_gateway::{Admitted, Denied, Launched, SessionAuthority};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::info;
+
+/// How long the gateway waits for a device's response head.
+const DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the `__ponte_rs` cookie carries.
+#[derive(Debug, Serialize, Deserialize)]
+struct Grant {
+    sid: String,
+    uid: i32,
+    tid: i32,
+    /// The session's absolute cap.
+    exp: i64,
+}
+
+pub struct RemoteAuthority {
+    api: Arc<Api>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl RemoteAuthority {
+    /// `secret` is the data directory's secret; grants get a key derived from it, so
+    /// every node with the same data directory accepts them and nothing else does.
+    pub fn new(api: Arc<Api>, secret: &[u8]) -> Arc<Self> {
+        let key = Sha256::new()
+            .chain_update(b"ponte remote-ui grant v1\0")
+            .chain_update(secret)
+            .finalize();
+        Arc::new(Self {
+            api,
+            encoding: EncodingKey::from_secret(&key),
+            decoding: DecodingKey::from_secret(&key),
+        })
+    }
+}
+
+fn denied(e: SessionError) -> Denied {
+    match e {
+        SessionError::NotFound => Denied::NotFound,
+        SessionError::Expired => Denied::Expired,
+        SessionError::Ended => Denied::Ended,
+        SessionError::Store(e) => Denied::Unavailable(e.to_string()),
+    }
+}
+
+fn limited(l: crate::ratelimit::Limited) -> Denied {
+    Denied::Limited {
+        retry_after_secs: l.retry_after_secs(),
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionAuthority for RemoteAuthority {
+    async fn launch(&self, code: &str) -> Result<Launched, Denied> {
+        let s = self.api.sessions.launch(code).await.map_err(|e| match e {
+            SessionError::NotFound => Denied::LaunchUsed,
+            other => denied(other),
+        })?;
+        let grant = Grant {
+            sid: s.id.clone(),
+            uid: s.user_id,
+            tid: s.tenant_id,
+            exp: s.hard_limit.and_utc().timestamp(),
+        };
+        let grant = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &grant, &self.encoding)
+            .map_err(|e| Denied::Unavailable(e.to_string()))?;
+        let max_age = (s.hard_limit - store::now()).to_std().unwrap_or_default();
+        let entry = store::AuditEntry {
+            action: "session.launch".into(),
+            user_id: Some(s.user_id),
+            tenant_id: s.tenant_id,
+            equipment_id: Some(s.equipment_id),
+            detail: Some(serde_json::json!({"sessionId": s.id})),
+            ..Default::default()
+        };
+        if let Err(err) = self.api.store.audit(&entry).await {
+            tracing::warn!(%err, "audit write failed");
+        }
+        info!(session_id = %s.id, user_id = s.user_id, tid = s.tenant_id, "remote session launched");
+        Ok(Launched {
+            session_id: s.id,
+            grant,
+            max_age,
+        })
+    }
+
+    async fn admit(&self, session_id: &str, grant: Option<&str>) -> Result<Admitted, Denied> {
+        let grant = grant.ok_or(Denied::NoGrant)?;
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 0;
+        v.validate_aud = false;
+        let g = jsonwebtoken::decode::<Grant>(grant, &self.decoding, &v)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Denied::Expired,
+                _ => Denied::WrongGrant,
+            })?
+            .claims;
+        if g.sid != session_id {
+            return Err(Denied::WrongGrant);
+        }
+        // Taken before the check: a session ended after the check still cancels it, and
+        // one ended before is refused by the check (and its entry dropped).
+        let ended = self.api.sessions.streams(session_id);
+        let s = match self.api.sessions.check(session_id).await {
+            Ok(s) => s,
+            Err(e) => {
+                if !matches!(e, SessionError::Store(_)) {
+                    self.api.sessions.release(session_id);
+                }
+                return Err(denied(e));
+            }
+        };
+        if s.user_id != g.uid || s.tenant_id != g.tid {
+            return Err(Denied::WrongGrant);
+        }
+        self.api.limits.session(session_id).map_err(limited)?;
+        self.api.limits.connector(s.connector_id).map_err(limited)?;
+        let eq = self
+            .api
+            .store
+            .equipment(s.tenant_id, s.equipment_id)
+            .await
+            .map_err(|e| Denied::Unavailable(e.to_string()))?
+            .ok_or_else(|| Denied::Unavailable("the equipment was removed".into()))?;
+        if !eq.uses_addon {
+            return Err(Denied::Unavailable(
+                "the equipment no longer uses the connector addon".into(),
+            ));
+        }
+        let base_url = eq
+            .base_url()
+            .ok_or_else(|| Denied::Unavailable("the equipment has no localBaseUrl".into()))?;
+        Ok(Admitted {
+            connector_id: s.connector_id.to_string(),
+            base_url,
+            tls_insecure: eq.tls_insecure(),
+            timeout: DEVICE_TIMEOUT,
+            ended,
+        })
+    }
+
+    fn record(&self, session_id: &str, bytes: u64) {
+        self.api.sessions.record(session_id, bytes);
+    }
+}
