@@ -412,19 +412,21 @@ fn html_memory_cap_fails_the_page_not_the_process() {
     assert!(failed, "an unbounded tag must hit the memory cap");
 }
 
+/// A header map from a table row (`P/` stands for the prefix in values).
+fn header_map(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut m = http::HeaderMap::new();
+    for (k, v) in pairs {
+        m.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(&p(v)).unwrap(),
+        );
+    }
+    m
+}
+
 #[test]
 fn response_headers() {
-    use http::{HeaderMap, HeaderValue};
-    let h = |pairs: &[(&str, &str)]| {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(&p(v)).unwrap(),
-            );
-        }
-        m
-    };
+    let h = header_map;
     let html = |decode, charset: Option<&str>| BodyPlan::Html {
         decode,
         charset: charset.map(str::to_owned),
@@ -695,17 +697,7 @@ fn device_paths() {
 
 #[test]
 fn request_headers_toward_the_device() {
-    use http::{HeaderMap, HeaderValue};
-    let h = |pairs: &[(&str, &str)]| {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(&p(v)).unwrap(),
-            );
-        }
-        m
-    };
+    let h = header_map;
     for (input, want) in [
         (
             vec![("cookie", "saas=1; __ponte_rs=grant; __pd_session=ab/c+d=="), ("accept", "*/*")],
