@@ -174,17 +174,14 @@ impl Sessions {
             .end_session(tenant_id, equipment_id, id, store::now())
             .await?;
         if s.is_some() {
-            self.cancel(id);
+            self.release(id);
         }
         Ok(s)
     }
 
-    /// Drops the streams entry of a session found no longer usable (ending its streams).
+    /// Ends a session's open streams and drops its entry (ended, expired, or found no
+    /// longer usable by the gateway).
     pub fn release(&self, id: &str) {
-        self.cancel(id);
-    }
-
-    fn cancel(&self, id: &str) {
         if let Some(token) = self.live.lock().unwrap().remove(id) {
             token.cancel();
         }
@@ -192,7 +189,7 @@ impl Sessions {
 
     async fn expire(&self, now: Ts) {
         match self.store.expire_sessions(now).await {
-            Ok(ids) => ids.iter().for_each(|id| self.cancel(id)),
+            Ok(ids) => ids.iter().for_each(|id| self.release(id)),
             Err(err) => warn!(%err, "could not expire sessions"),
         }
     }

@@ -17,7 +17,6 @@ use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use ponte_protocol::Headers;
 use ponte_relay::{ProxyRequest, RequestBody, RouteError, Router};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
@@ -210,16 +209,18 @@ async fn proxy(gw: Gateway, sid: String, req: Request) -> Response {
         }
     }
     let plan = rewrite_response_headers(&scope, &mut out_headers);
-    let usage = Usage {
+    let mut usage = Usage {
         sessions: gw.sessions.clone(),
         sid,
-        bytes: AtomicU64::new(0),
+        bytes: 0,
     };
     let body = resp.body.into_stream().map_err(std::io::Error::other);
     let body = rewrite_body(plan, scope, gw.cfg.max_html_memory, body)
         .inspect(move |c| {
+            // The whole `usage` moves in (not a copy of its counter): its drop records.
+            let usage = &mut usage;
             if let Ok(c) = c {
-                usage.bytes.fetch_add(c.len() as u64, Ordering::Relaxed);
+                usage.bytes += c.len() as u64;
             }
         })
         .take_until(admitted.ended.cancelled_owned());
@@ -233,13 +234,12 @@ async fn proxy(gw: Gateway, sid: String, req: Request) -> Response {
 struct Usage {
     sessions: Arc<dyn SessionAuthority>,
     sid: String,
-    bytes: AtomicU64,
+    bytes: u64,
 }
 
 impl Drop for Usage {
     fn drop(&mut self) {
-        self.sessions
-            .record(&self.sid, self.bytes.load(Ordering::Relaxed));
+        self.sessions.record(&self.sid, self.bytes);
     }
 }
 

@@ -65,7 +65,10 @@ async fn raw_status(addr: std::net::SocketAddr, path: &str, cookie: &str) -> u16
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launched_session_shows_the_device_rewritten_and_refuses_everyone_else() {
-    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        o.api.maintenance_every = std::time::Duration::from_millis(100);
+    })
+    .await;
     let origin = Origin::spawn().await;
     cloud.add_equipment(2, 100, &origin.base_url(), true).await;
     let _paired = cloud.pair_connector(2).await;
@@ -193,13 +196,35 @@ async fn a_launched_session_shows_the_device_rewritten_and_refuses_everyone_else
         404
     );
 
+    // What the gateway delivered is counted on the session (its audit fields).
+    let token = cloud.user_token(7, &[2], false);
+    ponte_tests::wait_for(
+        std::time::Duration::from_secs(10),
+        "usage recorded",
+        || async {
+            let (_, _, list) = cloud
+                .call(
+                    "GET",
+                    "/api/instituicao/2/remoto/sessoes",
+                    Some(&token),
+                    None,
+                )
+                .await;
+            list.as_array().into_iter().flatten().any(|v| {
+                v["sessionId"] == sid.as_str()
+                    && v["requests"].as_i64() >= Some(4)
+                    && v["bytes"].as_i64() > Some(page.len() as i64)
+            })
+        },
+    )
+    .await;
+
     // Ended: its open download stops, and the next request gets a page saying so.
     let mut download = get(&format!("{prefix}bytes/1000000000"), Some(mine.clone()))
         .await
         .unwrap();
     assert_eq!(download.status(), 200);
     let mut received = download.chunk().await.unwrap().map_or(0, |c| c.len());
-    let token = cloud.user_token(7, &[2], false);
     let (s, _, _) = cloud
         .call(
             "DELETE",
