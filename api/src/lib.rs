@@ -55,6 +55,10 @@ pub struct ApiConfig {
     pub relay_public_url: String,
     /// `http(s)://…` of the gateway origin; session URLs start with it.
     pub gateway_public_url: String,
+    /// Host mode: each remote session gets an origin of its own,
+    /// `s-{sid}.<gateway host>` (wildcard DNS and certificate; `*.localhost` needs
+    /// neither), and its launch URL points there.
+    pub remote_host_mode: bool,
     /// Pairing codes live this long (15 min).
     pub pairing_ttl: Duration,
     /// A connector token is rotated when it has less than this left.
@@ -73,11 +77,26 @@ pub struct ApiConfig {
     pub trust_forwarded_for: bool,
 }
 
+impl ApiConfig {
+    /// Where a browser opens a session: `<gateway>/remote/launch/<code>`, on the
+    /// session's own host in host mode.
+    pub fn launch_url(&self, session_id: &str, code: &str) -> String {
+        let base = self.gateway_public_url.trim_end_matches('/');
+        match base.split_once("://") {
+            Some((scheme, host)) if self.remote_host_mode => {
+                format!("{scheme}://s-{session_id}.{host}/remote/launch/{code}")
+            }
+            _ => format!("{base}/remote/launch/{code}"),
+        }
+    }
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             relay_public_url: "ws://127.0.0.1:8001/ws/connectors".into(),
             gateway_public_url: "http://127.0.0.1:8002".into(),
+            remote_host_mode: false,
             pairing_ttl: Duration::from_secs(15 * 60),
             rotate_before: Duration::from_secs(7 * 24 * 3600),
             maintenance_every: Duration::from_secs(30),

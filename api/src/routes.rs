@@ -498,10 +498,7 @@ async fn create_session(
     entry.detail = Some(serde_json::json!({"sessionId": s.id}));
     audit(&api, entry).await;
     info!(session_id = %s.id, tid, eid, user_id = user.id, "remote session created");
-    let url = format!(
-        "{}/remote/launch/{code}",
-        api.cfg.gateway_public_url.trim_end_matches('/')
-    );
+    let url = api.cfg.launch_url(&s.id, &code);
     Ok((
         StatusCode::CREATED,
         Json(CreatedSession {

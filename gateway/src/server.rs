@@ -6,17 +6,18 @@
 //! came. No path trick can select another session, and nothing from the path is ever
 //! written into a response header except through [`http::HeaderValue`]'s checks.
 
-use crate::authority::{Denied, SessionAuthority, GRANT_COOKIE};
+use crate::authority::{Admitted, Denied, SessionAuthority, GRANT_COOKIE};
 use crate::rewrite::{device_request_headers, rewrite_body, rewrite_response_headers, Scope};
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use ponte_protocol::Headers;
-use ponte_relay::{ProxyRequest, RequestBody, RouteError, Router};
+use ponte_relay::{ProxyRequest, RequestBody, RouteError, Router, WsChannel, WsFrame, WsRequest};
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
@@ -28,6 +29,10 @@ pub struct GatewayConfig {
     pub max_html_memory: usize,
     /// Mark the grant cookie `Secure` (the public URL is https).
     pub secure_cookies: bool,
+    /// Host mode: the remote domain (`remote.example.com`, `localhost:8002`, as in the
+    /// `Host` header). A request to `s-{sid}.<domain>` belongs to session `sid`, whatever
+    /// its path. Path mode keeps working beside it.
+    pub host_mode: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -35,6 +40,7 @@ impl Default for GatewayConfig {
         Self {
             max_html_memory: 4 * 1024 * 1024,
             secure_cookies: false,
+            host_mode: None,
         }
     }
 }
@@ -63,18 +69,73 @@ impl Gateway {
 
 /// The gateway's routes.
 pub fn app(gw: Gateway) -> axum::Router {
-    axum::Router::new()
+    let router = axum::Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/remote/launch/{code}", get(launch))
         .fallback(dispatch)
-        .with_state(gw)
+        .with_state(gw.clone());
+    match gw.cfg.host_mode {
+        // Ahead of the routes: on a session's host every path is the device's.
+        Some(_) => router.layer(axum::middleware::from_fn_with_state(gw, session_host)),
+        None => router,
+    }
+}
+
+/// Where a session lives: under `/remote/s/{sid}/`, or on its own host (host mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Path,
+    Host,
+}
+
+/// Host mode: requests to `s-{sid}.<domain>` go to that session (its launch link
+/// included); any other host gets the path-mode routes.
+async fn session_host(
+    State(gw): State<Gateway>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(sid) = host_session(&gw.cfg, req.headers()) else {
+        return next.run(req).await;
+    };
+    if let Some(code) = req.uri().path().strip_prefix("/remote/launch/") {
+        if req.method() == Method::GET && !code.is_empty() && !code.contains('/') {
+            return launch_into(&gw, code, Some(&sid)).await;
+        }
+    }
+    proxy(gw, sid, Mode::Host, req).await
+}
+
+/// The session a `Host` of `s-{sid}.<domain>` names.
+fn host_session(cfg: &GatewayConfig, headers: &HeaderMap) -> Option<String> {
+    let domain = cfg.host_mode.as_deref()?;
+    let host = headers
+        .get(header::HOST)?
+        .to_str()
+        .ok()?
+        .to_ascii_lowercase();
+    let (label, rest) = host.strip_prefix("s-")?.split_once('.')?;
+    (rest == domain && valid_session_id(label)).then(|| label.to_owned())
 }
 
 /// One-time launch code → grant cookie scoped to the session → 302 into the session.
 async fn launch(State(gw): State<Gateway>, Path(code): Path<String>) -> Response {
-    match gw.sessions.launch(&code).await {
+    launch_into(&gw, &code, None).await
+}
+
+/// `host_sid`: the launch link was opened on that session's host (host mode); the code
+/// must be for that session, and the cookie is the host's.
+async fn launch_into(gw: &Gateway, code: &str, host_sid: Option<&str>) -> Response {
+    match gw.sessions.launch(code).await {
+        Ok(l) if host_sid.is_some_and(|sid| sid != l.session_id) => {
+            warn!(session_id = %l.session_id, "launch code opened on another session's host");
+            denied(&Denied::WrongGrant)
+        }
         Ok(l) => {
-            let prefix = format!("/remote/s/{}/", l.session_id);
+            let prefix = match host_sid {
+                Some(_) => "/".to_owned(),
+                None => format!("/remote/s/{}/", l.session_id),
+            };
             let cookie = format!(
                 "{GRANT_COOKIE}={}; Path={prefix}; Max-Age={}; HttpOnly; SameSite=Lax{}",
                 l.grant,
@@ -127,7 +188,7 @@ async fn dispatch(State(gw): State<Gateway>, req: Request) -> Response {
                 &format!("/remote/s/{sid}/{query}"),
             );
         }
-        return proxy(gw, sid.to_owned(), req).await;
+        return proxy(gw, sid.to_owned(), Mode::Path, req).await;
     }
     // A navigation that lost the prefix (`location.replace("/x")`): its Referer names the
     // session it came from.
@@ -146,24 +207,38 @@ async fn dispatch(State(gw): State<Gateway>, req: Request) -> Response {
     )
 }
 
-async fn proxy(gw: Gateway, sid: String, req: Request) -> Response {
+async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
     let grant = grant_cookie(req.headers());
     let admitted = match gw.sessions.admit(&sid, grant.as_deref()).await {
         Ok(a) => a,
         Err(d) => return denied(&d),
     };
-    let scope = Arc::new(Scope::new(&sid, &admitted.base_url));
+    let scope = Arc::new(match mode {
+        Mode::Path => Scope::new(&sid, &admitted.base_url),
+        Mode::Host => Scope::host(&admitted.base_url),
+    });
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let Some(device_path) = scope.device_path(pq).map(|p| p.into_owned()) else {
         return denied(&Denied::NotFound);
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let mut headers = Headers::new();
     for (name, value) in device_request_headers(&scope, &parts.headers).iter() {
         // Values that are not text cannot travel in the JSON envelope; devices do not need them.
         if let Ok(v) = value.to_str() {
             headers.append(name.as_str(), v);
         }
+    }
+    let upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if upgrade {
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(ws) => websocket(gw, sid, admitted, device_path, headers, &parts.headers, ws).await,
+            Err(rejection) => rejection.into_response(),
+        };
     }
     let length = parts
         .headers
@@ -228,6 +303,153 @@ async fn proxy(gw: Gateway, sid: String, req: Request) -> Response {
     *response.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = out_headers;
     response
+}
+
+/// Largest WebSocket message carried either way: what one tunnel frame holds (the
+/// connector's limit). A bigger one from the browser closes its socket with 1009.
+const MAX_WS_MESSAGE: usize = 512 * 1024;
+
+/// A device WebSocket through the tunnel. The device side is opened first, so a device
+/// that refuses gets an HTTP error the page can see, not an accepted socket that closes.
+async fn websocket(
+    gw: Gateway,
+    sid: String,
+    admitted: Admitted,
+    device_path: String,
+    headers: Headers,
+    incoming: &HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let protocols: Vec<String> = incoming
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut wr = WsRequest::new(&admitted.base_url, device_path);
+    wr.headers = headers;
+    wr.protocols = protocols;
+    wr.tls_insecure = admitted.tls_insecure;
+    wr.timeout = admitted.timeout;
+    let opened = tokio::select! {
+        r = gw.router.open_ws(&admitted.connector_id, wr) => r,
+        () = admitted.ended.cancelled() => Err(RouteError::Cancelled),
+    };
+    let device = match opened {
+        Ok(d) => d,
+        Err(e) => {
+            debug!(session_id = %sid, %e, "device WebSocket not opened");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+            return error(status, e.code(), &e.to_string());
+        }
+    };
+    let upgrade = match device.protocol.clone() {
+        Some(p) => upgrade.protocols([p]),
+        None => upgrade,
+    };
+    let usage = Usage {
+        sessions: gw.sessions.clone(),
+        sid,
+        bytes: 0,
+    };
+    upgrade
+        .max_message_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| pump_ws(socket, device, admitted.ended, usage))
+}
+
+/// Copies messages both ways until either side closes or the session ends. Each side
+/// waits for the other to take a message (a slow browser slows the device, never grows
+/// a buffer here).
+async fn pump_ws(
+    mut browser: WebSocket,
+    mut device: WsChannel,
+    ended: tokio_util::sync::CancellationToken,
+    mut usage: Usage,
+) {
+    loop {
+        tokio::select! {
+            () = ended.cancelled() => {
+                let _ = browser.send(close_message(Some(1008), "remote session ended")).await;
+                return;
+            }
+            msg = browser.recv() => {
+                let frame = match msg {
+                    Some(Ok(Message::Text(t))) => WsFrame::Text(t.as_str().to_owned()),
+                    Some(Ok(Message::Binary(b))) => WsFrame::Binary(b),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(c))) => {
+                        let (code, reason) = c.map_or((None, None), |c| (Some(c.code), Some(c.reason.to_string())));
+                        let _ = device.send(WsFrame::Close { code, reason }).await;
+                        return;
+                    }
+                    Some(Err(_)) | None => {
+                        let _ = device.send(WsFrame::Close { code: Some(1001), reason: None }).await;
+                        return;
+                    }
+                };
+                usage.bytes += ws_len(&frame);
+                if let Err(e) = device.send(frame).await {
+                    let _ = browser.send(close_message(Some(1011), &e.to_string())).await;
+                    return;
+                }
+            }
+            frame = device.recv() => {
+                let msg = match frame {
+                    Some(WsFrame::Text(t)) => {
+                        usage.bytes += t.len() as u64;
+                        Message::Text(t.into())
+                    }
+                    Some(WsFrame::Binary(b)) => {
+                        usage.bytes += b.len() as u64;
+                        Message::Binary(b)
+                    }
+                    Some(WsFrame::Close { code, reason }) => {
+                        let _ = browser.send(close_message(code, reason.as_deref().unwrap_or(""))).await;
+                        return;
+                    }
+                    None => {
+                        let _ = browser.send(close_message(Some(1011), "device connection lost")).await;
+                        return;
+                    }
+                };
+                if browser.send(msg).await.is_err() {
+                    let _ = device.send(WsFrame::Close { code: Some(1001), reason: None }).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn ws_len(frame: &WsFrame) -> u64 {
+    match frame {
+        WsFrame::Text(t) => t.len() as u64,
+        WsFrame::Binary(b) => b.len() as u64,
+        WsFrame::Close { .. } => 0,
+    }
+}
+
+/// A close frame with `code`, or none for codes that must not be sent (1005, 1006, 1015
+/// only describe a close; they are never on the wire).
+fn close_message(code: Option<u16>, reason: &str) -> Message {
+    let frame = code
+        .filter(|c| !matches!(c, 1005 | 1006 | 1015) && (1000..5000).contains(c))
+        .map(|code| CloseFrame {
+            code,
+            // A close reason is at most 123 bytes; cut on a char boundary.
+            reason: truncate(reason, 123).into(),
+        });
+    Message::Close(frame)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Counts what one response delivered; recorded once, when the body is done or dropped.

@@ -67,22 +67,37 @@ pub struct Cloud {
 }
 
 impl Cloud {
-    /// Serves the remote-UI gateway role on `listener` until `shutdown`. `secure`: the
-    /// gateway's public URL is https (grant cookies are marked `Secure`).
+    /// Serves the remote-UI gateway role on `listener` until `shutdown`. Its public URL
+    /// (https: grant cookies are `Secure`) and host mode come from the API's settings,
+    /// so the links the API hands out and the gateway agree.
     pub fn serve_gateway(
         &self,
         listener: TcpListener,
-        secure: bool,
         shutdown: CancellationToken,
     ) -> anyhow::Result<SocketAddr> {
         let addr = listener.local_addr()?;
         let authority =
             ponte_api::remote::RemoteAuthority::new(Arc::clone(&self.api), &self.grant_secret);
+        let public = &self.api.cfg.gateway_public_url;
+        let host_mode = match self.api.cfg.remote_host_mode {
+            true => Some(
+                public
+                    .split_once("://")
+                    .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+                    .filter(|h| !h.is_empty())
+                    .with_context(|| {
+                        format!("host mode needs a gateway public URL with a host, not {public:?}")
+                    })?
+                    .to_ascii_lowercase(),
+            ),
+            false => None,
+        };
         let gateway = ponte_gateway::Gateway::new(
             Arc::new(self.relay.clone()),
             authority,
             ponte_gateway::GatewayConfig {
-                secure_cookies: secure,
+                secure_cookies: public.starts_with("https://"),
+                host_mode,
                 ..Default::default()
             },
         );

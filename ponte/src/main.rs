@@ -67,6 +67,10 @@ struct ServeArgs {
     /// Gateway origin as browsers reach it [default: http://<gateway-listen>]
     #[arg(long, env = "PONTE_GATEWAY_PUBLIC_URL")]
     gateway_public_url: Option<String>,
+    /// Give each remote session its own origin, s-<session>.<gateway host> (needs
+    /// wildcard DNS and certificate; *.localhost works without either)
+    #[arg(long, env = "PONTE_REMOTE_HOST_MODE")]
+    remote_host_mode: bool,
     /// Verify user JWTs with this HS256 secret (file) instead of the data directory's.
     #[arg(
         long,
@@ -266,13 +270,13 @@ async fn serve(a: ServeArgs) -> Result<(), Failure> {
         (None, Some(l)) => format!("http://{}", l.local_addr().unwrap()),
         (None, None) => "http://127.0.0.1:8002".into(),
     };
-    let secure = opts.api.gateway_public_url.starts_with("https://");
+    opts.api.remote_host_mode = a.remote_host_mode;
     opts.api.trust_forwarded_for = a.trust_forwarded_for;
     let shutdown = CancellationToken::new();
     let cloud: Cloud = ponte::start(opts, api_l, relay_l, shutdown.clone()).await?;
     let gateway = match gateway_l {
         Some(l) => {
-            let addr = cloud.serve_gateway(l, secure, shutdown.child_token())?;
+            let addr = cloud.serve_gateway(l, shutdown.child_token())?;
             format!(", gateway on http://{addr}")
         }
         None => String::new(),

@@ -32,7 +32,7 @@ pub fn postgres_admin_url() -> String {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}_{}_{}_{}",
         std::process::id(),
@@ -129,7 +129,7 @@ impl TestCloud {
             .await
             .expect("cloud starts");
         cloud
-            .serve_gateway(gateway_l, false, shutdown.child_token())
+            .serve_gateway(gateway_l, shutdown.child_token())
             .expect("gateway starts");
         let s = &cloud.store;
         s.upsert_client(1, "Cliente Um").await.unwrap();
@@ -192,6 +192,41 @@ impl TestCloud {
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
         };
         (status, headers, json)
+    }
+
+    /// Opens a remote session on equipment `eid` of `tid` as `user`, through the API:
+    /// (session id, launch URL).
+    pub async fn remote_session(&self, user: i32, tid: i64, eid: i32) -> (String, String) {
+        let token = self.user_token(user, &[tid], false);
+        let (s, _, created) = self
+            .call(
+                "POST",
+                &format!("/api/instituicao/{tid}/equipamento/{eid}/remoto/sessoes"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(s, 201, "{created}");
+        (
+            created["sessionId"].as_str().unwrap().to_owned(),
+            created["url"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Follows a launch URL as a browser would and returns the `Cookie` header value that
+    /// carries the session's grant.
+    pub async fn launch(&self, launch_url: &str) -> String {
+        let resp = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(launch_url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302);
+        let set = resp.headers()["set-cookie"].to_str().unwrap();
+        set.split(';').next().unwrap().to_owned()
     }
 
     /// Registers equipment `eid` in `tid`, reached through the connector at `base_url`.

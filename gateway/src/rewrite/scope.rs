@@ -14,6 +14,17 @@ impl Scope {
     /// `session_id` must be URL-safe (the API makes UUIDs); `device_base` is the
     /// equipment's `localBaseUrl` (`http://192.168.1.50`, `https://catraca.lan:8443/`).
     pub fn new(session_id: &str, device_base: &str) -> Self {
+        Self::with_prefix(format!("/remote/s/{session_id}/"), device_base)
+    }
+
+    /// Host mode: the session has an origin of its own (`s-{sid}.<remote domain>`), so
+    /// its prefix is `/`. Root-relative URLs stay as they are; the device's absolute ones
+    /// still become root-relative.
+    pub fn host(device_base: &str) -> Self {
+        Self::with_prefix("/".to_owned(), device_base)
+    }
+
+    fn with_prefix(prefix: String, device_base: &str) -> Self {
         let mut authorities = Vec::new();
         let mut origin = String::new();
         if let Some((scheme, rest)) = device_base.split_once("://") {
@@ -45,13 +56,13 @@ impl Scope {
         }
         authorities.retain(|a| !a.is_empty());
         Self {
-            prefix: format!("/remote/s/{session_id}/"),
+            prefix,
             authorities,
             origin,
         }
     }
 
-    /// `/remote/s/{sid}/`, with its trailing slash.
+    /// `/remote/s/{sid}/` (`/` in host mode), with its trailing slash.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
