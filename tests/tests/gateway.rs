@@ -246,3 +246,210 @@ async fn a_launched_session_shows_the_device_rewritten_and_refuses_everyone_else
     assert_eq!(resp.status(), 410);
     assert!(resp.text().await.unwrap().contains("Sessão encerrada"));
 }
+
+/// Host mode: the launch link is on the session's own host, the grant cookie is that
+/// host's, every path there is the device's (root-relative URLs are left alone, the
+/// device's absolute ones become root-relative), and no other session's host admits it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_mode_gives_each_session_an_origin_of_its_own() {
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        o.api.remote_host_mode = true;
+        o.api.gateway_public_url = o.api.gateway_public_url.replace("127.0.0.1", "localhost");
+    })
+    .await;
+    let sim = ponte_devsim::Devsim::spawn("Catraca Entrada")
+        .await
+        .unwrap();
+    cloud.add_equipment(2, 100, &sim.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let port = cloud.gateway_addr.port();
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    let (sid2, url2) = cloud.remote_session(7, 2, 100).await;
+    let host = format!("s-{sid}.localhost");
+    let host2 = format!("s-{sid2}.localhost");
+    assert!(
+        url.starts_with(&format!("http://{host}:{port}/remote/launch/")),
+        "{url}"
+    );
+    // Session hosts resolve to the gateway (loopback), as *.localhost does in browsers.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(&host, cloud.gateway_addr)
+        .resolve(&host2, cloud.gateway_addr)
+        .build()
+        .unwrap();
+    let get = |h: &str, path: &str, cookie: &str| {
+        let mut r = http.get(format!("http://{h}:{port}{path}"));
+        if !cookie.is_empty() {
+            r = r.header("cookie", cookie.to_owned());
+        }
+        r.send()
+    };
+
+    // A launch code opened on another session's host is refused (and spent).
+    let code2 = url2.rsplit('/').next().unwrap();
+    let r = get(&host, &format!("/remote/launch/{code2}"), "")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/");
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("; Path=/;") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    assert!(!set.contains("Domain"), "{set}");
+    let grant = set.split(';').next().unwrap().to_owned();
+
+    // The device's own paths, /health included, are the device's here.
+    let r = get(&host, "/", &grant).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["set-cookie"].to_str().unwrap(),
+        "__pd_lang=pt_BR; Path=/"
+    );
+    let page = r.text().await.unwrap();
+    assert!(page.contains("<h1>Catraca Entrada</h1>") && page.contains("href=\"/css/style.css\""));
+    assert_eq!(get(&host, "/health", &grant).await.unwrap().status(), 404);
+    let login: serde_json::Value = http
+        .post(format!("http://{host}:{port}/login.fcgi"))
+        .header("cookie", grant.clone())
+        .json(&serde_json::json!({"login": "admin", "password": "admin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["session"].as_str().unwrap();
+    let cookies = format!("{grant}; __pd_session={token}");
+    let dash = get(&host, "/pt_BR/html/index.html", &cookies)
+        .await
+        .unwrap();
+    assert_eq!(dash.status(), 200);
+    let dash = dash.text().await.unwrap();
+    assert!(dash.contains("href=\"/pt_BR/html/config.html\""));
+    // The device's absolute link, made root-relative on the session's origin.
+    assert!(dash.contains("href=\"/pt_BR/html/about.html\""), "{dash}");
+    let out = http
+        .post(format!("http://{host}:{port}/logout.fcgi"))
+        .header("cookie", cookies.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            out.status().as_u16(),
+            out.headers()["location"].to_str().unwrap()
+        ),
+        (302, "/")
+    );
+
+    // Without the grant: 401; this grant on another session's host: 403; a host that
+    // is not the remote domain's gets the gateway's own routes.
+    assert_eq!(get(&host, "/", "").await.unwrap().status(), 401);
+    assert_eq!(get(&host2, "/", &grant).await.unwrap().status(), 403);
+    let other = http
+        .get(format!("http://{}/", cloud.gateway_addr))
+        .header("host", format!("s-{sid}.example.com:{port}"))
+        .header("cookie", grant.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}
+
+/// The device's WebSocket through the gateway: messages both ways, the device cookie
+/// and nothing else on the handshake, and the socket closed (1008) when the session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_websocket_passes_through_until_the_session_ends() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let sim = ponte_devsim::Devsim::spawn("Catraca Entrada")
+        .await
+        .unwrap();
+    cloud.add_equipment(2, 100, &sim.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    let grant = cloud.launch(&url).await;
+    let gw = format!("{}/remote/s/{sid}", cloud.gateway_addr);
+    let login: Value = client()
+        .post(format!("http://{gw}/login.fcgi"))
+        .header("cookie", grant.clone())
+        .json(&serde_json::json!({"login": "admin", "password": "admin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["session"].as_str().unwrap();
+
+    // Without the device's session cookie the device refuses the upgrade; the page
+    // gets 502 (the tunnel reports a refused device WebSocket, not its status).
+    let mut req = format!("ws://{gw}/events").into_client_request().unwrap();
+    req.headers_mut().insert("cookie", grant.parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(refused.to_string().contains("502"), "{refused}");
+
+    let mut req = format!("ws://{gw}/events").into_client_request().unwrap();
+    req.headers_mut().insert(
+        "cookie",
+        format!("{grant}; __pd_session={token}; saas=1")
+            .parse()
+            .unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text("olá")).await.unwrap();
+    let mut events = 0;
+    let mut echoed = false;
+    while events < 2 || !echoed {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("device messages keep coming")
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        if v["echo"] == "olá" {
+            echoed = true;
+        } else {
+            assert_eq!(v["event"], "catraca");
+            events += 1;
+        }
+    }
+    let handshake = sim
+        .seen()
+        .into_iter()
+        .rfind(|s| s.target == "/events")
+        .unwrap();
+    assert_eq!(
+        handshake.cookie.as_deref(),
+        Some(format!("session={token}").as_str())
+    );
+
+    // Ending the session closes the socket with a policy close.
+    let user = cloud.user_token(7, &[2], false);
+    let (s, _, body) = cloud
+        .call(
+            "DELETE",
+            &format!("/api/instituicao/2/equipamento/100/remoto/sessoes/{sid}"),
+            Some(&user),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204, "{body}");
+    let close = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("the socket closes when the session ends")
+        {
+            Some(Ok(Message::Close(c))) => break c,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.unwrap().code), 1008);
+}

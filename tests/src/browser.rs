@@ -1,0 +1,184 @@
+//! A real headless Chromium, driven through chromedriver (Debian's `chromium` and
+//! `chromium-driver`; `.ci/run` installs them). Tests fail, never skip, without them.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// One browser with its own profile; [`Browser::close`] ends it.
+pub struct Browser {
+    pub client: Client,
+    _driver: tokio::process::Child,
+    profile: PathBuf,
+}
+
+impl Browser {
+    pub async fn start() -> Self {
+        let mut driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{CHROMEDRIVER} cannot start ({e}): apt-get install chromium chromium-driver"
+                )
+            });
+        // chromedriver picks its port and says which on stdout.
+        let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+        let port = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                    return rest.trim_end_matches('.').trim().parse::<u16>().unwrap();
+                }
+            }
+            panic!("chromedriver exited before it listened");
+        })
+        .await
+        .expect("chromedriver starts within 30 s");
+        // Keep reading what it prints, so a full pipe never blocks it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        let profile = std::env::temp_dir().join(crate::cloud::unique("ponte-chromium"));
+        let caps = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--disable-dev-shm-usage",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        });
+        let caps = match caps {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("chromedriver opens a Chromium session");
+        Self {
+            client,
+            _driver: driver,
+            profile,
+        }
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    /// Runs `script` (a function body; `arguments` are `args`) in the page.
+    pub async fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client.execute(script, args).await.unwrap()
+    }
+
+    /// Runs an async script: it ends by calling `arguments[arguments.length - 1](result)`.
+    pub async fn js_async(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client.execute_async(script, args).await.unwrap()
+    }
+
+    pub async fn url(&self) -> String {
+        self.client.current_url().await.unwrap().to_string()
+    }
+
+    pub async fn fill(&self, css: &str, text: &str) {
+        let e = self.wait_css(css).await;
+        e.send_keys(text).await.unwrap();
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.wait_css(css).await.click().await.unwrap();
+    }
+
+    pub async fn wait_css(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => panic!("no {css} on {}: {e}", self.url_or_unknown().await),
+        }
+    }
+
+    async fn url_or_unknown(&self) -> String {
+        match self.client.current_url().await {
+            Ok(u) => u.to_string(),
+            Err(_) => "?".into(),
+        }
+    }
+
+    /// Waits until the JavaScript expression `expr` is truthy in the page (it is
+    /// evaluated again after each navigation); returns its value.
+    pub async fn wait_js(&self, expr: &str, what: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self
+                .client
+                .execute(
+                    &format!("try {{ return ({expr}); }} catch (e) {{ return null; }}"),
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Null);
+            let truthy = match &v {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            if truthy {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what} ({expr}) on {}",
+                self.url_or_unknown().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every resource the current page loaded and the page itself, as
+    /// `[url, status, initiator]` from the Resource Timing API.
+    pub async fn requests(&self) -> Vec<(String, u64, String)> {
+        let v = self
+            .js(
+                "return performance.getEntriesByType('navigation')
+                   .concat(performance.getEntriesByType('resource'))
+                   .map(e => [e.name, e.responseStatus, e.initiatorType || 'navigation']);",
+                vec![],
+            )
+            .await;
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e[0].as_str().unwrap().to_owned(),
+                    e[1].as_u64().unwrap_or(0),
+                    e[2].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.close().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}

@@ -1,0 +1,287 @@
+//! The remote UI in a real browser: headless Chromium opens the launch link, logs in to
+//! two simulated turnstiles in two tabs through the gateway, and uses them as on the LAN.
+
+use ponte_devsim::Devsim;
+use ponte_tests::browser::Browser;
+use ponte_tests::cloud::{Backend, TestCloud};
+use serde_json::{json, Value};
+
+/// Launch link → device login page → admin/admin → the dashboard, polling.
+async fn log_in(b: &Browser, url: &str, prefix: &str, device: &str) {
+    b.goto(url).await;
+    b.wait_css("#entrar").await;
+    assert!(b.url().await.ends_with(prefix), "{}", b.url().await);
+    b.fill("#login", "admin").await;
+    b.fill("#password", "admin").await;
+    b.click("#entrar").await;
+    // The page's own script: sync XHR to /login.fcgi, document.cookie, then
+    // location.replace("/" + lang + "/html/index.html"), which only the Referer fallback
+    // can bring back under the prefix.
+    b.wait_js(
+        "document.getElementById('status') && document.getElementById('status').textContent === 'online'",
+        "the dashboard to show polled data",
+    )
+    .await;
+    assert_eq!(
+        b.url().await,
+        format!("{}pt_BR/html/index.html", full(b, prefix).await)
+    );
+    let name = b
+        .js(
+            "return document.getElementById('device').textContent",
+            vec![],
+        )
+        .await;
+    assert_eq!(name, device);
+}
+
+/// `http://gateway{prefix}` for the page the browser shows.
+async fn full(b: &Browser, prefix: &str) -> String {
+    let u = url::Url::parse(&b.url().await).unwrap();
+    format!("{}{prefix}", u.origin().ascii_serialization())
+}
+
+/// Every request the current page made went to its own origin under `prefix` and
+/// succeeded.
+async fn assert_all_succeeded_under(b: &Browser, prefix: &str) -> usize {
+    let reqs = b.requests().await;
+    assert!(!reqs.is_empty());
+    let origin = url::Url::parse(&b.url().await).unwrap().origin();
+    for (url, status, kind) in &reqs {
+        let u = url::Url::parse(url).unwrap();
+        assert_eq!(u.origin(), origin, "{kind} {url} left the session's origin");
+        assert!(
+            u.path().starts_with(prefix),
+            "{kind} {url} escaped the session prefix"
+        );
+        assert!((200..400).contains(status), "{kind} {url} → {status}");
+    }
+    reqs.len()
+}
+
+/// `/echo` as the device saw a request the page made (cookies the browser attached).
+async fn echo(b: &Browser, extra_headers: Value) -> Value {
+    let text = b
+        .js_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/echo', {headers: arguments[0]}).then(r => r.text()).then(done, e => done('ERR ' + e));",
+            vec![extra_headers],
+        )
+        .await;
+    serde_json::from_str(text.as_str().unwrap()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The cookies a request carried, sorted.
+fn cookies(echo: &Value) -> Vec<String> {
+    let mut v: Vec<String> = echo["headers"]["cookie"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c.as_str().unwrap().split("; ").map(str::to_owned))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_uses_two_turnstiles_through_the_gateway_as_on_the_lan() {
+    two_turnstiles(false).await;
+}
+
+/// The same in host mode: each session on its own origin, `s-{sid}.localhost:port`
+/// (Chromium resolves `*.localhost` to loopback itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_uses_two_turnstiles_in_host_mode() {
+    two_turnstiles(true).await;
+}
+
+async fn two_turnstiles(host_mode: bool) {
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        if host_mode {
+            o.api.remote_host_mode = true;
+            o.api.gateway_public_url = o.api.gateway_public_url.replace("127.0.0.1", "localhost");
+        }
+    })
+    .await;
+    let prefix = |sid: &str| match host_mode {
+        true => "/".to_owned(),
+        false => format!("/remote/s/{sid}/"),
+    };
+    let entrada = Devsim::spawn("Catraca Entrada").await.unwrap();
+    let saida = Devsim::spawn("Catraca Saída").await.unwrap();
+    cloud.add_equipment(2, 100, &entrada.base_url(), true).await;
+    cloud.add_equipment(2, 101, &saida.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let b = Browser::start().await;
+
+    // The SaaS's own cookie, set on the API origin. Browsers do not keep cookies apart by
+    // port, so it is sent to the gateway too; it must stop there.
+    b.goto(&cloud.url("/health")).await;
+    b.js(
+        "document.cookie = 'saas_session=segredo-do-saas; path=/'",
+        vec![],
+    )
+    .await;
+
+    let (sid1, url1) = cloud.remote_session(7, 2, 100).await;
+    let p1 = prefix(&sid1);
+    if host_mode {
+        let port = cloud.gateway_addr.port();
+        assert!(
+            url1.starts_with(&format!("http://s-{sid1}.localhost:{port}/remote/launch/")),
+            "{url1}"
+        );
+    }
+    log_in(&b, &url1, &p1, "Catraca Entrada").await;
+    let tab1 = b.client.window().await.unwrap();
+
+    // Polled data changes; the photo, the stylesheet's image and the live-events
+    // WebSocket work; the WebSocket echoes what the page sent.
+    let first: u64 = b
+        .js(
+            "return +document.getElementById('sequence').textContent",
+            vec![],
+        )
+        .await
+        .as_u64()
+        .unwrap();
+    b.wait_js(
+        &format!("+document.getElementById('sequence').textContent > {first}"),
+        "a newer poll",
+    )
+    .await;
+    b.wait_js(
+        "document.getElementById('photo').naturalWidth === 4",
+        "the user photo (JPEG)",
+    )
+    .await;
+    b.wait_js(
+        "+document.getElementById('events').textContent >= 2",
+        "live events over the WebSocket",
+    )
+    .await;
+    b.wait_js(
+        "document.getElementById('ws-state').textContent === 'eco: olá'",
+        "the WebSocket echo",
+    )
+    .await;
+    b.wait_js(
+        "performance.getEntriesByType('resource').some(e => e.name.endsWith('/img/bg.png') && e.responseStatus === 200)",
+        "the stylesheet's url(/img/bg.png)",
+    )
+    .await;
+    let n = assert_all_succeeded_under(&b, &p1).await;
+    assert!(n >= 5, "{n} requests");
+
+    // Links: root-relative to a Latin-1 page, gzip page, the device's absolute URL,
+    // a meta refresh; each lands under the prefix and renders right.
+    b.click("#config").await;
+    b.wait_js("document.getElementById('title')", "the config page")
+        .await;
+    assert_eq!(
+        b.js(
+            "return document.getElementById('title').textContent",
+            vec![]
+        )
+        .await,
+        "Configurações do equipamento"
+    );
+    assert_all_succeeded_under(&b, &p1).await;
+    b.click("#back").await;
+    b.click("#status-page").await;
+    b.wait_js("document.getElementById('title')", "the gzip page")
+        .await;
+    assert_eq!(
+        b.js(
+            "return document.getElementById('title').textContent",
+            vec![]
+        )
+        .await,
+        "Status: operação normal"
+    );
+    b.click("#back").await;
+    b.click("#about").await;
+    b.wait_js(
+        "document.title === 'Sobre'",
+        "the page behind the absolute link",
+    )
+    .await;
+    assert!(b
+        .url()
+        .await
+        .contains(&format!("{p1}pt_BR/html/about.html")));
+    assert_all_succeeded_under(&b, &p1).await;
+    b.goto(&format!("{}pt_BR/html/refresh.html", full(&b, &p1).await))
+        .await;
+    b.wait_js(
+        "document.getElementById('sequence')",
+        "the meta refresh to the dashboard",
+    )
+    .await;
+    assert!(b
+        .url()
+        .await
+        .ends_with(&format!("{p1}pt_BR/html/index.html")));
+
+    // Second tab, second turnstile, its own session.
+    let tab2 = b.client.new_window(true).await.unwrap().handle;
+    b.client.switch_to_window(tab2.clone()).await.unwrap();
+    let (sid2, url2) = cloud.remote_session(7, 2, 101).await;
+    let p2 = prefix(&sid2);
+    log_in(&b, &url2, &p2, "Catraca Saída").await;
+    b.wait_js(
+        "+document.getElementById('events').textContent >= 1",
+        "tab 2's live events",
+    )
+    .await;
+    assert_all_succeeded_under(&b, &p2).await;
+
+    // Each device sees its own session cookie and nothing else: not the other session's,
+    // not the SaaS's cookie, not the grant, not the SaaS's bearer token.
+    let [tok1] = entrada.sessions().try_into().unwrap();
+    let [tok2] = saida.sessions().try_into().unwrap();
+    let e2 = echo(&b, json!({"Authorization": "Bearer saas-user-jwt"})).await;
+    b.client.switch_to_window(tab1).await.unwrap();
+    let e1 = echo(&b, json!({})).await;
+    assert_eq!(
+        cookies(&e1),
+        ["lang=pt_BR".to_owned(), format!("session={tok1}")]
+    );
+    assert_eq!(
+        cookies(&e2),
+        ["lang=pt_BR".to_owned(), format!("session={tok2}")]
+    );
+    assert!(e2["headers"].get("authorization").is_none(), "{e2}");
+    assert_eq!(e1["headers"]["host"][0], entrada.addr.to_string());
+    for (sim, own, other) in [(&entrada, &tok1, &tok2), (&saida, &tok2, &tok1)] {
+        let seen = sim.seen();
+        assert!(seen.len() > 10, "{} requests", seen.len());
+        for s in &seen {
+            assert!(s.status < 400, "{} {} → {}", s.method, s.target, s.status);
+            let cookie = s.cookie.as_deref().unwrap_or("");
+            for leaked in ["saas_session", "__ponte_rs", "__pd_", other.as_str()] {
+                assert!(
+                    !cookie.contains(leaked),
+                    "{leaked} reached {}: {cookie}",
+                    s.target
+                );
+            }
+            assert!(s.authorization.is_none(), "{}", s.target);
+            if s.target.starts_with("/pt_BR/html/index.html") {
+                assert!(cookie.contains(own.as_str()));
+            }
+        }
+    }
+
+    // Logout: a form POST answered with the device's absolute Location, followed under
+    // the prefix back to the login page.
+    b.click("#sair").await;
+    b.wait_js(
+        "document.getElementById('entrar')",
+        "the login page after logout",
+    )
+    .await;
+    assert!(b.url().await.ends_with(&p1), "{}", b.url().await);
+    assert!(entrada.sessions().is_empty());
+    b.close().await;
+}
