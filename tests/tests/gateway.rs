@@ -178,6 +178,18 @@ async fn a_launched_session_shows_the_device_rewritten_and_refuses_everyone_else
         .status(),
         403
     );
+    // A grant from another tenant's session (a user of institution 3) is refused too.
+    cloud.add_equipment(3, 300, &origin.base_url(), true).await;
+    let _paired3 = cloud.pair_connector(3).await;
+    let (_, url3) = cloud.remote_session(9, 3, 300).await;
+    let tenant3 = cloud.launch(&url3).await;
+    assert_eq!(
+        get(&format!("{prefix}page"), Some(tenant3))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     let addr = cloud.gateway_addr;
     for path in [
         format!("/remote/s/{sid}/../{other_sid}/page"),
@@ -452,4 +464,48 @@ async fn a_device_websocket_passes_through_until_the_session_ends() {
         }
     };
     assert_eq!(u16::from(close.unwrap().code), 1008);
+}
+
+/// A session past its absolute cap gets a page saying it expired, not the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_shows_a_page_saying_so() {
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        o.api.sessions.max = std::time::Duration::from_secs(1);
+        o.api.maintenance_every = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    let grant = cloud.launch(&url).await;
+    let token = cloud.user_token(7, &[2], false);
+    ponte_tests::wait_for(
+        std::time::Duration::from_secs(10),
+        "the session to expire",
+        || async {
+            let (_, _, list) = cloud
+                .call(
+                    "GET",
+                    "/api/instituicao/2/remoto/sessoes",
+                    Some(&token),
+                    None,
+                )
+                .await;
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .any(|v| v["sessionId"] == sid.as_str() && v["status"] == "EXPIRADA")
+        },
+    )
+    .await;
+    let resp = client()
+        .get(format!("http://{}/remote/s/{sid}/page", cloud.gateway_addr))
+        .header("cookie", grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 410);
+    assert_eq!(resp.headers()["x-ponte-error"], "SESSION_EXPIRED");
+    assert!(resp.text().await.unwrap().contains("Sessão expirada"));
 }
