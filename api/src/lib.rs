@@ -78,16 +78,37 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
-    /// Where a browser opens a session: `<gateway>/remote/launch/<code>`, on the
-    /// session's own host in host mode.
+    /// Where a browser opens a session: `<gateway>/remote/launch/<code>`, or in host mode
+    /// `<scheme>://s-{sid}.<remote domain>/remote/launch/<code>`.
     pub fn launch_url(&self, session_id: &str, code: &str) -> String {
         let base = self.gateway_public_url.trim_end_matches('/');
-        match base.split_once("://") {
-            Some((scheme, host)) if self.remote_host_mode => {
-                format!("{scheme}://s-{session_id}.{host}/remote/launch/{code}")
+        match (self.remote_domain(), base.split_once("://")) {
+            (Some(domain), Some((scheme, _))) if self.remote_host_mode => {
+                format!("{scheme}://s-{session_id}.{domain}/remote/launch/{code}")
             }
             _ => format!("{base}/remote/launch/{code}"),
         }
+    }
+
+    /// Host mode's remote domain: the gateway public URL's `host[:port]`, lower case,
+    /// without a default port (as browsers send it in `Host`); `None` when the URL has
+    /// none, or names an IP address (an address has no subdomains).
+    pub fn remote_domain(&self) -> Option<String> {
+        let (scheme, rest) = self.gateway_public_url.split_once("://")?;
+        let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+        let default = match scheme.to_ascii_lowercase().as_str() {
+            "https" => ":443",
+            _ => ":80",
+        };
+        let authority = authority
+            .strip_suffix(default)
+            .map(str::to_owned)
+            .unwrap_or(authority);
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority.as_str(), |(h, _)| h);
+        let ip = host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok();
+        (!host.is_empty() && !ip).then_some(authority)
     }
 }
 
@@ -237,5 +258,59 @@ impl Api {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiConfig;
+
+    #[test]
+    fn launch_urls_in_path_and_host_mode() {
+        let cfg = |url: &str, host: bool| ApiConfig {
+            gateway_public_url: url.into(),
+            remote_host_mode: host,
+            ..Default::default()
+        };
+        for (url, host, want) in [
+            (
+                "http://127.0.0.1:8002/",
+                false,
+                "http://127.0.0.1:8002/remote/launch/C",
+            ),
+            (
+                "https://remote.example.com",
+                true,
+                "https://s-S.remote.example.com/remote/launch/C",
+            ),
+            (
+                "https://Remote.Example.com:443/x",
+                true,
+                "https://s-S.remote.example.com/remote/launch/C",
+            ),
+            (
+                "http://localhost:8002",
+                true,
+                "http://s-S.localhost:8002/remote/launch/C",
+            ),
+            // An address has no subdomains: path mode's URL (and `ponte serve` refuses).
+            (
+                "http://127.0.0.1:8002",
+                true,
+                "http://127.0.0.1:8002/remote/launch/C",
+            ),
+            (
+                "http://[::1]:8002",
+                true,
+                "http://[::1]:8002/remote/launch/C",
+            ),
+        ] {
+            assert_eq!(cfg(url, host).launch_url("S", "C"), want, "{url}");
+        }
+        assert_eq!(cfg("http://127.0.0.1:8002", true).remote_domain(), None);
+        assert_eq!(
+            cfg("http://localhost:80", true).remote_domain().as_deref(),
+            Some("localhost")
+        );
     }
 }

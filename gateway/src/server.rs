@@ -120,6 +120,11 @@ fn host_session(cfg: &GatewayConfig, headers: &HeaderMap) -> Option<String> {
 
 /// One-time launch code → grant cookie scoped to the session → 302 into the session.
 async fn launch(State(gw): State<Gateway>, Path(code): Path<String>) -> Response {
+    // In host mode sessions live on their own hosts only; the apex serves none, so their
+    // isolation cannot be side-stepped through it.
+    if gw.cfg.host_mode.is_some() {
+        return denied(&Denied::NotFound);
+    }
     launch_into(&gw, &code, None).await
 }
 
@@ -170,6 +175,9 @@ async fn launch_into(gw: &Gateway, code: &str, host_sid: Option<&str>) -> Respon
 
 async fn dispatch(State(gw): State<Gateway>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
+    if gw.cfg.host_mode.is_some() {
+        return denied(&Denied::NotFound);
+    }
     if let Some(rest) = path.strip_prefix("/remote/s/") {
         let (sid, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if !valid_session_id(sid) {
@@ -208,8 +216,20 @@ async fn dispatch(State(gw): State<Gateway>, req: Request) -> Response {
 }
 
 async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
-    let grant = grant_cookie(req.headers());
-    let admitted = match gw.sessions.admit(&sid, grant.as_deref()).await {
+    // A request that changes state, or opens a WebSocket (which has no CORS), must come
+    // from the session's own pages: in host mode sibling session hosts are same-site, so
+    // their SameSite=Lax grant cookies would otherwise ride along on requests one device's
+    // page makes to another's.
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if (unsafe_method || is_upgrade(req.headers())) && cross_origin(req.headers()) {
+        warn!(session_id = %sid, method = %req.method(), "cross-origin request refused");
+        return error(
+            StatusCode::FORBIDDEN,
+            "CROSS_ORIGIN",
+            "requests that change state must come from the session's own pages",
+        );
+    }
+    let admitted = match admit(&gw, &sid, req.headers()).await {
         Ok(a) => a,
         Err(d) => return denied(&d),
     };
@@ -229,12 +249,7 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
             headers.append(name.as_str(), v);
         }
     }
-    let upgrade = parts
-        .headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if upgrade {
+    if is_upgrade(&parts.headers) {
         return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
             Ok(ws) => websocket(gw, sid, admitted, device_path, headers, &parts.headers, ws).await,
             Err(rejection) => rejection.into_response(),
@@ -359,40 +374,55 @@ async fn websocket(
         .on_upgrade(move |socket| pump_ws(socket, device, admitted.ended, usage))
 }
 
-/// Copies messages both ways until either side closes or the session ends. Each side
-/// waits for the other to take a message (a slow browser slows the device, never grows
-/// a buffer here).
+/// Copies messages both ways until either side closes or the session ends. One message
+/// is in hand at a time: a browser that reads slowly stops this loop from taking more
+/// from the tunnel (the relay then ends the stream once its per-stream queue is full,
+/// rather than buffer), and a congested tunnel stops it reading from the browser.
+/// Every wait also watches the session's end.
 async fn pump_ws(
     mut browser: WebSocket,
     mut device: WsChannel,
     ended: tokio_util::sync::CancellationToken,
     mut usage: Usage,
 ) {
-    loop {
+    let (code, reason) = loop {
         tokio::select! {
-            () = ended.cancelled() => {
-                let _ = browser.send(close_message(Some(1008), "remote session ended")).await;
-                return;
-            }
+            () = ended.cancelled() => break (Some(1008), "remote session ended".to_owned()),
             msg = browser.recv() => {
                 let frame = match msg {
                     Some(Ok(Message::Text(t))) => WsFrame::Text(t.as_str().to_owned()),
                     Some(Ok(Message::Binary(b))) => WsFrame::Binary(b),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(c))) => {
-                        let (code, reason) = c.map_or((None, None), |c| (Some(c.code), Some(c.reason.to_string())));
-                        let _ = device.send(WsFrame::Close { code, reason }).await;
+                        let (code, reason) =
+                            c.map_or((None, None), |c| (Some(c.code), Some(c.reason.to_string())));
+                        let _ = tokio::select! {
+                            r = device.send(WsFrame::Close { code, reason }) => r,
+                            () = ended.cancelled() => Ok(()),
+                        };
+                        // Reading on lets the library send the reply, so the page sees a
+                        // clean close.
+                        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                            while browser.recv().await.is_some() {}
+                        })
+                        .await;
                         return;
                     }
                     Some(Err(_)) | None => {
-                        let _ = device.send(WsFrame::Close { code: Some(1001), reason: None }).await;
+                        let _ = tokio::select! {
+                            r = device.send(WsFrame::Close { code: Some(1001), reason: None }) => r,
+                            () = ended.cancelled() => Ok(()),
+                        };
                         return;
                     }
                 };
                 usage.bytes += ws_len(&frame);
-                if let Err(e) = device.send(frame).await {
-                    let _ = browser.send(close_message(Some(1011), &e.to_string())).await;
-                    return;
+                let sent = tokio::select! {
+                    r = device.send(frame) => r,
+                    () = ended.cancelled() => break (Some(1008), "remote session ended".to_owned()),
+                };
+                if let Err(e) = sent {
+                    break (Some(1011), e.to_string());
                 }
             }
             frame = device.recv() => {
@@ -405,23 +435,34 @@ async fn pump_ws(
                         usage.bytes += b.len() as u64;
                         Message::Binary(b)
                     }
-                    Some(WsFrame::Close { code, reason }) => {
-                        let _ = browser.send(close_message(code, reason.as_deref().unwrap_or(""))).await;
-                        return;
-                    }
-                    None => {
-                        let _ = browser.send(close_message(Some(1011), "device connection lost")).await;
-                        return;
-                    }
+                    Some(WsFrame::Close { code, reason }) => break (code, reason.unwrap_or_default()),
+                    None => break (Some(1011), "device connection lost".to_owned()),
                 };
-                if browser.send(msg).await.is_err() {
-                    let _ = device.send(WsFrame::Close { code: Some(1001), reason: None }).await;
+                let sent = tokio::select! {
+                    r = browser.send(msg) => r,
+                    () = ended.cancelled() => break (Some(1008), "remote session ended".to_owned()),
+                };
+                if sent.is_err() {
+                    let _ = tokio::select! {
+                        r = device.send(WsFrame::Close { code: Some(1001), reason: None }) => r,
+                        () = ended.cancelled() => Ok(()),
+                    };
                     return;
                 }
             }
         }
-    }
+    };
+    // Tell the browser why, within a bound: one that stopped reading is left.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if browser.send(close_message(code, &reason)).await.is_ok() {
+            while browser.recv().await.is_some() {}
+        }
+    })
+    .await;
 }
+
+/// How long a closing socket is given to finish its close handshake.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn ws_len(frame: &WsFrame) -> u64 {
     match frame {
@@ -431,16 +472,21 @@ fn ws_len(frame: &WsFrame) -> u64 {
     }
 }
 
-/// A close frame with `code`, or none for codes that must not be sent (1005, 1006, 1015
-/// only describe a close; they are never on the wire).
+/// A close frame for the browser. Codes an endpoint may send pass (1000–1003,
+/// 1007–1014, 3000–4999); 1005/1006/1015 (which only describe a close) mean no code;
+/// anything else becomes 1011.
 fn close_message(code: Option<u16>, reason: &str) -> Message {
-    let frame = code
-        .filter(|c| !matches!(c, 1005 | 1006 | 1015) && (1000..5000).contains(c))
-        .map(|code| CloseFrame {
+    let frame = code.filter(|c| !matches!(c, 1005 | 1006 | 1015)).map(|c| {
+        let code = match c {
+            1000..=1003 | 1007..=1014 | 3000..=4999 => c,
+            _ => 1011,
+        };
+        CloseFrame {
             code,
             // A close reason is at most 123 bytes; cut on a char boundary.
             reason: truncate(reason, 123).into(),
-        });
+        }
+    });
     Message::Close(frame)
 }
 
@@ -470,15 +516,63 @@ fn valid_session_id(sid: &str) -> bool {
     sid.len() == 36 && sid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
-fn grant_cookie(headers: &HeaderMap) -> Option<String> {
+/// Every `__ponte_rs` the request carries: a page can plant one for a wider path or a
+/// parent domain (cookie tossing), which the browser may send first, so each is tried.
+fn grant_cookies(headers: &HeaderMap) -> Vec<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == GRANT_COOKIE)
-        .map(|(_, value)| value.to_owned())
+        .filter(|(name, _)| *name == GRANT_COOKIE)
+        .map(|(_, value)| value)
+        .take(4)
+        .collect()
+}
+
+/// Admits the request with the first of its grants that is valid for `sid`; refused
+/// with what the last one got (no grant at all: [`Denied::NoGrant`]).
+async fn admit(gw: &Gateway, sid: &str, headers: &HeaderMap) -> Result<Admitted, Denied> {
+    let grants = grant_cookies(headers);
+    if grants.is_empty() {
+        return gw.sessions.admit(sid, None).await;
+    }
+    let mut refused = Denied::NoGrant;
+    for grant in grants {
+        match gw.sessions.admit(sid, Some(grant)).await {
+            Ok(a) => return Ok(a),
+            Err(d @ Denied::WrongGrant) => refused = d,
+            Err(d) => return Err(d),
+        }
+    }
+    Err(refused)
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// True when the browser says the request comes from another origin than the one it is
+/// sent to (`Origin` naming another host, or `Sec-Fetch-Site` other than same-origin).
+/// Requests without either header (non-browser clients, old browsers) pass.
+fn cross_origin(headers: &HeaderMap) -> bool {
+    let text = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        if !matches!(site, "same-origin" | "none") {
+            return true;
+        }
+    }
+    match (text("origin"), text("host")) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_none_or(|(_, authority)| !authority.eq_ignore_ascii_case(host)),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
 }
 
 /// The session a same-origin Referer under `/remote/s/{sid}/` names.

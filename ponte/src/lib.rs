@@ -80,16 +80,12 @@ impl Cloud {
             ponte_api::remote::RemoteAuthority::new(Arc::clone(&self.api), &self.grant_secret);
         let public = &self.api.cfg.gateway_public_url;
         let host_mode = match self.api.cfg.remote_host_mode {
-            true => Some(
-                public
-                    .split_once("://")
-                    .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
-                    .filter(|h| !h.is_empty())
-                    .with_context(|| {
-                        format!("host mode needs a gateway public URL with a host, not {public:?}")
-                    })?
-                    .to_ascii_lowercase(),
-            ),
+            true => Some(self.api.cfg.remote_domain().with_context(|| {
+                format!(
+                    "host mode needs a gateway public URL with a DNS name (sessions get \
+                     s-<id>.<name>), not {public:?}"
+                )
+            })?),
             false => None,
         };
         let gateway = ponte_gateway::Gateway::new(

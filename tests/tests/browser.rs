@@ -132,7 +132,22 @@ async fn two_turnstiles(host_mode: bool) {
             "{url1}"
         );
     }
+    let origin1 = url::Url::parse(&url1)
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    if host_mode {
+        // The SaaS cookie on the session's own host as well (a parent-domain cookie would
+        // arrive the same way).
+        b.goto(&format!("{origin1}/")).await;
+        b.js(
+            "document.cookie = 'saas_session=segredo-do-saas; path=/'",
+            vec![],
+        )
+        .await;
+    }
     log_in(&b, &url1, &p1, "Catraca Entrada").await;
+    assert!(b.url().await.starts_with(&origin1), "{}", b.url().await);
     let tab1 = b.client.window().await.unwrap();
 
     // Polled data changes; the photo, the stylesheet's image and the live-events
@@ -229,6 +244,12 @@ async fn two_turnstiles(host_mode: bool) {
     let (sid2, url2) = cloud.remote_session(7, 2, 101).await;
     let p2 = prefix(&sid2);
     log_in(&b, &url2, &p2, "Catraca Saída").await;
+    let origin2 = url::Url::parse(&url2)
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    assert!(b.url().await.starts_with(&origin2), "{}", b.url().await);
+    assert_eq!(host_mode, origin1 != origin2);
     b.wait_js(
         "+document.getElementById('events').textContent >= 1",
         "tab 2's live events",

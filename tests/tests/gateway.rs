@@ -304,6 +304,10 @@ async fn host_mode_gives_each_session_an_origin_of_its_own() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+    let r = get(&host2, &format!("/remote/launch/{code2}"), "")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
     let r = http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "/");
@@ -362,6 +366,56 @@ async fn host_mode_gives_each_session_an_origin_of_its_own() {
     // Without the grant: 401; this grant on another session's host: 403; a host that
     // is not the remote domain's gets the gateway's own routes.
     assert_eq!(get(&host, "/", "").await.unwrap().status(), 401);
+    // A grant planted ahead of the real one (cookie tossing from a sibling host) does not
+    // lock the session out.
+    let tossed = format!("__ponte_rs=junk; {grant}");
+    assert_eq!(get(&host, "/", &tossed).await.unwrap().status(), 200);
+    // A sibling session's page cannot make this session's device act: state-changing
+    // requests and WebSockets must come from this origin.
+    let sibling = format!("http://{host2}:{port}");
+    for (method, headers) in [
+        ("POST", vec![("origin", sibling.as_str())]),
+        ("POST", vec![("sec-fetch-site", "same-site")]),
+        (
+            "GET",
+            vec![
+                ("origin", sibling.as_str()),
+                ("connection", "upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+        ),
+    ] {
+        let mut r = http
+            .request(
+                method.parse().unwrap(),
+                format!("http://{host}:{port}/logout.fcgi"),
+            )
+            .header("cookie", grant.clone());
+        for (n, v) in headers {
+            r = r.header(n, v);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 403, "{method}");
+        assert!(r.text().await.unwrap().contains("CROSS_ORIGIN"));
+    }
+    let own = http
+        .post(format!("http://{host}:{port}/logout.fcgi"))
+        .header("cookie", grant.clone())
+        .header("origin", format!("http://{host}:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 302);
+    // In host mode the gateway's own host serves no session.
+    let apex = http
+        .get(format!("http://{}/remote/s/{sid}/", cloud.gateway_addr))
+        .header("cookie", grant.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(apex.status(), 404);
     assert_eq!(get(&host2, "/", &grant).await.unwrap().status(), 403);
     let other = http
         .get(format!("http://{}/", cloud.gateway_addr))
@@ -404,8 +458,10 @@ async fn a_device_websocket_passes_through_until_the_session_ends() {
     // gets 502 (the tunnel reports a refused device WebSocket, not its status).
     let mut req = format!("ws://{gw}/events").into_client_request().unwrap();
     req.headers_mut().insert("cookie", grant.parse().unwrap());
-    let refused = tokio_tungstenite::connect_async(req).await.unwrap_err();
-    assert!(refused.to_string().contains("502"), "{refused}");
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 502),
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    }
 
     let mut req = format!("ws://{gw}/events").into_client_request().unwrap();
     req.headers_mut().insert(
@@ -432,6 +488,26 @@ async fn a_device_websocket_passes_through_until_the_session_ends() {
             events += 1;
         }
     }
+    // The page closing its socket gets the close handshake back (a clean close).
+    let mut req2 = format!("ws://{gw}/events").into_client_request().unwrap();
+    req2.headers_mut().insert(
+        "cookie",
+        format!("{grant}; __pd_session={token}").parse().unwrap(),
+    );
+    let (mut ws2, _) = tokio_tungstenite::connect_async(req2).await.unwrap();
+    ws2.close(None).await.unwrap();
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match ws2.next().await {
+                Some(Ok(Message::Close(c))) => break c,
+                Some(Ok(_)) => continue,
+                other => panic!("expected the close reply, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the gateway answers a close");
+    assert!(reply.as_ref().is_none_or(|c| u16::from(c.code) == 1000), "{reply:?}");
     let handshake = sim
         .seen()
         .into_iter()

@@ -23,7 +23,8 @@ const DROPPED: &[&str] = &[
 /// - `Authorization: Bearer …` (a SaaS token) is dropped; Basic/Digest, which a device
 ///   asks for itself, pass.
 /// - `Referer` and `Origin` name the device (`http://<device>/x`), as on the LAN: devices
-///   that check them against CSRF keep working, and the session URL is not revealed.
+///   that check them against CSRF keep working, and the session URL is not revealed. A
+///   Referer from another host is dropped; cross-origin unsafe requests never get here.
 /// - `Accept-Encoding` is limited to [`ACCEPT_ENCODING`]; `Range` / `If-Range` are
 ///   dropped for documents and stylesheets (`Sec-Fetch-Dest`), whose bodies are
 ///   rewritten and so cannot be served by byte range.
@@ -56,12 +57,19 @@ pub fn device_request_headers(scope: &Scope, incoming: &HeaderMap) -> HeaderMap 
     if bearer {
         out.remove(header::AUTHORIZATION);
     }
+    let host = incoming.get(header::HOST).and_then(|v| v.to_str().ok());
     let referer = out
         .get(header::REFERER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let rest = v.split_once("://")?.1;
-            let path = &rest[rest.find('/')?..];
+            let slash = rest.find('/')?;
+            // Only the session's own pages map to the device's (another host's path
+            // means nothing to it).
+            if host.is_some_and(|h| !rest[..slash].eq_ignore_ascii_case(h)) {
+                return None;
+            }
+            let path = &rest[slash..];
             let path = scope.device_path(path)?;
             HeaderValue::from_str(&format!("{}{path}", scope.device_origin())).ok()
         });

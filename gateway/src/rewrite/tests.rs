@@ -719,6 +719,15 @@ fn request_headers_toward_the_device() {
             vec![("referer", "http://192.168.1.50/pt_BR/html/index.html")],
         ),
         (vec![("referer", "https://saas.example/equipamento/100")], vec![]),
+        // Same path on another host (a sibling session's origin): not this device's page.
+        (
+            vec![("host", "gw.example"), ("referer", "https://s-x.gw.example/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/x")],
+            vec![("host", "gw.example")],
+        ),
+        (
+            vec![("host", "gw.example"), ("referer", "https://gw.example/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/x")],
+            vec![("host", "gw.example"), ("referer", "http://192.168.1.50/x")],
+        ),
         (vec![("referer", "https://gw.example/remote/s/other/x")], vec![]),
         (vec![("origin", "https://gw.example")], vec![("origin", "http://192.168.1.50")]),
         (
