@@ -31,7 +31,9 @@ pub struct GatewayConfig {
     pub secure_cookies: bool,
     /// Host mode: the remote domain (`remote.example.com`, `localhost:8002`, as in the
     /// `Host` header). A request to `s-{sid}.<domain>` belongs to session `sid`, whatever
-    /// its path. Path mode keeps working beside it.
+    /// its path; the gateway's own host then serves no session (only `/health`). The
+    /// `Host` must reach the gateway as the browser sent it (nginx: `proxy_set_header Host
+    /// $host`), in both modes: state-changing requests are checked against it.
     pub host_mode: Option<String>,
 }
 
@@ -89,7 +91,7 @@ enum Mode {
 }
 
 /// Host mode: requests to `s-{sid}.<domain>` go to that session (its launch link
-/// included); any other host gets the path-mode routes.
+/// included); any other host gets the gateway's own routes, which then serve no session.
 async fn session_host(
     State(gw): State<Gateway>,
     req: Request,

@@ -507,7 +507,10 @@ async fn a_device_websocket_passes_through_until_the_session_ends() {
     })
     .await
     .expect("the gateway answers a close");
-    assert!(reply.as_ref().is_none_or(|c| u16::from(c.code) == 1000), "{reply:?}");
+    assert!(
+        reply.as_ref().is_none_or(|c| u16::from(c.code) == 1000),
+        "{reply:?}"
+    );
     let handshake = sim
         .seen()
         .into_iter()
