@@ -80,6 +80,7 @@ impl From<RouteError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        ponte_relay::metrics::error("api", self.code);
         if self.status.is_server_error() {
             tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
         } else {

@@ -17,7 +17,7 @@ use auth::{ConnectorIssuer, User, UserAuth};
 use ponte_relay::Router;
 use ratelimit::{RateLimitConfig, RateLimits};
 use sessions::{SessionConfig, Sessions};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::Store;
@@ -144,7 +144,13 @@ pub struct Api {
     /// User ids already recorded in USRUsuario by this process (bounded: cleared when
     /// it reaches 100k; the insert is idempotent, so forgetting costs one write).
     known_users: Mutex<HashSet<i32>>,
+    /// One-time console sign-in links: code digest → (user token, expiry). Bounded:
+    /// at most [`CONSOLE_LINKS_MAX`] live; the oldest is dropped to make room.
+    console_links: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
+
+/// Live one-time console sign-in links kept at most.
+pub const CONSOLE_LINKS_MAX: usize = 1000;
 
 impl Api {
     pub fn new(
@@ -165,7 +171,39 @@ impl Api {
             users,
             issuer,
             known_users: Mutex::default(),
+            console_links: Mutex::default(),
         })
+    }
+
+    /// A one-time console sign-in path, `/entrar/<code>`, valid for `ttl`, that signs
+    /// the browser in with `user_token` (`ponte demo` prints one). Only the code's
+    /// digest is kept, in this process.
+    pub fn console_link(&self, user_token: String, ttl: Duration) -> String {
+        let code = auth::random_id();
+        let now = std::time::Instant::now();
+        let mut links = self.console_links.lock().unwrap();
+        links.retain(|_, (_, exp)| *exp > now);
+        if links.len() >= CONSOLE_LINKS_MAX {
+            if let Some(oldest) = links
+                .iter()
+                .min_by_key(|(_, (_, e))| *e)
+                .map(|(k, _)| k.clone())
+            {
+                links.remove(&oldest);
+            }
+        }
+        links.insert(auth::digest(&code), (user_token, now + ttl));
+        format!("/entrar/{code}")
+    }
+
+    /// Spends a console sign-in code: its user token, if the code is live.
+    pub(crate) fn take_console_link(&self, code: &str) -> Option<String> {
+        let (token, exp) = self
+            .console_links
+            .lock()
+            .unwrap()
+            .remove(&auth::digest(code))?;
+        (exp > std::time::Instant::now()).then_some(token)
     }
 
     /// Records a user first seen in a valid JWT.

@@ -23,6 +23,8 @@ use tracing::{info, warn};
 use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+mod console;
+
 type St = State<Arc<Api>>;
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -72,13 +74,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     router().split_for_parts().1
 }
 
-/// The API's routes: `/api/…`, `/api/openapi.json`, `/health`, `/ready`.
+/// The API's routes: `/api/…`, `/api/openapi.json`, `/health`, `/ready`, and the
+/// reference console at `/`.
 pub fn app(api: Arc<Api>) -> axum::Router {
     let (routes, doc) = router().split_for_parts();
     let doc = Arc::new(doc);
     // Largest proxy-http JSON: the body base64-encoded plus headers and envelope.
     let body_limit = api.cfg.proxy_max_request / 3 * 4 + 4 + limits::MAX_HEADER_BYTES * 2;
     routes
+        .merge(console::routes())
         .route(
             "/api/openapi.json",
             axum::routing::get(move || async move { Json(doc.as_ref().clone()) }),
@@ -90,6 +94,9 @@ pub fn app(api: Arc<Api>) -> axum::Router {
         .route("/ready", axum::routing::get(ready))
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(|req, next| {
+            ponte_relay::metrics::track("api", req, next)
+        }))
         .with_state(api)
 }
 
@@ -476,7 +483,7 @@ async fn create_session(
     State(api): St,
     user: User,
     P((tid, eid)): P<(i32, i32)>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<(StatusCode, Json<CreatedSession>)> {
     tenant(&api, &user, tid).await?;
     let eq = equipment(&api, tid, eid).await?;
     if !eq.uses_addon {
@@ -600,7 +607,11 @@ struct PairingCode {
     params(("tid" = i32, Path)),
     responses((status = 201, body = PairingCode), (status = 401), (status = 403), (status = 404))
 )]
-async fn pair(State(api): St, user: User, P(tid): P<i32>) -> ApiResult<impl IntoResponse> {
+async fn pair(
+    State(api): St,
+    user: User,
+    P(tid): P<i32>,
+) -> ApiResult<(StatusCode, Json<PairingCode>)> {
     tenant(&api, &user, tid).await?;
     let code = auth::pairing_code();
     let expires_at = store::now()

@@ -76,11 +76,14 @@ pub fn app(gw: Gateway) -> axum::Router {
         .route("/remote/launch/{code}", get(launch))
         .fallback(dispatch)
         .with_state(gw.clone());
-    match gw.cfg.host_mode {
+    let router = match gw.cfg.host_mode {
         // Ahead of the routes: on a session's host every path is the device's.
         Some(_) => router.layer(axum::middleware::from_fn_with_state(gw, session_host)),
         None => router,
-    }
+    };
+    router.layer(axum::middleware::from_fn(|req, next| {
+        ponte_relay::metrics::track("gateway", req, next)
+    }))
 }
 
 /// Where a session lives: under `/remote/s/{sid}/`, or on its own host (host mode).
@@ -658,6 +661,7 @@ fn denied(d: &Denied) -> Response {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    ponte_relay::metrics::error("gateway", code);
     let body = serde_json::json!({"error": {"code": code, "message": message}});
     (
         status,

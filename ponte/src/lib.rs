@@ -14,7 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
+
+pub mod config;
+pub mod demo;
+pub mod metrics;
 
 /// Everything `ponte serve` needs besides its listeners.
 #[derive(Debug, Clone)]
@@ -64,6 +69,10 @@ pub struct Cloud {
     pub directory: Arc<StoreDirectory>,
     /// Secret the remote-UI grants are derived from (the data directory's).
     grant_secret: Vec<u8>,
+    /// Stops the HTTP listeners (API, gateway) without touching the relay: a drain.
+    http_stop: CancellationToken,
+    /// The HTTP servers, each done once its last in-flight request has finished.
+    servers: TaskTracker,
 }
 
 impl Cloud {
@@ -98,13 +107,39 @@ impl Cloud {
             },
         );
         let app = ponte_gateway::app(gateway);
-        tokio::spawn(async move {
+        let drain = self.http_stop.clone();
+        self.servers.spawn(async move {
+            let stop = async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = drain.cancelled() => {}
+                }
+            };
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .with_graceful_shutdown(stop)
                 .await
         });
         info!(gateway_addr = %addr, "gateway started");
         Ok(addr)
+    }
+
+    /// Graceful stop, first half: the API and gateway stop accepting connections, and
+    /// this waits up to `grace` for the requests in flight (a download included) to
+    /// finish; true if they all did. The relay keeps serving connectors meanwhile, since
+    /// the streams in flight ride on them: cancel the shutdown token afterwards.
+    /// Device WebSockets already upgraded are not waited for; the relay's stop closes them.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.http_stop.cancel();
+        self.servers.close();
+        let in_flight = self.relay.streams_in_flight();
+        info!(
+            in_flight,
+            grace_s = grace.as_secs(),
+            "draining: no new requests"
+        );
+        tokio::time::timeout(grace, self.servers.wait())
+            .await
+            .is_ok()
     }
 }
 
@@ -163,9 +198,17 @@ pub async fn start(
         relay.clone(),
         shutdown.child_token(),
     ));
-    let app = ponte_api::app(Arc::clone(&api));
-    let stop = shutdown.child_token();
-    tokio::spawn(async move {
+    let prometheus = metrics::handle();
+    tokio::spawn(metrics::upkeep(prometheus, shutdown.child_token()));
+    let scraped = relay.clone();
+    let app = ponte_api::app(Arc::clone(&api)).route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(metrics::render(&scraped))),
+    );
+    let http_stop = shutdown.child_token();
+    let servers = TaskTracker::new();
+    let stop = http_stop.clone();
+    servers.spawn(async move {
         axum::serve(
             api_listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -182,6 +225,8 @@ pub async fn start(
         relay_addr,
         directory,
         grant_secret: keys.user_secret.clone(),
+        http_stop,
+        servers,
     })
 }
 

@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use ponte::config::{Roles, ServeLayer, ServeSettings};
 use ponte::{Cloud, CloudOptions};
 use ponte_api::auth::{KeyFiles, UserAuth, UserClaims, UserKey};
 use ponte_api::store::{self, EquipmentConfig};
@@ -26,8 +27,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the cloud roles (api, relay) until SIGTERM / Ctrl-C.
-    Serve(ServeArgs),
+    /// Run the cloud roles (api + console, relay, gateway) until SIGTERM / Ctrl-C.
+    Serve(Box<ServeArgs>),
+    /// Run everything on this machine: cloud, two simulated turnstiles and a paired
+    /// connector; prints the console link.
+    Demo(DemoArgs),
     /// Set up tenants, equipment and user tokens without SQL.
     Admin(AdminArgs),
 }
@@ -44,49 +48,110 @@ struct StoreArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    #[command(flatten)]
-    store: StoreArgs,
-    /// Roles to run, comma-separated: api, relay, gateway. api and relay always run
-    /// together (they share the connector sockets until the NATS bus exists).
-    #[arg(
-        long,
-        env = "PONTE_ROLES",
-        default_value = "api,relay,gateway",
-        value_delimiter = ','
-    )]
-    roles: Vec<String>,
-    #[arg(long, env = "PONTE_GATEWAY_LISTEN", default_value = "127.0.0.1:8002")]
-    gateway_listen: String,
-    #[arg(long, env = "PONTE_API_LISTEN", default_value = "127.0.0.1:8000")]
-    api_listen: String,
-    #[arg(long, env = "PONTE_RELAY_LISTEN", default_value = "127.0.0.1:8001")]
-    relay_listen: String,
+    /// TOML file with any of the settings below (keys are the flag names with `_`,
+    /// e.g. `api_listen = "0.0.0.0:8000"`); flags and PONTE_… variables override it
+    #[arg(long, env = "PONTE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory: SQLite database and signing keys [default: ./ponte-data]
+    #[arg(long, env = "PONTE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL, postgres://user@host/db or sqlite:FILE [default: SQLite in the data
+    /// directory]
+    #[arg(long, env = "PONTE_DATABASE", value_name = "URL")]
+    database: Option<String>,
+    /// NATS URL for cluster routing (accepted, not used yet: this node routes only to
+    /// connectors connected to it)
+    #[arg(long, env = "PONTE_NATS", value_name = "URL")]
+    nats: Option<String>,
+    /// Roles to run, comma-separated: api, relay, gateway; api and relay always together
+    /// until the NATS bus exists [default: api,relay,gateway]
+    #[arg(long, env = "PONTE_ROLES", value_name = "LIST")]
+    roles: Option<String>,
+    /// API and console listen address [default: 127.0.0.1:8000]
+    #[arg(long, env = "PONTE_API_LISTEN", value_name = "ADDR")]
+    api_listen: Option<String>,
+    /// Relay (/ws/connectors) listen address [default: 127.0.0.1:8001]
+    #[arg(long, env = "PONTE_RELAY_LISTEN", value_name = "ADDR")]
+    relay_listen: Option<String>,
+    /// Remote-UI gateway listen address [default: 127.0.0.1:8002]
+    #[arg(long, env = "PONTE_GATEWAY_LISTEN", value_name = "ADDR")]
+    gateway_listen: Option<String>,
     /// Relay URL as connectors reach it [default: ws://<relay-listen>/ws/connectors]
-    #[arg(long, env = "PONTE_RELAY_PUBLIC_URL")]
+    #[arg(long, env = "PONTE_RELAY_PUBLIC_URL", value_name = "URL")]
     relay_public_url: Option<String>,
-    /// Gateway origin as browsers reach it [default: http://<gateway-listen>]
-    #[arg(long, env = "PONTE_GATEWAY_PUBLIC_URL")]
+    /// Gateway origin as browsers reach it; https:// makes the grant cookie Secure
+    /// [default: http://<gateway-listen>]
+    #[arg(long, env = "PONTE_GATEWAY_PUBLIC_URL", value_name = "URL")]
     gateway_public_url: Option<String>,
     /// Give each remote session its own origin, s-<session>.<gateway host> (needs
-    /// wildcard DNS and certificate; *.localhost works without either)
-    #[arg(long, env = "PONTE_REMOTE_HOST_MODE")]
-    remote_host_mode: bool,
-    /// Verify user JWTs with this HS256 secret (file) instead of the data directory's.
-    #[arg(
-        long,
-        env = "PONTE_USER_JWT_SECRET_FILE",
-        conflicts_with = "user_jwt_public_key"
-    )]
+    /// wildcard DNS and certificate; *.localhost works without either) [default: false]
+    #[arg(long, env = "PONTE_REMOTE_HOST_MODE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    remote_host_mode: Option<bool>,
+    /// Verify user JWTs with this HS256 secret (file) [default: the data directory's]
+    #[arg(long, env = "PONTE_USER_JWT_SECRET_FILE", value_name = "FILE")]
     user_jwt_secret_file: Option<PathBuf>,
-    /// Verify user JWTs with this RS256 public key (PEM file).
-    #[arg(long, env = "PONTE_USER_JWT_PUBLIC_KEY")]
+    /// Verify user JWTs with this RS256 public key (PEM file)
+    #[arg(long, env = "PONTE_USER_JWT_PUBLIC_KEY", value_name = "FILE")]
     user_jwt_public_key: Option<PathBuf>,
-    /// Connector token lifetime (rotated automatically a week before expiry).
-    #[arg(long, env = "PONTE_CONNECTOR_TOKEN_TTL", default_value = "90d", value_parser = humantime::parse_duration)]
-    connector_token_ttl: Duration,
-    /// Trust the last X-Forwarded-For hop as the client address (behind nginx).
-    #[arg(long, env = "PONTE_TRUST_FORWARDED_FOR")]
-    trust_forwarded_for: bool,
+    /// Connector token lifetime; rotated automatically a week before expiry [default: 90d]
+    #[arg(long, env = "PONTE_CONNECTOR_TOKEN_TTL", value_name = "DURATION")]
+    connector_token_ttl: Option<String>,
+    /// Trust the last X-Forwarded-For hop as the client address (behind nginx)
+    /// [default: false]
+    #[arg(long, env = "PONTE_TRUST_FORWARDED_FOR", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    trust_forwarded_for: Option<bool>,
+    /// On SIGTERM, how long requests in flight (downloads included) may take to finish
+    /// before they are cut [default: 30s]
+    #[arg(long, env = "PONTE_SHUTDOWN_GRACE", value_name = "DURATION")]
+    shutdown_grace: Option<String>,
+    /// Check the settings, print them resolved (passwords hidden) and exit
+    #[arg(long)]
+    check: bool,
+}
+
+impl ServeArgs {
+    fn layer(&self) -> ServeLayer {
+        ServeLayer {
+            data_dir: self.data_dir.clone(),
+            database: self.database.clone(),
+            nats: self.nats.clone(),
+            roles: self.roles.clone().map(Roles::Csv),
+            api_listen: self.api_listen.clone(),
+            relay_listen: self.relay_listen.clone(),
+            gateway_listen: self.gateway_listen.clone(),
+            relay_public_url: self.relay_public_url.clone(),
+            gateway_public_url: self.gateway_public_url.clone(),
+            remote_host_mode: self.remote_host_mode,
+            user_jwt_secret_file: self.user_jwt_secret_file.clone(),
+            user_jwt_public_key: self.user_jwt_public_key.clone(),
+            connector_token_ttl: self.connector_token_ttl.clone(),
+            trust_forwarded_for: self.trust_forwarded_for,
+            shutdown_grace: self.shutdown_grace.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Keep the database, keys and connector config here [default: a temporary
+    /// directory, removed on exit]
+    #[arg(long, env = "PONTE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// API and console listen address
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+    api_listen: String,
+    /// Relay listen address
+    #[arg(long, default_value = "127.0.0.1:8001", value_name = "ADDR")]
+    relay_listen: String,
+    /// Remote-UI gateway listen address
+    #[arg(long, default_value = "127.0.0.1:8002", value_name = "ADDR")]
+    gateway_listen: String,
+    /// Each remote session on its own origin, s-<session>.localhost
+    #[arg(long)]
+    remote_host_mode: bool,
+    /// On Ctrl-C / SIGTERM, how long requests in flight may take to finish
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    shutdown_grace: Duration,
 }
 
 #[derive(Args)]
@@ -179,7 +244,8 @@ fn main() -> ExitCode {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = rt.block_on(async {
         match cli.cmd {
-            Cmd::Serve(a) => serve(a).await,
+            Cmd::Serve(a) => serve(*a).await,
+            Cmd::Demo(a) => demo(a).await,
             Cmd::Admin(a) => admin(a).await,
         }
     });
@@ -212,6 +278,7 @@ fn init_logging() {
     let filter = EnvFilter::try_from_env("PONTE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("PONTE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let b = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if json {
@@ -222,22 +289,19 @@ fn init_logging() {
 }
 
 async fn serve(a: ServeArgs) -> Result<(), Failure> {
-    for role in &a.roles {
-        if !matches!(role.as_str(), "api" | "relay" | "gateway") {
-            return Err(Failure::Usage(format!(
-                "unknown role {role:?} in --roles (known: api, relay, gateway)"
-            )));
-        }
+    let cfg = ServeSettings::resolve(a.layer(), a.config.as_deref()).map_err(Failure::Usage)?;
+    if a.check {
+        print!("{}", cfg.to_toml());
+        return Ok(());
     }
-    let has = |r: &str| a.roles.iter().any(|x| x == r);
-    if !(has("api") && has("relay")) {
-        return Err(Failure::Usage(
-            "--roles must include api and relay (they share the connector sockets; \
-             running them apart needs the NATS bus, not built yet)"
-                .into(),
-        ));
+    if let Some(nats) = &cfg.nats {
+        tracing::warn!(
+            nats = %ponte::redact(nats),
+            "the NATS bus is not built yet: ignoring --nats; this node routes requests \
+             only to connectors connected to it"
+        );
     }
-    let user_key = match (&a.user_jwt_secret_file, &a.user_jwt_public_key) {
+    let user_key = match (&cfg.user_jwt_secret_file, &cfg.user_jwt_public_key) {
         (Some(f), _) => Some(UserKey::Hs256(
             std::fs::read_to_string(f)
                 .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", f.display())))?
@@ -252,31 +316,35 @@ async fn serve(a: ServeArgs) -> Result<(), Failure> {
         }
         (None, None) => None,
     };
-    let api_l = bind(&a.api_listen).await?;
-    let relay_l = bind(&a.relay_listen).await?;
+    let has = |r: &str| cfg.roles.iter().any(|x| x == r);
+    let api_l = bind(&cfg.api_listen).await?;
+    let relay_l = bind(&cfg.relay_listen).await?;
     let gateway_l = match has("gateway") {
-        true => Some(bind(&a.gateway_listen).await?),
+        true => Some(bind(&cfg.gateway_listen).await?),
         false => None,
     };
-    let mut opts = CloudOptions::new(&a.store.data_dir);
-    opts.database = a.store.database;
+    let mut opts = CloudOptions::new(&cfg.data_dir);
+    opts.database = cfg.database.clone();
     opts.user_key = user_key;
-    opts.connector_token_ttl = a.connector_token_ttl;
-    opts.api.relay_public_url = a
+    opts.connector_token_ttl = cfg.connector_token_ttl;
+    opts.api.relay_public_url = cfg
         .relay_public_url
+        .clone()
         .unwrap_or_else(|| format!("ws://{}/ws/connectors", relay_l.local_addr().unwrap()));
-    opts.api.gateway_public_url = match (&a.gateway_public_url, &gateway_l) {
-        (Some(u), _) => u.trim_end_matches('/').to_owned(),
+    opts.api.gateway_public_url = match (&cfg.gateway_public_url, &gateway_l) {
+        (Some(u), _) => u.clone(),
         (None, Some(l)) => format!("http://{}", l.local_addr().unwrap()),
         (None, None) => "http://127.0.0.1:8002".into(),
     };
-    opts.api.remote_host_mode = a.remote_host_mode;
-    opts.api.trust_forwarded_for = a.trust_forwarded_for;
+    opts.api.remote_host_mode = cfg.remote_host_mode;
+    opts.api.trust_forwarded_for = cfg.trust_forwarded_for;
     let shutdown = CancellationToken::new();
     let cloud: Cloud = ponte::start(opts, api_l, relay_l, shutdown.clone()).await?;
     let gateway = match gateway_l {
         Some(l) => {
-            let addr = cloud.serve_gateway(l, shutdown.child_token())?;
+            let addr = cloud
+                .serve_gateway(l, shutdown.child_token())
+                .map_err(|e| Failure::Usage(format!("{e:#}")))?;
             format!(", gateway on http://{addr}")
         }
         None => String::new(),
@@ -285,15 +353,85 @@ async fn serve(a: ServeArgs) -> Result<(), Failure> {
         "ponte: api on http://{}, relay on ws://{}/ws/connectors{gateway}",
         cloud.api_addr, cloud.relay_addr
     );
+    stop_on_signal(&cloud, &shutdown, cfg.shutdown_grace).await;
+    Ok(())
+}
+
+/// Waits for SIGTERM / Ctrl-C, then drains: no new requests, those in flight get
+/// `grace` to finish (a second signal cuts them), then the relay and the rest stop.
+async fn stop_on_signal(cloud: &Cloud, shutdown: &CancellationToken, grace: Duration) {
     wait_for_signal().await;
-    tracing::info!("shutting down");
+    tracing::info!(grace_s = grace.as_secs(), "signal received; draining");
+    let drained = tokio::select! {
+        d = cloud.drain(grace) => d,
+        _ = wait_for_signal() => false,
+    };
+    if drained {
+        tracing::info!("requests in flight finished; stopping");
+    } else {
+        tracing::warn!("requests still in flight are cut; stopping");
+    }
     shutdown.cancel();
-    // Let the directory flush and sockets close.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let the relay's close frames and the heartbeat flush go out.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+async fn demo(a: DemoArgs) -> Result<(), Failure> {
+    let shutdown = CancellationToken::new();
+    let a_temp = a.data_dir.is_none();
+    let opts = ponte::demo::DemoOptions {
+        data_dir: a.data_dir,
+        api_listen: a.api_listen,
+        relay_listen: a.relay_listen,
+        gateway_listen: a.gateway_listen,
+        remote_host_mode: a.remote_host_mode,
+    };
+    let demo = match ponte::demo::start(opts, shutdown.clone()).await {
+        Ok(d) => d,
+        Err(e) if format!("{e}").starts_with("cannot listen") => {
+            return Err(Failure::Usage(format!("{e:#}")))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let api = demo.cloud.api_addr;
+    let mut devices = String::new();
+    for (id, d) in &demo.devices {
+        devices.push_str(&format!(
+            "\n    {id}  {:<28} {}  (login admin / admin)",
+            d.name(),
+            d.base_url()
+        ));
+    }
+    println!(
+        "Ponte demo is running.\n\
+         \n  Console   {console}\n            (signs you in as Admin Demo; one use, 15 min — then use the token below at http://{api}/entrar)\
+         \n  API       http://{api}/api   (OpenAPI: http://{api}/api/openapi.json)\
+         \n  Relay     ws://{relay}/ws/connectors   connector paired with code {code}, ONLINE\
+         \n  Gateway   http://{gw}\
+         \n  Metrics   http://{api}/metrics\
+         \n  Data      {data}{temp}\
+         \n  Turnstiles on the simulated LAN:{devices}\
+         \n\n  Admin token (8 h): {token}\
+         \n  Try: TOKEN=<the token>; curl -s -H \"authorization: Bearer $TOKEN\" http://{api}/api/instituicao/2/connector/status\
+         \n\nOpen the console, pick a turnstile, click \"Gerenciar Remotamente\". Ctrl-C stops everything.",
+        console = demo.console_url,
+        relay = demo.cloud.relay_addr,
+        gw = demo.gateway_addr,
+        code = demo.pairing_code,
+        token = demo.admin_token,
+        data = demo.data_dir.display(),
+        temp = if a_temp { "   (temporary: removed on exit)" } else { "" },
+    );
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    stop_on_signal(&demo.cloud, &shutdown, a.shutdown_grace).await;
+    demo.cleanup();
+    eprintln!("ponte demo: stopped");
     Ok(())
 }
 
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener, Failure> {
+    // The address parsed; binding can still fail (in use, no permission).
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Failure::Usage(format!("cannot listen on {addr}: {e}")))

@@ -359,6 +359,7 @@ pub(crate) async fn run<S>(
                 let deadline = last_seen + cfg.peer_timeout;
                 if Instant::now() >= deadline {
                     warn!(timeout_s = cfg.peer_timeout.as_secs(), "connector silent; disconnecting");
+                    crate::metrics::heartbeat_missed();
                     conn.close(4002, "heartbeat timeout");
                     break;
                 }
@@ -535,6 +536,7 @@ async fn handle_text(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, text:
             if chunk.data.is_empty() {
                 return;
             }
+            crate::metrics::bytes_from_device(chunk.data.len());
             deliver(
                 conn,
                 &chunk.request_id,
@@ -598,8 +600,14 @@ async fn handle_text(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, text:
                 return debug!(stream_id = %m.stream_id, "WS_MESSAGE for unknown stream");
             };
             let frame = match (m.text, m.data) {
-                (Some(t), None) => WsFrame::Text(t),
-                (None, Some(d)) => WsFrame::Binary(d),
+                (Some(t), None) => {
+                    crate::metrics::bytes_from_device(t.len());
+                    WsFrame::Text(t)
+                }
+                (None, Some(d)) => {
+                    crate::metrics::bytes_from_device(d.len());
+                    WsFrame::Binary(d)
+                }
                 _ => {
                     warn!(stream_id = %m.stream_id, "WS_MESSAGE needs exactly one of text/data");
                     return close_ws(conn, &m.stream_id, 1002, "malformed WS_MESSAGE");

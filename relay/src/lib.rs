@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod conn;
+pub mod metrics;
 mod relay;
 pub mod router;
 mod server;

@@ -73,6 +73,12 @@ impl Relay {
         self.inner.conns.lock().unwrap().len()
     }
 
+    /// HTTP and WebSocket streams open on this node, over every connector.
+    pub fn streams_in_flight(&self) -> usize {
+        let conns: Vec<_> = self.inner.conns.lock().unwrap().values().cloned().collect();
+        conns.iter().map(|c| c.open_streams()).sum()
+    }
+
     /// Closes the connector's connection (token renewed, unpaired). In-flight requests
     /// fail with `Disconnected`.
     pub fn disconnect(&self, connector_id: &str, reason: &str) -> bool {
@@ -204,7 +210,10 @@ impl Relay {
         let mut headers = req.headers;
         let (inline, upload) = plan_body(req.body, peer, &mut headers).await?;
         let (body, body_encoding) = match inline {
-            Some(b) => encode_inline(b, peer)?,
+            Some(b) => {
+                crate::metrics::bytes_to_device(b.len());
+                encode_inline(b, peer)?
+            }
             None => (None, None),
         };
         let flow = peer.caps.has(Capability::Flow);
@@ -474,6 +483,7 @@ async fn pump_upload(
                 }
             }
             let piece = bytes.split_to(n);
+            crate::metrics::bytes_to_device(piece.len());
             let msg = CloudMsg::HttpRequestChunk(proto::Chunk {
                 request_id: request_id.clone(),
                 data: piece,
@@ -639,6 +649,11 @@ impl WsSource for RelayWs {
         Box::pin(async move {
             if self.closed {
                 return Err(RouteError::Disconnected);
+            }
+            if let WsFrame::Text(t) = &frame {
+                crate::metrics::bytes_to_device(t.len());
+            } else if let WsFrame::Binary(d) = &frame {
+                crate::metrics::bytes_to_device(d.len());
             }
             let msg = match frame {
                 WsFrame::Text(t) => CloudMsg::WsMessage(proto::WsMessage {

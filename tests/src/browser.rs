@@ -97,6 +97,22 @@ impl Browser {
         e.send_keys(text).await.unwrap();
     }
 
+    /// The text of the first element matching `css`, once there is one.
+    pub async fn text(&self, css: &str) -> String {
+        self.wait_css(css).await.text().await.unwrap()
+    }
+
+    /// Whether an element matches `css` on the page as it is now.
+    pub async fn has(&self, css: &str) -> bool {
+        let v = self
+            .js(
+                "return document.querySelector(arguments[0]) !== null",
+                vec![Value::from(css)],
+            )
+            .await;
+        v == Value::Bool(true)
+    }
+
     pub async fn click(&self, css: &str) {
         self.wait_css(css).await.click().await.unwrap();
     }

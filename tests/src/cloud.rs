@@ -265,6 +265,14 @@ impl TestCloud {
             .await;
         assert_eq!(status, 201, "{body}");
         let code = body["pairingCode"].as_str().unwrap().to_owned();
+        self.claim_and_run(tid, &code).await
+    }
+
+    /// The LAN half of pairing: `ponte-connector pair --server … --code <code>` (a code
+    /// from the API or the console), then the connector runs from the file it wrote.
+    /// Waits until the relay has it.
+    pub async fn claim_and_run(&self, tid: i32, code: &str) -> PairedConnector {
+        let code = code.to_owned();
         let config_path = self.data_dir.join(format!("connector-{tid}.toml"));
         let paired = ponte_connector::pair::with_code(
             &format!("http://{}", self.cloud.api_addr),

@@ -306,3 +306,129 @@ async fn two_turnstiles(host_mode: bool) {
     assert!(entrada.sessions().is_empty());
     b.close().await;
 }
+
+/// The reference console as an admin uses it: signed in by a one-time link, pairs the
+/// institution's connector with the code the page shows, sees it ONLINE, opens a
+/// turnstile with "Gerenciar Remotamente", finds the session in the audit list and ends
+/// it, renews the token (the running connector is cut off) and unpairs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_console_pairs_the_connector_and_opens_the_device_ui() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let entrada = Devsim::spawn("Catraca Entrada").await.unwrap();
+    cloud.add_equipment(2, 100, &entrada.base_url(), true).await;
+    cloud
+        .add_equipment(2, 102, &entrada.base_url(), false)
+        .await;
+    let token = cloud.user_token(7, &[2], false);
+    let link = cloud
+        .cloud
+        .api
+        .console_link(token, std::time::Duration::from_secs(60));
+    let b = Browser::start().await;
+    let page = |p: &str| cloud.url(&format!("/instituicao/2{p}"));
+
+    // Not signed in: the sign-in page. Then the one-time link, which is spent.
+    b.goto(&page("")).await;
+    b.wait_css("textarea#token").await;
+    assert!(b.url().await.ends_with("/entrar"), "{}", b.url().await);
+    b.goto(&cloud.url(&link)).await;
+    assert_eq!(b.text("#connector-status").await, "NÃO PAREADO");
+    assert_eq!(b.text("#usuario").await, "Usuária 7");
+    let again = reqwest::get(cloud.url(&link)).await.unwrap();
+    assert_eq!(again.status(), 410, "a sign-in link works once");
+
+    // No connector: the equipment page says why there is no button.
+    b.goto(&page("/equipamento/100")).await;
+    b.wait_css("#remoto-indisponivel").await;
+    assert!(!b.has("#gerenciar-remotamente").await);
+
+    // Pairing: the page shows a code and the command; the LAN side claims it.
+    b.goto(&page("")).await;
+    b.click("#gerar-codigo").await;
+    let code = b.text("#codigo-pareamento").await;
+    assert_eq!(code.len(), 9, "{code}");
+    let command = b.text("#comando-pareamento").await;
+    assert!(
+        command.contains(&format!(
+            "ponte-connector pair --server {} --code {code}",
+            cloud.url("")
+        )),
+        "{command}"
+    );
+    let paired = cloud.claim_and_run(2, &code).await;
+    b.goto(&page("")).await;
+    assert_eq!(b.text("#connector-status").await, "ONLINE");
+    assert_eq!(b.text("#connector-name").await, "Servidor Portaria");
+    assert_eq!(
+        b.text("#connector-version").await,
+        env!("CARGO_PKG_VERSION")
+    );
+    let heartbeat = b.text("#connector-heartbeat").await;
+    assert!(
+        heartbeat.starts_with("último heartbeat: há ") || heartbeat == "último heartbeat: agora",
+        "{heartbeat}"
+    );
+
+    // Equipment without the addon: no button, no excuse.
+    b.goto(&page("/equipamento/102")).await;
+    b.wait_css("#equipamento-nome").await;
+    assert!(!b.has("#gerenciar-remotamente").await);
+    assert!(!b.has("#remoto-indisponivel").await);
+
+    // "Gerenciar Remotamente" lands in the device's own UI, on the gateway's origin.
+    b.goto(&page("/equipamento/100")).await;
+    b.click("#gerenciar-remotamente").await;
+    b.wait_css("#login").await;
+    let at = b.url().await;
+    let gateway = format!("http://{}/remote/s/", cloud.gateway_addr);
+    assert!(at.starts_with(&gateway), "{at}");
+    b.fill("#login", "admin").await;
+    b.fill("#password", "admin").await;
+    b.click("#entrar").await;
+    b.wait_js(
+        "document.getElementById('status') && document.getElementById('status').textContent === 'online'",
+        "the device dashboard",
+    )
+    .await;
+    let sid = at[gateway.len()..].split('/').next().unwrap().to_owned();
+
+    // The audit list has the session, ATIVA; "Encerrar" ends it.
+    b.goto(&page("/sessoes")).await;
+    let row = format!("tr[data-session='{sid}']");
+    let text = b.text(&row).await;
+    assert!(
+        text.contains("Usuária 7") && text.contains("Catraca 100") && text.contains("ATIVA"),
+        "{text}"
+    );
+    b.click(&format!("{row} button")).await;
+    b.wait_js(
+        &format!("(document.querySelector(\"{row}\") || {{}}).textContent.includes('ENCERRADA')"),
+        "the session to show ENCERRADA",
+    )
+    .await;
+
+    // Renovar Token: confirmed, the new token shown once, the running connector cut off.
+    b.goto(&page("")).await;
+    b.click("#renovar-token").await;
+    b.click("#confirmar").await;
+    let new_token = b.text("#token-connector").await;
+    assert_eq!(new_token.split('.').count(), 3, "{new_token}");
+    let relay = cloud.cloud.relay.clone();
+    let id = paired.connector_id.clone();
+    ponte_tests::wait_until(std::time::Duration::from_secs(10), move || {
+        !ponte_relay::Router::is_online(&relay, &id)
+    })
+    .await;
+    b.goto(&page("")).await;
+    assert_eq!(b.text("#connector-status").await, "OFFLINE");
+
+    // Desparear: confirmed, back to unpaired.
+    b.click("#desparear").await;
+    b.click("#confirmar").await;
+    b.wait_js(
+        "(document.getElementById('connector-status') || {}).textContent === 'NÃO PAREADO'",
+        "the card to show the connector unpaired",
+    )
+    .await;
+    b.close().await;
+}

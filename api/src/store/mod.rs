@@ -303,6 +303,8 @@ pub trait Store: Send + Sync + 'static {
     /// belongs to another institution (it is never moved across tenants).
     async fn put_equipment(&self, e: &Equipment) -> Result<Equipment>;
     async fn equipment(&self, tenant_id: i32, id: i32) -> Result<Option<Equipment>>;
+    /// The institution's equipment, by id (at most `limit`).
+    async fn list_equipment(&self, tenant_id: i32, limit: i64) -> Result<Vec<Equipment>>;
 
     // -- connector --
     async fn connector(&self, id: i32) -> Result<Option<Connector>>;

@@ -181,6 +181,13 @@ impl Store for SqlStore {
             .bind(id).bind(tenant_id).fetch_optional(p).await?))
     }
 
+    async fn list_equipment(&self, tenant_id: i32, limit: i64) -> Result<Vec<Equipment>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"SELECT * FROM "EQPEquipamento" WHERE "INSInstituicaoCodigo" = $1
+               ORDER BY "EQPCodigo" LIMIT $2"#)
+            .bind(tenant_id).bind(limit).fetch_all(p).await?))
+    }
+
     async fn connector(&self, id: i32) -> Result<Option<Connector>> {
         Ok(on!(self, p => sqlx::query_as(
             r#"SELECT * FROM "CONConnector" WHERE "CONCodigo" = $1"#)

@@ -1,0 +1,291 @@
+//! `ponte serve`'s settings: flags > environment (`PONTE_…`, both handled by clap) >
+//! the TOML file given with `--config` > defaults. The file's keys are the flags' long
+//! names with `_` (`api_listen = "0.0.0.0:8000"`); an unknown key is an error.
+//! [`ServeSettings::resolve`] merges the layers and validates, so a mistake is one line
+//! naming the setting, before anything starts.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One layer of settings: what the flags/env gave, or what the file says.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeLayer {
+    pub data_dir: Option<PathBuf>,
+    pub database: Option<String>,
+    pub nats: Option<String>,
+    pub roles: Option<Roles>,
+    pub api_listen: Option<String>,
+    pub relay_listen: Option<String>,
+    pub gateway_listen: Option<String>,
+    pub relay_public_url: Option<String>,
+    pub gateway_public_url: Option<String>,
+    pub remote_host_mode: Option<bool>,
+    pub user_jwt_secret_file: Option<PathBuf>,
+    pub user_jwt_public_key: Option<PathBuf>,
+    pub connector_token_ttl: Option<String>,
+    pub trust_forwarded_for: Option<bool>,
+    pub shutdown_grace: Option<String>,
+}
+
+/// `roles = "api,relay"` or `roles = ["api", "relay"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Roles {
+    List(Vec<String>),
+    Csv(String),
+}
+
+impl Roles {
+    fn names(&self) -> Vec<String> {
+        let all: Vec<String> = match self {
+            Roles::List(v) => v.iter().map(|r| r.trim().to_owned()).collect(),
+            Roles::Csv(s) => s.split(',').map(|r| r.trim().to_owned()).collect(),
+        };
+        all.into_iter().filter(|r| !r.is_empty()).collect()
+    }
+}
+
+/// The resolved settings of `ponte serve`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServeSettings {
+    pub data_dir: PathBuf,
+    /// `None`: SQLite in the data directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats: Option<String>,
+    pub roles: Vec<String>,
+    pub api_listen: String,
+    pub relay_listen: String,
+    pub gateway_listen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_public_url: Option<String>,
+    pub remote_host_mode: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_jwt_secret_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_jwt_public_key: Option<PathBuf>,
+    #[serde(serialize_with = "human")]
+    pub connector_token_ttl: Duration,
+    pub trust_forwarded_for: bool,
+    #[serde(serialize_with = "human")]
+    pub shutdown_grace: Duration,
+}
+
+fn human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+/// Defaults, as `--help` states them.
+pub const DEFAULT_DATA_DIR: &str = "./ponte-data";
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8000";
+pub const DEFAULT_RELAY_LISTEN: &str = "127.0.0.1:8001";
+pub const DEFAULT_GATEWAY_LISTEN: &str = "127.0.0.1:8002";
+pub const DEFAULT_CONNECTOR_TOKEN_TTL: &str = "90d";
+pub const DEFAULT_SHUTDOWN_GRACE: &str = "30s";
+
+impl ServeLayer {
+    /// Reads the TOML file at `path`; errors are one line naming the file and the key.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            let msg = e.message().replace('\n', " ");
+            match e.span() {
+                Some(span) => {
+                    let line = text[..span.start].lines().count().max(1);
+                    format!("config {} line {line}: {msg}", path.display())
+                }
+                None => format!("config {}: {msg}", path.display()),
+            }
+        })
+    }
+
+    /// `self` where set, else `base`.
+    pub fn over(self, base: ServeLayer) -> ServeLayer {
+        ServeLayer {
+            data_dir: self.data_dir.or(base.data_dir),
+            database: self.database.or(base.database),
+            nats: self.nats.or(base.nats),
+            roles: self.roles.or(base.roles),
+            api_listen: self.api_listen.or(base.api_listen),
+            relay_listen: self.relay_listen.or(base.relay_listen),
+            gateway_listen: self.gateway_listen.or(base.gateway_listen),
+            relay_public_url: self.relay_public_url.or(base.relay_public_url),
+            gateway_public_url: self.gateway_public_url.or(base.gateway_public_url),
+            remote_host_mode: self.remote_host_mode.or(base.remote_host_mode),
+            user_jwt_secret_file: self.user_jwt_secret_file.or(base.user_jwt_secret_file),
+            user_jwt_public_key: self.user_jwt_public_key.or(base.user_jwt_public_key),
+            connector_token_ttl: self.connector_token_ttl.or(base.connector_token_ttl),
+            trust_forwarded_for: self.trust_forwarded_for.or(base.trust_forwarded_for),
+            shutdown_grace: self.shutdown_grace.or(base.shutdown_grace),
+        }
+    }
+}
+
+impl ServeSettings {
+    /// Merges `flags` (flags and environment) over the file at `config` (if any) over
+    /// the defaults, and validates.
+    pub fn resolve(flags: ServeLayer, config: Option<&Path>) -> Result<Self, String> {
+        let file = match config {
+            Some(p) => ServeLayer::load(p)?,
+            None => ServeLayer::default(),
+        };
+        let l = flags.over(file);
+        let roles = l
+            .roles
+            .map(|r| r.names())
+            .unwrap_or_else(|| vec!["api".into(), "relay".into(), "gateway".into()]);
+        for role in &roles {
+            if !matches!(role.as_str(), "api" | "relay" | "gateway") {
+                return Err(format!(
+                    "roles: unknown role {role:?} (known: api, relay, gateway)"
+                ));
+            }
+        }
+        let has = |r: &str| roles.iter().any(|x| x == r);
+        if !(has("api") && has("relay")) {
+            return Err(
+                "roles must include api and relay (they share the connector sockets; \
+                 running them apart needs the NATS bus, not built yet)"
+                    .into(),
+            );
+        }
+        let listen = |name: &str, v: Option<String>, default: &str| -> Result<String, String> {
+            let v = v.unwrap_or_else(|| default.into());
+            v.parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("{name}: {v:?} is not an address:port"))?;
+            Ok(v)
+        };
+        let url = |name: &str, v: Option<String>, schemes: &[&str]| -> Result<_, String> {
+            match v {
+                Some(u) if !schemes.iter().any(|s| u.starts_with(s)) => Err(format!(
+                    "{name}: {u:?} must start with {}",
+                    schemes.join(" or ")
+                )),
+                Some(u) if u.contains(char::is_whitespace) => {
+                    Err(format!("{name}: {u:?} contains whitespace"))
+                }
+                other => Ok(other),
+            }
+        };
+        let duration = |name: &str, v: Option<String>, default: &str| {
+            let v = v.unwrap_or_else(|| default.into());
+            humantime::parse_duration(&v).map_err(|e| format!("{name}: {v:?}: {e}"))
+        };
+        if l.user_jwt_secret_file.is_some() && l.user_jwt_public_key.is_some() {
+            return Err(
+                "user_jwt_secret_file and user_jwt_public_key exclude each other: the SaaS \
+                 signs user tokens with one key"
+                    .into(),
+            );
+        }
+        let connector_token_ttl = duration(
+            "connector_token_ttl",
+            l.connector_token_ttl,
+            DEFAULT_CONNECTOR_TOKEN_TTL,
+        )?;
+        if connector_token_ttl < Duration::from_secs(3600) {
+            return Err("connector_token_ttl: at least 1h (tokens rotate before expiry)".into());
+        }
+        Ok(ServeSettings {
+            data_dir: l.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            database: url(
+                "database",
+                l.database,
+                &["postgres://", "postgresql://", "sqlite:"],
+            )?,
+            nats: url("nats", l.nats, &["nats://", "tls://"])?,
+            api_listen: listen("api_listen", l.api_listen, DEFAULT_API_LISTEN)?,
+            relay_listen: listen("relay_listen", l.relay_listen, DEFAULT_RELAY_LISTEN)?,
+            gateway_listen: listen("gateway_listen", l.gateway_listen, DEFAULT_GATEWAY_LISTEN)?,
+            relay_public_url: url("relay_public_url", l.relay_public_url, &["ws://", "wss://"])?,
+            gateway_public_url: url(
+                "gateway_public_url",
+                l.gateway_public_url
+                    .map(|u| u.trim_end_matches('/').to_owned()),
+                &["http://", "https://"],
+            )?,
+            roles,
+            remote_host_mode: l.remote_host_mode.unwrap_or(false),
+            user_jwt_secret_file: l.user_jwt_secret_file,
+            user_jwt_public_key: l.user_jwt_public_key,
+            connector_token_ttl,
+            trust_forwarded_for: l.trust_forwarded_for.unwrap_or(false),
+            shutdown_grace: duration("shutdown_grace", l.shutdown_grace, DEFAULT_SHUTDOWN_GRACE)?,
+        })
+    }
+
+    /// The settings as a TOML file would state them (`ponte serve --check`), with the
+    /// database password hidden.
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database = shown.database.as_deref().map(crate::redact);
+        toml::to_string(&shown).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(toml: &str) -> ServeLayer {
+        toml::from_str(toml).unwrap()
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let file = layer("api_listen = \"127.0.0.1:7000\"\nrelay_listen = \"127.0.0.1:7001\"\nroles = [\"api\", \"relay\"]\nshutdown_grace = \"5s\"");
+        let flags = ServeLayer {
+            api_listen: Some("127.0.0.1:9000".into()),
+            ..Default::default()
+        };
+        let dir = std::env::temp_dir().join(format!("ponte-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ponte.toml");
+        std::fs::write(&path, "").unwrap();
+        let s = ServeSettings::resolve(flags.over(file), Some(&path)).unwrap();
+        assert_eq!(s.api_listen, "127.0.0.1:9000");
+        assert_eq!(s.relay_listen, "127.0.0.1:7001");
+        assert_eq!(s.gateway_listen, DEFAULT_GATEWAY_LISTEN);
+        assert_eq!(s.roles, ["api", "relay"]);
+        assert_eq!(s.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(s.connector_token_ttl, Duration::from_secs(90 * 86400));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_shipped_example_resolves() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ponte.toml.example");
+        let s = ServeSettings::resolve(ServeLayer::default(), Some(&path)).unwrap();
+        assert_eq!(s.roles, ["api", "relay", "gateway"]);
+        assert!(s.remote_host_mode && s.trust_forwarded_for);
+        assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(
+            s.gateway_public_url.as_deref(),
+            Some("https://remote.example.com")
+        );
+    }
+
+    #[test]
+    fn mistakes_name_the_setting() {
+        for (toml, says) in [
+            ("api_listen = \"localhost\"", "api_listen"),
+            ("roles = \"api,relay,web\"", "unknown role \"web\""),
+            ("roles = \"api,gateway\"", "must include api and relay"),
+            ("shutdown_grace = \"soon\"", "shutdown_grace"),
+            ("database = \"mysql://x\"", "database"),
+            ("relay_public_url = \"http://x/ws\"", "relay_public_url"),
+            ("connector_token_ttl = \"5m\"", "at least 1h"),
+        ] {
+            let err = ServeSettings::resolve(layer(toml), None).unwrap_err();
+            assert!(err.contains(says), "{toml}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        assert!(toml::from_str::<ServeLayer>("api_lisen = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! `ponte demo`: the whole product on one machine, set up the way an operator would —
+//! the cloud on the embedded SQLite default, two simulated ControlID turnstiles
+//! (devsim) on the "LAN", and a connector paired through the real flow (the API issues
+//! a pairing code, `ponte-connector pair` claims it over HTTP, the connector dials the
+//! relay). It ends with a one-time link that signs the browser in to the console as
+//! the demo admin.
+
+use crate::{Cloud, CloudOptions};
+use anyhow::Context as _;
+use ponte_api::auth::{KeyFiles, UserAuth, UserClaims, UserKey};
+use ponte_api::store::{self, EquipmentConfig};
+use ponte_devsim::Devsim;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The demo's institution and admin.
+pub const CLIENT: i32 = 1;
+pub const INSTITUTION: i32 = 2;
+pub const ADMIN_USER: i32 = 1;
+
+/// What `ponte demo` was asked for.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where the database, keys and connector config live; `None`: a fresh temporary
+    /// directory, removed when the demo stops.
+    pub data_dir: Option<PathBuf>,
+    pub api_listen: String,
+    pub relay_listen: String,
+    pub gateway_listen: String,
+    /// Each remote session on its own origin (`s-<id>.localhost`).
+    pub remote_host_mode: bool,
+}
+
+/// A running demo.
+pub struct Demo {
+    pub cloud: Cloud,
+    pub gateway_addr: std::net::SocketAddr,
+    /// The simulated turnstiles, as (equipment id, device).
+    pub devices: Vec<(i32, Devsim)>,
+    /// `http://…/entrar/<code>`: signs the browser in as the demo admin, once.
+    pub console_url: String,
+    /// A user JWT for the demo admin (8 h), for `curl` against the API.
+    pub admin_token: String,
+    /// The pairing code the connector claimed.
+    pub pairing_code: String,
+    pub data_dir: PathBuf,
+    temporary: bool,
+    _connector: ponte_connector::Handle,
+}
+
+impl Demo {
+    /// Removes the data directory if the demo made it.
+    pub fn cleanup(&self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
+
+async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} ({what}; choose another with --{what}-listen)")
+    })
+}
+
+/// Starts everything; runs until `shutdown`.
+pub async fn start(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Result<Demo> {
+    let (data_dir, temporary) = match &opts.data_dir {
+        Some(d) => (d.clone(), false),
+        None => {
+            let d = std::env::temp_dir().join(format!(
+                "ponte-demo-{}-{}",
+                std::process::id(),
+                ponte_api::auth::random_id()
+            ));
+            (d, true)
+        }
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let api_l = bind("api", &opts.api_listen).await?;
+    let relay_l = bind("relay", &opts.relay_listen).await?;
+    let gateway_l = bind("gateway", &opts.gateway_listen).await?;
+    let gateway_addr = gateway_l.local_addr()?;
+    let mut cloud_opts = CloudOptions::new(&data_dir);
+    cloud_opts.api.relay_public_url = format!("ws://{}/ws/connectors", relay_l.local_addr()?);
+    // Host mode needs a name with subdomains: browsers resolve *.localhost to loopback.
+    cloud_opts.api.gateway_public_url = match opts.remote_host_mode {
+        true => format!("http://localhost:{}", gateway_addr.port()),
+        false => format!("http://{gateway_addr}"),
+    };
+    cloud_opts.api.remote_host_mode = opts.remote_host_mode;
+    let cloud = crate::start(cloud_opts, api_l, relay_l, shutdown.clone()).await?;
+    cloud.serve_gateway(gateway_l, shutdown.child_token())?;
+    let api_url = format!("http://{}", cloud.api_addr);
+
+    // The SaaS's side: a client, an institution, its turnstiles.
+    let s = &cloud.store;
+    s.upsert_client(CLIENT, "Cliente Demo").await?;
+    s.upsert_institution(CLIENT, INSTITUTION, "Colégio Exemplo")
+        .await?;
+    let mut devices = Vec::new();
+    for (id, name, addon) in [
+        (100, "Catraca Entrada", true),
+        (101, "Catraca Saída", true),
+        (102, "Catraca Bloco B (sem addon)", false),
+    ] {
+        let device = Devsim::spawn(name).await.context("starting devsim")?;
+        s.put_equipment(&store::Equipment {
+            id,
+            tenant_id: INSTITUTION,
+            name: name.into(),
+            brand: Some("ControlID".into()),
+            model: Some("iDBlock (devsim)".into()),
+            ip: Some(device.base_url().trim_start_matches("http://").into()),
+            active: true,
+            uses_addon: addon,
+            config: Some(store::Json(EquipmentConfig {
+                login: Some("admin".into()),
+                modo: Some("catraca".into()),
+                local_base_url: Some(device.base_url()),
+                ..Default::default()
+            })),
+        })
+        .await?;
+        devices.push((id, device));
+    }
+
+    // The demo admin, signed with the data directory's user key as the SaaS would.
+    let keys = KeyFiles::load_or_create(&data_dir)?;
+    let users = UserAuth::new(UserKey::Hs256(keys.user_secret.clone()))?;
+    let admin_token = users
+        .mint(&UserClaims {
+            sub: serde_json::json!(ADMIN_USER),
+            tenants: vec![INSTITUTION.into()],
+            admin: false,
+            exp: chrono::Utc::now().timestamp() as u64 + 8 * 3600,
+            name: Some("Admin Demo".into()),
+            email: Some("admin@demo.invalid".into()),
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    // Pairing, as an operator does it: the console's button is POST …/connector/pair.
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{api_url}/api/instituicao/{INSTITUTION}/connector/pair"
+        ))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .context("asking the API for a pairing code")?;
+    anyhow::ensure!(
+        resp.status() == 201,
+        "pairing code refused: {}",
+        resp.status()
+    );
+    let body: serde_json::Value = resp.json().await?;
+    let code = body["pairingCode"]
+        .as_str()
+        .context("no pairingCode in the answer")?
+        .to_owned();
+    // … and on the LAN: `ponte-connector pair --server … --code …`, then `run`.
+    let config_path = data_dir.join("connector.toml");
+    let paired = ponte_connector::pair::with_code(
+        &api_url,
+        &code,
+        "Servidor da Portaria (demo)",
+        &config_path,
+    )
+    .await
+    .context("pairing the demo connector")?;
+    let mut file = ponte_connector::config::FileConfig::load(&config_path, true)?;
+    // Loopback only, and no fixed health port to collide with a real connector.
+    file.health_listen = Some("127.0.0.1:0".into());
+    file.allowed_targets = Some(vec!["127.0.0.0/8".into()]);
+    let cfg = ponte_connector::config::Config::from_file_config(file, Some(config_path))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let connector = ponte_connector::start(
+        cfg,
+        ponte_connector::Timing::default(),
+        shutdown.child_token(),
+    )
+    .await
+    .context("starting the demo connector")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !ponte_relay::Router::is_online(&cloud.relay, &paired.connector_id) {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the demo connector did not come online within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let link = cloud
+        .api
+        .console_link(admin_token.clone(), Duration::from_secs(15 * 60));
+    Ok(Demo {
+        console_url: format!("{api_url}{link}"),
+        gateway_addr,
+        cloud,
+        devices,
+        admin_token,
+        pairing_code: code,
+        data_dir,
+        temporary,
+        _connector: connector,
+    })
+}

@@ -1,0 +1,420 @@
+//! `ponte demo` and `ponte serve` as processes, the way a newcomer and an operator meet
+//! them: the demo's printed console link works and leads into a device UI; `/metrics`,
+//! `/health`, `/ready` answer; SIGTERM lets a download in flight finish, Ctrl-C stops
+//! everything and removes the demo's temporary data; settings follow flags > env >
+//! file > defaults, and every mistake is one line with exit code 64.
+
+use std::io::{BufRead, BufReader, Read as _};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PONTE: &str = env!("CARGO_BIN_EXE_ponte");
+
+/// A running `ponte demo` and what it printed.
+struct Demo {
+    child: Child,
+    api: String,
+    console_url: String,
+    data_dir: String,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+fn spawn_demo() -> Demo {
+    let mut child = Command::new(PONTE)
+        .args([
+            "demo",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--relay-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ])
+        .env("PONTE_LOG", "info")
+        .env_remove("PONTE_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Logs go on being read (a full pipe would block the process), kept for asserts.
+    let (tx, stderr) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut console_url, mut api, mut data_dir) = (None, None, None);
+    let mut printed = String::new();
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            panic!("ponte demo ended before it was ready:\n{printed}");
+        }
+        printed.push_str(&line);
+        let word = |i: usize| line.split_whitespace().nth(i).map(str::to_owned);
+        match line.split_whitespace().next() {
+            Some("Console") => console_url = word(1),
+            Some("API") => api = word(1).map(|u| u.trim_end_matches("/api").to_owned()),
+            Some("Data") => data_dir = word(1),
+            _ => {}
+        }
+        if line.starts_with("Open the console") {
+            break;
+        }
+    }
+    Demo {
+        child,
+        api: api.expect("API line"),
+        console_url: console_url.expect("Console line"),
+        data_dir: data_dir.expect("Data line"),
+        stderr,
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// Waits (polling, bounded) for the process to exit; its status.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `name=value` of the response's first Set-Cookie.
+fn set_cookie(resp: &reqwest::Response) -> String {
+    let v = resp.headers()["set-cookie"].to_str().unwrap();
+    v.split(';').next().unwrap().to_owned()
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_console_leads_into_the_device_and_sigterm_lets_a_download_finish() {
+    let mut demo = spawn_demo();
+    let http = no_redirects();
+    let api = demo.api.clone();
+
+    // The printed link signs the browser in to the console as the demo admin.
+    let resp = http.get(&demo.console_url).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let console = set_cookie(&resp);
+    assert!(console.starts_with("ponte_console="), "{console}");
+    let get = |path: &str| {
+        http.get(format!("{api}{path}"))
+            .header("cookie", &console)
+            .send()
+    };
+    let page = get("/instituicao/2").await.unwrap().text().await.unwrap();
+    assert!(page.contains(r#"id="connector-status">ONLINE<"#), "{page}");
+    for name in ["Catraca Entrada", "Catraca Saída", "Catraca Bloco B"] {
+        assert!(page.contains(name), "{name} missing");
+    }
+    let with_addon = get("/instituicao/2/equipamento/100").await.unwrap();
+    assert!(with_addon
+        .text()
+        .await
+        .unwrap()
+        .contains("Gerenciar Remotamente"));
+    let without = get("/instituicao/2/equipamento/102").await.unwrap();
+    assert!(!without
+        .text()
+        .await
+        .unwrap()
+        .contains("Gerenciar Remotamente"));
+
+    // "Gerenciar Remotamente": refused from another origin (a device page on the
+    // gateway shares the site), else a 303 to the launch link.
+    let remote = format!("{api}/instituicao/2/equipamento/100/remoto");
+    let foreign = http
+        .post(&remote)
+        .header("cookie", &console)
+        .header("origin", "http://127.0.0.1:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    let resp = http
+        .post(&remote)
+        .header("cookie", &console)
+        .header("origin", &api)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let launch = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(launch.contains("/remote/launch/"), "{launch}");
+    let resp = http.get(&launch).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let grant = set_cookie(&resp);
+    let session = resp.headers()["location"].to_str().unwrap().to_owned();
+    let origin = launch.split("/remote/").next().unwrap().to_owned();
+    let device = |path: &str| {
+        http.get(format!("{origin}{session}{path}"))
+            .header("cookie", &grant)
+            .send()
+    };
+    let login = device("").await.unwrap();
+    assert_eq!(login.status(), 200);
+    assert!(login.text().await.unwrap().contains(r#"id="entrar""#));
+
+    // Operations endpoints.
+    for path in ["/health", "/ready"] {
+        assert_eq!(get(path).await.unwrap().status(), 200, "{path}");
+    }
+    let refused = reqwest::get(format!("{api}/api/instituicao/2/connector/status"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let text = get("/metrics").await.unwrap().text().await.unwrap();
+    assert_eq!(metric(&text, "ponte_connectors_online"), 1.0);
+    assert!(metric(&text, "ponte_tunnel_bytes_total{direction=\"from_device\"}") > 1000.0);
+    assert!(
+        metric(
+            &text,
+            "ponte_errors_total{role=\"api\",code=\"UNAUTHORIZED\"}"
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &text,
+            "ponte_request_duration_seconds_count{role=\"gateway\",status=\"2xx\"}"
+        ) >= 1.0
+    );
+    assert_eq!(metric(&text, "ponte_heartbeats_missed_total"), 0.0);
+
+    // A 64 MB download is under way when SIGTERM arrives: it finishes, new
+    // connections are refused, then the process exits 0.
+    const SIZE: usize = 64 << 20;
+    let mut download = device(&format!("download?bytes={SIZE}")).await.unwrap();
+    assert_eq!(download.status(), 200);
+    let mut got = download.chunk().await.unwrap().unwrap().len();
+    let text = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metric(&text, "ponte_streams_in_flight") >= 1.0);
+    signal(&demo.child, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(format!("{api}/health")).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while let Some(chunk) = download.chunk().await.unwrap() {
+        got += chunk.len();
+    }
+    assert_eq!(got, SIZE, "the download in flight was cut");
+    let status = wait_exit(&mut demo.child, Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    let logs: Vec<String> = demo.stderr.iter().collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("requests in flight finished")),
+        "{logs:#?}"
+    );
+    assert!(
+        !std::path::Path::new(&demo.data_dir).exists(),
+        "the demo's temporary data stays behind"
+    );
+}
+
+#[test]
+fn demo_stops_cleanly_on_ctrl_c() {
+    let mut demo = spawn_demo();
+    assert!(std::path::Path::new(&demo.data_dir).exists());
+    signal(&demo.child, "-INT");
+    let status = wait_exit(&mut demo.child, Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    assert!(!std::path::Path::new(&demo.data_dir).exists());
+    let mut rest = String::new();
+    demo.child
+        .stdout
+        .take()
+        .map(|mut o| o.read_to_string(&mut rest));
+    let logs: Vec<String> = demo.stderr.iter().collect();
+    assert!(
+        logs.iter().any(|l| l.contains("ponte demo: stopped")),
+        "{logs:#?}"
+    );
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.contains("ERROR") || l.contains("panicked")),
+        "{logs:#?}"
+    );
+}
+
+fn ponte(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(PONTE);
+    cmd.args(args).env("PONTE_LOG", "warn");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("PONTE_")) {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_settings_take_flags_over_env_over_file_over_defaults() {
+    let dir = std::env::temp_dir().join(format!("ponte-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ponte.toml");
+    std::fs::write(
+        &file,
+        "api_listen = \"127.0.0.1:7100\"\nrelay_listen = \"127.0.0.1:7101\"\n\
+         gateway_listen = \"127.0.0.1:7102\"\nshutdown_grace = \"5s\"\n\
+         database = \"postgres://ponte:hunter2@db/ponte\"\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let (code, out, err) = ponte(
+        &[
+            "serve",
+            "--config",
+            f,
+            "--check",
+            "--api-listen",
+            "127.0.0.1:7300",
+        ],
+        &[
+            ("PONTE_API_LISTEN", "127.0.0.1:7200"),
+            ("PONTE_RELAY_LISTEN", "127.0.0.1:7201"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "api_listen = \"127.0.0.1:7300\"",     // flag over env and file
+        "relay_listen = \"127.0.0.1:7201\"",   // env over file
+        "gateway_listen = \"127.0.0.1:7102\"", // file over default
+        "data_dir = \"./ponte-data\"",         // default
+        "shutdown_grace = \"5s\"",
+        "roles = [\"api\", \"relay\", \"gateway\"]",
+        "database = \"postgres://ponte:***@db/ponte\"", // never printed
+    ] {
+        assert!(out.contains(want), "{want} not in:\n{out}");
+    }
+    assert!(!out.contains("hunter2"));
+
+    // Mistakes: one line naming the problem, exit 64.
+    std::fs::write(dir.join("bad-value.toml"), "api_listen = \"nope\"\n").unwrap();
+    std::fs::write(dir.join("bad-key.toml"), "api_lisen = \"127.0.0.1:1\"\n").unwrap();
+    let bad_value = dir.join("bad-value.toml");
+    let bad_key = dir.join("bad-key.toml");
+    for (args, env, says) in [
+        (vec!["serve", "--bogus"], vec![], "--bogus"),
+        (
+            vec!["serve", "--config", bad_value.to_str().unwrap()],
+            vec![],
+            "api_listen",
+        ),
+        (
+            vec!["serve", "--config", bad_key.to_str().unwrap()],
+            vec![],
+            "api_lisen",
+        ),
+        (
+            vec!["serve", "--config", "/nonexistent/ponte.toml"],
+            vec![],
+            "cannot read config",
+        ),
+        (
+            vec!["serve", "--check"],
+            vec![("PONTE_SHUTDOWN_GRACE", "forever")],
+            "shutdown_grace",
+        ),
+        (
+            vec!["serve", "--roles", "api,gateway"],
+            vec![],
+            "must include api and relay",
+        ),
+        (vec!["serve", "--remote-host-mode=maybe"], vec![], "maybe"),
+        (vec!["demo", "--shutdown-grace", "x"], vec![], "x"),
+    ] {
+        let (code, out, err) = ponte(&args, &env);
+        assert_eq!(code, 64, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(err.starts_with("ponte: "), "{err}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn help_lists_every_command_and_setting() {
+    let (code, out, _) = ponte(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for cmd in ["serve", "demo", "admin"] {
+        assert!(out.contains(cmd), "{cmd}: {out}");
+    }
+    let (_, out, _) = ponte(&["serve", "--help"], &[]);
+    for flag in [
+        "--config",
+        "--data-dir",
+        "--database",
+        "--nats",
+        "--roles",
+        "--api-listen",
+        "--relay-listen",
+        "--gateway-listen",
+        "--relay-public-url",
+        "--gateway-public-url",
+        "--remote-host-mode",
+        "--user-jwt-secret-file",
+        "--user-jwt-public-key",
+        "--connector-token-ttl",
+        "--trust-forwarded-for",
+        "--shutdown-grace",
+        "--check",
+        "PONTE_API_LISTEN",
+        "[default: 127.0.0.1:8000]",
+    ] {
+        assert!(
+            out.contains(flag),
+            "{flag} missing from serve --help:\n{out}"
+        );
+    }
+    let (_, out, _) = ponte(&["demo", "--help"], &[]);
+    for flag in [
+        "--data-dir",
+        "--api-listen",
+        "--remote-host-mode",
+        "--shutdown-grace",
+    ] {
+        assert!(
+            out.contains(flag),
+            "{flag} missing from demo --help:\n{out}"
+        );
+    }
+}
