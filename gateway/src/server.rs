@@ -603,6 +603,7 @@ fn redirect(status: StatusCode, location: &str) -> Response {
 /// A refusal as a small page (these are mostly browser navigations), with the JSON code
 /// in a header for scripts.
 fn denied(d: &Denied) -> Response {
+    ponte_relay::metrics::error("gateway", d.code());
     let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::FORBIDDEN);
     if status.is_server_error() {
         warn!(code = d.code(), "remote request refused: {d}");
@@ -660,7 +661,7 @@ fn denied(d: &Denied) -> Response {
     resp
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+fn error(status: StatusCode, code: &'static str, message: &str) -> Response {
     ponte_relay::metrics::error("gateway", code);
     let body = serde_json::json!({"error": {"code": code, "message": message}});
     (

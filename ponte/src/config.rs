@@ -105,8 +105,14 @@ impl ServeLayer {
         })
     }
 
-    /// `self` where set, else `base`.
+    /// `self` where set, else `base`. The two user-JWT keys are one setting: a layer
+    /// that names either replaces both of the layer below.
     pub fn over(self, base: ServeLayer) -> ServeLayer {
+        let own_key = self.user_jwt_secret_file.is_some() || self.user_jwt_public_key.is_some();
+        let (secret, public) = match own_key {
+            true => (self.user_jwt_secret_file, self.user_jwt_public_key),
+            false => (base.user_jwt_secret_file, base.user_jwt_public_key),
+        };
         ServeLayer {
             data_dir: self.data_dir.or(base.data_dir),
             database: self.database.or(base.database),
@@ -118,8 +124,8 @@ impl ServeLayer {
             relay_public_url: self.relay_public_url.or(base.relay_public_url),
             gateway_public_url: self.gateway_public_url.or(base.gateway_public_url),
             remote_host_mode: self.remote_host_mode.or(base.remote_host_mode),
-            user_jwt_secret_file: self.user_jwt_secret_file.or(base.user_jwt_secret_file),
-            user_jwt_public_key: self.user_jwt_public_key.or(base.user_jwt_public_key),
+            user_jwt_secret_file: secret,
+            user_jwt_public_key: public,
             connector_token_ttl: self.connector_token_ttl.or(base.connector_token_ttl),
             trust_forwarded_for: self.trust_forwarded_for.or(base.trust_forwarded_for),
             shutdown_grace: self.shutdown_grace.or(base.shutdown_grace),
@@ -157,9 +163,12 @@ impl ServeSettings {
         }
         let listen = |name: &str, v: Option<String>, default: &str| -> Result<String, String> {
             let v = v.unwrap_or_else(|| default.into());
-            v.parse::<std::net::SocketAddr>()
-                .map_err(|_| format!("{name}: {v:?} is not an address:port"))?;
-            Ok(v)
+            // host:port or [v6]:port; a name (localhost:8000) is resolved when bound.
+            let port = v.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+            match port {
+                Some((host, Ok(_))) if !host.is_empty() => Ok(v),
+                _ => Err(format!("{name}: {v:?} is not host:port")),
+            }
         };
         let url = |name: &str, v: Option<String>, schemes: &[&str]| -> Result<_, String> {
             match v {
@@ -225,6 +234,7 @@ impl ServeSettings {
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database = shown.database.as_deref().map(crate::redact);
+        shown.nats = shown.nats.as_deref().map(crate::redact);
         toml::to_string(&shown).unwrap_or_default()
     }
 }
@@ -287,5 +297,21 @@ mod tests {
             assert!(!err.contains('\n'), "{err}");
         }
         assert!(toml::from_str::<ServeLayer>("api_lisen = \"x\"").is_err());
+        // A name is fine (resolved when bound); so is IPv6.
+        for ok in ["localhost:8000", "[::1]:8000", "0.0.0.0:80"] {
+            let l = ServeLayer {
+                api_listen: Some(ok.into()),
+                ..Default::default()
+            };
+            assert!(ServeSettings::resolve(l, None).is_ok(), "{ok}");
+        }
+        // The key a higher layer names replaces the lower layer's other key.
+        let file = layer("user_jwt_public_key = \"/etc/ponte/k.pem\"");
+        let flags = ServeLayer {
+            user_jwt_secret_file: Some("/etc/ponte/s".into()),
+            ..Default::default()
+        };
+        let s = ServeSettings::resolve(flags.over(file), None).unwrap();
+        assert!(s.user_jwt_public_key.is_none() && s.user_jwt_secret_file.is_some());
     }
 }

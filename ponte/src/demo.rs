@@ -23,9 +23,10 @@ pub const ADMIN_USER: i32 = 1;
 /// What `ponte demo` was asked for.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
-    /// Where the database, keys and connector config live; `None`: a fresh temporary
-    /// directory, removed when the demo stops.
-    pub data_dir: Option<PathBuf>,
+    /// Where the database, keys and connector config live (see [`temporary_dir`]).
+    pub data_dir: PathBuf,
+    /// The directory is the demo's own: removed when it stops.
+    pub temporary: bool,
     pub api_listen: String,
     pub relay_listen: String,
     pub gateway_listen: String,
@@ -53,10 +54,44 @@ pub struct Demo {
 impl Demo {
     /// Removes the data directory if the demo made it.
     pub fn cleanup(&self) {
-        if self.temporary {
-            let _ = std::fs::remove_dir_all(&self.data_dir);
-        }
+        cleanup(&self.data_dir, self.temporary);
     }
+}
+
+/// A fresh directory name under the system's temporary directory.
+pub fn temporary_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "ponte-demo-{}-{}",
+        std::process::id(),
+        ponte_api::auth::random_id()
+    ))
+}
+
+/// Removes `dir` if it is the demo's own.
+pub fn cleanup(dir: &std::path::Path, temporary: bool) {
+    if temporary {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Marks a directory as the demo's, so a later run may reuse it.
+const MARKER: &str = ".ponte-demo";
+
+/// A directory the demo may write: new, empty, or one a demo made. The demo renames
+/// institution 2 and re-pairs its connector: pointed at a real installation's data
+/// directory it would cut that installation's connector off.
+fn claim_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let used = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    if used && !dir.join(MARKER).exists() {
+        anyhow::bail!(
+            "{} is not a demo data directory (it has files, and no {MARKER}); give the demo a new one",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join(MARKER), "made by `ponte demo`\n")
+        .with_context(|| format!("writing {}", dir.join(MARKER).display()))?;
+    Ok(())
 }
 
 async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
@@ -67,22 +102,12 @@ async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
 
 /// Starts everything; runs until `shutdown`.
 pub async fn start(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Result<Demo> {
-    let (data_dir, temporary) = match &opts.data_dir {
-        Some(d) => (d.clone(), false),
-        None => {
-            let d = std::env::temp_dir().join(format!(
-                "ponte-demo-{}-{}",
-                std::process::id(),
-                ponte_api::auth::random_id()
-            ));
-            (d, true)
-        }
-    };
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let (data_dir, temporary) = (opts.data_dir.clone(), opts.temporary);
+    // Listeners first: a port in use is the likeliest failure, and leaves nothing behind.
     let api_l = bind("api", &opts.api_listen).await?;
     let relay_l = bind("relay", &opts.relay_listen).await?;
     let gateway_l = bind("gateway", &opts.gateway_listen).await?;
+    claim_dir(&data_dir)?;
     let gateway_addr = gateway_l.local_addr()?;
     let mut cloud_opts = CloudOptions::new(&data_dir);
     cloud_opts.api.relay_public_url = format!("ws://{}/ws/connectors", relay_l.local_addr()?);

@@ -38,11 +38,14 @@ enum Cmd {
 
 #[derive(Args)]
 struct StoreArgs {
-    /// Data directory: SQLite database and signing keys.
-    #[arg(long, env = "PONTE_DATA_DIR", default_value = "./ponte-data")]
-    data_dir: PathBuf,
-    /// Database URL (postgres://user@host/db); default: SQLite in the data directory.
-    #[arg(long, env = "PONTE_DATABASE")]
+    /// The `ponte serve` settings file, for its data_dir, database and user-JWT key
+    #[arg(long, env = "PONTE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory: SQLite database and signing keys [default: ./ponte-data]
+    #[arg(long, env = "PONTE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL (postgres://user@host/db) [default: SQLite in the data directory]
+    #[arg(long, env = "PONTE_DATABASE", value_name = "URL")]
     database: Option<String>,
 }
 
@@ -133,9 +136,9 @@ impl ServeArgs {
 
 #[derive(Args)]
 struct DemoArgs {
-    /// Keep the database, keys and connector config here [default: a temporary
-    /// directory, removed on exit]
-    #[arg(long, env = "PONTE_DATA_DIR", value_name = "DIR")]
+    /// Keep the database, keys and connector config here (new, empty, or a previous
+    /// demo's) [default: a temporary directory, removed on exit]
+    #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// API and console listen address
     #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
@@ -379,19 +382,39 @@ async fn stop_on_signal(cloud: &Cloud, shutdown: &CancellationToken, grace: Dura
 async fn demo(a: DemoArgs) -> Result<(), Failure> {
     let shutdown = CancellationToken::new();
     let a_temp = a.data_dir.is_none();
+    let data_dir = a.data_dir.unwrap_or_else(ponte::demo::temporary_dir);
     let opts = ponte::demo::DemoOptions {
-        data_dir: a.data_dir,
+        data_dir: data_dir.clone(),
+        temporary: a_temp,
         api_listen: a.api_listen,
         relay_listen: a.relay_listen,
         gateway_listen: a.gateway_listen,
         remote_host_mode: a.remote_host_mode,
     };
-    let demo = match ponte::demo::start(opts, shutdown.clone()).await {
-        Ok(d) => d,
-        Err(e) if format!("{e}").starts_with("cannot listen") => {
-            return Err(Failure::Usage(format!("{e:#}")))
+    // Ctrl-C while starting (waiting for the connector) stops cleanly too.
+    let started = tokio::select! {
+        r = ponte::demo::start(opts, shutdown.clone()) => r,
+        _ = wait_for_signal() => {
+            shutdown.cancel();
+            ponte::demo::cleanup(&data_dir, a_temp);
+            eprintln!("ponte demo: stopped while starting");
+            return Ok(());
         }
-        Err(e) => return Err(e.into()),
+    };
+    let demo = match started {
+        Ok(d) => d,
+        Err(e) => {
+            shutdown.cancel();
+            ponte::demo::cleanup(&data_dir, a_temp);
+            let msg = format!("{e:#}");
+            return Err(
+                match msg.starts_with("cannot listen") || msg.contains("not a demo data directory")
+                {
+                    true => Failure::Usage(msg),
+                    false => Failure::Other(e),
+                },
+            );
+        }
     };
     let api = demo.cloud.api_addr;
     let mut devices = String::new();
@@ -447,12 +470,32 @@ async fn wait_for_signal() {
 }
 
 async fn admin(a: AdminArgs) -> Result<(), Failure> {
-    let mut opts = CloudOptions::new(&a.store.data_dir);
-    opts.database = a.store.database;
+    // The same store and keys as `ponte serve` with the same settings.
+    let flags = ServeLayer {
+        data_dir: a.store.data_dir.clone(),
+        database: a.store.database.clone(),
+        ..Default::default()
+    };
+    let cfg = ServeSettings::resolve(flags, a.store.config.as_deref()).map_err(Failure::Usage)?;
+    let mut opts = CloudOptions::new(&cfg.data_dir);
+    opts.database = cfg.database.clone();
     if let AdminCmd::UserToken(t) = &a.cmd {
-        let keys = KeyFiles::load_or_create(&opts.data_dir)?;
-        let auth = UserAuth::new(UserKey::Hs256(keys.user_secret))
-            .context("loading the user token key")?;
+        let secret = match (&cfg.user_jwt_secret_file, &cfg.user_jwt_public_key) {
+            (Some(f), _) => std::fs::read_to_string(f)
+                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", f.display())))?
+                .trim()
+                .as_bytes()
+                .to_vec(),
+            (None, Some(_)) => {
+                return Err(Failure::Usage(
+                    "user tokens are signed with the SaaS's RS256 key (user_jwt_public_key); \
+                     ponte cannot mint them"
+                        .into(),
+                ))
+            }
+            (None, None) => KeyFiles::load_or_create(&opts.data_dir)?.user_secret,
+        };
+        let auth = UserAuth::new(UserKey::Hs256(secret)).context("loading the user token key")?;
         let exp = chrono::Utc::now().timestamp() as u64 + t.ttl.as_secs();
         let token = auth
             .mint(&UserClaims {

@@ -14,6 +14,7 @@ const PONTE: &str = env!("CARGO_BIN_EXE_ponte");
 struct Demo {
     child: Child,
     api: String,
+    token: String,
     console_url: String,
     data_dir: String,
     stderr: std::sync::mpsc::Receiver<String>,
@@ -45,7 +46,7 @@ fn spawn_demo() -> Demo {
         }
     });
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let (mut console_url, mut api, mut data_dir) = (None, None, None);
+    let (mut console_url, mut api, mut data_dir, mut token) = (None, None, None, None);
     let mut printed = String::new();
     loop {
         let mut line = String::new();
@@ -58,6 +59,7 @@ fn spawn_demo() -> Demo {
             Some("Console") => console_url = word(1),
             Some("API") => api = word(1).map(|u| u.trim_end_matches("/api").to_owned()),
             Some("Data") => data_dir = word(1),
+            Some("Admin") => token = line.split(": ").nth(1).map(|t| t.trim().to_owned()),
             _ => {}
         }
         if line.starts_with("Open the console") {
@@ -69,6 +71,7 @@ fn spawn_demo() -> Demo {
         api: api.expect("API line"),
         console_url: console_url.expect("Console line"),
         data_dir: data_dir.expect("Data line"),
+        token: token.expect("Admin token line"),
         stderr,
     }
 }
@@ -137,6 +140,38 @@ async fn demo_console_leads_into_the_device_and_sigterm_lets_a_download_finish()
     for name in ["Catraca Entrada", "Catraca Saída", "Catraca Bloco B"] {
         assert!(page.contains(name), "{name} missing");
     }
+    // A cookie planted ahead of the real one (a longer path, from a sibling host) does
+    // not lock the admin out: every candidate is tried.
+    let tossed = http
+        .get(format!("{api}/instituicao/2"))
+        .header("cookie", format!("ponte_console=planted; {console}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tossed.status(), 200);
+    // Signing in with a pasted token; behind https the cookie is __Host- and Secure.
+    let signed = http
+        .post(format!("{api}/entrar"))
+        .header("origin", &api)
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", demo.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303);
+    let set = signed.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        set.starts_with("__Host-ponte_console=") && set.contains("; Secure"),
+        "{set}"
+    );
+    let bad = http
+        .post(format!("{api}/entrar"))
+        .header("origin", &api)
+        .form(&[("token", "not-a-jwt")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
     let with_addon = get("/instituicao/2/equipamento/100").await.unwrap();
     assert!(with_addon
         .text()
@@ -368,6 +403,92 @@ fn serve_settings_take_flags_over_env_over_file_over_defaults() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(err.starts_with("ponte: "), "{err}");
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn demo_mistakes_leave_nothing_behind() {
+    // A port in use: one line, exit 64, no temporary directory left.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let child = Command::new(PONTE)
+        .args(["demo", "--api-listen", &addr])
+        .env("PONTE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("cannot listen on") && err.contains("--api-listen"),
+        "{err}"
+    );
+    let prefix = format!("ponte-demo-{pid}-");
+    let left = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+    assert!(!left, "a temporary directory was left behind");
+
+    // A directory that is not the demo's (a real installation's data) is refused untouched.
+    let dir = std::env::temp_dir().join(format!("ponte-not-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ponte.db"), "real data").unwrap();
+    let (code, _, err) = ponte(
+        &[
+            "demo",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--api-listen",
+            "127.0.0.1:0",
+            "--relay-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("not a demo data directory"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ponte.db")).unwrap(),
+        "real data"
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn admin_uses_the_serve_settings_file() {
+    let dir = std::env::temp_dir().join(format!("ponte-admin-cfg-{}", std::process::id()));
+    let data = dir.join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ponte.toml");
+    std::fs::write(&file, format!("data_dir = {:?}\n", data.to_str().unwrap())).unwrap();
+    let (code, _, err) = ponte(
+        &[
+            "admin",
+            "--config",
+            file.to_str().unwrap(),
+            "tenant",
+            "add",
+            "--cliente",
+            "1",
+            "--instituicao",
+            "2",
+            "--name",
+            "Colégio",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        data.join("ponte.db").exists(),
+        "admin did not use the file's data_dir"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -211,8 +211,10 @@ impl Relay {
         let (inline, upload) = plan_body(req.body, peer, &mut headers).await?;
         let (body, body_encoding) = match inline {
             Some(b) => {
-                crate::metrics::bytes_to_device(b.len());
-                encode_inline(b, peer)?
+                let n = b.len();
+                let encoded = encode_inline(b, peer)?;
+                crate::metrics::bytes_to_device(n);
+                encoded
             }
             None => (None, None),
         };

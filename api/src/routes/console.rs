@@ -31,8 +31,12 @@ use std::sync::Arc;
 
 type St = State<Arc<Api>>;
 
-/// The console's sign-in cookie: the user JWT.
+/// The console's sign-in cookie: the user JWT. Over https it is `__Host-` prefixed, so
+/// no sibling host (a device page on the gateway's domain) can set one that shadows it.
 const COOKIE: &str = "ponte_console";
+const HOST_COOKIE: &str = "__Host-ponte_console";
+/// Browsers drop cookies over 4 KiB; a token that long cannot be kept.
+const MAX_TOKEN_LEN: usize = 3800;
 
 /// The console's routes, merged into the API's app.
 pub(super) fn routes() -> axum::Router<Arc<Api>> {
@@ -70,8 +74,12 @@ struct ConsoleUser(User);
 impl FromRequestParts<Arc<Api>> for ConsoleUser {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, Response> {
-        let token = cookie(&parts.headers).ok_or_else(to_sign_in)?;
-        let user = api.users.verify(&token).map_err(|_| to_sign_in())?;
+        // Every candidate is tried: a cookie planted with a longer path comes first, and
+        // must not lock the admin out.
+        let user = cookies(&parts.headers)
+            .into_iter()
+            .find_map(|t| api.users.verify(&t).ok())
+            .ok_or_else(to_sign_in)?;
         api.remember_user(&user)
             .await
             .map_err(|e| Page::error(ApiError::from(e)))?;
@@ -79,15 +87,16 @@ impl FromRequestParts<Arc<Api>> for ConsoleUser {
     }
 }
 
-fn cookie(headers: &HeaderMap) -> Option<String> {
+fn cookies(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == COOKIE)
+        .filter(|c| c.name() == COOKIE || c.name() == HOST_COOKIE)
         .map(|c| c.value().to_owned())
+        .collect()
 }
 
 fn to_sign_in() -> Response {
@@ -102,8 +111,10 @@ fn https(headers: &HeaderMap) -> bool {
 
 /// Signs in with `token` (already verified): the cookie, then the home page.
 fn signed_in(headers: &HeaderMap, token: &str) -> Response {
-    let secure = if https(headers) { "; Secure" } else { "" };
-    let set = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
+    let set = match https(headers) {
+        true => format!("{HOST_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Secure"),
+        false => format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
+    };
     let mut resp = Redirect::to("/").into_response();
     if let Ok(v) = HeaderValue::from_str(&set) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -137,6 +148,17 @@ async fn sign_in(State(api): St, headers: HeaderMap, form: Form<TokenForm>) -> R
         return r;
     }
     let token = form.token.trim();
+    if token.len() > MAX_TOKEN_LEN {
+        let err = format!(
+            r#"<p class="error" id="erro">Token longo demais para o console ({} bytes; máximo {MAX_TOKEN_LEN}).</p>"#,
+            token.len()
+        );
+        let mut resp = Page::new("Entrar", None)
+            .body(SIGN_IN_FORM.replace("{error}", &err))
+            .into_response();
+        *resp.status_mut() = StatusCode::BAD_REQUEST;
+        return resp;
+    }
     match api.users.verify(token) {
         Ok(_) => signed_in(&headers, token),
         Err(e) => {
@@ -157,7 +179,9 @@ async fn sign_in(State(api): St, headers: HeaderMap, form: Form<TokenForm>) -> R
 /// A one-time sign-in link (`ponte demo` prints one).
 async fn sign_in_link(State(api): St, headers: HeaderMap, P(code): P<String>) -> Response {
     match api.take_console_link(&code) {
-        Some(token) if api.users.verify(&token).is_ok() => signed_in(&headers, &token),
+        Some(token) if token.len() <= MAX_TOKEN_LEN && api.users.verify(&token).is_ok() => {
+            signed_in(&headers, &token)
+        }
         _ => {
             let body = r#"<section class="card narrow"><h1>Link inválido</h1>
 <p id="erro">Este link de acesso já foi usado ou expirou. <a href="/entrar">Entrar com um token</a>.</p></section>"#;
@@ -173,10 +197,19 @@ async fn sign_out(headers: HeaderMap) -> Response {
         return r;
     }
     let mut resp = Redirect::to("/entrar").into_response();
-    resp.headers_mut().insert(
+    let h = resp.headers_mut();
+    h.append(
         header::SET_COOKIE,
         HeaderValue::from_static("ponte_console=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
+    if https(&headers) {
+        h.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static(
+                "__Host-ponte_console=; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=0",
+            ),
+        );
+    }
     resp
 }
 
