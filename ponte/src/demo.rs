@@ -1,6 +1,6 @@
 //! `ponte demo`: the whole product on one machine, set up the way an operator would —
-//! the cloud on the embedded SQLite default, two simulated ControlID turnstiles
-//! (devsim) on the "LAN", and a connector paired through the real flow (the API issues
+//! the cloud on the embedded SQLite default, simulated ControlID turnstiles (devsim) on
+//! the "LAN" (two with the remote-access addon, one without), and a connector paired through the real flow (the API issues
 //! a pairing code, `ponte-connector pair` claims it over HTTP, the connector dials the
 //! relay). It ends with a one-time link that signs the browser in to the console as
 //! the demo admin.
