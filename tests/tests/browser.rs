@@ -11,17 +11,7 @@ async fn log_in(b: &Browser, url: &str, prefix: &str, device: &str) {
     b.goto(url).await;
     b.wait_css("#entrar").await;
     assert!(b.url().await.ends_with(prefix), "{}", b.url().await);
-    b.fill("#login", "admin").await;
-    b.fill("#password", "admin").await;
-    b.click("#entrar").await;
-    // The page's own script: sync XHR to /login.fcgi, document.cookie, then
-    // location.replace("/" + lang + "/html/index.html"), which only the Referer fallback
-    // can bring back under the prefix.
-    b.wait_js(
-        "document.getElementById('status') && document.getElementById('status').textContent === 'online'",
-        "the dashboard to show polled data",
-    )
-    .await;
+    devsim_login(b).await;
     assert_eq!(
         b.url().await,
         format!("{}pt_BR/html/index.html", full(b, prefix).await)
@@ -33,6 +23,21 @@ async fn log_in(b: &Browser, url: &str, prefix: &str, device: &str) {
         )
         .await;
     assert_eq!(name, device);
+}
+
+/// On devsim's login page: admin/admin, then the dashboard showing polled data. The
+/// page's own script does a sync XHR to /login.fcgi, sets document.cookie, then
+/// location.replace("/" + lang + "/html/index.html"), which only the Referer fallback
+/// can bring back under the prefix.
+async fn devsim_login(b: &Browser) {
+    b.fill("#login", "admin").await;
+    b.fill("#password", "admin").await;
+    b.click("#entrar").await;
+    b.wait_js(
+        "document.getElementById('status') && document.getElementById('status').textContent === 'online'",
+        "the dashboard to show polled data",
+    )
+    .await;
 }
 
 /// `http://gateway{prefix}` for the page the browser shows.
@@ -382,14 +387,7 @@ async fn chromium_console_pairs_the_connector_and_opens_the_device_ui() {
     let at = b.url().await;
     let gateway = format!("http://{}/remote/s/", cloud.gateway_addr);
     assert!(at.starts_with(&gateway), "{at}");
-    b.fill("#login", "admin").await;
-    b.fill("#password", "admin").await;
-    b.click("#entrar").await;
-    b.wait_js(
-        "document.getElementById('status') && document.getElementById('status').textContent === 'online'",
-        "the device dashboard",
-    )
-    .await;
+    devsim_login(&b).await;
     let sid = at[gateway.len()..].split('/').next().unwrap().to_owned();
 
     // The audit list has the session, ATIVA; "Encerrar" ends it.
