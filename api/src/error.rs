@@ -40,6 +40,19 @@ impl ApiError {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
+    /// The store cannot serve now (down, disk full): 503 with a reason and
+    /// `Retry-After`; the detail goes to the log.
+    pub fn store_unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(%detail, "store unavailable");
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORE_UNAVAILABLE",
+            "the database cannot take this request now (unreachable or out of space); \
+             nothing was changed, retry shortly",
+        );
+        e.retry_after = Some(2);
+        e
+    }
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "internal error");
         Self::new(
@@ -54,8 +67,15 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => ApiError::conflict("CONFLICT", m),
+            e if e.is_unavailable() => ApiError::store_unavailable(e),
             other => ApiError::internal(other),
         }
+    }
+}
+
+impl From<crate::audit::Backlogged> for ApiError {
+    fn from(e: crate::audit::Backlogged) -> Self {
+        ApiError::store_unavailable(e)
     }
 }
 

@@ -4,6 +4,7 @@
 //! rotated token), so it runs the same beside an in-process relay or a remote one.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod directory;
 pub mod error;
@@ -141,12 +142,17 @@ pub struct Api {
     pub issuer: ConnectorIssuer,
     pub sessions: Sessions,
     pub limits: RateLimits,
+    /// The audit log's queue and writer.
+    pub audit: Arc<audit::Auditor>,
     /// User ids already recorded in USRUsuario by this process (bounded: cleared when
     /// it reaches 100k; the insert is idempotent, so forgetting costs one write).
     known_users: Mutex<HashSet<i32>>,
     /// One-time console sign-in links: code digest → (user token, expiry). Bounded:
     /// at most [`CONSOLE_LINKS_MAX`] live; the oldest is dropped to make room.
     console_links: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Connectors already warned about as unable to rotate a token nearing expiry
+    /// (bounded by the connectors of this store; replaced on every rotation pass).
+    expiry_warned: Mutex<HashSet<i32>>,
 }
 
 /// Live one-time console sign-in links kept at most.
@@ -161,7 +167,10 @@ impl Api {
         users: UserAuth,
         issuer: ConnectorIssuer,
     ) -> Arc<Self> {
+        let auditor = audit::Auditor::new(Arc::clone(&store));
+        tokio::spawn(Arc::clone(&auditor).run());
         Arc::new(Self {
+            audit: auditor,
             sessions: Sessions::new(Arc::clone(&store), cfg.sessions.clone()),
             limits: RateLimits::new(cfg.rate_limits),
             cfg,
@@ -172,6 +181,7 @@ impl Api {
             issuer,
             known_users: Mutex::default(),
             console_links: Mutex::default(),
+            expiry_warned: Mutex::default(),
         })
     }
 
@@ -226,6 +236,15 @@ impl Api {
         Ok(())
     }
 
+    /// Graceful stop of what the API writes in the background: the audit queue and the
+    /// session usage counters are written (retrying while the store is unavailable, up
+    /// to `grace`). Returns the number of audit entries that could not be written.
+    pub async fn flush(&self, grace: Duration) -> usize {
+        let lost = self.audit.close(grace).await;
+        self.sessions.maintain().await;
+        lost
+    }
+
     /// Background work until `shutdown`: token rotation, session expiry and usage
     /// flushes, rate-limiter pruning.
     pub async fn maintain(self: Arc<Self>, shutdown: CancellationToken) {
@@ -255,14 +274,17 @@ impl Api {
             Ok(d) => d,
             Err(err) => return warn!(%err, "could not list tokens to rotate"),
         };
+        let mut stuck = HashSet::new();
         for con in due {
             let Some(old) = con.token_id.clone() else {
                 continue;
             };
             let id = con.id.to_string();
             // Only a connector here that announced `token-rotate` can take a new token;
-            // the others keep theirs (no swap, so no window where theirs is refused).
+            // the others keep theirs (no swap, so no window where theirs is refused),
+            // and are reported: at expiry they are locked out until someone renews.
             if !self.control.can_rotate(&id) {
+                stuck.insert(con.id);
                 continue;
             }
             let new = self.issuer.mint(con.id, con.client_id, con.tenant_id);
@@ -281,14 +303,11 @@ impl Api {
             let expires = store::rfc3339(new.expires_at);
             if self.control.rotate_token(&id, new.token, Some(expires)) {
                 info!(connector_id = con.id, "connector token rotated");
-                let _ = self
-                    .store
-                    .audit(&store::AuditEntry {
-                        action: "connector.rotate".into(),
-                        tenant_id: con.tenant_id,
-                        ..Default::default()
-                    })
-                    .await;
+                self.audit.record(store::AuditEntry {
+                    action: "connector.rotate".into(),
+                    tenant_id: con.tenant_id,
+                    ..Default::default()
+                });
             } else {
                 let restore = con.token_expires_at.unwrap_or(new.expires_at);
                 if let Err(err) = self.store.swap_token(con.id, &new.jti, &old, restore).await {
@@ -296,6 +315,30 @@ impl Api {
                 }
             }
         }
+        ponte_relay::metrics::tokens_expiring(stuck.len());
+        let mut warned = self.expiry_warned.lock().unwrap();
+        for id in stuck.difference(&warned) {
+            warn!(
+                connector_id = id,
+                "connector token expires within the rotation window and the connector \
+                 cannot take a rotated token (legacy, or not connected): renew it \
+                 (POST …/connector/token) and store the new token on the connector"
+            );
+        }
+        *warned = stuck;
+    }
+
+    /// Whether the connector's token nears expiry with no way to rotate it over the
+    /// tunnel (for the status card and the console).
+    pub fn token_expiring(&self, con: &store::Connector) -> bool {
+        let ttl = self.issuer.ttl();
+        let before = self.cfg.rotate_before.min(ttl - ttl / 10);
+        let horizon =
+            store::now() + chrono::TimeDelta::from_std(before).unwrap_or(chrono::TimeDelta::MAX);
+        con.token_id.is_some()
+            && con.status != store::ConnectorStatus::PAIRING
+            && con.token_expires_at.is_some_and(|exp| exp < horizon)
+            && !self.control.can_rotate(&con.id.to_string())
     }
 }
 

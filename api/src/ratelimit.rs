@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-/// One bucket: `per_second` sustained, `burst` at once.
+/// One bucket: `per_second` sustained, `burst` at once. Either at 0 means no limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
     pub per_second: f64,
@@ -19,6 +19,17 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// No limit at all.
+    pub const UNLIMITED: Rate = Rate {
+        per_second: 0.0,
+        burst: 0,
+    };
+
+    /// Whether this rate limits anything (`0` in either field: no limit).
+    pub fn limits(self) -> bool {
+        self.per_second > 0.0 && self.burst > 0
+    }
+
     fn quota(self) -> Quota {
         let burst = NonZeroU32::new(self.burst.max(1)).expect("max(1)");
         let period = Duration::from_secs_f64(1.0 / self.per_second.max(1e-6));
@@ -70,24 +81,34 @@ impl Limited {
     }
 }
 
+/// The buckets; `None` where the configured rate is "no limit".
 pub struct RateLimits {
-    session: DefaultKeyedRateLimiter<String>,
-    connector: DefaultKeyedRateLimiter<i32>,
-    claim: DefaultKeyedRateLimiter<IpAddr>,
+    session: Option<DefaultKeyedRateLimiter<String>>,
+    connector: Option<DefaultKeyedRateLimiter<i32>>,
+    claim: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
-fn check<K: Hash + Eq + Clone>(l: &DefaultKeyedRateLimiter<K>, key: &K) -> Result<(), Limited> {
+fn check<K: Hash + Eq + Clone>(
+    l: &Option<DefaultKeyedRateLimiter<K>>,
+    key: &K,
+) -> Result<(), Limited> {
+    let Some(l) = l else { return Ok(()) };
     l.check_key(key).map_err(|not_until| Limited {
         retry_after: not_until.wait_time_from(DefaultClock::default().now()),
     })
 }
 
+fn keyed<K: Hash + Eq + Clone>(rate: Rate) -> Option<DefaultKeyedRateLimiter<K>> {
+    rate.limits()
+        .then(|| DefaultKeyedRateLimiter::keyed(rate.quota()))
+}
+
 impl RateLimits {
     pub fn new(cfg: RateLimitConfig) -> Self {
         Self {
-            session: DefaultKeyedRateLimiter::keyed(cfg.session.quota()),
-            connector: DefaultKeyedRateLimiter::keyed(cfg.connector.quota()),
-            claim: DefaultKeyedRateLimiter::keyed(cfg.claim.quota()),
+            session: keyed(cfg.session),
+            connector: keyed(cfg.connector),
+            claim: keyed(cfg.claim),
         }
     }
 
@@ -117,9 +138,9 @@ impl RateLimits {
     }
 
     pub fn prune(&self) {
-        self.session.retain_recent();
-        self.connector.retain_recent();
-        self.claim.retain_recent();
+        self.session.iter().for_each(|l| l.retain_recent());
+        self.connector.iter().for_each(|l| l.retain_recent());
+        self.claim.iter().for_each(|l| l.retain_recent());
     }
 }
 
@@ -158,5 +179,34 @@ mod tests {
         assert_eq!(limited.retry_after_secs(), 1);
         // Buckets are per key.
         limits.session("b").unwrap();
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        for session in [
+            Rate::UNLIMITED,
+            Rate {
+                per_second: 0.0,
+                burst: 5,
+            },
+            Rate {
+                per_second: 5.0,
+                burst: 0,
+            },
+        ] {
+            let limits = RateLimits::new(RateLimitConfig {
+                session,
+                ..Default::default()
+            });
+            for i in 0..10_000 {
+                assert!(limits.session("a").is_ok(), "{session:?}: request {i}");
+            }
+            // The others keep their defaults.
+            let burst = RateLimitConfig::default().connector.burst;
+            for _ in 0..burst {
+                limits.connector(1).unwrap();
+            }
+            assert!(limits.connector(1).is_err());
+        }
     }
 }

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
 
-/// How long the gateway waits for a device's response head.
+/// How long the gateway waits for a device's response head, once the request (its
+/// body included) has been sent, unless the equipment sets `config.timeoutMs`.
 const DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the `__ponte_rs` cookie carries.
@@ -87,9 +88,7 @@ impl SessionAuthority for RemoteAuthority {
             detail: Some(serde_json::json!({"sessionId": s.id})),
             ..Default::default()
         };
-        if let Err(err) = self.api.store.audit(&entry).await {
-            tracing::warn!(%err, "audit write failed");
-        }
+        self.api.audit.record(entry);
         info!(session_id = %s.id, user_id = s.user_id, tid = s.tenant_id, "remote session launched");
         Ok(Launched {
             session_id: s.id,
@@ -148,7 +147,7 @@ impl SessionAuthority for RemoteAuthority {
             connector_id: s.connector_id.to_string(),
             base_url,
             tls_insecure: eq.tls_insecure(),
-            timeout: DEVICE_TIMEOUT,
+            timeout: eq.timeout().unwrap_or(DEVICE_TIMEOUT),
             ended,
         })
     }

@@ -100,20 +100,29 @@ pub fn app(api: Arc<Api>) -> axum::Router {
         .with_state(api)
 }
 
+/// Ready when the store takes a write now (a store that reads but cannot write, a
+/// full disk, is not ready), within the store's own 2 s bound.
 async fn ready(State(api): St) -> axum::response::Response {
-    match api.store.institution(0).await {
-        Ok(_) => Json(serde_json::json!({"status": "ready", "store": api.store.backend()}))
-            .into_response(),
-        Err(err) => {
-            warn!(%err, "store not ready");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "NOT_READY",
-                "the store is unreachable",
-            )
+    let probe = tokio::time::timeout(Duration::from_secs(2), api.store.probe()).await;
+    let reason = match probe {
+        Ok(Ok(())) => {
+            return Json(serde_json::json!({
+                "status": "ready",
+                "store": api.store.backend(),
+                "auditBacklog": api.audit.backlog(),
+            }))
             .into_response()
         }
-    }
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => "the store did not answer within 2 s".to_owned(),
+    };
+    warn!(%reason, "store not ready");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "NOT_READY",
+        format!("the store cannot take writes: {reason}"),
+    )
+    .into_response()
 }
 
 // ---- extractors: rejections answer the same JSON error shape as everything else ----
@@ -224,10 +233,9 @@ async fn paired_connector(api: &Api, tid: i32) -> ApiResult<store::Connector> {
         })
 }
 
-async fn audit(api: &Api, entry: store::AuditEntry) {
-    if let Err(err) = api.store.audit(&entry).await {
-        warn!(%err, action = %entry.action, "could not write the audit log");
-    }
+/// Queues an audit entry for an action already done (written in the background).
+fn audit(api: &Api, entry: store::AuditEntry) {
+    api.audit.record(entry)
 }
 
 fn audit_entry(action: &str, user: Option<&User>, tid: i32) -> store::AuditEntry {
@@ -325,6 +333,8 @@ async fn proxy_http(
     J(req): J<ProxyHttpRequest>,
 ) -> ApiResult<Json<ProxyHttpResponse>> {
     tenant(&api, &user, tid).await?;
+    // The audit row's place is taken first: a call that could not be audited is not made.
+    let slot = api.audit.slot()?;
     let started = Instant::now();
     let mut entry = audit_entry("proxy-http", Some(&user), tid);
     entry.equipment_id = Some(eid);
@@ -351,7 +361,7 @@ async fn proxy_http(
             entry.detail = Some(serde_json::json!({"error": e.code}));
         }
     }
-    audit(&api, entry).await;
+    slot.record(entry);
     result.map(|(r, _)| Json(r))
 }
 
@@ -372,11 +382,8 @@ async fn proxy(
             "path must start with / and contain no spaces or control characters",
         ));
     }
-    let timeout = Duration::from_millis(
-        req.timeout_ms
-            .unwrap_or(limits::DEFAULT_TIMEOUT.as_millis() as u64),
-    );
-    if timeout.is_zero() || timeout > limits::MAX_TIMEOUT {
+    let asked = req.timeout_ms.map(Duration::from_millis);
+    if asked.is_some_and(|t| t.is_zero() || t > limits::MAX_TIMEOUT) {
         return Err(ApiError::bad_request(format!(
             "timeoutMs must be 1..={}",
             limits::MAX_TIMEOUT.as_millis()
@@ -418,6 +425,8 @@ async fn proxy(
     })?;
     let con = paired_connector(api, tid).await?;
     api.limits.connector(con.id)?;
+    // The call's own timeoutMs, else the equipment's, else the protocol default.
+    let timeout = asked.or(eq.timeout()).unwrap_or(limits::DEFAULT_TIMEOUT);
     let mut preq = ProxyRequest::new(base_url, &method, req.path);
     preq.tenant_id = Some(tid.into());
     preq.equip_id = Some(eid.into());
@@ -503,7 +512,7 @@ async fn create_session(
     let mut entry = audit_entry("session.create", Some(&user), tid);
     entry.equipment_id = Some(eid);
     entry.detail = Some(serde_json::json!({"sessionId": s.id}));
-    audit(&api, entry).await;
+    audit(&api, entry);
     info!(session_id = %s.id, tid, eid, user_id = user.id, "remote session created");
     let url = api.cfg.launch_url(&s.id, &code);
     Ok((
@@ -535,7 +544,7 @@ async fn end_session(
     let mut entry = audit_entry("session.end", Some(&user), tid);
     entry.equipment_id = Some(eid);
     entry.detail = Some(serde_json::json!({"sessionId": sid}));
-    audit(&api, entry).await;
+    audit(&api, entry);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -619,7 +628,7 @@ async fn pair(
     api.store
         .start_pairing(tid, &auth::digest(&code), expires_at, Some(user.id))
         .await?;
-    audit(&api, audit_entry("connector.pair", Some(&user), tid)).await;
+    audit(&api, audit_entry("connector.pair", Some(&user), tid));
     Ok((
         StatusCode::CREATED,
         Json(PairingCode {
@@ -653,7 +662,7 @@ async fn renew_token(State(api): St, user: User, P(tid): P<i32>) -> ApiResult<Js
         .set_token(con.id, &new.jti, new.expires_at)
         .await?;
     api.control.disconnect(&con.id.to_string(), "token renewed");
-    audit(&api, audit_entry("connector.token", Some(&user), tid)).await;
+    audit(&api, audit_entry("connector.token", Some(&user), tid));
     info!(
         connector_id = con.id,
         tid, "connector token renewed; the previous one is revoked"
@@ -677,6 +686,10 @@ struct ConnectorStatusView {
     last_heartbeat: Option<String>,
     connected_since: Option<String>,
     token_expires_at: Option<String>,
+    /// The token expires within 7 days and this connector cannot be sent a new one
+    /// over the tunnel (it does not speak `token-rotate`, or is not connected): renew
+    /// it and store the new token on the connector, or it will be locked out.
+    token_expiring: bool,
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
@@ -704,6 +717,7 @@ async fn connector_status(
             last_heartbeat: None,
             connected_since: None,
             token_expires_at: None,
+            token_expiring: false,
             metadata: None,
         }));
     };
@@ -714,6 +728,7 @@ async fn connector_status(
         (false, ConnectorStatus::ONLINE) => ConnectorStatus::OFFLINE,
         (false, s) => s,
     };
+    let token_expiring = api.token_expiring(&con);
     Ok(Json(ConnectorStatusView {
         paired: con.token_id.is_some(),
         status,
@@ -726,6 +741,7 @@ async fn connector_status(
         } else {
             None
         },
+        token_expiring,
         token_expires_at: con.token_expires_at.map(store::rfc3339),
         metadata: con.metadata.map(|m| m.0),
     }))
@@ -744,7 +760,7 @@ async fn unpair(State(api): St, user: User, P(tid): P<i32>) -> ApiResult<StatusC
         ApiError::not_found("CONNECTOR_NOT_FOUND", "the institution has no connector")
     })?;
     api.control.disconnect(&con.id.to_string(), "unpaired");
-    audit(&api, audit_entry("connector.unpair", Some(&user), tid)).await;
+    audit(&api, audit_entry("connector.unpair", Some(&user), tid));
     info!(connector_id = con.id, tid, "connector unpaired");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -851,7 +867,7 @@ async fn claim(State(api): St, req: Request) -> ApiResult<Json<IssuedToken>> {
     api.control.disconnect(&con.id.to_string(), "re-paired");
     let mut entry = audit_entry("connector.claim", None, con.tenant_id);
     entry.detail = Some(serde_json::json!({"source": ip.to_string(), "name": con.name}));
-    audit(&api, entry).await;
+    audit(&api, entry);
     info!(connector_id = con.id, tid = con.tenant_id, %ip, "pairing code claimed");
     Ok(Json(IssuedToken {
         connector_id: con.id,
@@ -934,6 +950,15 @@ async fn put_equipment(
             ));
         }
     }
+    if let Some(ms) = config.as_ref().and_then(|c| c.timeout_ms) {
+        if ms == 0 || ms > limits::MAX_TIMEOUT.as_millis() as u64 {
+            return Err(ApiError::bad_request(format!(
+                "config.timeoutMs must be 1..={} (milliseconds the device may take to \
+                 start its answer)",
+                limits::MAX_TIMEOUT.as_millis()
+            )));
+        }
+    }
     if let Some(c) = config.as_mut().filter(|c| c.password.is_none()) {
         let old = api.store.equipment(tid, eid).await?;
         c.password = old.and_then(|o| o.config).and_then(|o| o.0.password);
@@ -958,7 +983,7 @@ async fn put_equipment(
         })?;
     let mut entry = audit_entry("equipment.put", Some(&user), tid);
     entry.equipment_id = Some(eid);
-    audit(&api, entry).await;
+    audit(&api, entry);
     Ok(Json(view(saved)))
 }
 

@@ -206,7 +206,15 @@ impl Sessions {
                 .collect()
         };
         if let Err(err) = self.store.add_session_usage(&batch).await {
-            warn!(%err, sessions = batch.len(), "could not record session usage");
+            // Merged back and retried on the next pass: counts are not lost while the
+            // store is down (the map stays bounded by live sessions).
+            warn!(%err, sessions = batch.len(), "could not record session usage; will retry");
+            let mut usage = self.usage.lock().unwrap();
+            for (id, r, b) in batch {
+                let e = usage.entry(id).or_default();
+                e.0 = e.0.saturating_add(r);
+                e.1 = e.1.saturating_add(b);
+            }
         }
     }
 }

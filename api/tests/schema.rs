@@ -270,9 +270,21 @@ fn compare(dmmf: &Value, db: &DbSchema) -> Vec<String> {
     diffs
 }
 
+/// Every migration of `backend`, in the order sqlx applies them.
 fn migration(backend: &str) -> String {
-    let path = root().join(format!("api/migrations/{backend}/0001_init.sql"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    let dir = root().join(format!("api/migrations/{backend}"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "migrations of {backend}: {files:?}");
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Applies the PostgreSQL migration to a fresh database, reads its schema, drops it.

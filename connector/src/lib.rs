@@ -74,6 +74,11 @@ pub async fn start(
         let app = health::app(Arc::clone(&status));
         let stop = shutdown.clone();
         tokio::spawn(async move {
+            // TCP_NODELAY: the health answer is small and must not wait for a delayed ACK.
+            use axum::serve::ListenerExt as _;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await

@@ -191,6 +191,9 @@ struct BodyIn {
     tx: Option<mpsc::Sender<Bytes>>,
     next_index: u64,
     recv: RecvWindow,
+    /// HTTP_REQUEST_END arrived: the body is whole. Without it, the end of the chunk
+    /// queue is a cut upload, which the device must see as an aborted request.
+    complete: bool,
 }
 
 pub(crate) struct Session {
@@ -397,6 +400,7 @@ fn handle(sess: &Arc<Session>, text: &str) {
             let ctl = sess.streams.lock().unwrap().get(&r.request_id).cloned();
             if let Some(ctl) = ctl {
                 if let Some(b) = ctl.body.lock().unwrap().as_mut() {
+                    b.complete = true;
                     b.tx = None; // body complete: the device sees the end of the stream
                 }
             }
@@ -498,6 +502,7 @@ fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
                 tx: Some(tx),
                 next_index: 0,
                 recv: RecvWindow::default(),
+                complete: false,
             }),
         )
     } else {
@@ -568,12 +573,17 @@ async fn serve_request(
     let headers = exec::request_headers(&t.headers, body_rx.is_some())?;
     let client = exec.client(&url, t.tls_insecure)?;
 
+    // Set once a streamed upload has been read whole: the response clock starts then.
+    let uploaded = Arc::new(Notify::new());
+    let streaming = body_rx.is_some();
     let body = match (body_rx, t.body, t.body_encoding) {
         (Some(rx), _, _) => Some(streamed_body(
             Arc::clone(sess),
             Arc::clone(ctl),
             rid.clone(),
             rx,
+            timeout,
+            Arc::clone(&uploaded),
         )),
         (None, Some(b), Some(proto::BodyEncoding::Base64)) => {
             use base64::Engine as _;
@@ -604,7 +614,21 @@ async fn serve_request(
         rb = rb.body(b);
     }
     let request = rb.build().map_err(|e| exec::classify(&e))?;
-    let mut resp = match tokio::time::timeout_at(deadline, client.execute(request)).await {
+    // `timeoutMs` bounds the wait for the response head after the request is sent: an
+    // upload is bounded by its idle timeout (in `streamed_body`), not by its length.
+    let response_clock = async {
+        if streaming {
+            uploaded.notified().await;
+            tokio::time::sleep(timeout).await;
+        } else {
+            tokio::time::sleep_until(deadline).await;
+        }
+    };
+    let executed = tokio::select! {
+        r = client.execute(request) => Ok(r),
+        () = response_clock => Err(()),
+    };
+    let mut resp = match executed {
         Err(_) => {
             return Err(ExecError::new(
                 ErrorCode::Timeout,
@@ -696,32 +720,64 @@ async fn wait_window(ctl: &StreamCtl, want: usize) -> usize {
 
 /// The device-facing request body of a `req-stream` request: returns credit to the
 /// relay as the device consumes it.
+///
+/// Ends only after HTTP_REQUEST_END. A queue that closes without it (the stream was
+/// failed or cancelled) or that stays empty for `idle` yields an error instead, so
+/// reqwest aborts the device connection rather than finishing the request: a cut
+/// upload never looks complete to the device. `uploaded` is notified at the end.
 fn streamed_body(
     sess: Arc<Session>,
     ctl: Arc<StreamCtl>,
     rid: String,
     rx: mpsc::Receiver<Bytes>,
+    idle: Duration,
+    uploaded: Arc<Notify>,
 ) -> reqwest::Body {
-    let s = futures_util::stream::unfold(
-        (rx, sess, ctl, rid),
-        |(mut rx, sess, ctl, rid)| async move {
-            let data = rx.recv().await?;
-            let credit = ctl
-                .body
-                .lock()
-                .unwrap()
-                .as_mut()
-                .and_then(|b| b.recv.on_consumed(data.len()));
-            if let Some(bytes) = credit {
-                let wu = ConnectorMsg::WindowUpdate(proto::WindowUpdate {
-                    request_id: rid.clone(),
-                    bytes,
-                });
-                let _ = sess.send(&wu).await;
+    let s =
+        futures_util::stream::unfold((Some(rx), sess, ctl, rid), move |(rx, sess, ctl, rid)| {
+            let uploaded = Arc::clone(&uploaded);
+            async move {
+                let mut rx = rx?;
+                let data = match tokio::time::timeout(idle, rx.recv()).await {
+                    Ok(Some(data)) => data,
+                    Ok(None) => {
+                        let complete = ctl
+                            .body
+                            .lock()
+                            .unwrap()
+                            .as_ref()
+                            .is_some_and(|b| b.complete);
+                        if complete {
+                            uploaded.notify_one();
+                            return None;
+                        }
+                        let cut = std::io::Error::other("the upload was cut before its end");
+                        return Some((Err(cut), (None, sess, ctl, rid)));
+                    }
+                    Err(_) => {
+                        let stalled = std::io::Error::other(format!(
+                            "the upload sent nothing for {} s",
+                            idle.as_secs()
+                        ));
+                        return Some((Err(stalled), (None, sess, ctl, rid)));
+                    }
+                };
+                let credit = ctl
+                    .body
+                    .lock()
+                    .unwrap()
+                    .as_mut()
+                    .and_then(|b| b.recv.on_consumed(data.len()));
+                if let Some(bytes) = credit {
+                    let wu = ConnectorMsg::WindowUpdate(proto::WindowUpdate {
+                        request_id: rid.clone(),
+                        bytes,
+                    });
+                    let _ = sess.send(&wu).await;
+                }
+                Some((Ok::<_, std::io::Error>(data), (Some(rx), sess, ctl, rid)))
             }
-            Some((Ok::<_, std::io::Error>(data), (rx, sess, ctl, rid)))
-        },
-    );
+        });
     reqwest::Body::wrap_stream(s)
 }
 

@@ -62,6 +62,12 @@ const CLOUD_KEYS: &[&str] = &[
     "connector_token_ttl",
     "trust_forwarded_for",
     "shutdown_grace",
+    "session_idle_ttl",
+    "session_max_ttl",
+    "session_rate_per_second",
+    "session_rate_burst",
+    "connector_rate_per_second",
+    "connector_rate_burst",
 ];
 
 fn repo() -> PathBuf {

@@ -27,6 +27,12 @@ pub struct ServeLayer {
     pub connector_token_ttl: Option<String>,
     pub trust_forwarded_for: Option<bool>,
     pub shutdown_grace: Option<String>,
+    pub session_idle_ttl: Option<String>,
+    pub session_max_ttl: Option<String>,
+    pub session_rate_per_second: Option<f64>,
+    pub session_rate_burst: Option<u32>,
+    pub connector_rate_per_second: Option<f64>,
+    pub connector_rate_burst: Option<u32>,
 }
 
 /// `roles = "api,relay"` or `roles = ["api", "relay"]`.
@@ -74,10 +80,26 @@ pub struct ServeSettings {
     pub trust_forwarded_for: bool,
     #[serde(serialize_with = "human")]
     pub shutdown_grace: Duration,
+    /// Remote sessions end after this long unused (sliding); `None`: never idle out.
+    #[serde(serialize_with = "human_or_zero")]
+    pub session_idle_ttl: Option<Duration>,
+    /// Remote sessions end this long after creation at the latest; `None`: no cap.
+    #[serde(serialize_with = "human_or_zero")]
+    pub session_max_ttl: Option<Duration>,
+    /// Requests per second per remote session (`0`: no limit).
+    pub session_rate_per_second: f64,
+    pub session_rate_burst: u32,
+    /// Requests per second per connector, gateway and proxy-http together (`0`: no limit).
+    pub connector_rate_per_second: f64,
+    pub connector_rate_burst: u32,
 }
 
 fn human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn human_or_zero<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    human(&d.unwrap_or_default(), s)
 }
 
 /// Defaults, as `--help` states them.
@@ -87,6 +109,12 @@ pub const DEFAULT_RELAY_LISTEN: &str = "127.0.0.1:8001";
 pub const DEFAULT_GATEWAY_LISTEN: &str = "127.0.0.1:8002";
 pub const DEFAULT_CONNECTOR_TOKEN_TTL: &str = "90d";
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "30s";
+pub const DEFAULT_SESSION_IDLE_TTL: &str = "10m";
+pub const DEFAULT_SESSION_MAX_TTL: &str = "4h";
+pub const DEFAULT_SESSION_RATE_PER_SECOND: f64 = 50.0;
+pub const DEFAULT_SESSION_RATE_BURST: u32 = 200;
+pub const DEFAULT_CONNECTOR_RATE_PER_SECOND: f64 = 200.0;
+pub const DEFAULT_CONNECTOR_RATE_BURST: u32 = 400;
 
 impl ServeLayer {
     /// Reads the TOML file at `path`; errors are one line naming the file and the key.
@@ -129,6 +157,16 @@ impl ServeLayer {
             connector_token_ttl: self.connector_token_ttl.or(base.connector_token_ttl),
             trust_forwarded_for: self.trust_forwarded_for.or(base.trust_forwarded_for),
             shutdown_grace: self.shutdown_grace.or(base.shutdown_grace),
+            session_idle_ttl: self.session_idle_ttl.or(base.session_idle_ttl),
+            session_max_ttl: self.session_max_ttl.or(base.session_max_ttl),
+            session_rate_per_second: self
+                .session_rate_per_second
+                .or(base.session_rate_per_second),
+            session_rate_burst: self.session_rate_burst.or(base.session_rate_burst),
+            connector_rate_per_second: self
+                .connector_rate_per_second
+                .or(base.connector_rate_per_second),
+            connector_rate_burst: self.connector_rate_burst.or(base.connector_rate_burst),
         }
     }
 }
@@ -198,6 +236,16 @@ impl ServeSettings {
             l.connector_token_ttl,
             DEFAULT_CONNECTOR_TOKEN_TTL,
         )?;
+        // `0` is "no limit" for the session lifetimes, as for the rates.
+        let ttl = |name: &str, v: Option<String>, default: &str| {
+            duration(name, v, default).map(|d| (!d.is_zero()).then_some(d))
+        };
+        let rate = |name: &str, v: Option<f64>, default: f64| match v.unwrap_or(default) {
+            r if r.is_finite() && r >= 0.0 => Ok(r),
+            r => Err(format!(
+                "{name}: {r} is not a rate (requests per second, 0 = no limit)"
+            )),
+        };
         if connector_token_ttl < Duration::from_secs(3600) {
             return Err("connector_token_ttl: at least 1h (tokens rotate before expiry)".into());
         }
@@ -226,7 +274,49 @@ impl ServeSettings {
             connector_token_ttl,
             trust_forwarded_for: l.trust_forwarded_for.unwrap_or(false),
             shutdown_grace: duration("shutdown_grace", l.shutdown_grace, DEFAULT_SHUTDOWN_GRACE)?,
+            session_idle_ttl: ttl(
+                "session_idle_ttl",
+                l.session_idle_ttl,
+                DEFAULT_SESSION_IDLE_TTL,
+            )?,
+            session_max_ttl: ttl(
+                "session_max_ttl",
+                l.session_max_ttl,
+                DEFAULT_SESSION_MAX_TTL,
+            )?,
+            session_rate_per_second: rate(
+                "session_rate_per_second",
+                l.session_rate_per_second,
+                DEFAULT_SESSION_RATE_PER_SECOND,
+            )?,
+            session_rate_burst: l.session_rate_burst.unwrap_or(DEFAULT_SESSION_RATE_BURST),
+            connector_rate_per_second: rate(
+                "connector_rate_per_second",
+                l.connector_rate_per_second,
+                DEFAULT_CONNECTOR_RATE_PER_SECOND,
+            )?,
+            connector_rate_burst: l
+                .connector_rate_burst
+                .unwrap_or(DEFAULT_CONNECTOR_RATE_BURST),
         })
+    }
+
+    /// Puts the session lifetimes and rate limits into the API's settings.
+    pub fn apply_limits(&self, api: &mut ponte_api::ApiConfig) {
+        use ponte_api::ratelimit::Rate;
+        // "No limit" for a lifetime: far enough to never matter, near enough to add to
+        // a timestamp without overflow.
+        const NEVER: Duration = Duration::from_secs(100 * 365 * 86400);
+        api.sessions.idle = self.session_idle_ttl.unwrap_or(NEVER);
+        api.sessions.max = self.session_max_ttl.unwrap_or(NEVER);
+        api.rate_limits.session = Rate {
+            per_second: self.session_rate_per_second,
+            burst: self.session_rate_burst,
+        };
+        api.rate_limits.connector = Rate {
+            per_second: self.connector_rate_per_second,
+            burst: self.connector_rate_burst,
+        };
     }
 
     /// The settings as a TOML file would state them (`ponte serve --check`), with the
@@ -282,6 +372,39 @@ mod tests {
     }
 
     #[test]
+    fn limits_default_as_designed_and_zero_lifts_them() {
+        let s = ServeSettings::resolve(ServeLayer::default(), None).unwrap();
+        let mut api = ponte_api::ApiConfig::default();
+        s.apply_limits(&mut api);
+        assert_eq!(api.sessions.idle, Duration::from_secs(600));
+        assert_eq!(api.sessions.max, Duration::from_secs(4 * 3600));
+        assert_eq!(api.rate_limits.session.per_second, 50.0);
+        assert_eq!(api.rate_limits.session.burst, 200);
+        assert_eq!(api.rate_limits.connector.per_second, 200.0);
+        assert_eq!(api.rate_limits.connector.burst, 400);
+        assert!(api.rate_limits.session.limits() && api.rate_limits.connector.limits());
+
+        let s = ServeSettings::resolve(
+            layer(
+                "session_idle_ttl = \"0\"\nsession_max_ttl = \"8h\"\nsession_rate_per_second = 0\n\
+                 connector_rate_per_second = 1000\nconnector_rate_burst = 0",
+            ),
+            None,
+        )
+        .unwrap();
+        let mut api = ponte_api::ApiConfig::default();
+        s.apply_limits(&mut api);
+        assert!(api.sessions.idle > Duration::from_secs(50 * 365 * 86400));
+        assert_eq!(api.sessions.max, Duration::from_secs(8 * 3600));
+        assert!(!api.rate_limits.session.limits());
+        assert!(!api.rate_limits.connector.limits());
+        // --check shows what runs.
+        let shown = s.to_toml();
+        assert!(shown.contains("session_idle_ttl = \"0s\""), "{shown}");
+        assert!(shown.contains("session_rate_per_second = 0.0"), "{shown}");
+    }
+
+    #[test]
     fn mistakes_name_the_setting() {
         for (toml, says) in [
             ("api_listen = \"localhost\"", "api_listen"),
@@ -291,6 +414,12 @@ mod tests {
             ("database = \"mysql://x\"", "database"),
             ("relay_public_url = \"http://x/ws\"", "relay_public_url"),
             ("connector_token_ttl = \"5m\"", "at least 1h"),
+            ("session_idle_ttl = \"a while\"", "session_idle_ttl"),
+            ("session_rate_per_second = -1", "session_rate_per_second"),
+            (
+                "connector_rate_per_second = nan",
+                "connector_rate_per_second",
+            ),
         ] {
             let err = ServeSettings::resolve(layer(toml), None).unwrap_err();
             assert!(err.contains(says), "{toml}: {err}");

@@ -115,7 +115,7 @@ impl Cloud {
                     _ = drain.cancelled() => {}
                 }
             };
-            axum::serve(listener, app)
+            axum::serve(ponte_relay::nodelay(listener), app)
                 .with_graceful_shutdown(stop)
                 .await
         });
@@ -141,6 +141,15 @@ impl Cloud {
             .await
             .is_ok()
     }
+
+    /// Graceful stop, second half (after [`Cloud::drain`]): writes what the API keeps
+    /// in memory for the store, the audit queue and session usage, retrying for up to
+    /// `grace` while the store is unavailable. Returns the audit entries left unwritten.
+    pub async fn flush(&self, grace: Duration) -> usize {
+        let lost = self.api.flush(grace).await;
+        self.directory.flush().await;
+        lost
+    }
 }
 
 /// Opens the store (applying migrations), loads or creates keys, and serves the API on
@@ -159,6 +168,8 @@ pub async fn start(
     let store = store::open(&url)
         .await
         .with_context(|| format!("opening the database {}", redact(&url)))?;
+    // The per-request lookups (session, equipment, connector) from memory.
+    let store = store::CachedStore::wrap(store);
     // Nothing is connected to a process that has just started.
     store.mark_all_offline().await?;
     let verifier = TokenVerifier::from_rsa_pems(&[&keys.connector_public_pem])
@@ -210,7 +221,7 @@ pub async fn start(
     let stop = http_stop.clone();
     servers.spawn(async move {
         axum::serve(
-            api_listener,
+            ponte_relay::nodelay(api_listener),
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(stop.cancelled_owned())

@@ -14,6 +14,10 @@ use tokio_util::sync::CancellationToken;
 /// Exit code for usage and configuration errors (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 
+/// At exit, how long the audit queue may wait for an unavailable store (inside the
+/// unit's TimeoutStopSec, after the drain's grace).
+const STORE_FLUSH_GRACE: Duration = Duration::from_secs(10);
+
 #[derive(Parser)]
 #[command(
     name = "ponte",
@@ -107,6 +111,27 @@ struct ServeArgs {
     /// before they are cut [default: 30s]
     #[arg(long, env = "PONTE_SHUTDOWN_GRACE", value_name = "DURATION")]
     shutdown_grace: Option<String>,
+    /// A remote session ends after this long unused (sliding); 0 = never [default: 10m]
+    #[arg(long, env = "PONTE_SESSION_IDLE_TTL", value_name = "DURATION")]
+    session_idle_ttl: Option<String>,
+    /// A remote session ends this long after it was opened, used or not; 0 = no cap
+    /// [default: 4h]
+    #[arg(long, env = "PONTE_SESSION_MAX_TTL", value_name = "DURATION")]
+    session_max_ttl: Option<String>,
+    /// Requests per second per remote session; 0 = no limit [default: 50]
+    #[arg(long, env = "PONTE_SESSION_RATE_PER_SECOND", value_name = "N")]
+    session_rate_per_second: Option<f64>,
+    /// Requests a remote session may make at once above its rate; 0 = no limit
+    /// [default: 200]
+    #[arg(long, env = "PONTE_SESSION_RATE_BURST", value_name = "N")]
+    session_rate_burst: Option<u32>,
+    /// Requests per second per connector (gateway and proxy-http together); 0 = no
+    /// limit [default: 200]
+    #[arg(long, env = "PONTE_CONNECTOR_RATE_PER_SECOND", value_name = "N")]
+    connector_rate_per_second: Option<f64>,
+    /// Requests a connector may take at once above its rate; 0 = no limit [default: 400]
+    #[arg(long, env = "PONTE_CONNECTOR_RATE_BURST", value_name = "N")]
+    connector_rate_burst: Option<u32>,
     /// Check the settings, print them resolved (passwords hidden) and exit
     #[arg(long)]
     check: bool,
@@ -130,6 +155,12 @@ impl ServeArgs {
             connector_token_ttl: self.connector_token_ttl.clone(),
             trust_forwarded_for: self.trust_forwarded_for,
             shutdown_grace: self.shutdown_grace.clone(),
+            session_idle_ttl: self.session_idle_ttl.clone(),
+            session_max_ttl: self.session_max_ttl.clone(),
+            session_rate_per_second: self.session_rate_per_second,
+            session_rate_burst: self.session_rate_burst,
+            connector_rate_per_second: self.connector_rate_per_second,
+            connector_rate_burst: self.connector_rate_burst,
         }
     }
 }
@@ -341,6 +372,7 @@ async fn serve(a: ServeArgs) -> Result<(), Failure> {
     };
     opts.api.remote_host_mode = cfg.remote_host_mode;
     opts.api.trust_forwarded_for = cfg.trust_forwarded_for;
+    cfg.apply_limits(&mut opts.api);
     let shutdown = CancellationToken::new();
     let cloud: Cloud = ponte::start(opts, api_l, relay_l, shutdown.clone()).await?;
     let gateway = match gateway_l {
@@ -374,9 +406,14 @@ async fn stop_on_signal(cloud: &Cloud, shutdown: &CancellationToken, grace: Dura
     } else {
         tracing::warn!("requests still in flight are cut; stopping");
     }
+    let lost = cloud.flush(STORE_FLUSH_GRACE).await;
+    if lost > 0 {
+        tracing::error!(lost, "audit entries could not be written before exit");
+    }
     shutdown.cancel();
     // Let the relay's close frames and the heartbeat flush go out.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    cloud.store.close().await;
 }
 
 async fn demo(a: DemoArgs) -> Result<(), Failure> {

@@ -21,6 +21,11 @@ pub const ERRORS: &str = "ponte_errors_total";
 /// Connectors disconnected for silence (no frame for the peer timeout, 90 s).
 pub const HEARTBEATS_MISSED: &str = "ponte_heartbeats_missed_total";
 
+/// Paired connectors whose token expires within the rotation horizon (7 days) and that
+/// cannot be handed a new one over the tunnel (a legacy connector without
+/// `token-rotate`, or one that is not connected): they will be locked out at expiry.
+pub const TOKENS_EXPIRING: &str = "ponte_connector_tokens_expiring";
+
 /// Histogram buckets for [`REQUEST_DURATION`], in seconds: a LAN device answers in
 /// milliseconds, a page through a slow tunnel in seconds, a timeout at 60 s.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -52,6 +57,11 @@ pub fn describe() {
         HEARTBEATS_MISSED,
         "Connectors disconnected because they went silent"
     );
+    describe_gauge!(
+        TOKENS_EXPIRING,
+        "Connectors whose token expires within 7 days and cannot be rotated over the tunnel"
+    );
+    metrics::gauge!(TOKENS_EXPIRING).set(0.0);
     // Counters that exist before their first event, so a dashboard sees 0, not nothing.
     bytes_to_device(0);
     bytes_from_device(0);
@@ -64,6 +74,10 @@ pub fn bytes_to_device(n: usize) {
 
 pub fn bytes_from_device(n: usize) {
     counter!(TUNNEL_BYTES, "direction" => "from_device").increment(n as u64);
+}
+
+pub fn tokens_expiring(n: usize) {
+    metrics::gauge!(TOKENS_EXPIRING).set(n as f64);
 }
 
 pub fn heartbeat_missed() {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -264,37 +264,52 @@ impl Relay {
             return Err(RouteError::BodyTooLarge(limits::MAX_INLINE_BODY));
         }
         let frame = Message::text(frame);
-        let waited = tokio::time::timeout(timeout, async {
-            conn.out
-                .send(frame)
-                .await
-                .map_err(|_| RouteError::Disconnected)?;
-            if let Some(upload) = upload {
-                body.pump = Some(tokio::spawn(pump_upload(
-                    Arc::clone(&conn),
-                    Arc::clone(&stream),
-                    request_id.clone(),
-                    upload,
-                    flow,
-                )));
+        match tokio::time::timeout(timeout, conn.out.send(frame)).await {
+            Err(_) => return Err(RouteError::Timeout), // `body` drops: cancel sent
+            Ok(Err(_)) => return Err(RouteError::Disconnected),
+            Ok(Ok(())) => {}
+        }
+        // `timeoutMs` bounds the wait for the response head once the request has been
+        // sent: an upload is bounded by its idle timeout (no progress), not its length.
+        let uploaded = upload.map(|upload| {
+            let (done, uploaded) = oneshot::channel::<()>();
+            let pump = pump_upload(
+                Arc::clone(&conn),
+                Arc::clone(&stream),
+                request_id.clone(),
+                upload,
+                flow,
+                req.idle_timeout,
+            );
+            body.pump = Some(tokio::spawn(async move {
+                pump.await;
+                let _ = done.send(());
+            }));
+            uploaded
+        });
+        let response_clock = async move {
+            if let Some(uploaded) = uploaded {
+                let _ = uploaded.await;
             }
-            Ok::<_, RouteError>(body.rx.recv().await)
-        })
-        .await;
+            tokio::time::sleep(timeout).await;
+        };
+        let waited = tokio::select! {
+            ev = body.rx.recv() => Ok(ev),
+            () = response_clock => Err(RouteError::Timeout), // `body` drops: cancel sent
+        };
         match waited {
-            Err(_) => Err(RouteError::Timeout), // `body` drops: cancel sent
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(None)) => Err(body.failure()),
-            Ok(Ok(Some(StreamEvent::Start { status, headers }))) => Ok(ProxyResponse {
+            Err(e) => Err(e),
+            Ok(None) => Err(body.failure()),
+            Ok(Some(StreamEvent::Start { status, headers })) => Ok(ProxyResponse {
                 status,
                 headers,
                 body: ResponseBody(Box::new(body)),
             }),
-            Ok(Ok(Some(StreamEvent::Error(e)))) => {
+            Ok(Some(StreamEvent::Error(e))) => {
                 body.done = true;
                 Err(e)
             }
-            Ok(Ok(Some(_))) => Err(RouteError::Protocol(
+            Ok(Some(_)) => Err(RouteError::Protocol(
                 "body before HTTP_RESPONSE_START".into(),
             )),
         }
@@ -439,22 +454,37 @@ fn encode_inline(
 
 /// Sends a streamed request body as HTTP_REQUEST_CHUNK frames within the connector's
 /// window, then HTTP_REQUEST_END. Holds at most one piece of the body at a time.
+/// Sends an upload to the connector as its window allows. Fails the stream (and so
+/// cancels it on the connector, which aborts the device connection: a cut upload never
+/// reaches the device as a complete body) when the caller's body fails or sends
+/// nothing for `idle`, or when the connector grants no window for `idle`.
 async fn pump_upload(
     conn: Arc<Conn>,
     stream: Arc<HttpStream>,
     request_id: String,
     mut body: Upload,
     flow: bool,
+    idle: Duration,
 ) {
+    let fail = |err: RouteError| {
+        stream.state.lock().unwrap().failed = Some(err);
+        conn.cancel_stream(&request_id);
+    };
     let mut index = 0u64;
-    while let Some(item) = body.next().await {
+    loop {
+        let item = match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(_) => {
+                return fail(RouteError::BodyRead(format!(
+                    "the upload sent nothing for {} s",
+                    idle.as_secs()
+                )))
+            }
+        };
         let mut bytes = match item {
             Ok(b) => b,
-            Err(e) => {
-                stream.state.lock().unwrap().failed = Some(RouteError::BodyRead(e.to_string()));
-                conn.cancel_stream(&request_id);
-                return;
-            }
+            Err(e) => return fail(RouteError::BodyRead(e.to_string())),
         };
         while !bytes.is_empty() {
             let mut n = bytes.len().min(limits::MAX_CHUNK_LEN);
@@ -481,7 +511,10 @@ async fn pump_upload(
                     if !conn.streams.lock().unwrap().contains_key(&request_id) {
                         return;
                     }
-                    notified.await;
+                    if tokio::time::timeout(idle, notified).await.is_err() {
+                        // The device stopped reading the upload.
+                        return fail(RouteError::Timeout);
+                    }
                 }
             }
             let piece = bytes.split_to(n);

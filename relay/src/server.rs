@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::Json;
 use ponte_protocol::limits;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -42,9 +42,22 @@ pub async fn serve(
     relay: Relay,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(relay))
+    axum::serve(nodelay(listener), app(relay))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+/// `listener` with `TCP_NODELAY` on every accepted socket. Without it, a response written
+/// in two pieces (head, then body; or a WebSocket frame after another) waits for the
+/// peer's delayed ACK: ~20-40 ms per keep-alive request on Linux.
+pub fn nodelay(listener: TcpListener) -> axum::serve::TapIo<TcpListener, fn(&mut TcpStream)> {
+    use axum::serve::ListenerExt as _;
+    fn set(tcp: &mut TcpStream) {
+        if let Err(err) = tcp.set_nodelay(true) {
+            debug!(%err, "TCP_NODELAY not set");
+        }
+    }
+    listener.tap_io(set as fn(&mut TcpStream))
 }
 
 async fn health(State(relay): State<Relay>) -> Json<serde_json::Value> {

@@ -27,6 +27,10 @@ pub struct OriginStats {
     /// Streamed bodies that reached their end.
     pub finished_bodies: AtomicUsize,
     pub body_event: Notify,
+    /// `/upload` bodies read to their end, and those that failed on the way (the
+    /// sender aborted the request): a cut upload must land in the second.
+    pub uploads_finished: AtomicUsize,
+    pub uploads_failed: AtomicUsize,
     /// Headers of the last `/echo` request.
     pub last_headers: Mutex<Option<HeaderMap>>,
 }
@@ -41,6 +45,8 @@ impl Default for OriginStats {
             aborted_bodies: AtomicUsize::new(0),
             finished_bodies: AtomicUsize::new(0),
             body_event: Notify::new(),
+            uploads_finished: AtomicUsize::new(0),
+            uploads_failed: AtomicUsize::new(0),
             last_headers: Mutex::new(None),
         }
     }
@@ -254,7 +260,7 @@ async fn echo(
     axum::Json(serde_json::json!({"headers": map, "body_len": body.len(), "body": String::from_utf8_lossy(&body)})).into_response()
 }
 
-async fn upload(headers: HeaderMap, body: Body) -> Response {
+async fn upload(State(stats): State<Arc<OriginStats>>, headers: HeaderMap, body: Body) -> Response {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     let mut len = 0u64;
@@ -262,11 +268,17 @@ async fn upload(headers: HeaderMap, body: Body) -> Response {
     while let Some(c) = s.next().await {
         let c = match c {
             Ok(c) => c,
-            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            Err(e) => {
+                stats.uploads_failed.fetch_add(1, Ordering::SeqCst);
+                stats.body_event.notify_waiters();
+                return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+            }
         };
         len += c.len() as u64;
         h.update(&c);
     }
+    stats.uploads_finished.fetch_add(1, Ordering::SeqCst);
+    stats.body_event.notify_waiters();
     axum::Json(serde_json::json!({
         "len": len,
         "sha256": crate::hex(&h.finalize()),

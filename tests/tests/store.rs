@@ -338,7 +338,9 @@ async fn sessions_and_audit(b: Backend) {
         .all(|l| l.user_name == "Ana" && l.equipment_name == "Catraca"));
     assert!(s.list_sessions(3, 10).await.unwrap().is_empty());
 
-    s.audit(&AuditEntry {
+    let at = now();
+    s.audit(&[AuditEntry {
+        at,
         action: "proxy-http".into(),
         user_id: Some(7),
         tenant_id: 2,
@@ -349,11 +351,13 @@ async fn sessions_and_audit(b: Backend) {
         bytes: 42,
         duration_ms: Some(3),
         detail: None,
-    })
+    }])
     .await
     .unwrap();
     let log = s.list_audit(2, 10).await.unwrap();
     assert_eq!(log.len(), 1);
+    assert_eq!(log[0].created_at, at, "the entry keeps when it happened");
+    s.probe().await.unwrap();
     assert_eq!(
         (
             log[0].action.as_str(),

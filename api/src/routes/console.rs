@@ -359,6 +359,17 @@ async fn institution_page(State(api): St, user: ConsoleUser, P(tid): P<i32>) -> 
             local(exp),
         );
     }
+    if status.token_expiring {
+        row(
+            &mut b,
+            "connector-token-warning",
+            "Atenção",
+            "o token expira em menos de 7 dias e este connector não o renova sozinho \
+             (versão antiga ou desconectado): clique em Renovar Token e grave o novo token \
+             no connector"
+                .to_owned(),
+        );
+    }
     let _ = write!(
         b,
         r#"</dl>

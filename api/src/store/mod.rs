@@ -6,8 +6,10 @@
 //! Time is always passed in by the caller (UTC, millisecond precision, as PostgreSQL's
 //! `timestamp(3)` keeps it), so expiry logic is testable and both backends agree.
 
+mod cache;
 mod sql;
 
+pub use cache::CachedStore;
 pub use sql::SqlStore;
 pub use sqlx::types::Json;
 
@@ -40,6 +42,57 @@ pub enum StoreError {
     Conflict(String),
     #[error("unsupported database URL {0:?}: use sqlite:… or postgres://…")]
     Url(String),
+}
+
+impl StoreError {
+    /// The engine cannot serve now (down, unreachable, disk full, locked, pool
+    /// exhausted): the caller answers 503 and may retry; nothing about the request is
+    /// wrong. Everything else is a bug or a conflict.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Db(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(d) => {
+                let code = d.code().unwrap_or_default();
+                match self.engine_of(d.as_ref()) {
+                    // SQLite primary result codes (extended codes keep them in the low
+                    // byte): BUSY 5, LOCKED 6, NOMEM 7, READONLY 8, IOERR 10, FULL 13,
+                    // CANTOPEN 14.
+                    Engine::Sqlite => code
+                        .parse::<i32>()
+                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 7 | 8 | 10 | 13 | 14)),
+                    // SQLSTATE classes: 08 connection exception, 53 insufficient
+                    // resources (53100 disk full), 57P0x operator intervention
+                    // (shutdown, cannot connect now), 58 system error (I/O).
+                    Engine::Postgres => {
+                        code.starts_with("08")
+                            || code.starts_with("53")
+                            || code.starts_with("57P")
+                            || code.starts_with("58")
+                    }
+                }
+            }
+            _ => false,
+        }
+    }
+
+    fn engine_of(&self, d: &dyn sqlx::error::DatabaseError) -> Engine {
+        match d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            Some(_) => Engine::Postgres,
+            None => Engine::Sqlite,
+        }
+    }
+}
+
+enum Engine {
+    Sqlite,
+    Postgres,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -90,6 +143,10 @@ pub struct EquipmentConfig {
     pub local_base_url: Option<String>,
     #[serde(default)]
     pub tls_insecure: bool,
+    /// How long the device may take to start its answer (ms), for the gateway and
+    /// proxy-http calls that name none; 1..=600000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -127,6 +184,15 @@ impl Equipment {
                     .map(|ip| format!("http://{ip}"))
             })
             .map(|u| u.trim_end_matches('/').to_owned())
+    }
+
+    /// The equipment's own response timeout (`EQPConfig.timeoutMs`).
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.config
+            .as_ref()
+            .and_then(|c| c.0.timeout_ms)
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis)
     }
 
     pub fn tls_insecure(&self) -> bool {
@@ -234,6 +300,8 @@ pub struct SessionListing {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditEntry {
+    /// When it happened (written later, in a batch).
+    pub at: Ts,
     pub action: String,
     pub user_id: Option<i32>,
     pub tenant_id: i32,
@@ -289,6 +357,10 @@ pub struct ConnectorLiveness {
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`, for logs.
     fn backend(&self) -> &'static str;
+    /// Reads and writes one row: `Ok` when the store can take writes now (`/ready`).
+    async fn probe(&self) -> Result<()>;
+    /// Closes the connections (at exit, after the last write).
+    async fn close(&self);
 
     // -- tenants and users (the SaaS's tables) --
     async fn upsert_client(&self, id: i32, name: &str) -> Result<()>;
@@ -375,7 +447,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_sessions(&self, tenant_id: i32, limit: i64) -> Result<Vec<SessionListing>>;
 
     // -- audit --
-    async fn audit(&self, e: &AuditEntry) -> Result<()>;
+    /// Writes a batch of audit entries in one transaction (all or none).
+    async fn audit(&self, batch: &[AuditEntry]) -> Result<()>;
     async fn list_audit(&self, tenant_id: i32, limit: i64) -> Result<Vec<AuditRecord>>;
 }
 

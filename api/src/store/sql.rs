@@ -14,6 +14,10 @@ use sqlx::Row as _;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Longest wait for a pooled connection. An engine that cannot hand one out in this
+/// long is unavailable: callers answer 503 `STORE_UNAVAILABLE` instead of hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The store on one of the two engines.
 #[derive(Clone)]
 pub struct SqlStore {
@@ -24,6 +28,40 @@ pub struct SqlStore {
 enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+/// Runs `$body` as one transaction on a connection of `$p`, with `$tx` bound to it;
+/// `$body` is an expression of type `Result<T>` that may use `?` and `return`. A failed
+/// transaction (its commit included) closes its connection instead of returning it to
+/// the pool: after SQLITE_FULL or an I/O error SQLite may or may not have rolled back,
+/// and a connection left inside an open transaction would make every later write on it
+/// "succeed" into a transaction that is never committed.
+macro_rules! in_tx {
+    ($p:ident, $tx:ident => $body:expr) => {{
+        let mut conn = $p.acquire().await?;
+        let res: Result<_> = async {
+            let mut $tx = sqlx::Connection::begin(&mut *conn).await?;
+            let out = $body?;
+            $tx.commit().await?;
+            Ok(out)
+        }
+        .await;
+        if res.is_err() {
+            conn.close_on_drop();
+        }
+        res
+    }};
+}
+
+/// A write with `RETURNING`: one explicit transaction, every returned row read. On
+/// SQLite a `RETURNING` statement read only to its first row is left unfinished, and its
+/// implicit transaction commits only when the statement is next reset — on a full disk
+/// it never does, silently (sqlx #3430), so the write would be acknowledged and lost.
+/// Evaluates to the rows.
+macro_rules! returning {
+    ($p:ident, $q:expr) => {
+        in_tx!($p, tx => async { Ok::<_, StoreError>($q.fetch_all(&mut *tx).await?) }.await)
+    };
 }
 
 /// Runs `$body` with `$p` bound to whichever pool this store has.
@@ -44,7 +82,10 @@ impl SqlStore {
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10))
+                // A writer waits this long for another's lock. Writes are short and
+                // batched (audit, usage, liveness), so a longer wait means trouble:
+                // answer 503 rather than hold the request.
+                .busy_timeout(Duration::from_secs(5))
                 .journal_mode(if memory {
                     SqliteJournalMode::Memory
                 } else {
@@ -54,6 +95,7 @@ impl SqlStore {
             let max = if memory { 1 } else { 8 };
             let pool = SqlitePoolOptions::new()
                 .max_connections(max)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .min_connections(if memory { 1 } else { 0 })
                 .idle_timeout(if memory {
                     None
@@ -72,7 +114,8 @@ impl SqlStore {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
+                // PostgreSQL down: every caller gets 503 within this, not a 10 s hang.
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect(url)
                 .await?;
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
@@ -81,10 +124,6 @@ impl SqlStore {
             return Err(StoreError::Url(url.to_owned()));
         };
         Ok(Self { pool })
-    }
-
-    pub async fn close(&self) {
-        on!(self, p => p.close().await)
     }
 }
 
@@ -158,7 +197,7 @@ impl Store for SqlStore {
     }
 
     async fn put_equipment(&self, e: &Equipment) -> Result<Equipment> {
-        let row: Option<Equipment> = on!(self, p => sqlx::query_as(
+        let rows: Vec<Equipment> = on!(self, p => returning!(p, sqlx::query_as(
             r#"INSERT INTO "EQPEquipamento" ("EQPCodigo", "EQPDescricao", "EQPMarca", "EQPModelo",
                  "EQPEnderecoIp", "EQPAtivo", "INSInstituicaoCodigo", "EQPUsaAddon", "EQPConfig")
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -170,9 +209,10 @@ impl Store for SqlStore {
                WHERE "EQPEquipamento"."INSInstituicaoCodigo" = excluded."INSInstituicaoCodigo"
                RETURNING *"#)
             .bind(e.id).bind(&e.name).bind(&e.brand).bind(&e.model).bind(&e.ip)
-            .bind(e.active).bind(e.tenant_id).bind(e.uses_addon).bind(&e.config)
-            .fetch_optional(p).await?);
-        row.ok_or_else(|| StoreError::Conflict(format!("equipment id {} is already in use", e.id)))
+            .bind(e.active).bind(e.tenant_id).bind(e.uses_addon).bind(&e.config)))?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Conflict(format!("equipment id {} is already in use", e.id)))
     }
 
     async fn equipment(&self, tenant_id: i32, id: i32) -> Result<Option<Equipment>> {
@@ -201,7 +241,7 @@ impl Store for SqlStore {
     }
 
     async fn ensure_connector(&self, tenant_id: i32) -> Result<Connector> {
-        let con: Option<Connector> = on!(self, p => sqlx::query_as(
+        let rows: Vec<Connector> = on!(self, p => returning!(p, sqlx::query_as(
             r#"INSERT INTO "CONConnector" ("CONNome", "CONStatus", "CLICodigo", "INSInstituicaoCodigo")
                SELECT 'Connector', $2, i."CLICodigo", i."INSCodigo" FROM "INSInstituicao" i
                WHERE i."INSCodigo" = $1
@@ -211,8 +251,10 @@ impl Store for SqlStore {
                  "updatedAt" = $4
                RETURNING *"#)
             .bind(tenant_id).bind(ConnectorStatus::PAIRING).bind(ConnectorStatus::ONLINE)
-            .bind(now()).fetch_optional(p).await?);
-        con.ok_or_else(|| StoreError::Conflict(format!("institution {tenant_id} does not exist")))
+            .bind(now())))?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Conflict(format!("institution {tenant_id} does not exist")))
     }
 
     async fn start_pairing(
@@ -223,8 +265,7 @@ impl Store for SqlStore {
         user_id: Option<i32>,
     ) -> Result<Connector> {
         let con = self.ensure_connector(tenant_id).await?;
-        on!(self, p => {
-            let mut tx = p.begin().await?;
+        on!(self, p => in_tx!(p, tx => async {
             // One live code per institution: a new code retires the earlier ones, so
             // asking again does not multiply what a guesser can hit.
             sqlx::query(
@@ -236,8 +277,8 @@ impl Store for SqlStore {
                    VALUES ($1, $2, $3, $4)"#)
                 .bind(code_hash).bind(expires_at).bind(tenant_id).bind(user_id)
                 .execute(&mut *tx).await?;
-            tx.commit().await?;
-        });
+            Ok::<_, StoreError>(())
+        }.await))?;
         Ok(con)
     }
 
@@ -247,13 +288,12 @@ impl Store for SqlStore {
         now: Ts,
         info: &ClaimInfo,
     ) -> Result<Result<Connector, ClaimRefusal>> {
-        on!(self, p => {
-            let mut tx = p.begin().await?;
+        on!(self, p => in_tx!(p, tx => async {
             let tenant: Option<i32> = sqlx::query_scalar(
                 r#"UPDATE "PARPareamento" SET "PARUsadoEm" = $2
                    WHERE "PARCodigoHash" = $1 AND "PARUsadoEm" IS NULL AND "PARExpiraEm" > $2
                    RETURNING "INSInstituicaoCodigo""#)
-                .bind(code_hash).bind(now).fetch_optional(&mut *tx).await?;
+                .bind(code_hash).bind(now).fetch_all(&mut *tx).await?.pop();
             let Some(tenant) = tenant else {
                 let row = sqlx::query(
                     r#"SELECT "PARUsadoEm" FROM "PARPareamento" WHERE "PARCodigoHash" = $1"#)
@@ -276,10 +316,9 @@ impl Store for SqlStore {
                 .bind(tenant).bind(&info.name).bind(&info.version)
                 .bind(info.metadata.clone().map(Json)).bind(&info.token_id)
                 .bind(info.token_expires_at).bind(ConnectorStatus::PAIRING).bind(now)
-                .fetch_one(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(Ok(con))
-        })
+                .fetch_all(&mut *tx).await?.pop().ok_or(sqlx::Error::RowNotFound)?;
+            Ok::<_, StoreError>(Ok(con))
+        }.await))
     }
 
     async fn set_token(
@@ -288,11 +327,11 @@ impl Store for SqlStore {
         token_id: &str,
         expires_at: Ts,
     ) -> Result<Option<Connector>> {
-        Ok(on!(self, p => sqlx::query_as(
+        let rows: Vec<Connector> = on!(self, p => returning!(p, sqlx::query_as(
             r#"UPDATE "CONConnector" SET "CONToken" = $2, "CONTokenExpiraEm" = $3, "updatedAt" = $4
                WHERE "CONCodigo" = $1 RETURNING *"#)
-            .bind(connector_id).bind(token_id).bind(expires_at).bind(now())
-            .fetch_optional(p).await?))
+            .bind(connector_id).bind(token_id).bind(expires_at).bind(now())))?;
+        Ok(rows.into_iter().next())
     }
 
     async fn swap_token(
@@ -311,21 +350,19 @@ impl Store for SqlStore {
     }
 
     async fn unpair(&self, tenant_id: i32, now: Ts) -> Result<Option<Connector>> {
-        on!(self, p => {
-            let mut tx = p.begin().await?;
+        on!(self, p => in_tx!(p, tx => async {
             let con: Option<Connector> = sqlx::query_as(
                 r#"UPDATE "CONConnector" SET "CONToken" = NULL, "CONTokenExpiraEm" = NULL,
                      "CONStatus" = $2, "CONConectadoDesde" = NULL, "updatedAt" = $3
                    WHERE "INSInstituicaoCodigo" = $1 RETURNING *"#)
                 .bind(tenant_id).bind(ConnectorStatus::OFFLINE).bind(now)
-                .fetch_optional(&mut *tx).await?;
+                .fetch_all(&mut *tx).await?.pop();
             sqlx::query(
                 r#"UPDATE "PARPareamento" SET "PARUsadoEm" = $2
                    WHERE "INSInstituicaoCodigo" = $1 AND "PARUsadoEm" IS NULL"#)
                 .bind(tenant_id).bind(now).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(con)
-        })
+            Ok::<_, StoreError>(con)
+        }.await))
     }
 
     async fn token_is_current(&self, connector_id: i32, token_id: &str) -> Result<bool> {
@@ -340,8 +377,7 @@ impl Store for SqlStore {
             return Ok(());
         }
         let now = now();
-        on!(self, p => {
-            let mut tx = p.begin().await?;
+        on!(self, p => in_tx!(p, tx => async {
             for l in batch {
                 match l.connected {
                     Some((true, at)) => {
@@ -376,9 +412,8 @@ impl Store for SqlStore {
                         .bind(l.connector_id).bind(at).execute(&mut *tx).await?;
                 }
             }
-            tx.commit().await?;
-            Ok(())
-        })
+            Ok::<_, StoreError>(())
+        }.await))
     }
 
     async fn mark_all_offline(&self) -> Result<u64> {
@@ -399,15 +434,15 @@ impl Store for SqlStore {
     }
 
     async fn create_session(&self, s: &NewSession) -> Result<Session> {
-        Ok(on!(self, p => sqlx::query_as(
+        let rows: Vec<Session> = on!(self, p => returning!(p, sqlx::query_as(
             r#"INSERT INTO "RMTSessaoRemota" ("RMTSessionId", "EQPCodigo", "CONCodigo", "USRCodigo",
                  "INSInstituicaoCodigo", "RMTStatus", "RMTExpiraEm", "RMTLimiteEm",
                  "RMTCodigoLancamento", "RMTLancamentoExpiraEm")
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *"#)
             .bind(&s.id).bind(s.equipment_id).bind(s.connector_id).bind(s.user_id)
             .bind(s.tenant_id).bind(SessionStatus::ATIVA).bind(s.expires_at).bind(s.hard_limit)
-            .bind(&s.launch_hash).bind(s.launch_expires_at)
-            .fetch_one(p).await?))
+            .bind(&s.launch_hash).bind(s.launch_expires_at)))?;
+        Ok(rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)?)
     }
 
     async fn session(&self, id: &str) -> Result<Option<Session>> {
@@ -417,14 +452,14 @@ impl Store for SqlStore {
     }
 
     async fn consume_launch(&self, launch_hash: &str, now: Ts) -> Result<Option<Session>> {
-        Ok(on!(self, p => sqlx::query_as(
+        let rows: Vec<Session> = on!(self, p => returning!(p, sqlx::query_as(
             r#"UPDATE "RMTSessaoRemota" SET "RMTCodigoLancamento" = NULL, "RMTLancamentoExpiraEm" = NULL,
                  "updatedAt" = $2
                WHERE "RMTCodigoLancamento" = $1 AND "RMTLancamentoExpiraEm" > $2
                  AND "RMTStatus" = $3 AND "RMTExpiraEm" > $2
                RETURNING *"#)
-            .bind(launch_hash).bind(now).bind(SessionStatus::ATIVA)
-            .fetch_optional(p).await?))
+            .bind(launch_hash).bind(now).bind(SessionStatus::ATIVA)))?;
+        Ok(rows.into_iter().next())
     }
 
     async fn extend_session(&self, id: &str, expires_at: Ts, now: Ts) -> Result<bool> {
@@ -442,17 +477,15 @@ impl Store for SqlStore {
         if batch.is_empty() {
             return Ok(());
         }
-        on!(self, p => {
-            let mut tx = p.begin().await?;
+        on!(self, p => in_tx!(p, tx => async {
             for (id, requests, bytes) in batch {
                 sqlx::query(
                     r#"UPDATE "RMTSessaoRemota" SET "RMTRequisicoes" = "RMTRequisicoes" + $2,
                          "RMTBytes" = "RMTBytes" + $3 WHERE "RMTSessionId" = $1"#)
                     .bind(id).bind(requests).bind(bytes).execute(&mut *tx).await?;
             }
-            tx.commit().await?;
-            Ok(())
-        })
+            Ok::<_, StoreError>(())
+        }.await))
     }
 
     async fn end_session(
@@ -462,15 +495,15 @@ impl Store for SqlStore {
         id: &str,
         now: Ts,
     ) -> Result<Option<Session>> {
-        let ended: Option<Session> = on!(self, p => sqlx::query_as(
+        let rows: Vec<Session> = on!(self, p => returning!(p, sqlx::query_as(
             r#"UPDATE "RMTSessaoRemota" SET "RMTStatus" = $4, "RMTEncerradaEm" = $5,
                  "RMTCodigoLancamento" = NULL, "updatedAt" = $5
                WHERE "INSInstituicaoCodigo" = $1 AND "EQPCodigo" = $2 AND "RMTSessionId" = $3
                  AND "RMTStatus" = $6
                RETURNING *"#)
             .bind(tenant_id).bind(equipment_id).bind(id).bind(SessionStatus::ENCERRADA).bind(now)
-            .bind(SessionStatus::ATIVA)
-            .fetch_optional(p).await?);
+            .bind(SessionStatus::ATIVA)))?;
+        let ended = rows.into_iter().next();
         if ended.is_some() {
             return Ok(ended);
         }
@@ -482,11 +515,10 @@ impl Store for SqlStore {
     }
 
     async fn expire_sessions(&self, now: Ts) -> Result<Vec<String>> {
-        Ok(on!(self, p => sqlx::query_scalar(
+        on!(self, p => returning!(p, sqlx::query_scalar(
             r#"UPDATE "RMTSessaoRemota" SET "RMTStatus" = $2, "RMTCodigoLancamento" = NULL, "updatedAt" = $1
                WHERE "RMTStatus" = $3 AND "RMTExpiraEm" <= $1 RETURNING "RMTSessionId""#)
-            .bind(now).bind(SessionStatus::EXPIRADA).bind(SessionStatus::ATIVA)
-            .fetch_all(p).await?))
+            .bind(now).bind(SessionStatus::EXPIRADA).bind(SessionStatus::ATIVA)))
     }
 
     async fn list_sessions(&self, tenant_id: i32, limit: i64) -> Result<Vec<SessionListing>> {
@@ -494,16 +526,45 @@ impl Store for SqlStore {
             .bind(tenant_id).bind(limit).fetch_all(p).await?))
     }
 
-    async fn audit(&self, e: &AuditEntry) -> Result<()> {
-        on!(self, p => { sqlx::query(
-            r#"INSERT INTO "AUDAuditoria" ("AUDAcao", "USRCodigo", "INSInstituicaoCodigo", "EQPCodigo",
-                 "AUDMetodo", "AUDCaminho", "AUDStatus", "AUDBytes", "AUDDuracaoMs", "AUDDetalhe", "createdAt")
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#)
-            .bind(&e.action).bind(e.user_id).bind(e.tenant_id).bind(e.equipment_id)
-            .bind(&e.method).bind(&e.path).bind(e.status).bind(e.bytes).bind(e.duration_ms)
-            .bind(e.detail.clone().map(Json)).bind(now())
-            .execute(p).await?; });
-        Ok(())
+    async fn audit(&self, batch: &[AuditEntry]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        on!(self, p => in_tx!(p, tx => async {
+            for e in batch {
+                sqlx::query(
+                    r#"INSERT INTO "AUDAuditoria" ("AUDAcao", "USRCodigo", "INSInstituicaoCodigo", "EQPCodigo",
+                         "AUDMetodo", "AUDCaminho", "AUDStatus", "AUDBytes", "AUDDuracaoMs", "AUDDetalhe", "createdAt")
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"#)
+                    .bind(&e.action).bind(e.user_id).bind(e.tenant_id).bind(e.equipment_id)
+                    .bind(&e.method).bind(&e.path).bind(e.status).bind(e.bytes).bind(e.duration_ms)
+                    .bind(e.detail.clone().map(Json)).bind(e.at)
+                    .execute(&mut *tx).await?;
+            }
+            Ok::<_, StoreError>(())
+        }.await))
+    }
+
+    async fn close(&self) {
+        on!(self, p => p.close().await)
+    }
+
+    async fn probe(&self) -> Result<()> {
+        // A read, then a real write (a row rewritten in place still needs free space
+        // for its journal/WAL page): a store that can read but not write is not ready.
+        on!(self, p => {
+            sqlx::query("SELECT 1").execute(p).await?;
+            in_tx!(p, tx => async {
+                sqlx::query(
+                    r#"INSERT INTO "CFGConfiguracao" ("CFGChave", "CFGValor", "updatedAt")
+                       VALUES ($1, $2, $3)
+                       ON CONFLICT ("CFGChave") DO UPDATE SET "CFGValor" = excluded."CFGValor",
+                         "updatedAt" = excluded."updatedAt""#)
+                    .bind("ready.probe").bind(now().and_utc().timestamp_millis().to_string())
+                    .bind(now()).execute(&mut *tx).await?;
+                Ok::<_, StoreError>(())
+            }.await)
+        })
     }
 
     async fn list_audit(&self, tenant_id: i32, limit: i64) -> Result<Vec<AuditRecord>> {
