@@ -9,21 +9,11 @@ use super::{CssRewriter, Scope};
 use lol_html::html_content::{ContentType, Element};
 use lol_html::send::{HtmlRewriter as Inner, Settings};
 use lol_html::{element, text, AsciiCompatibleEncoding, MemorySettings, OutputSink};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 const SCRIPT: &str = include_str!("inject.js");
-
-/// Attributes that hold one URL, with the elements that have them.
-const URL_ATTRS: &[(&str, &str)] = &[
-    ("[href]", "href"),
-    ("[src]", "src"),
-    ("[action]", "action"),
-    ("[formaction]", "formaction"),
-    ("[poster]", "poster"),
-    ("[background]", "background"),
-    ("object[data]", "data"),
-];
 
 #[derive(Debug, thiserror::Error)]
 #[error("HTML rewriting failed: {0}")]
@@ -45,21 +35,56 @@ pub fn inject_script(scope: &Scope) -> String {
     )
 }
 
-struct Sink(Arc<Mutex<Vec<u8>>>);
+thread_local! {
+    /// What the rewriter running on this thread has output and not yet handed back.
+    ///
+    /// lol_html calls its sink a dozen times for each tag it re-serialises; behind a
+    /// `Mutex` every call paid an atomic lock and unlock, an eighth of the time of a
+    /// link-dense page. The sink only runs inside [`HtmlRewriter::write`] and
+    /// [`HtmlRewriter::end`], synchronously on their thread, and they take back all that
+    /// was added before returning (see [`Taken`]), so nothing is left here between calls
+    /// and a rewriter may move between threads freely.
+    static OUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+struct Sink;
 
 impl OutputSink for Sink {
     fn handle_chunk(&mut self, chunk: &[u8]) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(chunk);
+        OUT.with_borrow_mut(|out| out.extend_from_slice(chunk));
+    }
+}
+
+/// The part of [`OUT`] added during one `write` or `end`. Dropped without
+/// [`Taken::take`] (an error or a panic), it discards that part.
+struct Taken(usize);
+
+impl Taken {
+    fn start() -> Self {
+        Self(OUT.with_borrow(Vec::len))
+    }
+
+    fn take(self) -> Vec<u8> {
+        OUT.with_borrow_mut(|out| {
+            if self.0 == 0 {
+                std::mem::take(out)
+            } else {
+                out.split_off(self.0)
+            }
+        })
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        // Nothing to do after `take`; `try_with`: the thread may be exiting.
+        let _ = OUT.try_with(|out| out.borrow_mut().truncate(self.0));
     }
 }
 
 /// Rewrites one HTML document fed in chunks.
 pub struct HtmlRewriter {
     inner: Inner<'static, Sink>,
-    out: Arc<Mutex<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for HtmlRewriter {
@@ -77,37 +102,9 @@ impl HtmlRewriter {
             .and_then(AsciiCompatibleEncoding::new)
             .unwrap_or_else(AsciiCompatibleEncoding::utf_8);
         let mut handlers = Vec::new();
-        for &(selector, attr) in URL_ATTRS {
-            let scope = scope.clone();
-            handlers.push(element!(selector, move |el| {
-                set(el, attr, |v| scope.url(v));
-                Ok(())
-            }));
-        }
-        let s = scope.clone();
-        handlers.push(element!("[srcset]", move |el| {
-            set(el, "srcset", |v| srcset(&s, v));
-            Ok(())
-        }));
-        let s = scope.clone();
-        handlers.push(element!("[style]", move |el| {
-            set(el, "style", |v| css_str(&s, v));
-            Ok(())
-        }));
-        let s = scope.clone();
-        handlers.push(element!("meta[http-equiv]", move |el| {
-            let equiv = el.get_attribute("http-equiv").unwrap_or_default();
-            if equiv.eq_ignore_ascii_case("refresh") {
-                set(el, "content", |v| super::refresh(&s, v));
-            } else if equiv.eq_ignore_ascii_case("content-security-policy") {
-                // It would block the injected script (the header is dropped likewise).
-                el.remove();
-            }
-            Ok(())
-        }));
-        // Rewritten stylesheets and scripts no longer match their hashes.
-        handlers.push(element!("link[integrity], script[integrity]", |el| {
-            el.remove_attribute("integrity");
+        let mut elements = ElementRewriter::new(scope.clone());
+        handlers.push(element!("*", move |el| {
+            elements.rewrite(el);
             Ok(())
         }));
         let injected = Arc::new(AtomicBool::new(false));
@@ -139,7 +136,6 @@ impl HtmlRewriter {
             }
             Ok(())
         }));
-        let out = Arc::new(Mutex::new(Vec::new()));
         let settings = Settings {
             element_content_handlers: handlers,
             encoding,
@@ -152,48 +148,171 @@ impl HtmlRewriter {
             ..Settings::new_send()
         };
         Self {
-            inner: Inner::new(settings, Sink(out.clone())),
-            out,
+            inner: Inner::new(settings, Sink),
         }
     }
 
     /// Feeds a chunk; returns the output ready so far (possibly empty).
     pub fn write(&mut self, chunk: &[u8]) -> Result<Vec<u8>, HtmlRewriteError> {
+        let taken = Taken::start();
         self.inner
             .write(chunk)
             .map_err(|e| HtmlRewriteError(e.to_string()))?;
-        Ok(self.take())
+        Ok(taken.take())
     }
 
     /// The document ended; returns the rest of the output.
     pub fn end(self) -> Result<Vec<u8>, HtmlRewriteError> {
-        let out = self.out.clone();
+        let taken = Taken::start();
         self.inner
             .end()
             .map_err(|e| HtmlRewriteError(e.to_string()))?;
-        let rest = std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
-        Ok(rest)
-    }
-
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.out.lock().unwrap_or_else(|e| e.into_inner()))
+        Ok(taken.take())
     }
 }
 
-fn set(
-    el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>,
-    attr: &str,
-    f: impl FnOnce(&str) -> Option<String>,
-) {
+type El<'r, 't> = Element<'r, 't, lol_html::send::SendHandlerTypes>;
+
+/// The attributes the rewriter reads, by lower-case name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Name {
+    /// One URL.
+    Url(&'static str),
+    Srcset,
+    Style,
+    /// `object[data]`: a URL on `<object>` only.
+    Data,
+    /// `meta[http-equiv]`: refresh or CSP.
+    HttpEquiv,
+    /// `link[integrity]`, `script[integrity]`: dropped.
+    Integrity,
+}
+
+impl Name {
+    fn of(name: &str) -> Option<Self> {
+        Some(match name {
+            "href" => Self::Url("href"),
+            "src" => Self::Url("src"),
+            "action" => Self::Url("action"),
+            "formaction" => Self::Url("formaction"),
+            "poster" => Self::Url("poster"),
+            "background" => Self::Url("background"),
+            "srcset" => Self::Srcset,
+            "style" => Self::Style,
+            "data" => Self::Data,
+            "http-equiv" => Self::HttpEquiv,
+            "integrity" => Self::Integrity,
+            _ => return None,
+        })
+    }
+
+    fn attr(self) -> &'static str {
+        match self {
+            Self::Url(name) => name,
+            Self::Srcset => "srcset",
+            Self::Style => "style",
+            Self::Data => "data",
+            Self::HttpEquiv => "http-equiv",
+            Self::Integrity => "integrity",
+        }
+    }
+}
+
+/// The handler for every element: reads each attribute once and sets the changed ones.
+/// Its buffers are kept from element to element.
+struct ElementRewriter {
+    scope: Arc<Scope>,
+    /// Names met on this element, each counted once: like `get_attribute`, only the first
+    /// of a name is read, and `set_attribute` changes that one in place.
+    seen: Vec<Name>,
+    /// New values, one after the other in `values`.
+    changes: Vec<(&'static str, std::ops::Range<usize>)>,
+    values: String,
+}
+
+impl ElementRewriter {
+    fn new(scope: Arc<Scope>) -> Self {
+        Self {
+            scope,
+            seen: Vec::new(),
+            changes: Vec::new(),
+            values: String::new(),
+        }
+    }
+
+    fn rewrite(&mut self, el: &mut El<'_, '_>) {
+        let attributes = el.attributes();
+        if attributes.is_empty() {
+            return;
+        }
+        let scope = &*self.scope;
+        self.seen.clear();
+        self.changes.clear();
+        self.values.clear();
+        for attr in attributes {
+            let Some(name) = Name::of(&attr.name()) else {
+                continue;
+            };
+            if self.seen.contains(&name) {
+                continue;
+            }
+            self.seen.push(name);
+            let start = self.values.len();
+            let changed = match name {
+                Name::Url(_) => scope.url_into(&attr.value(), &mut self.values),
+                Name::Srcset => srcset_into(scope, &attr.value(), &mut self.values),
+                Name::Style => match css_str(scope, &attr.value()) {
+                    Some(new) => {
+                        self.values.push_str(&new);
+                        true
+                    }
+                    None => false,
+                },
+                Name::Data | Name::HttpEquiv | Name::Integrity => false,
+            };
+            if changed {
+                self.changes.push((name.attr(), start..self.values.len()));
+            } else {
+                self.values.truncate(start);
+            }
+        }
+        for (name, range) in &self.changes {
+            // Only names we chose are set, so this cannot fail.
+            let _ = el.set_attribute(name, &self.values[range.clone()]);
+        }
+        let special = |n| self.seen.contains(&n);
+        if !(special(Name::Data) || special(Name::HttpEquiv) || special(Name::Integrity)) {
+            return;
+        }
+        match el.tag_name().as_str() {
+            "object" if special(Name::Data) => set(el, "data", |v| scope.url(v)),
+            "meta" if special(Name::HttpEquiv) => {
+                let equiv = el.get_attribute("http-equiv").unwrap_or_default();
+                if equiv.eq_ignore_ascii_case("refresh") {
+                    set(el, "content", |v| super::refresh(scope, v));
+                } else if equiv.eq_ignore_ascii_case("content-security-policy") {
+                    // It would block the injected script (the header is dropped likewise).
+                    el.remove();
+                }
+            }
+            // Rewritten stylesheets and scripts no longer match their hashes.
+            "link" | "script" if special(Name::Integrity) => el.remove_attribute("integrity"),
+            _ => {}
+        }
+    }
+}
+
+fn set(el: &mut El<'_, '_>, attr: &str, f: impl FnOnce(&str) -> Option<String>) {
     if let Some(new) = el.get_attribute(attr).and_then(|v| f(&v)) {
         // Only names we chose are set, so this cannot fail.
         let _ = el.set_attribute(attr, &new);
     }
 }
 
-/// `srcset="/a.jpg 1x, /b.jpg 2x"`: rewrites each candidate's URL, keeps descriptors.
-pub(crate) fn srcset(scope: &Scope, value: &str) -> Option<String> {
-    let mut out = String::with_capacity(value.len() + 64);
+/// `srcset="/a.jpg 1x, /b.jpg 2x"`: rewrites each candidate's URL, keeps descriptors,
+/// appending to `out`; false (and `out` as it was) when nothing changes.
+fn srcset_into(scope: &Scope, value: &str, out: &mut String) -> bool {
+    let start = out.len();
     let mut changed = false;
     let mut rest = value;
     while !rest.is_empty() {
@@ -210,12 +329,10 @@ pub(crate) fn srcset(scope: &Scope, value: &str) -> Option<String> {
             .unwrap_or(rest.len());
         // A URL may end in commas that separate it from the next candidate.
         let url = rest[..end].trim_end_matches(',');
-        match scope.url(url) {
-            Some(new) => {
-                out.push_str(&new);
-                changed = true;
-            }
-            None => out.push_str(url),
+        if scope.url_into(url, out) {
+            changed = true;
+        } else {
+            out.push_str(url);
         }
         rest = &rest[url.len()..];
         if end > url.len() {
@@ -238,11 +355,18 @@ pub(crate) fn srcset(scope: &Scope, value: &str) -> Option<String> {
         out.push_str(&rest[..end]);
         rest = &rest[end..];
     }
-    changed.then_some(out)
+    if !changed {
+        out.truncate(start);
+    }
+    changed
 }
 
 /// CSS in a string (`style=` attributes).
 pub(crate) fn css_str(scope: &Scope, value: &str) -> Option<String> {
+    // Only `url(` and `@import` are rewritten; most `style=` have neither letter.
+    if !value.bytes().any(|b| matches!(b, b'u' | b'U' | b'@')) {
+        return None;
+    }
     let mut css = CssRewriter::new();
     let mut out = Vec::with_capacity(value.len() + 32);
     css.push(scope, value.as_bytes(), &mut out);

@@ -23,4 +23,6 @@ pub use response::{rewrite_response_headers, BodyPlan, Coding};
 pub use scope::Scope;
 
 #[cfg(test)]
+mod html_reference;
+#[cfg(test)]
 mod tests;

@@ -112,32 +112,42 @@ impl Scope {
     /// (relative, fragment, another host, `javascript:`, `data:`, already prefixed).
     /// Surrounding whitespace (legal in HTML attributes) is dropped from a rewritten URL.
     pub fn url(&self, raw: &str) -> Option<String> {
-        let s = raw.trim_matches(|c: char| c.is_ascii_whitespace());
-        if let Some(rest) = s.strip_prefix("//") {
-            let (authority, tail) = split_authority(rest);
-            return self.is_device(authority).then(|| self.join(tail));
-        }
-        if s.starts_with('/') {
-            if self.is_prefixed(s) {
-                return None;
-            }
-            return Some(self.join(s));
-        }
-        let (scheme, rest) = s.split_once("://")?;
-        if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
-            return None;
-        }
-        let (authority, tail) = split_authority(rest);
-        self.is_device(authority).then(|| self.join(tail))
+        let mut out = String::new();
+        self.url_into(raw, &mut out).then_some(out)
     }
 
-    /// `tail` is empty or starts with `/`, `?` or `#`.
-    fn join(&self, tail: &str) -> String {
-        let tail = tail.strip_prefix('/').unwrap_or(tail);
-        let mut out = String::with_capacity(self.prefix.len() + tail.len());
+    /// [`Scope::url`], appending the new URL to `out`; false (`out` untouched) when the
+    /// URL stays as it is.
+    pub(crate) fn url_into(&self, raw: &str, out: &mut String) -> bool {
+        let s = raw.trim_matches(|c: char| c.is_ascii_whitespace());
+        let tail = if let Some(rest) = s.strip_prefix("//") {
+            let (authority, tail) = split_authority(rest);
+            if !self.is_device(authority) {
+                return false;
+            }
+            tail
+        } else if s.starts_with('/') {
+            if self.is_prefixed(s) {
+                return false;
+            }
+            s
+        } else {
+            let Some((scheme, rest)) = s.split_once("://") else {
+                return false;
+            };
+            if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+                return false;
+            }
+            let (authority, tail) = split_authority(rest);
+            if !self.is_device(authority) {
+                return false;
+            }
+            tail
+        };
+        // `tail` is empty or starts with `/`, `?` or `#`.
         out.push_str(&self.prefix);
-        out.push_str(tail);
-        out
+        out.push_str(tail.strip_prefix('/').unwrap_or(tail));
+        true
     }
 }
 
