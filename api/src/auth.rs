@@ -110,6 +110,8 @@ impl UserAuth {
         // `sub` may be a number: it is checked below, not by the spec-claim check.
         validation.set_required_spec_claims(&["exp"]);
         validation.leeway = 30;
+        // A token not valid yet (`nbf` in the future) is refused like an expired one.
+        validation.validate_nbf = true;
         Ok(Self {
             key,
             decoding,

@@ -75,7 +75,15 @@ impl From<StoreError> for ApiError {
 
 impl From<crate::audit::Backlogged> for ApiError {
     fn from(e: crate::audit::Backlogged) -> Self {
-        ApiError::store_unavailable(e)
+        tracing::warn!(%e, "audit queue full");
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORE_UNAVAILABLE",
+            "the audit log is behind (the database is slow or not taking writes); nothing \
+             was sent to the device, retry shortly",
+        );
+        e.retry_after = Some(1);
+        e
     }
 }
 

@@ -74,6 +74,8 @@ pub struct ApiConfig {
     pub proxy_max_response: usize,
     /// Largest proxy-http request body, after decoding (larger: 413).
     pub proxy_max_request: usize,
+    /// Device response bytes all proxy-http calls together may buffer (64 MiB).
+    pub proxy_budget: usize,
     /// Trust the last `X-Forwarded-For` hop as the client address (behind nginx).
     pub trust_forwarded_for: bool,
 }
@@ -127,6 +129,7 @@ impl Default for ApiConfig {
             rate_limits: RateLimitConfig::default(),
             proxy_max_response: 8 * 1024 * 1024,
             proxy_max_request: 4 * 1024 * 1024,
+            proxy_budget: 64 * 1024 * 1024,
             trust_forwarded_for: false,
         }
     }
@@ -144,6 +147,9 @@ pub struct Api {
     pub limits: RateLimits,
     /// The audit log's queue and writer.
     pub audit: Arc<audit::Auditor>,
+    /// Bytes of device responses all proxy-http calls may hold at once (permits are
+    /// bytes); a call that cannot take more answers 503 BUSY.
+    pub proxy_budget: tokio::sync::Semaphore,
     /// User ids already recorded in USRUsuario by this process (bounded: cleared when
     /// it reaches 100k; the insert is idempotent, so forgetting costs one write).
     known_users: Mutex<HashSet<i32>>,
@@ -171,6 +177,7 @@ impl Api {
         tokio::spawn(Arc::clone(&auditor).run());
         Arc::new(Self {
             audit: auditor,
+            proxy_budget: tokio::sync::Semaphore::new(cfg.proxy_budget),
             sessions: Sessions::new(Arc::clone(&store), cfg.sessions.clone()),
             limits: RateLimits::new(cfg.rate_limits),
             cfg,

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use base64::Engine as _;
 use ponte_protocol::{limits, Headers};
-use ponte_relay::{ProxyRequest, RequestBody, RouteError};
+use ponte_relay::{ProxyRequest, RequestBody};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
@@ -436,18 +436,24 @@ async fn proxy(
     preq.tls_insecure = eq.tls_insecure();
     let resp = api.router.send(&con.id.to_string(), preq).await?;
     let content_type = resp.headers.get("content-type").map(str::to_owned);
-    let bytes = resp
-        .body
-        .collect(api.cfg.proxy_max_response)
-        .await
-        .map_err(|e| match e {
-            RouteError::BodyTooLarge(n) => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RESPONSE_TOO_LARGE",
-                format!("the device's response is over the {n}-byte cap of proxy-http"),
-            ),
-            other => other.into(),
-        })?;
+    // The body is buffered, so the whole of it gets a deadline too (a device dripping a
+    // byte a second would otherwise hold the call for ever), and the bytes every call
+    // holds at once come out of one budget: past it, 503 BUSY.
+    let collect = collect_within_budget(api, resp.body);
+    let bytes = match tokio::time::timeout(timeout, collect).await {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "TIMEOUT",
+                format!(
+                    "the device did not finish its response within {} ms of starting it",
+                    timeout.as_millis()
+                ),
+            ))
+        }
+        Ok(r) => r?,
+    };
+    let bytes = bytes.0;
     let received = bytes.len();
     let (body, body_encoding) = match std::str::from_utf8(&bytes) {
         Ok(text) if textual(content_type.as_deref()) => (text.to_owned(), BodyEncoding::Utf8),
@@ -465,6 +471,45 @@ async fn proxy(
         },
         sent + received,
     ))
+}
+
+/// A device body read whole into memory, its bytes taken from the API's proxy-http
+/// budget as they arrive (given back when the returned guard drops).
+async fn collect_within_budget(
+    api: &Api,
+    mut body: ponte_relay::ResponseBody,
+) -> ApiResult<(Vec<u8>, tokio::sync::SemaphorePermit<'_>)> {
+    let limit = api.cfg.proxy_max_response;
+    let mut out = Vec::new();
+    let mut held = api
+        .proxy_budget
+        .try_acquire_many(0)
+        .map_err(|_| busy_buffers())?;
+    while let Some(chunk) = body.chunk().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RESPONSE_TOO_LARGE",
+                format!("the device's response is over the {limit}-byte cap of proxy-http"),
+            ));
+        }
+        let more = api
+            .proxy_budget
+            .try_acquire_many(chunk.len() as u32)
+            .map_err(|_| busy_buffers())?;
+        held.merge(more);
+        out.extend_from_slice(&chunk);
+    }
+    Ok((out, held))
+}
+
+fn busy_buffers() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "BUSY",
+        "proxy-http calls are holding all the response memory the API allows; retry shortly",
+    )
 }
 
 // ---- remote sessions ----
@@ -978,7 +1023,12 @@ async fn put_equipment(
         })
         .await
         .map_err(|e| match e {
-            store::StoreError::Conflict(m) => ApiError::conflict("EQUIPMENT_ID_IN_USE", m),
+            // The id belongs to another institution: answered like any id this tenant
+            // does not have, so nobody learns which ids exist elsewhere.
+            store::StoreError::Conflict(_) => ApiError::not_found(
+                "EQUIPMENT_NOT_FOUND",
+                format!("equipment {eid} not found in institution {tid}"),
+            ),
             other => other.into(),
         })?;
     let mut entry = audit_entry("equipment.put", Some(&user), tid);

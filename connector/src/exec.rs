@@ -258,6 +258,9 @@ pub fn classify(err: &reqwest::Error) -> ExecError {
         msg = format!("{msg}: {s}");
         src = s.source();
     }
+    // reqwest names the URL in its errors; device UIs put session tokens in queries,
+    // and this message reaches logs, the cloud and the caller's error body.
+    let msg = without_queries(&msg);
     let code = if msg.contains("forbidden by allowed_targets") {
         ErrorCode::TargetForbidden
     } else if err.is_timeout() {
@@ -270,6 +273,33 @@ pub fn classify(err: &reqwest::Error) -> ExecError {
         ErrorCode::Internal
     };
     ExecError::new(code, msg)
+}
+
+/// `text` with the query string of every `http(s)://…` URL in it cut off.
+pub fn without_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_url = false;
+    let mut skipping = false;
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        if !in_url && (rest.starts_with("http://") || rest.starts_with("https://")) {
+            in_url = true;
+        }
+        let c = rest.chars().next().unwrap();
+        if in_url && (c.is_whitespace() || c == ')' || c == '"' || c == '\'' || c == '>') {
+            in_url = false;
+            skipping = false;
+        }
+        if in_url && (c == '?' || c == '#') && !skipping {
+            skipping = true;
+        }
+        if !skipping {
+            out.push(c);
+        }
+        i += c.len_utf8();
+    }
+    out
 }
 
 /// DNS for the device clients: resolves, then keeps only addresses the policy allows,
@@ -299,5 +329,25 @@ impl Resolve for PolicyResolver {
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_queries;
+
+    #[test]
+    fn urls_in_messages_lose_their_queries() {
+        for (input, want) in [
+            (
+                "error sending request for url (http://10.0.0.5/cgi?session=SECRET&x=1): boom",
+                "error sending request for url (http://10.0.0.5/cgi): boom",
+            ),
+            ("https://d/a?b#c and http://e/f?g", "https://d/a and http://e/f"),
+            ("no url? here", "no url? here"),
+            ("http://d/p", "http://d/p"),
+        ] {
+            assert_eq!(without_queries(input), want, "{input}");
+        }
     }
 }

@@ -111,6 +111,7 @@ impl Origin {
             .route("/echo", any(echo))
             .route("/upload", post(upload))
             .route("/silent", get(silent))
+            .route("/drip", get(drip))
             .route(
                 "/status/{code}",
                 get(|Path(c): Path<u16>| async move { StatusCode::from_u16(c).unwrap() }),
@@ -286,6 +287,16 @@ async fn upload(State(stats): State<Arc<OriginStats>>, headers: HeaderMap, body:
         "content_length": headers.get("content-length").and_then(|v| v.to_str().ok()),
     }))
     .into_response()
+}
+
+/// The head at once, then one byte every 100 ms for a long while: a device that never
+/// quite finishes.
+async fn drip() -> Response {
+    let s = futures_util::stream::unfold(0u32, |n| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        (n < 1000).then(|| (Ok::<_, std::io::Error>(bytes::Bytes::from_static(b".")), n + 1))
+    });
+    Body::from_stream(s).into_response()
 }
 
 async fn silent() -> Response {

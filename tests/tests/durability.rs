@@ -671,3 +671,67 @@ async fn a_legacy_connector_whose_token_nears_expiry_is_flagged() {
     assert!(page.contains("connector-token-warning"), "{page}");
     drop(legacy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_call_to_a_dripping_device_ends_at_its_deadline_and_names_no_query() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    // A device nothing listens on, reached with a secret in the query.
+    cloud.add_equipment(2, 101, "http://127.0.0.1:1", true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let admin = cloud.user_token(7, &[2], false);
+    let started = Instant::now();
+    let (s, _, b) = cloud
+        .call(
+            "POST",
+            "/api/instituicao/2/equipamento/100/proxy-http",
+            Some(&admin),
+            Some(json!({"method": "GET", "path": "/drip", "timeoutMs": 1000})),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(s, 504, "{b}");
+    // The head came at once; the body had `timeoutMs` more: 1 s, not the 100 s of dripping.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let (s, _, b) = cloud
+        .call(
+            "POST",
+            "/api/instituicao/2/equipamento/101/proxy-http",
+            Some(&admin),
+            Some(json!({"method": "GET", "path": "/x?token=SECRET-42"})),
+        )
+        .await;
+    assert_eq!(s, 502, "{b}");
+    assert!(!b.to_string().contains("SECRET-42"), "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_not_valid_yet_and_other_tenants_equipment_ids_are_refused_quietly() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    cloud.add_equipment(3, 300, "http://127.0.0.1:9", true).await;
+    let admin = cloud.user_token(7, &[2], false);
+    // PUT of an id institution 3 holds: 404 as for any id this tenant lacks, not 409.
+    let (s, _, b) = cloud
+        .call(
+            "PUT",
+            "/api/instituicao/2/equipamento/300",
+            Some(&admin),
+            Some(json!({"name": "Mine now"})),
+        )
+        .await;
+    assert_eq!(s, 404, "{b}");
+    assert_eq!(b["error"]["code"], "EQUIPMENT_NOT_FOUND");
+    // A user JWT whose nbf is an hour ahead is not valid yet.
+    let now = ponte_tests::now_s();
+    let early = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": 7, "tenants": [2], "exp": now + 7200, "nbf": now + 3600}),
+        &jsonwebtoken::EncodingKey::from_secret(ponte_tests::cloud::USER_SECRET),
+    )
+    .unwrap();
+    let (s, _, b) = cloud
+        .call("GET", "/api/instituicao/2/connector/status", Some(&early), None)
+        .await;
+    assert_eq!(s, 401, "{b}");
+}
