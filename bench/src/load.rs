@@ -46,9 +46,10 @@ impl Conn {
         Ok(Self { tx })
     }
 
-    /// Sends the target's request; `Ok(true)` for a complete 2xx answer, `Ok(false)` for
-    /// any other answer; `Err` when the connection broke (the worker reconnects).
-    pub async fn send(&mut self, t: &Target) -> anyhow::Result<bool> {
+    /// Sends the target's request; `Ok(None)` for a complete 2xx answer, `Ok(Some(status))`
+    /// for any other (status 0: a 2xx that was short or lacked the check text); `Err` when
+    /// the connection broke (the worker reconnects).
+    pub async fn send(&mut self, t: &Target) -> anyhow::Result<Option<u16>> {
         self.tx.ready().await?;
         let mut req = http::Request::builder()
             .method(t.method.clone())
@@ -61,7 +62,7 @@ impl Conn {
             .tx
             .send_request(req.body(Full::new(t.body.clone()))?)
             .await?;
-        let ok_status = resp.status().is_success();
+        let status = resp.status();
         let mut body = resp.into_body();
         let mut n = 0u64;
         // Only the check text needs the bytes kept; it is looked for in a small body.
@@ -77,7 +78,11 @@ impl Conn {
         let contains = t
             .must_contain
             .is_none_or(|s| kept.windows(s.len()).any(|w| w == s.as_bytes()));
-        Ok(ok_status && n >= t.min_len && contains)
+        Ok(match (status.is_success(), n >= t.min_len && contains) {
+            (true, true) => None,
+            (true, false) => Some(0),
+            (false, _) => Some(status.as_u16()),
+        })
     }
 }
 
@@ -86,6 +91,8 @@ impl Conn {
 pub struct Outcome {
     pub ok: u64,
     pub errors: u64,
+    /// The failures by status (0: short or unchecked 2xx, 1: connection broke).
+    pub failed: std::collections::BTreeMap<u16, u64>,
     /// Latency of every successful request, sorted.
     pub latencies: Vec<Duration>,
     pub elapsed: Duration,
@@ -95,9 +102,37 @@ impl Outcome {
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// Counts one request: `Ok(None)` a success taking `took`, otherwise a failure.
+    fn count(&mut self, r: anyhow::Result<Option<u16>>, took: Option<Duration>) {
+        match r {
+            Ok(None) => {
+                self.ok += 1;
+                if let Some(d) = took {
+                    self.latencies.push(d);
+                }
+            }
+            Ok(Some(status)) => self.fail(status),
+            Err(_) => self.fail(1),
+        }
+    }
+
+    fn fail(&mut self, status: u16) {
+        self.errors += 1;
+        *self.failed.entry(status).or_default() += 1;
+    }
+
+    fn merge(&mut self, o: Outcome) {
+        self.ok += o.ok;
+        self.errors += o.errors;
+        self.latencies.extend(o.latencies);
+        for (k, v) in o.failed {
+            *self.failed.entry(k).or_default() += v;
+        }
+    }
 }
 
-async fn one(conn: &mut Option<Conn>, t: &Target) -> anyhow::Result<bool> {
+async fn one(conn: &mut Option<Conn>, t: &Target) -> anyhow::Result<Option<u16>> {
     if conn.is_none() {
         *conn = Some(Conn::open(t.addr).await?);
     }
@@ -121,13 +156,8 @@ pub async fn sequential(t: &Target, warmup: usize, n: usize) -> anyhow::Result<O
     let t0 = Instant::now();
     for _ in 0..n {
         let s = Instant::now();
-        match one(&mut conn, t).await {
-            Ok(true) => {
-                out.ok += 1;
-                out.latencies.push(s.elapsed());
-            }
-            _ => out.errors += 1,
-        }
+        let r = one(&mut conn, t).await;
+        out.count(r, Some(s.elapsed()));
     }
     out.elapsed = t0.elapsed();
     out.latencies.sort();
@@ -148,13 +178,8 @@ pub async fn saturate(t: &Target, workers: usize, duration: Duration) -> anyhow:
                 let mut out = Outcome::default();
                 while !stop.load(Ordering::Relaxed) {
                     let s = Instant::now();
-                    match one(&mut conn, &t).await {
-                        Ok(true) => {
-                            out.ok += 1;
-                            out.latencies.push(s.elapsed());
-                        }
-                        _ => out.errors += 1,
-                    }
+                    let r = one(&mut conn, &t).await;
+                    out.count(r, Some(s.elapsed()));
                 }
                 out
             })
@@ -164,10 +189,7 @@ pub async fn saturate(t: &Target, workers: usize, duration: Duration) -> anyhow:
     stop.store(true, Ordering::Relaxed);
     let mut all = Outcome::default();
     for task in tasks {
-        let o = task.await?;
-        all.ok += o.ok;
-        all.errors += o.errors;
-        all.latencies.extend(o.latencies);
+        all.merge(task.await?);
     }
     // Requests in flight at the stop finish after it; they are counted, so is their time.
     all.elapsed = t0.elapsed();
@@ -188,10 +210,8 @@ pub async fn parallel(t: &Target, workers: usize, each: usize) -> anyhow::Result
                 let mut conn = Some(c);
                 let mut out = Outcome::default();
                 for _ in 0..each {
-                    match one(&mut conn, &t).await {
-                        Ok(true) => out.ok += 1,
-                        _ => out.errors += 1,
-                    }
+                    let r = one(&mut conn, &t).await;
+                    out.count(r, None);
                 }
                 out
             })
@@ -199,9 +219,7 @@ pub async fn parallel(t: &Target, workers: usize, each: usize) -> anyhow::Result
         .collect();
     let mut all = Outcome::default();
     for task in tasks {
-        let o = task.await?;
-        all.ok += o.ok;
-        all.errors += o.errors;
+        all.merge(task.await?);
     }
     all.elapsed = t0.elapsed();
     Ok(all)
@@ -218,9 +236,9 @@ async fn open_all(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<Conn>> {
 /// One request, checked: used to prove each path answers before it is measured.
 pub async fn probe(t: &Target) -> anyhow::Result<()> {
     let mut c = Conn::open(t.addr).await?;
-    if !c.send(t).await? {
+    if let Some(status) = c.send(t).await? {
         bail!(
-            "{} {} on {} did not answer a complete 2xx",
+            "{} {} on {} did not answer a complete 2xx (status {status})",
             t.method,
             t.path,
             t.addr

@@ -442,9 +442,20 @@ fn unlimited_rate_flags(ponte: &Path) -> anyhow::Result<Vec<String>> {
 
 fn note(path: &str, what: &str, o: &Outcome) {
     if o.errors > 0 {
+        let by: Vec<String> = o
+            .failed
+            .iter()
+            .map(|(s, n)| match s {
+                0 => format!("{n} short or unchecked 2xx"),
+                1 => format!("{n} broken connections"),
+                s => format!("{n} × {s}"),
+            })
+            .collect();
         eprintln!(
-            "ponte-bench: {path} {what}: {} errors, {} ok",
-            o.errors, o.ok
+            "ponte-bench: {path} {what}: {} errors ({}), {} ok",
+            o.errors,
+            by.join(", "),
+            o.ok
         );
     }
 }
