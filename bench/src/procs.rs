@@ -38,7 +38,18 @@ impl Children {
 
 impl Drop for Children {
     fn drop(&mut self) {
+        // SIGTERM first: a SIGKILLed nginx master leaves its workers running (orphans
+        // holding the ports); on SIGTERM it stops them. SIGKILL after a short grace.
         for (_, c) in self.list.iter_mut().rev() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for (_, c) in self.list.iter_mut().rev() {
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
