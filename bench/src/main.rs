@@ -1,0 +1,706 @@
+//! `cargo run --release -p ponte-bench`: a benchmark of what ships. Builds the release
+//! `ponte` and `ponte-connector`, runs them as processes beside an nginx origin and an
+//! nginx reverse proxy to the same origin, and measures four paths in alternating rounds
+//! — direct (origin), nginx (proxy), Ponte gateway (remote session), Ponte proxy-http —
+//! printing one markdown table with ratios to nginx and the goals. Everything is on
+//! 127.0.0.1 with OS-chosen ports; must never reach another address, and must leave no
+//! child process behind on any exit. Not a test: nothing here runs in CI but the unit
+//! tests of the table arithmetic.
+
+mod idle;
+mod load;
+mod procs;
+mod report;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use load::{Outcome, Target};
+use procs::Children;
+use report::{Better, Cell, Row};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const MB: f64 = 1024.0 * 1024.0;
+const TENANT: i32 = 2;
+const EQUIPMENT: i32 = 100;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ponte-bench",
+    about = "Benchmark the release ponte beside nginx"
+)]
+struct Args {
+    /// Short run (1 round, fewer requests, 2 s saturation) to check the set-up
+    #[arg(long)]
+    quick: bool,
+    /// Rounds; each measures every path in turn, the table keeps the best [default: 3]
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds of each c=64 saturation run [default: 4]
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Requests of each c=1 latency run [default: 2000]
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Concurrent workers of the saturation and parallel-download runs
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Pass --per-target-concurrency N to the connector [default: what ships (4)]
+    #[arg(long)]
+    per_target_concurrency: Option<usize>,
+    /// Idle connectors (raw WebSocket peers after HELLO) for the cloud's RSS per idle
+    /// connector; 0 skips the row [default: 500, --quick: 0]
+    #[arg(long)]
+    idle: Option<usize>,
+    /// Use the binaries in target/release as they are, without `cargo build`
+    #[arg(long)]
+    no_build: bool,
+    /// Keep the run directory (configs, logs, database) instead of removing it
+    #[arg(long)]
+    keep: bool,
+}
+
+struct Settings {
+    rounds: usize,
+    duration: Duration,
+    requests: usize,
+    warmup: usize,
+    conc: usize,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        // Ctrl-C drops the run, and with it the child guard, which kills the children.
+        tokio::select! {
+            r = run(args) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ponte-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ is inside the workspace")
+        .to_path_buf()
+}
+
+fn build(root: &Path, skip: bool) -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    if !skip {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        eprintln!("ponte-bench: cargo build --release -p ponte -p ponte-connector");
+        let status = Command::new(cargo)
+            .args(["build", "--release", "-p", "ponte", "-p", "ponte-connector"])
+            .current_dir(root)
+            .status()
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!("cargo build --release failed ({status})");
+        }
+    }
+    let dir = target.join("release");
+    for b in ["ponte", "ponte-connector"] {
+        if !dir.join(b).exists() {
+            bail!(
+                "{} is missing (build it, or drop --no-build)",
+                dir.join(b).display()
+            );
+        }
+    }
+    Ok(dir)
+}
+
+/// The run directory, removed on drop unless kept (or the run failed: its logs explain).
+struct RunDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.keep || std::thread::panicking() {
+            eprintln!("ponte-bench: run directory kept: {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// What one path is, per measurement: a request for each file, `None` where the path
+/// cannot serve it (proxy-http buffers and caps responses at 8 MiB).
+struct PathTargets {
+    name: &'static str,
+    small: Target,
+    one_mb: Target,
+    hundred_mb: Option<Target>,
+}
+
+#[derive(Default)]
+struct Measured {
+    c1_p50: Vec<f64>,
+    c1_p99: Vec<f64>,
+    c64_rate: Vec<f64>,
+    c64_p99: Vec<f64>,
+    big: Vec<f64>,
+    par: Vec<f64>,
+    // Errors per measurement, summed over the rounds.
+    c1_err: u64,
+    c64_err: u64,
+    big_err: u64,
+    par_err: u64,
+}
+
+fn ms(d: Option<Duration>) -> f64 {
+    d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let s = Settings {
+        rounds: args.rounds.unwrap_or(if args.quick { 1 } else { 3 }),
+        duration: Duration::from_secs_f64(args.duration.unwrap_or(if args.quick {
+            2.0
+        } else {
+            4.0
+        })),
+        requests: args.requests.unwrap_or(if args.quick { 300 } else { 2000 }),
+        warmup: if args.quick { 30 } else { 200 },
+        conc: args.concurrency,
+    };
+    let root = workspace_root();
+    let bin = build(&root, args.no_build)?;
+    procs::nginx_binary()?;
+    let mut dir = RunDir {
+        path: std::env::temp_dir().join(format!("ponte-bench-{}", std::process::id())),
+        keep: true, // until the run succeeds
+    };
+    std::fs::create_dir_all(&dir.path)?;
+    let d = dir.path.clone();
+    let mut kids = Children::default();
+    let started = Instant::now();
+
+    // The origin and the reverse proxy.
+    procs::write_files(&d)?;
+    let (origin_port, proxy_port) = (procs::free_port()?, procs::free_port()?);
+    let conf = procs::nginx_conf(&d, origin_port, proxy_port);
+    let nginx_pid = procs::start_nginx(&mut kids, &d, &conf, [origin_port, proxy_port]).await?;
+
+    // The cloud, set up as the README's Deploy section does it.
+    let ponte = bin.join("ponte");
+    let admin = |a: &[&str]| -> anyhow::Result<String> {
+        procs::output(
+            Command::new(&ponte)
+                .arg("admin")
+                .arg("--data-dir")
+                .arg(d.join("cloud"))
+                .args(a)
+                .env_remove("PONTE_CONFIG"),
+        )
+    };
+    let (tid, eid) = (TENANT.to_string(), EQUIPMENT.to_string());
+    admin(&[
+        "tenant",
+        "add",
+        "--cliente",
+        "1",
+        "--instituicao",
+        &tid,
+        "--name",
+        "Bench",
+    ])?;
+    let origin_url = format!("http://127.0.0.1:{origin_port}");
+    admin(&[
+        "equipment",
+        "add",
+        "--instituicao",
+        &tid,
+        "--id",
+        &eid,
+        "--name",
+        "Origin",
+        "--addon",
+        "--base-url",
+        &origin_url,
+    ])?;
+    let token = admin(&[
+        "user-token",
+        "--user",
+        "7",
+        "--instituicao",
+        &tid,
+        "--ttl",
+        "4h",
+    ])?
+    .trim()
+    .to_owned();
+    let idle_n = args.idle.unwrap_or(if args.quick { 0 } else { 500 });
+    let admin_token = admin(&["user-token", "--user", "7", "--admin", "--ttl", "4h"])?
+        .trim()
+        .to_owned();
+    idle::make_tenants(&ponte, &d.join("cloud"), idle_n)?;
+    let serve_flags = unlimited_rate_flags(&ponte)?;
+    let cloud = procs::start_cloud(&mut kids, &ponte, &d, &serve_flags)?;
+    let api = format!("http://{}", cloud.api);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+
+    // Pair a connector with a one-time code, as the console does, and run it.
+    let pair: serde_json::Value = http
+        .post(format!("{api}/api/instituicao/{tid}/connector/pair"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()
+        .context("creating a pairing code")?
+        .json()
+        .await?;
+    let code = pair["pairingCode"]
+        .as_str()
+        .context("no pairingCode in the answer")?;
+    let connector = bin.join("ponte-connector");
+    let conn_cfg = d.join("connector.toml");
+    procs::output(
+        Command::new(&connector)
+            .args([
+                "pair", "--server", &api, "--code", code, "--name", "bench", "--config",
+            ])
+            .arg(&conn_cfg),
+    )?;
+    let mut conn_flags = Vec::new();
+    if let Some(n) = args.per_target_concurrency {
+        conn_flags = vec!["--per-target-concurrency".to_owned(), n.to_string()];
+    }
+    let connector_pid = procs::start_connector(&mut kids, &connector, &d, &conn_cfg, &conn_flags)?;
+    let status_url = format!("{api}/api/instituicao/{tid}/connector/status");
+    procs::wait_for(
+        "the connector to be ONLINE",
+        Duration::from_secs(30),
+        || {
+            let (http, url, token) = (http.clone(), status_url.clone(), token.clone());
+            async move {
+                let Ok(r) = http.get(url).bearer_auth(token).send().await else {
+                    return false;
+                };
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                v["status"] == "ONLINE"
+            }
+        },
+    )
+    .await
+    .with_context(|| format!("see {}/connector.log", d.display()))?;
+
+    // A remote session, launched as a browser would: its cookie and path.
+    let created: serde_json::Value = http
+        .post(format!(
+            "{api}/api/instituicao/{tid}/equipamento/{eid}/remoto/sessoes"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()
+        .context("opening a remote session")?
+        .json()
+        .await?;
+    let launch = created["url"].as_str().context("no url in the session")?;
+    let r = http.get(launch).send().await?;
+    if r.status() != 302 {
+        bail!("launch answered {}, not 302", r.status());
+    }
+    let cookie = r.headers()["set-cookie"]
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let prefix = r.headers()["location"].to_str()?.to_owned(); // /remote/s/<sid>/
+    eprintln!(
+        "ponte-bench: set up in {:.1} s (origin :{origin_port}, nginx :{proxy_port}, api {}, gateway {})",
+        started.elapsed().as_secs_f64(),
+        cloud.api,
+        cloud.gateway
+    );
+
+    let paths = targets(origin_port, proxy_port, &cloud, &prefix, &cookie, &token)?;
+    for p in &paths {
+        for t in [&p.small, &p.one_mb]
+            .into_iter()
+            .chain(p.hundred_mb.as_ref())
+        {
+            load::probe(t)
+                .await
+                .with_context(|| format!("{} does not answer", p.name))?;
+        }
+    }
+
+    let per_idle = match idle_n {
+        0 => None,
+        n => {
+            let b = idle::measure(&http, &api, &admin_token, cloud.pid, n).await?;
+            eprintln!(
+                "ponte-bench: {n} idle connectors: {:.1} KiB each",
+                b / 1024.0
+            );
+            // Let the cloud record them OFFLINE before the load starts.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Some((n, b / 1024.0))
+        }
+    };
+
+    let mut measured: Vec<Measured> = paths.iter().map(|_| Measured::default()).collect();
+    for round in 1..=s.rounds {
+        eprintln!("ponte-bench: round {round}/{}", s.rounds);
+        for (p, m) in paths.iter().zip(measured.iter_mut()) {
+            let o = load::sequential(&p.small, s.warmup, s.requests).await?;
+            m.c1_p50.push(ms(report::percentile(&o.latencies, 50.0)));
+            m.c1_p99.push(ms(report::percentile(&o.latencies, 99.0)));
+            m.c1_err += o.errors;
+            note(p.name, "c=1", &o);
+            kids.check_alive()?;
+        }
+        for (p, m) in paths.iter().zip(measured.iter_mut()) {
+            let o = load::saturate(&p.small, s.conc, s.duration).await?;
+            m.c64_rate.push(o.rate());
+            m.c64_p99.push(ms(report::percentile(&o.latencies, 99.0)));
+            m.c64_err += o.errors;
+            note(p.name, &format!("c={}", s.conc), &o);
+            kids.check_alive()?;
+        }
+        for (p, m) in paths.iter().zip(measured.iter_mut()) {
+            let Some(t) = &p.hundred_mb else { continue };
+            let o = load::parallel(t, 1, 1).await?;
+            m.big.push(o.ok as f64 * 100.0 / o.elapsed.as_secs_f64());
+            m.big_err += o.errors;
+            note(p.name, "100 MB", &o);
+            kids.check_alive()?;
+        }
+        for (p, m) in paths.iter().zip(measured.iter_mut()) {
+            let o = load::parallel(&p.one_mb, s.conc, 1).await?;
+            m.par.push(o.ok as f64 / o.elapsed.as_secs_f64());
+            m.par_err += o.errors;
+            note(p.name, &format!("{} × 1 MB", s.conc), &o);
+            kids.check_alive()?;
+        }
+    }
+
+    // Memory after the runs: the cloud, the connector, nginx (master and workers).
+    let mib = |b: Option<u64>| b.map(|b| b as f64 / MB);
+    let nginx_rss: u64 = procs::family(nginx_pid)
+        .iter()
+        .filter_map(|&p| procs::rss(p, "VmRSS:"))
+        .sum();
+    let cloud_rss = mib(procs::rss(cloud.pid, "VmRSS:"));
+    let cloud_peak = mib(procs::rss(cloud.pid, "VmHWM:"));
+    let conn_rss = mib(procs::rss(connector_pid, "VmRSS:"));
+    let conn_peak = mib(procs::rss(connector_pid, "VmHWM:"));
+
+    let table = render(
+        &paths,
+        &measured,
+        &s,
+        Some(nginx_rss as f64 / MB),
+        [cloud_rss, cloud_peak, conn_rss, conn_peak],
+        per_idle,
+    );
+    println!(
+        "\n{table}\n(best of {} rounds; MB = 2^20 bytes; c=1: {} requests after {} warm-up; c={}: {:.0} s; ! = the run had errors; total {:.0} s)",
+        s.rounds,
+        s.requests,
+        s.warmup,
+        s.conc,
+        s.duration.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    let errors: u64 = measured
+        .iter()
+        .map(|m| m.c1_err + m.c64_err + m.big_err + m.par_err)
+        .sum();
+    drop(kids);
+    dir.keep = args.keep;
+    if errors > 0 {
+        dir.keep = true;
+        bail!("{errors} requests failed (non-2xx or broken); the numbers above are not clean");
+    }
+    Ok(())
+}
+
+/// `ponte serve` flags that lift the session and connector rate limits, if this `ponte`
+/// has them (a benchmark measures the data path, not the limiter).
+fn unlimited_rate_flags(ponte: &Path) -> anyhow::Result<Vec<String>> {
+    let help = procs::output(Command::new(ponte).args(["serve", "--help"]))?;
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for f in [
+        "--session-rate-per-second",
+        "--session-rate-burst",
+        "--connector-rate-per-second",
+        "--connector-rate-burst",
+    ] {
+        match help.contains(f) {
+            true => out.extend([f.to_owned(), "0".to_owned()]),
+            false => missing.push(f),
+        }
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "ponte-bench: warning: this ponte serve has no {}; its built-in rate limits apply (expect 429s at c=64)",
+            missing.join(", ")
+        );
+    }
+    Ok(out)
+}
+
+fn note(path: &str, what: &str, o: &Outcome) {
+    if o.errors > 0 {
+        let by: Vec<String> = o
+            .failed
+            .iter()
+            .map(|(s, n)| match s {
+                0 => format!("{n} short or unchecked 2xx"),
+                1 => format!("{n} broken connections"),
+                s => format!("{n} × {s}"),
+            })
+            .collect();
+        eprintln!(
+            "ponte-bench: {path} {what}: {} errors ({}), {} ok",
+            o.errors,
+            by.join(", "),
+            o.ok
+        );
+    }
+}
+
+fn targets(
+    origin: u16,
+    proxy: u16,
+    cloud: &procs::Cloud,
+    prefix: &str,
+    cookie: &str,
+    token: &str,
+) -> anyhow::Result<Vec<PathTargets>> {
+    use http::{HeaderName, HeaderValue, Method};
+    let get = |port: u16, path: String, headers: Vec<(HeaderName, HeaderValue)>, min: u64| Target {
+        addr: ([127, 0, 0, 1], port).into(),
+        method: Method::GET,
+        path,
+        headers,
+        body: Default::default(),
+        min_len: min,
+        must_contain: None,
+    };
+    let files = |port: u16, pre: &str, h: Vec<(HeaderName, HeaderValue)>| {
+        [
+            get(port, format!("{pre}small"), h.clone(), 100),
+            get(port, format!("{pre}1mb"), h.clone(), 1 << 20),
+            get(port, format!("{pre}100mb"), h, 100 << 20),
+        ]
+    };
+    let mut out = Vec::new();
+    let cookie_h = vec![(http::header::COOKIE, HeaderValue::from_str(cookie)?)];
+    for (name, [small, one_mb, big]) in [
+        ("direct", files(origin, "/", vec![])),
+        ("nginx", files(proxy, "/", vec![])),
+        ("gateway", files(cloud.gateway.port(), prefix, cookie_h)),
+    ] {
+        out.push(PathTargets {
+            name,
+            small,
+            one_mb,
+            hundred_mb: Some(big),
+        });
+    }
+    let proxy_http = |device_path: &str, min: u64| -> anyhow::Result<Target> {
+        Ok(Target {
+            addr: cloud.api,
+            method: Method::POST,
+            path: format!("/api/instituicao/{TENANT}/equipamento/{EQUIPMENT}/proxy-http"),
+            headers: vec![
+                (
+                    http::header::AUTHORIZATION,
+                    HeaderValue::from_str(&format!("Bearer {token}"))?,
+                ),
+                (
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+            ],
+            body: serde_json::json!({"method": "GET", "path": device_path})
+                .to_string()
+                .into(),
+            min_len: min,
+            // The device's own status, inside the JSON envelope.
+            must_contain: Some("\"statusCode\":200"),
+        })
+    };
+    out.push(PathTargets {
+        name: "proxy-http",
+        small: proxy_http("/small", 100)?,
+        one_mb: proxy_http("/1mb", 1 << 20)?,
+        hundred_mb: None,
+    });
+    Ok(out)
+}
+
+fn render(
+    paths: &[PathTargets],
+    m: &[Measured],
+    s: &Settings,
+    nginx_rss: Option<f64>,
+    [cloud_rss, cloud_peak, conn_rss, conn_peak]: [Option<f64>; 4],
+    per_idle: Option<(usize, f64)>,
+) -> String {
+    let cols: Vec<&str> = paths.iter().map(|p| p.name).collect();
+    let (gw, ngx) = (2, 1);
+    let row = |label: String,
+               decimals: usize,
+               better: Better,
+               get: &dyn Fn(&Measured) -> (&Vec<f64>, u64)| Row {
+        label,
+        decimals,
+        cells: m
+            .iter()
+            .map(|x| {
+                let (v, errs) = get(x);
+                Cell {
+                    value: report::best(v, better),
+                    errors: errs > 0,
+                }
+            })
+            .collect(),
+        ratio: Some((gw, ngx)),
+    };
+    let only = |label: &str, decimals, at: &[(usize, Option<f64>)]| {
+        let mut cells = vec![Cell::default(); cols.len()];
+        for &(i, v) in at {
+            cells[i] = Cell::of(v);
+        }
+        Row {
+            label: label.into(),
+            decimals,
+            cells,
+            ratio: Some((gw, ngx)),
+        }
+    };
+    let c = s.conc;
+    let rows = vec![
+        row("c=1 small GET p50 (ms)".into(), 3, Better::Lower, &|x| {
+            (&x.c1_p50, x.c1_err)
+        }),
+        row("c=1 small GET p99 (ms)".into(), 3, Better::Lower, &|x| {
+            (&x.c1_p99, x.c1_err)
+        }),
+        row(format!("c={c} small GET req/s"), 0, Better::Higher, &|x| {
+            (&x.c64_rate, x.c64_err)
+        }),
+        row(
+            format!("c={c} small GET p99 (ms)"),
+            2,
+            Better::Lower,
+            &|x| (&x.c64_p99, x.c64_err),
+        ),
+        row("100 MB download (MB/s)".into(), 0, Better::Higher, &|x| {
+            (&x.big, x.big_err)
+        }),
+        row(
+            format!("{c} parallel 1 MB (MB/s)"),
+            0,
+            Better::Higher,
+            &|x| (&x.par, x.par_err),
+        ),
+        only(
+            "server RSS after the runs (MiB)",
+            1,
+            &[(ngx, nginx_rss), (gw, cloud_rss), (3, cloud_rss)],
+        ),
+        only(
+            "server peak RSS (MiB)",
+            1,
+            &[(gw, cloud_peak), (3, cloud_peak)],
+        ),
+        only(
+            "connector RSS after / peak (MiB)",
+            1,
+            &[(gw, conn_rss), (3, conn_peak)],
+        ),
+    ];
+    let mut rows = rows;
+    if let Some((n, kib)) = per_idle {
+        rows.push(only(
+            &format!("cloud RSS per idle connector, {n} connected (KiB)"),
+            1,
+            &[(gw, Some(kib))],
+        ));
+    }
+    let mut out = report::markdown(&cols, "gateway / nginx", &rows);
+    let q = |i: usize| {
+        report::ratio(
+            report::best(&pick(&m[gw], i), better_of(i)),
+            report::best(&pick(&m[ngx], i), better_of(i)),
+        )
+    };
+    out.push_str("\nGoals (gateway against nginx, this run):\n");
+    out.push_str(&report::goal("c=1 p50 ratio", q(0), 1.5, Better::Lower));
+    out.push('\n');
+    out.push_str(&report::goal(
+        &format!("c={c} req/s ratio"),
+        q(2),
+        0.8,
+        Better::Higher,
+    ));
+    out.push('\n');
+    out.push_str(&report::goal(
+        "100 MB MB/s ratio",
+        q(4),
+        1.0,
+        Better::Higher,
+    ));
+    out.push('\n');
+    match per_idle {
+        Some((n, kib)) => {
+            out.push_str(&report::goal(
+                &format!("cloud RSS per idle connector, KiB ({n} raw peers on ponte serve)"),
+                Some(kib),
+                32.0,
+                Better::Lower,
+            ));
+            out.push('\n');
+        }
+        None => out.push_str(
+            "- cloud RSS per idle connector ≤ 32 KiB: not measured (--idle N), see `cargo bench -p ponte-tests --bench tunnel`\n",
+        ),
+    }
+    out
+}
+
+fn better_of(i: usize) -> Better {
+    match i {
+        2 | 4 | 5 => Better::Higher,
+        _ => Better::Lower,
+    }
+}
+
+fn pick(m: &Measured, i: usize) -> Vec<f64> {
+    match i {
+        0 => m.c1_p50.clone(),
+        1 => m.c1_p99.clone(),
+        2 => m.c64_rate.clone(),
+        3 => m.c64_p99.clone(),
+        4 => m.big.clone(),
+        _ => m.par.clone(),
+    }
+}
