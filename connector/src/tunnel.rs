@@ -13,6 +13,7 @@ use ponte_protocol::{
     self as proto, limits, CloudMsg, ConnectorMsg, ErrorCode, RecvWindow, SendWindow,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -202,6 +203,9 @@ pub(crate) struct Session {
     streams: Mutex<HashMap<String, Arc<StreamCtl>>>,
     ws: Mutex<HashMap<String, mpsc::Sender<WsToDevice>>>,
     cancel: CancellationToken,
+    /// The relay's HELLO named `bin`: body chunks may go as binary frames. Never set by
+    /// a relay that does not answer HELLO, which therefore only ever gets JSON.
+    relay_bin: AtomicBool,
 }
 
 pub(crate) enum WsToDevice {
@@ -221,10 +225,22 @@ impl Session {
     }
 
     pub(crate) async fn send(&self, msg: &ConnectorMsg) -> Result<(), ()> {
-        self.out
-            .send(Message::text(proto::encode(msg)))
-            .await
-            .map_err(|_| ())
+        self.send_frame(self.frame(msg)).await
+    }
+
+    /// The frame for `msg`: binary once the relay named `bin` and the message has a
+    /// binary form (body chunks, WebSocket messages), the JSON text frame otherwise.
+    pub(crate) fn frame(&self, msg: &ConnectorMsg) -> Message {
+        if self.relay_bin.load(Ordering::Relaxed) {
+            if let Some(bin) = proto::binary::encode_connector(msg) {
+                return Message::Binary(bin);
+            }
+        }
+        Message::text(proto::encode(msg))
+    }
+
+    pub(crate) async fn send_frame(&self, frame: Message) -> Result<(), ()> {
+        self.out.send(frame).await.map_err(|_| ())
     }
 
     fn error(&self, request_id: &str, e: &ExecError) {
@@ -252,6 +268,7 @@ where
         streams: Mutex::default(),
         ws: Mutex::default(),
         cancel: cancel.clone(),
+        relay_bin: AtomicBool::new(false),
     });
 
     let hello = ConnectorMsg::Hello(proto::Hello {
@@ -310,6 +327,7 @@ where
                 last_seen = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(t))) => handle(&sess, t.as_str()),
+                    Some(Ok(Message::Binary(b))) => handle_binary(&sess, &b),
                     Some(Ok(Message::Close(f))) => break format!("relay closed the connection: {}", f.map(|f| format!("{} {}", f.code, f.reason)).unwrap_or_default()),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => break format!("connection error: {e}"),
@@ -335,21 +353,42 @@ where
 }
 
 fn handle(sess: &Arc<Session>, text: &str) {
-    let msg = match proto::decode_cloud(text) {
-        Ok(m) => m,
-        Err(e) => {
-            warn!(%e, "bad frame from relay");
-            if let Some(rid) = e.request_id() {
-                let ctl = sess.streams.lock().unwrap().remove(rid);
-                if let Some(ctl) = ctl {
-                    ctl.cancel.cancel();
-                    sess.error(rid, &ExecError::new(ErrorCode::BadRequest, e.to_string()));
-                }
-            }
-            return;
+    match proto::decode_cloud(text) {
+        Ok(m) => dispatch(sess, m),
+        Err(e) => bad_frame(sess, e),
+    }
+}
+
+fn bad_frame(sess: &Arc<Session>, e: proto::DecodeError) {
+    warn!(%e, "bad frame from relay");
+    if let Some(rid) = e.request_id() {
+        let ctl = sess.streams.lock().unwrap().remove(rid);
+        if let Some(ctl) = ctl {
+            ctl.cancel.cancel();
+            sess.error(rid, &ExecError::new(ErrorCode::BadRequest, e.to_string()));
         }
-    };
+    } else if let Some(sid) = e.stream_id() {
+        close_ws(sess, sid, 1002, "malformed frame");
+    }
+}
+
+/// A `bin` frame (accepted whether or not the relay named `bin`): the same message as
+/// its JSON twin, handled by the same code.
+fn handle_binary(sess: &Arc<Session>, data: &Bytes) {
+    match proto::binary::decode_cloud(data) {
+        Ok(m) => dispatch(sess, m),
+        Err(e) => bad_frame(sess, e),
+    }
+}
+
+fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
     match msg {
+        CloudMsg::Hello(h) => {
+            let caps = h.capability_set();
+            info!(capabilities = ?caps.names(), "relay answered HELLO");
+            sess.relay_bin
+                .store(caps.has(proto::Capability::Bin), Ordering::Relaxed);
+        }
         CloudMsg::Ping(hb) => {
             sess.shared.status.heartbeat();
             // A PONG is a courtesy (any frame proves liveness): dropped when the writer is

@@ -127,11 +127,12 @@ pub(crate) async fn proxy(
                 // Waiting here is the backpressure: a slow relay link slows reading the device.
                 // JSON escaping can inflate text past the frame limit; such a frame would
                 // cost the whole relay connection, so only this stream is closed.
-                if proto::encode(&msg).len() > limits::MAX_FRAME_LEN {
+                let frame = sess.frame(&msg);
+                if frame.len() > limits::MAX_FRAME_LEN {
                     let _ = dev_tx.send(Message::Close(None)).await;
                     return Ok((1009, "message too big for the tunnel".into()));
                 }
-                sess.send(&msg).await.map_err(|_| ExecError::new(ErrorCode::Cancelled, "relay connection closed"))?;
+                sess.send_frame(frame).await.map_err(|_| ExecError::new(ErrorCode::Cancelled, "relay connection closed"))?;
             }
             m = from_relay.recv() => match m {
                 Some(WsToDevice::Msg(msg)) => {

@@ -126,6 +126,7 @@ const CONNECTOR_TYPES: &[&str] = &[
 ];
 
 const CLOUD_TYPES: &[&str] = &[
+    "HELLO",
     "HTTP_REQUEST",
     "HTTP_REQUEST_CHUNK",
     "HTTP_REQUEST_END",
@@ -218,7 +219,7 @@ fn cloud_ids(m: &CloudMsg) -> (Option<&str>, Option<&str>) {
         WsOpen(x) => (None, Some(&x.stream_id)),
         WsMessage(x) => (None, Some(&x.stream_id)),
         WsClose(x) => (None, Some(&x.stream_id)),
-        TokenRotate(_) | Ping(_) | Pong(_) => (None, None),
+        Hello(_) | TokenRotate(_) | Ping(_) | Pong(_) => (None, None),
     }
 }
 
@@ -357,6 +358,21 @@ mod tests {
         let caps = h.capability_set();
         assert!(caps.has(Capability::Flow) && caps.has(Capability::Ws));
         assert!(!caps.has(Capability::Cancel));
+
+        // The relay's answer names the intersection.
+        let ours: Capabilities = [Capability::Bin, Capability::Flow].into_iter().collect();
+        let agreed = caps.intersect(ours);
+        assert!(agreed.has(Capability::Flow) && !agreed.has(Capability::Bin));
+        let answer = CloudMsg::Hello(Hello {
+            version: "1".into(),
+            capabilities: Capabilities::all().names(),
+            metadata: None,
+        });
+        let CloudMsg::Hello(h) = decode_cloud(&encode(&answer)).unwrap() else {
+            panic!()
+        };
+        assert!(h.capability_set().has(Capability::Bin));
+        assert_eq!(Capabilities::all().names().len(), Capability::ALL.len());
     }
 
     /// Table: bad frame → what the receiver learns about whom to blame.

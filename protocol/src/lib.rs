@@ -4,12 +4,14 @@
 //! opens a socket or needs a runtime, so the decoder can be fuzzed and unit-tested alone.
 //!
 //! Every frame is one WebSocket text frame carrying one JSON object whose `type` field
-//! discriminates. [`CloudMsg`] flows cloud → connector, [`ConnectorMsg`] connector → cloud.
+//! discriminates, except body chunks between peers that both named `bin`: those may be
+//! binary frames ([`binary`] documents the layout). [`CloudMsg`] flows cloud → connector, [`ConnectorMsg`] connector → cloud.
 //! The base set (HTTP_REQUEST, HTTP_RESPONSE_START/CHUNK/END, HTTP_RESPONSE_ERROR,
 //! PING/PONG) is what the original Node connector speaks; everything else is an extension
 //! the relay only uses once the connector announced the matching [`Capability`] in HELLO.
 #![forbid(unsafe_code)]
 
+pub mod binary;
 mod codec;
 mod flow;
 mod headers;

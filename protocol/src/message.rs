@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CloudMsg {
+    /// The relay's answer to HELLO: the capabilities it will use, the intersection of
+    /// both sides' (sent only to a connector that said HELLO).
+    Hello(Hello),
     /// Execute an HTTP request against a device (base protocol).
     HttpRequest(HttpRequest),
     /// A piece of a streamed request body (`req-stream`).
@@ -69,16 +72,18 @@ pub enum Capability {
     Flow,
     Ws,
     TokenRotate,
+    Bin,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Capability::Error,
         Capability::Cancel,
         Capability::ReqStream,
         Capability::Flow,
         Capability::Ws,
         Capability::TokenRotate,
+        Capability::Bin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +94,7 @@ impl Capability {
             Capability::Flow => "flow",
             Capability::Ws => "ws",
             Capability::TokenRotate => "token-rotate",
+            Capability::Bin => "bin",
         }
     }
 
@@ -110,6 +116,11 @@ impl Capabilities {
 
     pub fn has(self, c: Capability) -> bool {
         self.0 & (1 << c as u8) != 0
+    }
+
+    /// What both sets name: what two peers may use.
+    pub fn intersect(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 & other.0)
     }
 
     pub fn names(self) -> Vec<String> {

@@ -14,6 +14,7 @@ use ponte_protocol::{
     RecvWindow, SendWindow,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -155,11 +156,22 @@ impl Peer {
     };
 }
 
+/// Binary (`bin`) frames one connection has carried, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameCounts {
+    /// Binary frames received from the connector.
+    pub binary_received: u64,
+    /// Binary frames sent to the connector.
+    pub binary_sent: u64,
+}
+
 /// Everything the relay knows about one live connection.
 pub(crate) struct Conn {
     pub connector_id: String,
     pub out: mpsc::Sender<Message>,
     peer: watch::Sender<Option<Peer>>,
+    binary_received: AtomicU64,
+    binary_sent: AtomicU64,
     pub streams: Mutex<HashMap<String, Slot>>,
     pub ws: Mutex<HashMap<String, Arc<WsState>>>,
     pub cancel: CancellationToken,
@@ -176,6 +188,8 @@ impl Conn {
             connector_id,
             out,
             peer: watch::channel(None).0,
+            binary_received: AtomicU64::new(0),
+            binary_sent: AtomicU64::new(0),
             streams: Mutex::default(),
             ws: Mutex::default(),
             cancel,
@@ -225,6 +239,25 @@ impl Conn {
 
     pub fn has(&self, cap: Capability) -> bool {
         matches!(*self.peer.borrow(), Some(p) if p.caps.has(cap))
+    }
+
+    /// The frame for `msg`: binary when the connector named `bin` and the message has a
+    /// binary form (body chunks, WebSocket messages), the JSON text frame otherwise.
+    pub fn frame(&self, msg: &CloudMsg) -> Message {
+        if self.has(Capability::Bin) {
+            if let Some(bin) = proto::binary::encode_cloud(msg) {
+                self.binary_sent.fetch_add(1, Ordering::Relaxed);
+                return Message::Binary(bin);
+            }
+        }
+        Message::text(proto::encode(msg))
+    }
+
+    pub fn frame_counts(&self) -> FrameCounts {
+        FrameCounts {
+            binary_received: self.binary_received.load(Ordering::Relaxed),
+            binary_sent: self.binary_sent.load(Ordering::Relaxed),
+        }
     }
 
     pub fn open_streams(&self) -> usize {
@@ -342,7 +375,13 @@ pub(crate) async fn run<S>(
                         // Any first frame but HELLO (even a malformed one) means legacy.
                         conn.set_peer_once(Peer::LEGACY);
                     }
-                    Some(Ok(Message::Binary(_))) => warn!("binary frame ignored: protocol v1 is text frames"),
+                    Some(Ok(Message::Binary(data))) => {
+                        hello_pending = false;
+                        // Accepted from any peer: the decoder bounds it like a text frame.
+                        conn.binary_received.fetch_add(1, Ordering::Relaxed);
+                        handle_binary(&conn, directory.as_ref(), &data).await;
+                        conn.set_peer_once(Peer::LEGACY);
+                    }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(frame))) => {
                         debug!(?frame, "connector closed the connection");
@@ -446,16 +485,36 @@ where
 }
 
 async fn handle_text(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, text: &str) {
-    let msg = match proto::decode_connector(text) {
-        Ok(msg) => msg,
-        Err(err) => return handle_decode_error(conn, err),
-    };
+    match proto::decode_connector(text) {
+        Ok(msg) => handle_msg(conn, directory, msg).await,
+        Err(err) => handle_decode_error(conn, err),
+    }
+}
+
+/// A `bin` frame: decodes to the same message as its JSON twin and takes the same path,
+/// so index rules, windows and per-stream failure apply alike.
+async fn handle_binary(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, data: &Bytes) {
+    match proto::binary::decode_connector(data) {
+        Ok(msg) => handle_msg(conn, directory, msg).await,
+        Err(err) => handle_decode_error(conn, err),
+    }
+}
+
+async fn handle_msg(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, msg: ConnectorMsg) {
     if !matches!(msg, ConnectorMsg::Hello(_)) {
         conn.set_peer_once(Peer::LEGACY);
     }
     match msg {
         ConnectorMsg::Hello(hello) => {
-            let caps = hello.capability_set();
+            let caps = hello.capability_set().intersect(Capabilities::all());
+            // The answer (DESIGN: the intersection) goes before the peer is marked, so
+            // frames using an extension normally queue behind it; a connector that named
+            // `bin` accepts binary frames even before it has read the answer.
+            conn.send_detached(&CloudMsg::Hello(proto::Hello {
+                version: env!("CARGO_PKG_VERSION").into(),
+                capabilities: caps.names(),
+                metadata: None,
+            }));
             conn.set_hello(Peer { hello: true, caps });
             info!(version = %hello.version, capabilities = ?caps.names(), "connector said HELLO");
             directory.on_event(ConnectorEvent::Hello {

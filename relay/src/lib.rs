@@ -15,7 +15,7 @@ mod server;
 pub use auth::{
     ConnectorClaims, ConnectorDirectory, ConnectorEvent, StaticDirectory, TokenVerifier,
 };
-pub use conn::ConnConfig;
+pub use conn::{ConnConfig, FrameCounts};
 pub use relay::{Relay, RelayConfig};
 pub use router::*;
 pub use server::{app, nodelay, serve, ws_config};

@@ -525,12 +525,7 @@ async fn pump_upload(
                 index,
             });
             index += 1;
-            if conn
-                .out
-                .send(Message::text(proto::encode(&msg)))
-                .await
-                .is_err()
-            {
+            if conn.out.send(conn.frame(&msg)).await.is_err() {
                 return;
             }
         }
@@ -711,13 +706,13 @@ impl WsSource for RelayWs {
                     })
                 }
             };
-            let frame = proto::encode(&msg);
+            let frame = self.conn.frame(&msg);
             if frame.len() > limits::MAX_FRAME_LEN {
                 return Err(RouteError::BodyTooLarge(limits::MAX_FRAME_LEN));
             }
             self.conn
                 .out
-                .send(Message::text(frame))
+                .send(frame)
                 .await
                 .map_err(|_| RouteError::Disconnected)
         })
@@ -729,5 +724,13 @@ impl Drop for RelayWs {
         if !self.closed {
             conn::close_ws(&self.conn, &self.stream_id, 1001, "caller went away");
         }
+    }
+}
+
+impl Relay {
+    /// Binary (`bin`) frames carried by the connector's live connection, if it has one.
+    pub fn frame_counts(&self, connector_id: &str) -> Option<crate::FrameCounts> {
+        let conn = self.inner.conns.lock().unwrap().get(connector_id).cloned();
+        conn.map(|c| c.frame_counts())
     }
 }
