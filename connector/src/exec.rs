@@ -343,7 +343,10 @@ mod tests {
                 "error sending request for url (http://10.0.0.5/cgi?session=SECRET&x=1): boom",
                 "error sending request for url (http://10.0.0.5/cgi): boom",
             ),
-            ("https://d/a?b#c and http://e/f?g", "https://d/a and http://e/f"),
+            (
+                "https://d/a?b#c and http://e/f?g",
+                "https://d/a and http://e/f",
+            ),
             ("no url? here", "no url? here"),
             ("http://d/p", "http://d/p"),
         ] {

@@ -294,7 +294,12 @@ async fn upload(State(stats): State<Arc<OriginStats>>, headers: HeaderMap, body:
 async fn drip() -> Response {
     let s = futures_util::stream::unfold(0u32, |n| async move {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        (n < 1000).then(|| (Ok::<_, std::io::Error>(bytes::Bytes::from_static(b".")), n + 1))
+        (n < 1000).then(|| {
+            (
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b".")),
+                n + 1,
+            )
+        })
     });
     Body::from_stream(s).into_response()
 }

@@ -678,7 +678,9 @@ async fn a_proxied_call_to_a_dripping_device_ends_at_its_deadline_and_names_no_q
     let origin = Origin::spawn().await;
     cloud.add_equipment(2, 100, &origin.base_url(), true).await;
     // A device nothing listens on, reached with a secret in the query.
-    cloud.add_equipment(2, 101, "http://127.0.0.1:1", true).await;
+    cloud
+        .add_equipment(2, 101, "http://127.0.0.1:1", true)
+        .await;
     let _paired = cloud.pair_connector(2).await;
     let admin = cloud.user_token(7, &[2], false);
     let started = Instant::now();
@@ -709,7 +711,9 @@ async fn a_proxied_call_to_a_dripping_device_ends_at_its_deadline_and_names_no_q
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_not_valid_yet_and_other_tenants_equipment_ids_are_refused_quietly() {
     let cloud = TestCloud::start(Backend::Sqlite).await;
-    cloud.add_equipment(3, 300, "http://127.0.0.1:9", true).await;
+    cloud
+        .add_equipment(3, 300, "http://127.0.0.1:9", true)
+        .await;
     let admin = cloud.user_token(7, &[2], false);
     // PUT of an id institution 3 holds: 404 as for any id this tenant lacks, not 409.
     let (s, _, b) = cloud
@@ -731,7 +735,12 @@ async fn tokens_not_valid_yet_and_other_tenants_equipment_ids_are_refused_quietl
     )
     .unwrap();
     let (s, _, b) = cloud
-        .call("GET", "/api/instituicao/2/connector/status", Some(&early), None)
+        .call(
+            "GET",
+            "/api/instituicao/2/connector/status",
+            Some(&early),
+            None,
+        )
         .await;
     assert_eq!(s, 401, "{b}");
 }
