@@ -10,9 +10,10 @@
 //! entry had nowhere to go.
 
 use crate::store::{self, AuditEntry, Store, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, Mutex, Notify};
 use tracing::{error, info, warn};
 
 /// Entries waiting to be written. Each entry is at most ~[`MAX_ENTRY_BYTES`] (paths are
@@ -33,7 +34,16 @@ pub const MAX_ENTRY_BYTES: usize = 4096;
 const BATCH: usize = 1024;
 
 /// A place in the queue, taken before the audited action.
-pub struct Slot(mpsc::OwnedPermit<AuditEntry>);
+pub struct Slot(mpsc::OwnedPermit<AuditEntry>, Arc<Progress>);
+
+/// Entries queued and entries done with (written or given up), so a reader of the log
+/// can wait for what was queued before it asked.
+#[derive(Default)]
+struct Progress {
+    queued: AtomicU64,
+    done: AtomicU64,
+    moved: Notify,
+}
 
 impl Slot {
     /// Queues the entry (stamped now).
@@ -42,6 +52,7 @@ impl Slot {
         if let Some(p) = &mut entry.path {
             truncate(p, MAX_PATH);
         }
+        self.1.queued.fetch_add(1, Ordering::SeqCst);
         self.0.send(entry);
     }
 }
@@ -67,6 +78,7 @@ pub struct Auditor {
     rx: Mutex<Option<mpsc::Receiver<AuditEntry>>>,
     stop: tokio_util::sync::CancellationToken,
     store: Arc<dyn Store>,
+    progress: Arc<Progress>,
 }
 
 impl Auditor {
@@ -77,6 +89,7 @@ impl Auditor {
             rx: Mutex::new(Some(rx)),
             stop: Default::default(),
             store,
+            progress: Arc::default(),
         })
     }
 
@@ -85,7 +98,7 @@ impl Auditor {
         self.tx
             .clone()
             .try_reserve_owned()
-            .map(Slot)
+            .map(|permit| Slot(permit, Arc::clone(&self.progress)))
             .map_err(|_| Backlogged)
     }
 
@@ -96,6 +109,22 @@ impl Auditor {
             Ok(slot) => slot.record(entry),
             Err(_) => {
                 error!(action = %entry.action, tid = entry.tenant_id, "audit queue full; entry dropped")
+            }
+        }
+    }
+
+    /// Waits (up to `limit`) until every entry queued before this call is written, so
+    /// a listing of the log shows the actions that preceded it. False on time-out.
+    pub async fn settled(&self, limit: Duration) -> bool {
+        let target = self.progress.queued.load(Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let moved = self.progress.moved.notified();
+            if self.progress.done.load(Ordering::SeqCst) >= target {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return false;
             }
         }
     }
@@ -117,7 +146,10 @@ impl Auditor {
                 _ = self.stop.cancelled() => break,
                 n = rx.recv_many(&mut batch, BATCH) => if n == 0 { break },
             }
+            let n = batch.len() as u64;
             self.write(&mut batch, None).await;
+            self.progress.done.fetch_add(n, Ordering::SeqCst);
+            self.progress.moved.notify_waiters();
         }
         // Hand the rest to `close`, which writes it within its deadline.
         *self.rx.lock().await = Some(rx);

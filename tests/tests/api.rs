@@ -218,6 +218,7 @@ async fn proxy_http_end_to_end(backend: Backend) {
     );
 
     // Every call is audited: who, where, what, outcome, size, time; never the query.
+    assert!(cloud.cloud.api.audit.settled(Duration::from_secs(5)).await);
     let log = cloud.store().list_audit(2, 100).await.unwrap();
     let proxied: Vec<_> = log.iter().filter(|a| a.action == "proxy-http").collect();
     assert!(proxied.len() >= 11, "{proxied:#?}");
@@ -344,6 +345,7 @@ async fn no_tenant_can_touch_another_tenants_routes() {
     // row by user 7.
     assert_eq!(db_status(&cloud, 3).await, Some(ConnectorStatus::ONLINE));
     assert!(cloud.store().list_sessions(3, 10).await.unwrap().is_empty());
+    assert!(cloud.cloud.api.audit.settled(Duration::from_secs(5)).await);
     assert!(cloud
         .store()
         .list_audit(3, 100)
@@ -460,6 +462,8 @@ async fn renew_and_unpair_close_the_old_socket_within_a_second() {
         (Some(false), Some("OFFLINE")),
         "{st}"
     );
+    // Audit rows are written in the background: wait for what was queued.
+    assert!(cloud.cloud.api.audit.settled(Duration::from_secs(5)).await);
     let actions: Vec<String> = cloud
         .store()
         .list_audit(2, 50)
@@ -531,6 +535,7 @@ async fn tokens_near_expiry_are_rotated_and_persisted() {
     )
     .await;
     wait_until(T, move || ponte_relay::Router::is_online(&relay, &cid)).await;
+    assert!(cloud.cloud.api.audit.settled(Duration::from_secs(5)).await);
     assert!(cloud
         .store()
         .list_audit(2, 50)
