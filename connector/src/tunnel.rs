@@ -621,7 +621,9 @@ async fn serve_request(
             Arc::clone(ctl),
             rid.clone(),
             rx,
-            timeout,
+            // A backstop only: the relay bounds an upload's silence itself (and
+            // cancels), with the caller's idle timeout, which can exceed `timeoutMs`.
+            timeout.max(limits::DEFAULT_TIMEOUT),
             Arc::clone(&uploaded),
         )),
         (None, Some(b), Some(proto::BodyEncoding::Base64)) => {
