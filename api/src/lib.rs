@@ -35,6 +35,8 @@ pub trait ConnectorControl: Send + Sync + 'static {
     fn rotate_token(&self, connector_id: &str, token: String, expires_at: Option<String>) -> bool;
     /// Whether the connector is connected here and announced `token-rotate`.
     fn can_rotate(&self, connector_id: &str) -> bool;
+    /// Newer connections refused because another install with the same token is live.
+    fn conflict(&self, connector_id: &str) -> Option<ponte_relay::Conflict>;
 }
 
 impl ConnectorControl for ponte_relay::Relay {
@@ -46,6 +48,9 @@ impl ConnectorControl for ponte_relay::Relay {
     }
     fn can_rotate(&self, connector_id: &str) -> bool {
         ponte_relay::Relay::can_rotate(self, connector_id)
+    }
+    fn conflict(&self, connector_id: &str) -> Option<ponte_relay::Conflict> {
+        ponte_relay::Relay::conflict(self, connector_id)
     }
 }
 
@@ -297,7 +302,7 @@ impl Api {
             let new = self.issuer.mint(con.id, con.client_id, con.tenant_id);
             match self
                 .store
-                .swap_token(con.id, &old, &new.jti, new.expires_at)
+                .rotate_token(con.id, &old, &new.jti, new.expires_at)
                 .await
             {
                 Ok(true) => {}

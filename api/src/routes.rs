@@ -735,8 +735,20 @@ struct ConnectorStatusView {
     /// over the tunnel (it does not speak `token-rotate`, or is not connected): renew
     /// it and store the new token on the connector, or it will be locked out.
     token_expiring: bool,
+    /// Another install with this connector's token tried to connect while this one was
+    /// live (two copies of one config): the live connection is kept and the newer ones
+    /// are refused. Present for 10 minutes after the last refusal.
+    duplicate: Option<DuplicateView>,
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct DuplicateView {
+    /// Connections refused since the duplicate was detected.
+    refused_connections: u64,
+    last_refused_at: String,
 }
 
 /// The institution's connector: status, name, version, last heartbeat.
@@ -763,6 +775,7 @@ async fn connector_status(
             connected_since: None,
             token_expires_at: None,
             token_expiring: false,
+            duplicate: None,
             metadata: None,
         }));
     };
@@ -774,6 +787,15 @@ async fn connector_status(
         (false, s) => s,
     };
     let token_expiring = api.token_expiring(&con);
+    let duplicate = api
+        .control
+        .conflict(&con.id.to_string())
+        .map(|c| DuplicateView {
+            refused_connections: c.refused,
+            last_refused_at: store::rfc3339(
+                chrono::DateTime::<chrono::Utc>::from(c.last_refused).naive_utc(),
+            ),
+        });
     Ok(Json(ConnectorStatusView {
         paired: con.token_id.is_some(),
         status,
@@ -787,6 +809,7 @@ async fn connector_status(
             None
         },
         token_expiring,
+        duplicate,
         token_expires_at: con.token_expires_at.map(store::rfc3339),
         metadata: con.metadata.map(|m| m.0),
     }))

@@ -15,13 +15,12 @@ pub mod tls;
 pub mod tunnel;
 mod wsproxy;
 
-use anyhow::Context as _;
 use config::{Config, FileConfig, Secret};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Heartbeat timings; tests shrink them.
 #[derive(Debug, Clone)]
@@ -66,29 +65,20 @@ pub async fn start(
     let status = Arc::new(health::Status::default());
     let mut health_addr = None;
     if let Some(addr) = cfg.health_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding health endpoint on {addr}"))?;
-        let bound = listener.local_addr()?;
-        health_addr = Some(bound);
-        let app = health::app(Arc::clone(&status));
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            // TCP_NODELAY: the health answer is small and must not wait for a delayed ACK.
-            use axum::serve::ListenerExt as _;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            {
-                warn!(%e, "health endpoint stopped");
-            }
-        });
-        info!(%bound, "health endpoint listening");
+        // The tunnel is the point of the connector; the health port is a convenience.
+        // Taken (another connector, another program): keep the tunnel up and say so.
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => health_addr = Some(serve_health(listener, &status, &shutdown)?),
+            Err(e) => error!(
+                %addr, %e,
+                "health endpoint could not listen (port taken?); the tunnel runs without it. \
+                 Free the port or set health_listen to another address"
+            ),
+        }
     }
-    let shared = Arc::new(Shared::new(cfg, timing, status, health_addr)?);
+    // Never a target: the health port as bound, or as configured when it could not be.
+    let exclude = health_addr.or(cfg.health_listen.filter(|a| a.port() != 0));
+    let shared = Arc::new(Shared::new(cfg, timing, status, exclude)?);
     tokio::spawn(tunnel::run_forever(Arc::clone(&shared), shutdown));
     Ok(Handle {
         shared,
@@ -122,6 +112,31 @@ impl Shared {
             timing,
         })
     }
+}
+
+fn serve_health(
+    listener: tokio::net::TcpListener,
+    status: &Arc<health::Status>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let bound = listener.local_addr()?;
+    let app = health::app(Arc::clone(status));
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        // TCP_NODELAY: the health answer is small and must not wait for a delayed ACK.
+        use axum::serve::ListenerExt as _;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            warn!(%e, "health endpoint stopped");
+        }
+    });
+    info!(%bound, "health endpoint listening");
+    Ok(bound)
 }
 
 /// TOKEN_ROTATE: use the new token from now on and persist it, so a restart uses it too.

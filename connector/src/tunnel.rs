@@ -105,6 +105,11 @@ pub async fn run_forever(shared: Arc<Shared>, shutdown: CancellationToken) {
                     ConnectError::Unauthorized(m) => {
                         error!(reason = %m, "relay refused the token; re-pair or renew it")
                     }
+                    ConnectError::Conflict(m) => error!(
+                        reason = %m,
+                        "the relay keeps another connection with this token; is this install a \
+                         copy of another? Retrying with backoff"
+                    ),
                     ConnectError::Other(m) => warn!(reason = %m, "could not connect to relay"),
                 });
                 idx += 1; // fail over to the next relay URL
@@ -126,6 +131,9 @@ pub async fn run_forever(shared: Arc<Shared>, shutdown: CancellationToken) {
 pub enum ConnectError {
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// 409: another connection with this connector's identity is live and kept.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("{0}")]
     Other(String),
 }
@@ -167,14 +175,19 @@ pub async fn connect(shared: &Shared, url: &str) -> Result<Ws, ConnectError> {
     match tokio::time::timeout(Duration::from_secs(15), fut).await {
         Err(_) => Err(ConnectError::Other("timed out connecting".into())),
         Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(WsError::Http(resp))) if resp.status() == 401 => {
+        Ok(Err(WsError::Http(resp))) if matches!(resp.status().as_u16(), 401 | 409) => {
             let body = resp
                 .body()
                 .as_deref()
                 .map(String::from_utf8_lossy)
-                .unwrap_or_default()
-                .into_owned();
-            Err(ConnectError::Unauthorized(body))
+                .unwrap_or_default();
+            // The relay's JSON error names the reason; keep it short in the log.
+            let body: String = body.chars().take(300).collect();
+            Err(if resp.status() == 401 {
+                ConnectError::Unauthorized(body)
+            } else {
+                ConnectError::Conflict(body)
+            })
         }
         Ok(Err(e)) => Err(ConnectError::Other(e.to_string())),
     }
@@ -183,6 +196,10 @@ pub async fn connect(shared: &Shared, url: &str) -> Result<Ws, ConnectError> {
 /// Per-stream state shared by the reader and the stream's task.
 struct StreamCtl {
     cancel: CancellationToken,
+    /// The relay had named `flow` when the stream began: the response waits for its
+    /// window. A relay that never answers HELLO (the original Node relay) sends no
+    /// WINDOW_UPDATE, so waiting on it would stall every response at 256 KiB.
+    flow: bool,
     window: Mutex<SendWindow>,
     credit: Notify,
     body: Mutex<Option<BodyIn>>,
@@ -206,6 +223,8 @@ pub(crate) struct Session {
     /// The relay's HELLO named `bin`: body chunks may go as binary frames. Never set by
     /// a relay that does not answer HELLO, which therefore only ever gets JSON.
     relay_bin: AtomicBool,
+    /// The relay's HELLO named `flow`: streams begun from now on honour the window.
+    relay_flow: AtomicBool,
 }
 
 pub(crate) enum WsToDevice {
@@ -269,6 +288,7 @@ where
         ws: Mutex::default(),
         cancel: cancel.clone(),
         relay_bin: AtomicBool::new(false),
+        relay_flow: AtomicBool::new(false),
     });
 
     let hello = ConnectorMsg::Hello(proto::Hello {
@@ -388,6 +408,8 @@ fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
             info!(capabilities = ?caps.names(), "relay answered HELLO");
             sess.relay_bin
                 .store(caps.has(proto::Capability::Bin), Ordering::Relaxed);
+            sess.relay_flow
+                .store(caps.has(proto::Capability::Flow), Ordering::Relaxed);
         }
         CloudMsg::Ping(hb) => {
             sess.shared.status.heartbeat();
@@ -549,6 +571,7 @@ fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
     };
     let ctl = Arc::new(StreamCtl {
         cancel: sess.cancel.child_token(),
+        flow: sess.relay_flow.load(Ordering::Relaxed),
         window: Mutex::new(SendWindow::default()),
         credit: Notify::new(),
         body: Mutex::new(body_in),
@@ -743,6 +766,10 @@ fn gone() -> ExecError {
 
 /// Waits for send window and takes up to `want` bytes of it.
 async fn wait_window(ctl: &StreamCtl, want: usize) -> usize {
+    if !ctl.flow {
+        // No window: the relay's TCP backpressure (the writer queue) paces the stream.
+        return want;
+    }
     loop {
         let notified = ctl.credit.notified();
         tokio::pin!(notified);

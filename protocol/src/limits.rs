@@ -35,8 +35,14 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(30);
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The connector must send HELLO (or any first frame) within this after the upgrade;
-/// legacy connectors that never send HELLO are detected by their first other frame.
-pub const HELLO_GRACE: Duration = Duration::from_secs(2);
+/// legacy connectors that never send HELLO are detected by their first other frame, or
+/// by this running out: the first request to a legacy connector waits at most this.
+pub const HELLO_GRACE: Duration = Duration::from_millis(250);
+
+/// The grace for a peer whose `User-Agent` says it is Ponte's connector, which always
+/// sends HELLO first: on a loaded host it may take longer than [`HELLO_GRACE`], and
+/// treating it as legacy would cost its first requests the extensions.
+pub const HELLO_GRACE_PONTE: Duration = Duration::from_secs(2);
 
 /// Default wait for HTTP_RESPONSE_START when the caller gives no `timeoutMs`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -176,12 +176,18 @@ pub(crate) struct Conn {
     pub ws: Mutex<HashMap<String, Arc<WsState>>>,
     pub cancel: CancellationToken,
     close: Mutex<Option<CloseFrame>>,
+    /// When the connection began, and milliseconds since then of the last frame read.
+    born: Instant,
+    last_frame_ms: AtomicU64,
+    /// How long requests wait for HELLO on this connection (see [`limits::HELLO_GRACE`]).
+    pub hello_grace: Duration,
 }
 
 impl Conn {
     pub fn new(
         connector_id: String,
         cancel: CancellationToken,
+        hello_grace: Duration,
     ) -> (Arc<Self>, mpsc::Receiver<Message>) {
         let (out, rx) = mpsc::channel(OUTBOUND_QUEUE);
         let conn = Arc::new(Self {
@@ -194,6 +200,9 @@ impl Conn {
             ws: Mutex::default(),
             cancel,
             close: Mutex::new(None),
+            born: Instant::now(),
+            last_frame_ms: AtomicU64::new(0),
+            hello_grace,
         });
         (conn, rx)
     }
@@ -265,6 +274,34 @@ impl Conn {
     }
 
     /// Closes the connection with a WebSocket close code and reason.
+    fn saw_frame(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.last_frame_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Sends a WebSocket ping (every peer answers it, the Node connector included) and
+    /// closes the connection if no frame at all arrives within `timeout`.
+    pub fn probe(self: &Arc<Self>, timeout: Duration) {
+        let sent = self.born.elapsed().as_millis() as u64;
+        if self.out.try_send(Message::Ping(Default::default())).is_err() {
+            // The writer is backed up: the peer is reading slowly, not gone. The
+            // heartbeat deadline still applies.
+            return;
+        }
+        let conn = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = conn.cancel.cancelled() => {}
+                _ = tokio::time::sleep(timeout) => {
+                    if conn.last_frame_ms.load(Ordering::Relaxed) < sent {
+                        warn!("no answer to a liveness probe while another connection claimed this identity; closing");
+                        conn.close(4002, "no answer to a liveness probe");
+                    }
+                }
+            }
+        });
+    }
+
     pub fn close(&self, code: u16, reason: &str) {
         *self.close.lock().unwrap() = Some(CloseFrame {
             code: CloseCode::from(code),
@@ -358,7 +395,7 @@ pub(crate) async fn run<S>(
     let mut last_seen = Instant::now();
     let silence = tokio::time::sleep(cfg.peer_timeout);
     tokio::pin!(silence);
-    let hello_deadline = tokio::time::sleep(cfg.hello_grace);
+    let hello_deadline = tokio::time::sleep(conn.hello_grace);
     tokio::pin!(hello_deadline);
     let mut hello_pending = true;
 
@@ -368,6 +405,7 @@ pub(crate) async fn run<S>(
             _ = conn.cancel.cancelled() => break,
             frame = stream.next() => {
                 last_seen = Instant::now();
+                conn.saw_frame();
                 match frame {
                     Some(Ok(Message::Text(text))) => {
                         hello_pending = false;

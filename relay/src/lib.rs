@@ -16,6 +16,6 @@ pub use auth::{
     ConnectorClaims, ConnectorDirectory, ConnectorEvent, StaticDirectory, TokenVerifier,
 };
 pub use conn::{ConnConfig, FrameCounts};
-pub use relay::{Relay, RelayConfig};
+pub use relay::{Conflict, Relay, RelayConfig};
 pub use router::*;
 pub use server::{app, nodelay, serve, ws_config};

@@ -25,6 +25,61 @@ use tracing::{info, info_span, warn, Instrument};
 /// one frame instead of three.
 const INLINE_THRESHOLD: usize = 64 * 1024;
 
+/// Two installs sharing one token replace each other on every reconnect and neither
+/// serves. A connector identity replaced this many times within [`FLAP_WINDOW`] is
+/// contested: the established connection is kept and newcomers are refused.
+const FLAP_REPLACEMENTS: usize = 2;
+const FLAP_WINDOW: Duration = Duration::from_secs(60);
+
+/// A contest stays visible in status this long after its last refusal.
+const CONFLICT_SHOWN: Duration = Duration::from_secs(600);
+
+/// A refused newcomer may be the live install and the established socket half-open: the
+/// established one is probed and closed if it shows no sign of life within this.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Contest records kept at most (one per connector identity replaced recently; every
+/// entry needs a valid token). Past it, stale entries are pruned, then the oldest.
+const MAX_CONTESTS: usize = 4096;
+
+/// Newer connections refused because another one with the same identity is live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    /// Connections refused since the contest began.
+    pub refused: u64,
+    /// When the last one was refused.
+    pub last_refused: std::time::SystemTime,
+}
+
+#[derive(Default)]
+struct Contest {
+    /// When the identity's live connection was last replaced (newest last, at most
+    /// [`FLAP_REPLACEMENTS`] kept).
+    replaced: std::collections::VecDeque<std::time::Instant>,
+    refused: u64,
+    last_refused: Option<(std::time::Instant, std::time::SystemTime)>,
+}
+
+impl Contest {
+    fn flapping(&self, now: std::time::Instant) -> bool {
+        let recent = self
+            .replaced
+            .iter()
+            .filter(|t| now.duration_since(**t) < FLAP_WINDOW)
+            .count();
+        let refusing = self
+            .last_refused
+            .is_some_and(|(t, _)| now.duration_since(t) < FLAP_WINDOW);
+        recent >= FLAP_REPLACEMENTS || refusing
+    }
+
+    fn stale(&self, now: std::time::Instant) -> bool {
+        let last = self.replaced.back().copied().into_iter();
+        let last = last.chain(self.last_refused.map(|(t, _)| t)).max();
+        last.is_none_or(|t| now.duration_since(t) >= CONFLICT_SHOWN)
+    }
+}
+
 /// Relay settings.
 #[derive(Clone)]
 pub struct RelayConfig {
@@ -44,6 +99,8 @@ pub struct Relay {
 struct Inner {
     cfg: RelayConfig,
     conns: Mutex<HashMap<String, Arc<Conn>>>,
+    /// Identities whose connection was replaced recently (see [`FLAP_REPLACEMENTS`]).
+    contests: Mutex<HashMap<String, Contest>>,
     next_id: AtomicU64,
     id_prefix: String,
     shutdown: CancellationToken,
@@ -55,6 +112,7 @@ impl Relay {
             inner: Arc::new(Inner {
                 cfg,
                 conns: Mutex::default(),
+                contests: Mutex::default(),
                 next_id: AtomicU64::new(1),
                 // Ids stay unique across relay restarts, so a late frame from a previous
                 // life can never match a new stream.
@@ -119,15 +177,103 @@ impl Relay {
         }
     }
 
+    /// Whether a new connection for `connector_id` may replace the live one. The newest
+    /// connection wins (a connector that moved networks must not wait for its old socket
+    /// to time out) unless the identity is flapping: then the established connection is
+    /// kept, the newcomer is refused (`Err`), and the established one is probed so a
+    /// half-open socket cannot lock the real install out for longer than [`PROBE_TIMEOUT`].
+    pub fn admit(&self, connector_id: &str) -> Result<(), Conflict> {
+        let live = self.inner.conns.lock().unwrap().get(connector_id).cloned();
+        let Some(live) = live else { return Ok(()) };
+        let now = std::time::Instant::now();
+        let mut contests = self.inner.contests.lock().unwrap();
+        let Some(contest) = contests.get_mut(connector_id) else {
+            return Ok(());
+        };
+        if !contest.flapping(now) {
+            return Ok(());
+        }
+        contest.refused += 1;
+        let wall = std::time::SystemTime::now();
+        contest.last_refused = Some((now, wall));
+        let conflict = Conflict {
+            refused: contest.refused,
+            last_refused: wall,
+        };
+        drop(contests);
+        if conflict.refused.is_power_of_two() {
+            warn!(
+                connector_id,
+                refused = conflict.refused,
+                "two connectors share one token: the established connection is kept and the \
+                 newer one refused (stop the duplicate install, or renew the token)"
+            );
+        }
+        live.probe(PROBE_TIMEOUT);
+        Err(conflict)
+    }
+
+    /// The identity's contest, while it is shown (see [`CONFLICT_SHOWN`]).
+    pub fn conflict(&self, connector_id: &str) -> Option<Conflict> {
+        let now = std::time::Instant::now();
+        let contests = self.inner.contests.lock().unwrap();
+        let c = contests.get(connector_id)?;
+        let (at, wall) = c.last_refused?;
+        (now.duration_since(at) < CONFLICT_SHOWN).then_some(Conflict {
+            refused: c.refused,
+            last_refused: wall,
+        })
+    }
+
+    fn note_replaced(&self, connector_id: &str) {
+        let now = std::time::Instant::now();
+        let mut contests = self.inner.contests.lock().unwrap();
+        if contests.len() >= MAX_CONTESTS && !contests.contains_key(connector_id) {
+            contests.retain(|_, c| !c.stale(now));
+            if contests.len() >= MAX_CONTESTS {
+                // Still full of live contests: forget one (it only loses its history).
+                if let Some(k) = contests.keys().next().cloned() {
+                    contests.remove(&k);
+                }
+            }
+        }
+        let c = contests.entry(connector_id.to_owned()).or_default();
+        c.replaced.push_back(now);
+        while c.replaced.len() > FLAP_REPLACEMENTS {
+            c.replaced.pop_front();
+        }
+    }
+
     /// Serves an authenticated, upgraded connection until it ends. A previous connection
-    /// with the same connector identity is closed: the newest one wins.
+    /// with the same connector identity is closed: the newest one wins (see [`Self::admit`]
+    /// for the exception).
     pub async fn serve_connection<S>(&self, ws: WebSocketStream<S>, claims: ConnectorClaims)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        self.serve_peer(ws, claims, None).await
+    }
+
+    /// [`Self::serve_connection`] for a peer that sent `user_agent`: Ponte's connector
+    /// always says HELLO first, so it gets the longer grace ([`limits::HELLO_GRACE_PONTE`]);
+    /// anything else (the Node connector) is taken for legacy after [`ConnConfig`]'s.
+    pub async fn serve_peer<S>(
+        &self,
+        ws: WebSocketStream<S>,
+        claims: ConnectorClaims,
+        user_agent: Option<&str>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let grace = match user_agent {
+            Some(ua) if ua.starts_with("ponte-connector/") => {
+                limits::HELLO_GRACE_PONTE.max(self.inner.cfg.conn.hello_grace)
+            }
+            _ => self.inner.cfg.conn.hello_grace,
+        };
         let id = claims.sub.clone();
         let span = info_span!("connector", connector_id = %id);
-        let (conn, out_rx) = Conn::new(id.clone(), self.inner.shutdown.child_token());
+        let (conn, out_rx) = Conn::new(id.clone(), self.inner.shutdown.child_token(), grace);
         let previous = self
             .inner
             .conns
@@ -137,6 +283,7 @@ impl Relay {
         if let Some(old) = previous {
             span.in_scope(|| info!("a newer connection replaces the previous one"));
             old.close(4001, "replaced by a newer connection");
+            self.note_replaced(&id);
         }
         let directory = Arc::clone(&self.inner.cfg.directory);
         // Renew and unpair change the stored token first, then close what is registered.
@@ -195,7 +342,7 @@ impl Relay {
         req: ProxyRequest,
     ) -> Result<ProxyResponse, RouteError> {
         let conn = self.conn(&connector)?;
-        let peer = conn.peer(self.inner.cfg.conn.hello_grace).await;
+        let peer = conn.peer(conn.hello_grace).await;
         if conn.open_streams() >= limits::MAX_STREAMS_PER_CONNECTOR {
             return Err(RouteError::Busy(format!(
                 "connector has {} requests in flight",
@@ -317,7 +464,7 @@ impl Relay {
 
     async fn do_open_ws(self, connector: String, req: WsRequest) -> Result<WsChannel, RouteError> {
         let conn = self.conn(&connector)?;
-        let peer = conn.peer(self.inner.cfg.conn.hello_grace).await;
+        let peer = conn.peer(conn.hello_grace).await;
         if !peer.caps.has(Capability::Ws) {
             return Err(RouteError::Connector(
                 "connector cannot carry WebSockets".into(),

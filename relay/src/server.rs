@@ -103,6 +103,19 @@ async fn upgrade(State(relay): State<Relay>, mut req: Request) -> Response {
         }
     }
 
+    if let Err(conflict) = relay.admit(&claims.sub) {
+        return error(
+            StatusCode::CONFLICT,
+            "CONNECTOR_CONFLICT",
+            format!(
+                "another connection with this connector's token is live and serving; \
+                 two installs share one token ({} connections refused). Stop the \
+                 duplicate, or renew the token and pair each install on its own",
+                conflict.refused
+            ),
+        );
+    }
+
     let h = req.headers();
     let is_ws = h
         .get(header::UPGRADE)
@@ -119,6 +132,10 @@ async fn upgrade(State(relay): State<Relay>, mut req: Request) -> Response {
             "expected a WebSocket (version 13) upgrade",
         );
     };
+    let user_agent = h
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect::<String>());
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let ws_cfg = ws_config(cfg.read_buffer);
@@ -127,7 +144,7 @@ async fn upgrade(State(relay): State<Relay>, mut req: Request) -> Response {
             Ok(upgraded) => {
                 let io = hyper_util::rt::TokioIo::new(upgraded);
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_cfg)).await;
-                relay.serve_connection(ws, claims).await;
+                relay.serve_peer(ws, claims, user_agent.as_deref()).await;
             }
             Err(e) => debug!(%e, "upgrade failed"),
         }

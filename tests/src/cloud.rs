@@ -250,6 +250,19 @@ impl TestCloud {
             .unwrap();
     }
 
+    /// The console's page of institution `tid`, signed in as `user_token`.
+    pub async fn console_page(&self, tid: i32, user_token: &str) -> String {
+        reqwest::Client::new()
+            .get(self.url(&format!("/instituicao/{tid}")))
+            .header("cookie", format!("ponte_console={user_token}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Pairs a connector for `tid` the way an operator does: the admin asks for a code,
     /// `ponte-connector pair --server … --code …` claims it and writes the config file,
     /// then the connector runs from that file. Waits until the relay has it.

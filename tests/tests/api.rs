@@ -545,6 +545,115 @@ async fn tokens_near_expiry_are_rotated_and_persisted() {
         .any(|a| a.action == "connector.rotate"));
 }
 
+/// Two installs with one token used to replace each other on every reconnect, so
+/// neither served while status said ONLINE. The established connection is kept, the
+/// newcomer refused, and status and the console say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connectors_sharing_a_token_settle_on_one_and_status_says_so() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let paired = cloud.pair_connector(2).await;
+    let mut file = ponte_connector::config::FileConfig::load(&paired.config_path, true).unwrap();
+    file.health_listen = Some("127.0.0.1:0".into());
+    file.backoff_initial_ms = Some(20);
+    file.backoff_max_ms = Some(200);
+    let copy = ponte_tests::spawn_connector(
+        ponte_connector::config::Config::from_file_config(file, None).unwrap(),
+    )
+    .await;
+    let admin = cloud.user_token(1, &[2], false);
+    let status = || async {
+        let (s, _, body) = cloud
+            .call("GET", "/api/instituicao/2/connector/status", Some(&admin), None)
+            .await;
+        assert_eq!(s, 200, "{body}");
+        body
+    };
+    wait_for(T, "status names the duplicate", || async {
+        status().await["duplicate"]["refusedConnections"].as_u64() >= Some(1)
+    })
+    .await;
+    let user = cloud.user_token(7, &[2], false);
+    let mut ok = 0;
+    for _ in 0..10 {
+        let (s, _, r) = cloud
+            .call(
+                "POST",
+                "/api/instituicao/2/equipamento/100/proxy-http",
+                Some(&user),
+                Some(json!({"method": "GET", "path": "/hello"})),
+            )
+            .await;
+        if s == 200 && r["statusCode"] == 200 {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 10, "every request served while the copy keeps retrying");
+    let body = status().await;
+    assert_eq!(body["status"], "ONLINE", "{body}");
+    assert!(body["duplicate"]["lastRefusedAt"].is_string(), "{body}");
+    let page = cloud.console_page(2, &admin).await;
+    assert!(page.contains("id=\"connector-duplicate\""), "{page}");
+    drop((copy, paired));
+}
+
+/// TOKEN_ROTATE has no acknowledgement: a connector that could not save the new token
+/// comes back after a restart with the old one, which must still be accepted until the
+/// new one has been used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_the_connector_could_not_save_still_lets_it_back_in() {
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        o.connector_token_ttl = Duration::from_secs(30);
+        o.api.rotate_before = Duration::from_secs(29);
+        o.api.maintenance_every = Duration::from_millis(100);
+    })
+    .await;
+    let admin = cloud.user_token(1, &[2], false);
+    let (status, _, body) = cloud
+        .call("POST", "/api/instituicao/2/connector/pair", Some(&admin), None)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let path = cloud.data_dir.join("unsaved.toml");
+    let paired = ponte_connector::pair::with_code(
+        &cloud.url(""),
+        body["pairingCode"].as_str().unwrap(),
+        "Servidor Portaria",
+        &path,
+    )
+    .await
+    .unwrap();
+    let mut file = ponte_connector::config::FileConfig::load(&path, true).unwrap();
+    file.health_listen = Some("127.0.0.1:0".into());
+    file.backoff_initial_ms = Some(20);
+    file.backoff_max_ms = Some(200);
+    let original = file.token.clone().unwrap();
+    let id: i32 = paired.connector_id.parse().unwrap();
+    let first_jti = cloud.store().connector(id).await.unwrap().unwrap().token_id;
+    // The config path becomes a directory: the rotated token cannot be saved.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let cfg = ponte_connector::config::Config::from_file_config(file.clone(), Some(path.clone()))
+        .unwrap();
+    let connector = ponte_tests::spawn_connector(cfg).await;
+    wait_for(T, "the token rotated in the store", || async {
+        cloud.store().connector(id).await.unwrap().unwrap().token_id != first_jti
+    })
+    .await;
+    drop(connector);
+    let relay = cloud.cloud.relay.clone();
+    let cid = paired.connector_id.clone();
+    {
+        let (relay, cid) = (relay.clone(), cid.clone());
+        wait_until(T, move || !ponte_relay::Router::is_online(&relay, &cid)).await;
+    }
+    // Restarted with what is on disk elsewhere: the old token.
+    file.token = Some(original);
+    let cfg = ponte_connector::config::Config::from_file_config(file, None).unwrap();
+    let _back = ponte_tests::spawn_connector(cfg).await;
+    wait_until(T, move || ponte_relay::Router::is_online(&relay, &cid)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_sessions_lifecycle() {
     let cloud = TestCloud::start_with(Backend::Sqlite, |o| {

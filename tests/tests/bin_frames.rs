@@ -539,3 +539,61 @@ async fn the_connector_sends_binary_only_after_the_relay_named_bin() {
         .unwrap()
         .unwrap();
 }
+
+/// A relay that never answers HELLO (the original Node relay) grants no window: the
+/// connector must not wait for one. It used to stall every response at 256 KiB.
+#[tokio::test]
+async fn a_relay_that_never_answers_hello_gets_responses_longer_than_one_window() {
+    const N: u64 = 8 * limits::INITIAL_WINDOW as u64;
+    let origin = origin::Origin::spawn().await;
+    let cfg = connector_config("ws://127.0.0.1:9/ws/connectors", "t", None);
+    let shared = std::sync::Arc::new(
+        ponte_connector::Shared::new(cfg, Default::default(), Default::default(), None).unwrap(),
+    );
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let mut relay = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+    let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let session = tokio::spawn(ponte_connector::tunnel::session(
+        shared,
+        client,
+        shutdown.clone(),
+    ));
+    assert_eq!(next_json(&mut relay).await["type"], "HELLO");
+    relay
+        .send(text(json!({"type":"HTTP_REQUEST","requestId":"r-1",
+            "target":{"baseUrl":origin.base_url(),"method":"GET",
+            "path":format!("/bytes/{N}?seed=7"),"headers":{}}})))
+        .await
+        .unwrap();
+    let mut body = Vec::new();
+    let read = async {
+        loop {
+            let v = next_json(&mut relay).await;
+            match v["type"].as_str().unwrap() {
+                "HTTP_RESPONSE_START" => assert_eq!(v["statusCode"], 200),
+                "HTTP_RESPONSE_CHUNK" => body.extend_from_slice(
+                    &base64::Engine::decode(
+                        &base64::engine::general_purpose::STANDARD,
+                        v["data"].as_str().unwrap(),
+                    )
+                    .unwrap(),
+                ),
+                "HTTP_RESPONSE_END" => break,
+                other => panic!("unexpected {other}: {v}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .unwrap_or_else(|_| panic!("stalled after {} bytes", body.len()));
+    assert_eq!(
+        sha256_hex([Bytes::from(body)]),
+        sha256_hex(pattern_chunks(N, 7))
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), session)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -659,15 +659,7 @@ async fn a_legacy_connector_whose_token_nears_expiry_is_flagged() {
     )
     .await;
     // The console says so on the card.
-    let page = reqwest::Client::new()
-        .get(cloud.url("/instituicao/2"))
-        .header("cookie", format!("ponte_console={admin}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = cloud.console_page(2, &admin).await;
     assert!(page.contains("connector-token-warning"), "{page}");
     drop(legacy);
 }

@@ -22,6 +22,9 @@ async fn a_connector_speaking_only_the_original_protocol_works() {
     relay.wait_online("legacy").await;
     let r = &relay.relay;
 
+    // The first request waits for a HELLO that never comes at most HELLO_GRACE (it used
+    // to be 2 s, the grace Ponte's own connector still gets).
+    let first = std::time::Instant::now();
     let resp = r
         .send(
             "legacy",
@@ -29,6 +32,11 @@ async fn a_connector_speaking_only_the_original_protocol_works() {
         )
         .await
         .unwrap();
+    let waited = first.elapsed();
+    assert!(
+        waited < ponte_protocol::limits::HELLO_GRACE_PONTE / 2,
+        "the first request to a legacy connector waited {waited:?}"
+    );
     assert_eq!(resp.headers.get_all("set-cookie").count(), 2);
     assert_eq!(
         resp.body.collect(1024).await.unwrap(),
@@ -498,4 +506,40 @@ async fn many_tiny_chunks_to_a_slow_reader_do_not_fail_the_stream() {
     let body = consumer.await.unwrap().expect("stream survives");
     assert_eq!(body.len() as u64, PIECES * 16);
     assert!(body.iter().all(|b| *b == 0));
+}
+
+/// The tunnel is the connector's job; its health port is a convenience. A port another
+/// program holds used to stop the connector from starting at all.
+#[tokio::test]
+async fn a_connector_whose_health_port_is_taken_keeps_its_tunnel_up() {
+    let relay = TestRelay::spawn().await;
+    let origin = origin::Origin::spawn().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = connector_config(&relay.ws_url(), &relay.token_for("busy-port"), None);
+    cfg.health_listen = Some(taken.local_addr().unwrap());
+    let connector = spawn_connector(cfg).await;
+    assert_eq!(connector.handle.health_addr, None);
+    relay.wait_online("busy-port").await;
+    let resp = relay
+        .relay
+        .send(
+            "busy-port",
+            ProxyRequest::new(origin.base_url(), "GET", "/hello"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    // Whatever holds the port is never a target (it might be an earlier connector).
+    let port = taken.local_addr().unwrap().port();
+    let Err(err) = relay
+        .relay
+        .send(
+            "busy-port",
+            ProxyRequest::new(format!("http://127.0.0.1:{port}"), "GET", "/health"),
+        )
+        .await
+    else {
+        panic!("the configured health port was reachable as a target");
+    };
+    assert_eq!(err.status(), 403, "{err}");
 }

@@ -180,10 +180,40 @@ async fn tokens_and_liveness(b: Backend) {
         .await
         .unwrap());
     assert!(!s.token_is_current(con.id, "j1").await.unwrap());
+    // A rotation keeps the old token until the new one is first presented (the
+    // connector may not have saved it); then the old one is refused.
+    assert!(!s.rotate_token(con.id, "wrong", "j2b", t).await.unwrap());
+    assert!(s
+        .rotate_token(con.id, "j2", "j2b", t + TimeDelta::hours(2))
+        .await
+        .unwrap());
+    assert!(s.token_is_current(con.id, "j2").await.unwrap());
+    assert!(s.token_is_current(con.id, "j2").await.unwrap(), "still, until j2b is used");
+    assert!(s.token_is_current(con.id, "j2b").await.unwrap());
+    assert!(!s.token_is_current(con.id, "j2").await.unwrap());
+    assert!(s.token_is_current(con.id, "j2b").await.unwrap());
+    // A renewal revokes every earlier token, the rotated-away one included, and voids
+    // the pairing code an admin asked for before it (a claim would replace the renewal).
+    assert!(s
+        .rotate_token(con.id, "j2b", "j2c", t + TimeDelta::hours(3))
+        .await
+        .unwrap());
+    s.start_pairing(2, "h-before-renewal", t + TimeDelta::minutes(15), None)
+        .await
+        .unwrap();
     s.set_token(con.id, "j3", t + TimeDelta::days(1))
         .await
         .unwrap()
         .unwrap();
+    assert!(s.token_is_current(con.id, "j3").await.unwrap());
+    assert!(!s.token_is_current(con.id, "j2b").await.unwrap());
+    assert!(!s.token_is_current(con.id, "j2c").await.unwrap());
+    assert_eq!(
+        s.claim_pairing("h-before-renewal", t, &claim("j9"))
+            .await
+            .unwrap(),
+        Err(ClaimRefusal::AlreadyUsed)
+    );
     assert!(s.token_is_current(con.id, "j3").await.unwrap());
     // Still PAIRING (claimed, never connected): its token is not rotated.
     assert!(s

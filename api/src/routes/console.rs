@@ -370,6 +370,22 @@ async fn institution_page(State(api): St, user: ConsoleUser, P(tid): P<i32>) -> 
                 .to_owned(),
         );
     }
+    if let Some(dup) = &status.duplicate {
+        let at = parse_ts(&dup.last_refused_at)
+            .map(local)
+            .unwrap_or_else(|| dup.last_refused_at.clone());
+        row(
+            &mut b,
+            "connector-duplicate",
+            "Atenção",
+            format!(
+                "outra instalação usa o mesmo token ({} conexões recusadas, a última em {at}); \
+                 a conexão ativa foi mantida. Pare a cópia, ou renove o token e pareie cada \
+                 instalação com o seu",
+                dup.refused_connections
+            ),
+        );
+    }
     let _ = write!(
         b,
         r#"</dl>

@@ -270,14 +270,30 @@ impl Store for CachedStore {
         self.forget_connectors();
         r
     }
+    async fn rotate_token(
+        &self,
+        connector_id: i32,
+        old: &str,
+        new: &str,
+        expires_at: Ts,
+    ) -> Result<bool> {
+        let r = self
+            .inner
+            .rotate_token(connector_id, old, new, expires_at)
+            .await;
+        self.forget_connectors();
+        r
+    }
     async fn unpair(&self, tenant_id: i32, now: Ts) -> Result<Option<Connector>> {
         let r = self.inner.unpair(tenant_id, now).await;
         self.forget_connectors();
         r
     }
     async fn token_is_current(&self, connector_id: i32, token_id: &str) -> Result<bool> {
-        // Never cached: this is the revocation check.
-        self.inner.token_is_current(connector_id, token_id).await
+        // Never cached: this is the revocation check. It may retire a rotated-away token.
+        let r = self.inner.token_is_current(connector_id, token_id).await;
+        self.forget_connectors();
+        r
     }
     async fn record_liveness(&self, batch: &[ConnectorLiveness]) -> Result<()> {
         let r = self.inner.record_liveness(batch).await;

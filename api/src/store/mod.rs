@@ -209,6 +209,10 @@ pub struct Connector {
     /// `jti` of the current token; `None` when unpaired or not yet claimed.
     #[sqlx(rename = "CONToken")]
     pub token_id: Option<String>,
+    /// `jti` of the token an automatic rotation replaced, accepted until the connector
+    /// first connects with the new one (it may have failed to save it).
+    #[sqlx(rename = "CONTokenAnterior")]
+    pub previous_token_id: Option<String>,
     #[sqlx(rename = "CONTokenExpiraEm")]
     pub token_expires_at: Option<Ts>,
     #[sqlx(rename = "CONStatus")]
@@ -400,15 +404,26 @@ pub trait Store: Send + Sync + 'static {
         now: Ts,
         info: &ClaimInfo,
     ) -> Result<Result<Connector, ClaimRefusal>>;
-    /// Replaces the connector's token id (renewal). Returns the connector.
+    /// Replaces the connector's token id (renewal): every earlier token is revoked and
+    /// unused pairing codes are voided (a claim would silently replace the new token).
     async fn set_token(
         &self,
         connector_id: i32,
         token_id: &str,
         expires_at: Ts,
     ) -> Result<Option<Connector>>;
-    /// Replaces the token id only if it is still `old` (automatic rotation racing a renewal).
+    /// Replaces the token id only if it is still `old` (automatic rotation racing a
+    /// renewal); `old` is revoked at once.
     async fn swap_token(
+        &self,
+        connector_id: i32,
+        old: &str,
+        new: &str,
+        expires_at: Ts,
+    ) -> Result<bool>;
+    /// [`Store::swap_token`] for an automatic rotation: `old` stays valid until the
+    /// connector first presents `new` ([`Store::token_is_current`] retires it then).
+    async fn rotate_token(
         &self,
         connector_id: i32,
         old: &str,
@@ -417,6 +432,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Unpairs: token id cleared, status OFFLINE, unused pairing codes voided.
     async fn unpair(&self, tenant_id: i32, now: Ts) -> Result<Option<Connector>>;
+    /// Whether `token_id` is the connector's token, or the one a rotation replaced and
+    /// the new one has not been used yet. Presenting the current token retires the
+    /// previous one.
     async fn token_is_current(&self, connector_id: i32, token_id: &str) -> Result<bool>;
     /// Applies a batch of liveness changes in one transaction.
     async fn record_liveness(&self, batch: &[ConnectorLiveness]) -> Result<()>;

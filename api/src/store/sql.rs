@@ -311,7 +311,8 @@ impl Store for SqlStore {
                 .bind(tenant).bind(now).execute(&mut *tx).await?;
             let con: Connector = sqlx::query_as(
                 r#"UPDATE "CONConnector" SET "CONNome" = $2, "CONVersao" = $3, "CONMetadata" = $4,
-                     "CONToken" = $5, "CONTokenExpiraEm" = $6, "CONStatus" = $7, "updatedAt" = $8
+                     "CONToken" = $5, "CONTokenAnterior" = NULL, "CONTokenExpiraEm" = $6,
+                     "CONStatus" = $7, "updatedAt" = $8
                    WHERE "INSInstituicaoCodigo" = $1 RETURNING *"#)
                 .bind(tenant).bind(&info.name).bind(&info.version)
                 .bind(info.metadata.clone().map(Json)).bind(&info.token_id)
@@ -327,11 +328,21 @@ impl Store for SqlStore {
         token_id: &str,
         expires_at: Ts,
     ) -> Result<Option<Connector>> {
-        let rows: Vec<Connector> = on!(self, p => returning!(p, sqlx::query_as(
-            r#"UPDATE "CONConnector" SET "CONToken" = $2, "CONTokenExpiraEm" = $3, "updatedAt" = $4
-               WHERE "CONCodigo" = $1 RETURNING *"#)
-            .bind(connector_id).bind(token_id).bind(expires_at).bind(now())))?;
-        Ok(rows.into_iter().next())
+        on!(self, p => in_tx!(p, tx => async {
+            let con: Option<Connector> = sqlx::query_as(
+                r#"UPDATE "CONConnector" SET "CONToken" = $2, "CONTokenAnterior" = NULL,
+                     "CONTokenExpiraEm" = $3, "updatedAt" = $4
+                   WHERE "CONCodigo" = $1 RETURNING *"#)
+                .bind(connector_id).bind(token_id).bind(expires_at).bind(now())
+                .fetch_all(&mut *tx).await?.pop();
+            if let Some(con) = &con {
+                sqlx::query(
+                    r#"UPDATE "PARPareamento" SET "PARUsadoEm" = $2
+                       WHERE "INSInstituicaoCodigo" = $1 AND "PARUsadoEm" IS NULL"#)
+                    .bind(con.tenant_id).bind(now()).execute(&mut *tx).await?;
+            }
+            Ok::<_, StoreError>(con)
+        }.await))
     }
 
     async fn swap_token(
@@ -342,7 +353,24 @@ impl Store for SqlStore {
         expires_at: Ts,
     ) -> Result<bool> {
         let n = on!(self, p => sqlx::query(
-            r#"UPDATE "CONConnector" SET "CONToken" = $3, "CONTokenExpiraEm" = $4, "updatedAt" = $5
+            r#"UPDATE "CONConnector" SET "CONToken" = $3, "CONTokenAnterior" = NULL,
+                 "CONTokenExpiraEm" = $4, "updatedAt" = $5
+               WHERE "CONCodigo" = $1 AND "CONToken" = $2"#)
+            .bind(connector_id).bind(old).bind(new).bind(expires_at).bind(now())
+            .execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    async fn rotate_token(
+        &self,
+        connector_id: i32,
+        old: &str,
+        new: &str,
+        expires_at: Ts,
+    ) -> Result<bool> {
+        let n = on!(self, p => sqlx::query(
+            r#"UPDATE "CONConnector" SET "CONToken" = $3, "CONTokenAnterior" = $2,
+                 "CONTokenExpiraEm" = $4, "updatedAt" = $5
                WHERE "CONCodigo" = $1 AND "CONToken" = $2"#)
             .bind(connector_id).bind(old).bind(new).bind(expires_at).bind(now())
             .execute(p).await?.rows_affected());
@@ -352,8 +380,8 @@ impl Store for SqlStore {
     async fn unpair(&self, tenant_id: i32, now: Ts) -> Result<Option<Connector>> {
         on!(self, p => in_tx!(p, tx => async {
             let con: Option<Connector> = sqlx::query_as(
-                r#"UPDATE "CONConnector" SET "CONToken" = NULL, "CONTokenExpiraEm" = NULL,
-                     "CONStatus" = $2, "CONConectadoDesde" = NULL, "updatedAt" = $3
+                r#"UPDATE "CONConnector" SET "CONToken" = NULL, "CONTokenAnterior" = NULL,
+                     "CONTokenExpiraEm" = NULL, "CONStatus" = $2, "CONConectadoDesde" = NULL, "updatedAt" = $3
                    WHERE "INSInstituicaoCodigo" = $1 RETURNING *"#)
                 .bind(tenant_id).bind(ConnectorStatus::OFFLINE).bind(now)
                 .fetch_all(&mut *tx).await?.pop();
@@ -366,10 +394,23 @@ impl Store for SqlStore {
     }
 
     async fn token_is_current(&self, connector_id: i32, token_id: &str) -> Result<bool> {
-        let row: Option<i32> = on!(self, p => sqlx::query_scalar(
-            r#"SELECT "CONCodigo" FROM "CONConnector" WHERE "CONCodigo" = $1 AND "CONToken" = $2"#)
-            .bind(connector_id).bind(token_id).fetch_optional(p).await?);
-        Ok(row.is_some())
+        let row: Option<(Option<String>, Option<String>)> = on!(self, p => sqlx::query_as(
+            r#"SELECT "CONToken", "CONTokenAnterior" FROM "CONConnector" WHERE "CONCodigo" = $1"#)
+            .bind(connector_id).fetch_optional(p).await?);
+        let Some((current, previous)) = row else {
+            return Ok(false);
+        };
+        if current.as_deref() == Some(token_id) {
+            if previous.is_some() {
+                // The new token is in use: the connector saved it, the old one retires.
+                on!(self, p => sqlx::query(
+                    r#"UPDATE "CONConnector" SET "CONTokenAnterior" = NULL, "updatedAt" = $3
+                       WHERE "CONCodigo" = $1 AND "CONToken" = $2"#)
+                    .bind(connector_id).bind(token_id).bind(now()).execute(p).await?.rows_affected());
+            }
+            return Ok(true);
+        }
+        Ok(current.is_some() && previous.as_deref() == Some(token_id))
     }
 
     async fn record_liveness(&self, batch: &[ConnectorLiveness]) -> Result<()> {
