@@ -65,6 +65,9 @@ pub struct ApiConfig {
     /// `s-{sid}.<gateway host>` (wildcard DNS and certificate; `*.localhost` needs
     /// neither), and its launch URL points there.
     pub remote_host_mode: bool,
+    /// Remote sessions: longest one device WebSocket message may take to be written to
+    /// the browser; a browser that stops reading longer has that WebSocket closed (30 s).
+    pub remote_ws_write_timeout: Duration,
     /// Pairing codes live this long (15 min).
     pub pairing_ttl: Duration,
     /// A connector token is rotated when it has less than this left.
@@ -126,6 +129,7 @@ impl Default for ApiConfig {
             relay_public_url: "ws://127.0.0.1:8001/ws/connectors".into(),
             gateway_public_url: "http://127.0.0.1:8002".into(),
             remote_host_mode: false,
+            remote_ws_write_timeout: Duration::from_secs(30),
             pairing_ttl: Duration::from_secs(15 * 60),
             rotate_before: Duration::from_secs(7 * 24 * 3600),
             maintenance_every: Duration::from_secs(30),

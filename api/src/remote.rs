@@ -155,4 +155,13 @@ impl SessionAuthority for RemoteAuthority {
     fn record(&self, session_id: &str, bytes: u64) {
         self.api.sessions.record(session_id, bytes);
     }
+
+    fn activity(&self, session_id: &str, bytes: u64) {
+        if self.api.sessions.activity(session_id, bytes) {
+            // Off the WebSocket's copy loop: a store write must not stall its messages.
+            let api = Arc::clone(&self.api);
+            let id = session_id.to_owned();
+            tokio::spawn(async move { api.sessions.keep_alive(&id).await });
+        }
+    }
 }

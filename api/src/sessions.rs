@@ -55,6 +55,9 @@ pub struct Sessions {
     live: Mutex<HashMap<String, CancellationToken>>,
     /// Unflushed (requests, bytes) per session; bounded the same way.
     usage: Mutex<HashMap<String, (i32, i64)>>,
+    /// When WebSocket traffic last slid each session's expiry; entries leave with
+    /// [`Sessions::release`], so bounded by live sessions.
+    slid: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 fn delta(d: Duration) -> TimeDelta {
@@ -68,6 +71,7 @@ impl Sessions {
             cfg,
             live: Mutex::default(),
             usage: Mutex::default(),
+            slid: Mutex::default(),
         }
     }
 
@@ -162,6 +166,36 @@ impl Sessions {
         e.1 = e.1.saturating_add(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
+    /// Traffic on a stream that outlives its request (a device WebSocket): counts its
+    /// bytes (flushed by [`Sessions::maintain`]; not a request). True when the idle expiry
+    /// is due to slide ([`Sessions::keep_alive`]): at most once per slide step per
+    /// session, so a busy socket costs no store work per message.
+    pub fn activity(&self, id: &str, bytes: u64) -> bool {
+        {
+            let mut usage = self.usage.lock().unwrap();
+            let e = usage.entry(id.to_owned()).or_default();
+            e.1 = e.1.saturating_add(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        let step = self.slide_step().to_std().unwrap_or_default();
+        let now = std::time::Instant::now();
+        let mut slid = self.slid.lock().unwrap();
+        match slid.get(id) {
+            Some(t) if now.duration_since(*t) < step => false,
+            _ => {
+                slid.insert(id.to_owned(), now);
+                true
+            }
+        }
+    }
+
+    /// Slides the idle expiry of a session still in use, as a request's check does (an
+    /// ended or expired one stays so).
+    pub async fn keep_alive(&self, id: &str) {
+        if let Err(SessionError::Store(err)) = self.check(id).await {
+            warn!(%err, session_id = id, "could not slide the session's expiry");
+        }
+    }
+
     /// Ends a session (ATIVA → ENCERRADA) and its open streams.
     pub async fn end(
         &self,
@@ -185,6 +219,7 @@ impl Sessions {
         if let Some(token) = self.live.lock().unwrap().remove(id) {
             token.cancel();
         }
+        self.slid.lock().unwrap().remove(id);
     }
 
     async fn expire(&self, now: Ts) {

@@ -32,8 +32,13 @@ const OUTBOUND_QUEUE: usize = 32;
 /// window we grant. Overflow (a relay ignoring the window) fails that stream only.
 const BODY_QUEUE: usize = 256;
 
-/// Messages queued per tunnelled WebSocket toward the device. Full: that stream closes.
-const WS_QUEUE: usize = 64;
+/// Messages queued per tunnelled WebSocket toward the device. Their bytes are bounded by
+/// the stream's share of the connection's [`proto::WsBudget`] (charged until the message
+/// is written to the device); this bounds their number. Either one full closes that
+/// stream (1008; 1013 when the connection's budget is used up) and the reader goes on:
+/// a browser flooding a device that does not read is not buffered. One slot is kept for
+/// the close.
+const WS_QUEUE: usize = 256;
 
 /// A connection that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -218,7 +223,9 @@ pub(crate) struct Session {
     pub(crate) shared: Arc<Shared>,
     out: mpsc::Sender<Message>,
     streams: Mutex<HashMap<String, Arc<StreamCtl>>>,
-    ws: Mutex<HashMap<String, mpsc::Sender<WsToDevice>>>,
+    ws: Mutex<HashMap<String, Arc<WsIn>>>,
+    /// WebSocket bytes queued toward devices, over all streams of this connection.
+    ws_budget: Arc<proto::WsBudget>,
     cancel: CancellationToken,
     /// The relay's HELLO named `bin`: body chunks may go as binary frames. Never set by
     /// a relay that does not answer HELLO, which therefore only ever gets JSON.
@@ -230,6 +237,13 @@ pub(crate) struct Session {
 pub(crate) enum WsToDevice {
     Msg(Message),
     Close(Option<u16>, Option<String>),
+}
+
+/// The reader's end of one tunnelled WebSocket toward its device.
+pub(crate) struct WsIn {
+    tx: mpsc::Sender<WsToDevice>,
+    /// Bytes queued and not yet written to the device.
+    pub(crate) budget: proto::WsStreamBudget,
 }
 
 impl Session {
@@ -286,6 +300,7 @@ where
         out,
         streams: Mutex::default(),
         ws: Mutex::default(),
+        ws_budget: proto::WsBudget::new(limits::WS_STREAM_BUDGET, limits::WS_CONNECTION_BUDGET),
         cancel: cancel.clone(),
         relay_bin: AtomicBool::new(false),
         relay_flow: AtomicBool::new(false),
@@ -492,8 +507,8 @@ fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
         }
         CloudMsg::WsOpen(o) => start_ws(sess, o),
         CloudMsg::WsMessage(m) => {
-            let tx = sess.ws.lock().unwrap().get(&m.stream_id).cloned();
-            let Some(tx) = tx else { return };
+            let ws = sess.ws.lock().unwrap().get(&m.stream_id).cloned();
+            let Some(ws) = ws else { return };
             let msg = match (m.text, m.data) {
                 (Some(t), None) => Message::text(t),
                 (None, Some(d)) => Message::binary(d),
@@ -506,14 +521,35 @@ fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
                     )
                 }
             };
-            if tx.try_send(WsToDevice::Msg(msg)).is_err() {
+            let len = msg.len();
+            if len > limits::MAX_WS_MESSAGE {
+                warn!(stream_id = %m.stream_id, len, "WebSocket message over the limit; closing stream");
+                return close_ws(sess, &m.stream_id, 1009, "message too big");
+            }
+            // Never wait: the budget bounds what a device that does not read can hold.
+            if let Err(over) = ws.budget.charge(len) {
+                let (code, reason) = match over {
+                    proto::OverBudget::Closed => return,
+                    proto::OverBudget::Stream => (1008, "device WebSocket too slow"),
+                    proto::OverBudget::Connection => (1013, "connector WebSocket budget used up"),
+                };
+                warn!(stream_id = %m.stream_id, held = ws.budget.held(), connection_held = sess.ws_budget.used(), code, "device not keeping up; closing its WebSocket: {over}");
+                return close_ws(sess, &m.stream_id, code, reason);
+            }
+            // The last slot stays free for the close frame.
+            let sent = match ws.tx.capacity() > 1 {
+                true => ws.tx.try_send(WsToDevice::Msg(msg)).map_err(|_| ()),
+                false => Err(()),
+            };
+            if sent.is_err() {
+                ws.budget.release(len);
                 close_ws(sess, &m.stream_id, 1008, "device WebSocket too slow");
             }
         }
         CloudMsg::WsClose(c) => {
-            let tx = sess.ws.lock().unwrap().remove(&c.stream_id);
-            if let Some(tx) = tx {
-                let _ = tx.try_send(WsToDevice::Close(c.code, c.reason));
+            let ws = sess.ws.lock().unwrap().remove(&c.stream_id);
+            if let Some(ws) = ws {
+                let _ = ws.tx.try_send(WsToDevice::Close(c.code, c.reason));
             }
         }
         CloudMsg::TokenRotate(t) => {
@@ -525,13 +561,16 @@ fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
 }
 
 fn close_ws(sess: &Session, stream_id: &str, code: u16, reason: &str) {
-    let tx = sess.ws.lock().unwrap().remove(stream_id);
-    if let Some(tx) = tx {
-        let _ = tx.try_send(WsToDevice::Close(Some(code), Some(reason.to_owned())));
+    let ws = sess.ws.lock().unwrap().remove(stream_id);
+    if let Some(ws) = ws {
+        let _ = ws
+            .tx
+            .try_send(WsToDevice::Close(Some(code), Some(reason.to_owned())));
         sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
             stream_id: stream_id.to_owned(),
             code: Some(code),
             reason: Some(reason.to_owned()),
+            error: None,
         }));
     }
 }
@@ -858,9 +897,14 @@ fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
             stream_id: sid,
             code: Some(1013),
             reason: Some("connector busy".into()),
+            error: Some(ErrorCode::Busy.as_str().into()),
         }));
     }
-    let (tx, rx) = mpsc::channel(WS_QUEUE);
+    let (tx, rx) = mpsc::channel(WS_QUEUE + 1);
+    let ws_in = Arc::new(WsIn {
+        tx,
+        budget: sess.ws_budget.stream(),
+    });
     {
         let mut ws = sess.ws.lock().unwrap();
         if ws.contains_key(&sid) {
@@ -868,7 +912,7 @@ fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
             warn!(stream_id = %sid, "duplicate WS_OPEN ignored");
             return;
         }
-        ws.insert(sid.clone(), tx);
+        ws.insert(sid.clone(), Arc::clone(&ws_in));
     }
     let sess = Arc::clone(sess);
     let path = loggable(&o.target.path).to_owned();
@@ -878,16 +922,18 @@ fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
             let cancel = sess.cancel.clone();
             let res = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = crate::wsproxy::proxy(&sess, &sid, o.target, rx) => r,
+                r = crate::wsproxy::proxy(&sess, &sid, o.target, rx, &ws_in.budget) => r,
             };
+            // What was still queued is gone with the channel.
+            ws_in.budget.close();
             // Still in the table: the device side ended it, so tell the relay. Removed:
             // the relay closed it and needs no answer.
             if sess.ws.lock().unwrap().remove(&sid).is_some() {
-                let (code, reason) = match res {
-                    Ok(close) => close,
+                let (code, reason, error) = match res {
+                    Ok((code, reason)) => (code, reason, None),
                     Err(e) => {
                         info!(%e, "device WebSocket failed");
-                        (1011, e.to_string())
+                        (1011, e.to_string(), Some(e.code.as_str().to_owned()))
                     }
                 };
                 let _ = sess
@@ -895,6 +941,7 @@ fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
                         stream_id: sid,
                         code: Some(code),
                         reason: Some(reason),
+                        error,
                     }))
                     .await;
             }

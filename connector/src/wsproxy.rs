@@ -14,7 +14,11 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Largest device WebSocket message carried: its base64 must fit in one frame.
-const MAX_WS_MESSAGE: usize = 512 * 1024;
+const MAX_WS_MESSAGE: usize = limits::MAX_WS_MESSAGE;
+
+/// Longest one message may take to be written to the device. A device that stops
+/// reading for longer has its WebSocket closed, so what is queued for it is given back.
+const DEVICE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Headers the WebSocket handshake owns; never copied from the caller.
 const HANDSHAKE_HEADERS: &[&str] = &[
@@ -37,6 +41,7 @@ pub(crate) async fn proxy(
     stream_id: &str,
     target: proto::WsTarget,
     mut from_relay: mpsc::Receiver<WsToDevice>,
+    budget: &proto::WsStreamBudget,
 ) -> Result<(u16, String), ExecError> {
     let exec = &sess.shared.exec;
     let url = Executor::target_url(&target.base_url, &target.path, true)?;
@@ -121,6 +126,11 @@ pub(crate) async fn proxy(
                         return Ok(f.map(|f| (u16::from(f.code), f.reason.as_str().to_owned())).unwrap_or((1005, String::new())));
                     }
                     Some(Ok(_)) => continue,
+                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => {
+                        let frame = CloseFrame { code: CloseCode::Size, reason: "message too big".into() };
+                        let _ = tokio::time::timeout(Duration::from_secs(2), dev_tx.send(Message::Close(Some(frame)))).await;
+                        return Ok((1009, format!("device sent a message over the limit: {e}")));
+                    }
                     Some(Err(e)) => return Err(ExecError::new(ErrorCode::Internal, format!("device WebSocket error: {e}"))),
                     None => return Ok((1006, "device connection closed".into())),
                 };
@@ -136,7 +146,15 @@ pub(crate) async fn proxy(
             }
             m = from_relay.recv() => match m {
                 Some(WsToDevice::Msg(msg)) => {
-                    dev_tx.send(msg).await.map_err(|e| ExecError::new(ErrorCode::Internal, format!("writing to device WebSocket: {e}")))?;
+                    let len = msg.len();
+                    match tokio::time::timeout(DEVICE_WRITE_TIMEOUT, dev_tx.send(msg)).await {
+                        Ok(r) => r.map_err(|e| ExecError::new(ErrorCode::Internal, format!("writing to device WebSocket: {e}")))?,
+                        Err(_) => {
+                            tracing::warn!("device stopped reading its WebSocket; closing it");
+                            return Ok((1008, "device stopped reading".into()));
+                        }
+                    }
+                    budget.release(len);
                 }
                 Some(WsToDevice::Close(code, reason)) => {
                     let frame = CloseFrame { code: CloseCode::from(code.unwrap_or(1000)), reason: reason.unwrap_or_default().into() };

@@ -95,4 +95,9 @@ pub trait SessionAuthority: Send + Sync + 'static {
     async fn admit(&self, session_id: &str, grant: Option<&str>) -> Result<Admitted, Denied>;
     /// Bytes delivered to the browser for a session (batched by the implementation).
     fn record(&self, session_id: &str, bytes: u64);
+    /// Traffic on a stream that outlives its request (a device WebSocket), either way:
+    /// counts `bytes` (not a request) and slides the idle expiry as a request would. The
+    /// gateway calls it at most about once a second per stream; the implementation keeps
+    /// its store writes coarse (never one per call).
+    fn activity(&self, session_id: &str, bytes: u64);
 }

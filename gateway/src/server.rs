@@ -35,6 +35,10 @@ pub struct GatewayConfig {
     /// `Host` must reach the gateway as the browser sent it (nginx: `proxy_set_header Host
     /// $host`), in both modes: state-changing requests are checked against it.
     pub host_mode: Option<String>,
+    /// Longest a message of a device WebSocket may take to be written to the browser. A
+    /// browser that stops reading for longer has that WebSocket closed, so what it holds
+    /// (one message and the relay's queue for it) is given back.
+    pub ws_write_timeout: std::time::Duration,
 }
 
 impl Default for GatewayConfig {
@@ -43,6 +47,7 @@ impl Default for GatewayConfig {
             max_html_memory: 4 * 1024 * 1024,
             secure_cookies: false,
             host_mode: None,
+            ws_write_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -327,7 +332,11 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
 
 /// Largest WebSocket message carried either way: what one tunnel frame holds (the
 /// connector's limit). A bigger one from the browser closes its socket with 1009.
-const MAX_WS_MESSAGE: usize = 512 * 1024;
+const MAX_WS_MESSAGE: usize = ponte_protocol::limits::MAX_WS_MESSAGE;
+
+/// A device WebSocket reports its traffic to the session (bytes, idle expiry) at most
+/// this often, so a busy socket costs no store work per message.
+const WS_ACTIVITY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A device WebSocket through the tunnel. The device side is opened first, so a device
 /// that refuses gets an HTTP error the page can see, not an accepted socket that closes.
@@ -374,9 +383,55 @@ async fn websocket(
         sid,
         bytes: 0,
     };
+    let write_timeout = gw.cfg.ws_write_timeout;
     upgrade
         .max_message_size(MAX_WS_MESSAGE)
-        .on_upgrade(move |socket| pump_ws(socket, device, admitted.ended, usage))
+        .max_frame_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| pump_ws(socket, device, admitted.ended, usage, write_timeout))
+}
+
+/// Live traffic of one device WebSocket, handed to the session at most every
+/// [`WS_ACTIVITY_EVERY`]: counts its bytes and slides the idle expiry, so a page that
+/// only talks over its WebSocket is not cut off. What is left at the end goes with the
+/// stream's [`Usage`].
+struct WsActivity {
+    pending: u64,
+    last: tokio::time::Instant,
+}
+
+impl WsActivity {
+    fn new() -> Self {
+        Self {
+            pending: 0,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    fn add(&mut self, usage: &mut Usage, bytes: u64) {
+        self.pending += bytes;
+        if self.last.elapsed() >= WS_ACTIVITY_EVERY {
+            usage.sessions.activity(&usage.sid, self.pending);
+            self.pending = 0;
+            self.last = tokio::time::Instant::now();
+        }
+    }
+
+    /// Bytes not yet handed over, for the stream's final [`Usage`].
+    fn finish(self, usage: &mut Usage) {
+        usage.bytes += self.pending;
+    }
+}
+
+/// A read error from the browser's socket: a message over [`MAX_WS_MESSAGE`] closes with
+/// 1009 (message too big), any other protocol fault with 1002; `None` when the socket
+/// itself failed and no close can be sent.
+fn browser_error_close(e: axum::Error) -> Option<(u16, &'static str)> {
+    use tungstenite::Error as E;
+    match e.into_inner().downcast::<E>().map(|e| *e) {
+        Ok(E::Capacity(_)) => Some((1009, "message too big")),
+        Ok(E::Protocol(_) | E::Utf8(_)) => Some((1002, "protocol error")),
+        _ => None,
+    }
 }
 
 /// Copies messages both ways until either side closes or the session ends. One message
@@ -389,7 +444,9 @@ async fn pump_ws(
     mut device: WsChannel,
     ended: tokio_util::sync::CancellationToken,
     mut usage: Usage,
+    write_timeout: std::time::Duration,
 ) {
+    let mut activity = WsActivity::new();
     let (code, reason) = loop {
         tokio::select! {
             () = ended.cancelled() => break (Some(1008), "remote session ended".to_owned()),
@@ -411,17 +468,36 @@ async fn pump_ws(
                             while browser.recv().await.is_some() {}
                         })
                         .await;
+                        activity.finish(&mut usage);
                         return;
                     }
-                    Some(Err(_)) | None => {
+                    Some(Err(e)) => {
+                        let close = browser_error_close(e);
                         let _ = tokio::select! {
                             r = device.send(WsFrame::Close { code: Some(1001), reason: None }) => r,
                             () = ended.cancelled() => Ok(()),
                         };
+                        if let Some((code, reason)) = close {
+                            debug!(session_id = %usage.sid, code, "browser WebSocket closed: {reason}");
+                            let _ = tokio::time::timeout(
+                                CLOSE_GRACE,
+                                browser.send(close_message(Some(code), reason)),
+                            )
+                            .await;
+                        }
+                        activity.finish(&mut usage);
+                        return;
+                    }
+                    None => {
+                        let _ = tokio::select! {
+                            r = device.send(WsFrame::Close { code: Some(1001), reason: None }) => r,
+                            () = ended.cancelled() => Ok(()),
+                        };
+                        activity.finish(&mut usage);
                         return;
                     }
                 };
-                usage.bytes += ws_len(&frame);
+                activity.add(&mut usage, ws_len(&frame));
                 let sent = tokio::select! {
                     r = device.send(frame) => r,
                     () = ended.cancelled() => break (Some(1008), "remote session ended".to_owned()),
@@ -433,30 +509,42 @@ async fn pump_ws(
             frame = device.recv() => {
                 let msg = match frame {
                     Some(WsFrame::Text(t)) => {
-                        usage.bytes += t.len() as u64;
+                        activity.add(&mut usage, t.len() as u64);
                         Message::Text(t.into())
                     }
                     Some(WsFrame::Binary(b)) => {
-                        usage.bytes += b.len() as u64;
+                        activity.add(&mut usage, b.len() as u64);
                         Message::Binary(b)
                     }
                     Some(WsFrame::Close { code, reason }) => break (code, reason.unwrap_or_default()),
                     None => break (Some(1011), "device connection lost".to_owned()),
                 };
+                // A browser that stops reading does not hold this message (and the
+                // relay's queue behind it) for ever: past the deadline the stream closes.
                 let sent = tokio::select! {
-                    r = browser.send(msg) => r,
+                    r = tokio::time::timeout(write_timeout, browser.send(msg)) => r,
                     () = ended.cancelled() => break (Some(1008), "remote session ended".to_owned()),
+                };
+                let Ok(sent) = sent else {
+                    warn!(
+                        session_id = %usage.sid,
+                        timeout_s = write_timeout.as_secs_f64(),
+                        "browser stopped reading a device WebSocket; closing it"
+                    );
+                    break (Some(1008), "browser stopped reading".to_owned());
                 };
                 if sent.is_err() {
                     let _ = tokio::select! {
                         r = device.send(WsFrame::Close { code: Some(1001), reason: None }) => r,
                         () = ended.cancelled() => Ok(()),
                     };
+                    activity.finish(&mut usage);
                     return;
                 }
             }
         }
     };
+    activity.finish(&mut usage);
     // Tell the browser why, within a bound: one that stopped reading is left.
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if browser.send(close_message(code, &reason)).await.is_ok() {

@@ -103,6 +103,7 @@ impl Cloud {
             ponte_gateway::GatewayConfig {
                 secure_cookies: public.starts_with("https://"),
                 host_mode,
+                ws_write_timeout: self.api.cfg.remote_ws_write_timeout,
                 ..Default::default()
             },
         );

@@ -346,6 +346,13 @@ mod tests {
                 stream_id: "s".into(),
                 code: Some(1000),
                 reason: None,
+                error: None,
+            }),
+            ConnectorMsg::WsClose(WsClose {
+                stream_id: "s".into(),
+                code: Some(1011),
+                reason: Some("denied".into()),
+                error: Some("TARGET_FORBIDDEN".into()),
             }),
         ];
         for m in msgs {

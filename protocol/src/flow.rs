@@ -134,3 +134,146 @@ mod tests {
         assert_eq!(tx.grant(u32::MAX), Err(WindowViolation::Overflow));
     }
 }
+
+/// Why a WebSocket message could not be queued (see [`WsBudget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OverBudget {
+    /// The stream already holds its budget: its receiver stopped keeping up (close 1008).
+    #[error("the WebSocket's receiver is not keeping up")]
+    Stream,
+    /// All streams of the connection together hold theirs (close 1013).
+    #[error("the connection's WebSocket budget is used up")]
+    Connection,
+    /// The stream has ended; nothing more is queued for it.
+    #[error("the WebSocket has ended")]
+    Closed,
+}
+
+/// WebSocket bytes one connection holds for receivers that have not written them on yet,
+/// bounded per stream and for the connection. WebSockets have no window, so this is what
+/// keeps a device (or a hostile connector) flooding a browser that does not read, or a
+/// browser flooding a device, from growing memory: the message over a budget is refused
+/// and the caller closes that stream. Shared by the connection's streams (`Arc`).
+#[derive(Debug)]
+pub struct WsBudget {
+    used: std::sync::atomic::AtomicUsize,
+    limit: usize,
+    stream_limit: usize,
+}
+
+impl WsBudget {
+    pub fn new(stream_limit: usize, limit: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            used: Default::default(),
+            limit,
+            stream_limit,
+        })
+    }
+
+    /// Bytes held by all streams now.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The budget of one new stream.
+    pub fn stream(self: &std::sync::Arc<Self>) -> WsStreamBudget {
+        WsStreamBudget {
+            conn: std::sync::Arc::clone(self),
+            held: std::sync::Mutex::new(Some(0)),
+        }
+    }
+}
+
+/// One stream's share of a [`WsBudget`]. Charged when a message is queued, released once
+/// the receiver has written it on; what is still held goes back on [`close`](Self::close)
+/// or drop.
+#[derive(Debug)]
+pub struct WsStreamBudget {
+    conn: std::sync::Arc<WsBudget>,
+    /// Bytes held; `None` once closed.
+    held: std::sync::Mutex<Option<usize>>,
+}
+
+impl WsStreamBudget {
+    /// Charges `n` bytes about to be queued, or refuses (charging nothing) when the stream
+    /// or the connection would go over its budget. A stream holding nothing always takes
+    /// one message within the stream budget, so a receiver that keeps up never fails.
+    pub fn charge(&self, n: usize) -> Result<(), OverBudget> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut held = self.held.lock().unwrap();
+        let Some(h) = held.as_mut() else {
+            return Err(OverBudget::Closed);
+        };
+        if *h + n > self.conn.stream_limit {
+            return Err(OverBudget::Stream);
+        }
+        self.conn
+            .used
+            .fetch_update(Relaxed, Relaxed, |u| {
+                (u + n <= self.conn.limit).then_some(u + n)
+            })
+            .map_err(|_| OverBudget::Connection)?;
+        *h += n;
+        Ok(())
+    }
+
+    /// The receiver has written `n` charged bytes on.
+    pub fn release(&self, n: usize) {
+        let mut held = self.held.lock().unwrap();
+        if let Some(h) = held.as_mut() {
+            let n = n.min(*h);
+            *h -= n;
+            self.conn
+                .used
+                .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes this stream holds now.
+    pub fn held(&self) -> usize {
+        self.held.lock().unwrap().unwrap_or(0)
+    }
+
+    /// The stream has ended: everything it held goes back, later charges are refused.
+    pub fn close(&self) {
+        if let Some(h) = self.held.lock().unwrap().take() {
+            self.conn
+                .used
+                .fetch_sub(h, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for WsStreamBudget {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod ws_budget_tests {
+    use super::*;
+
+    #[test]
+    fn streams_and_the_connection_are_bounded_and_released() {
+        let conn = WsBudget::new(100, 150);
+        let a = conn.stream();
+        let b = conn.stream();
+        assert_eq!(a.charge(60), Ok(()));
+        assert_eq!(a.charge(40), Ok(()));
+        assert_eq!(a.charge(1), Err(OverBudget::Stream));
+        assert_eq!(b.charge(60), Err(OverBudget::Connection));
+        assert_eq!(b.charge(50), Ok(()));
+        assert_eq!(conn.used(), 150);
+        a.release(60);
+        assert_eq!((a.held(), conn.used()), (40, 90));
+        assert_eq!(b.charge(50), Ok(()));
+        drop(a);
+        assert_eq!(conn.used(), 100);
+        b.close();
+        assert_eq!(conn.used(), 0);
+        assert_eq!(b.charge(1), Err(OverBudget::Closed));
+        b.release(5);
+        assert_eq!(conn.used(), 0);
+    }
+}

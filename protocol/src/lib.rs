@@ -19,6 +19,8 @@ pub mod limits;
 mod message;
 
 pub use codec::{decode_cloud, decode_connector, encode, DecodeError, Frame};
-pub use flow::{RecvWindow, SendWindow, WindowViolation, MAX_WINDOW};
+pub use flow::{
+    OverBudget, RecvWindow, SendWindow, WindowViolation, WsBudget, WsStreamBudget, MAX_WINDOW,
+};
 pub use headers::{HeaderValue, Headers};
 pub use message::*;

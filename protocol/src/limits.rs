@@ -11,6 +11,23 @@ pub const MAX_FRAME_LEN: usize = 1024 * 1024;
 /// binary WS_MESSAGE that our side sends. Base64 makes the frame ~4/3 of this.
 pub const MAX_CHUNK_LEN: usize = 64 * 1024;
 
+/// Largest WebSocket message carried either way through the tunnel (text bytes or
+/// binary payload). A bigger one ends its stream with close code 1009 (message too big)
+/// wherever it is first seen: the gateway (from the browser), the connector (from the
+/// device) or the relay (from a connector that ignores the limit).
+pub const MAX_WS_MESSAGE: usize = 512 * 1024;
+
+/// WebSocket bytes one stream may hold queued toward a receiver that has not written them
+/// on yet (the relay toward the browser, the connector toward the device). WebSockets have
+/// no window, and the reader of a connection must never wait on one stream, so a stream
+/// over this is closed with 1008: its receiver stopped keeping up. Two maximal messages.
+pub const WS_STREAM_BUDGET: usize = 2 * MAX_WS_MESSAGE;
+
+/// WebSocket bytes all streams of one connection may hold queued together. The message
+/// that would go over it closes its stream with 1013 (try again later), so one tenant's
+/// 256 streams cannot hold 256 stream budgets.
+pub const WS_CONNECTION_BUDGET: usize = 16 * 1024 * 1024;
+
 /// Largest total size of a request's or response's header names and values.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 

@@ -358,6 +358,11 @@ pub struct WsClose {
     pub code: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why a connector refused a WS_OPEN, as an [`ErrorCode`] (`TARGET_FORBIDDEN`,
+    /// `CONNECT_FAILED`, `TIMEOUT`, …), so the browser gets the status an HTTP request
+    /// would (403, 502, 504). Absent from older connectors: the refusal is then a 502.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

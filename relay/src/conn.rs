@@ -43,9 +43,13 @@ const STREAM_QUEUE: usize = 256;
 /// many chunks before the reader waits (TCP backpressure on that connector).
 const LEGACY_STREAM_QUEUE: usize = 8;
 
-/// Messages queued per WebSocket stream toward the caller. When full, the stream is
-/// closed with 1008: a device flooding a browser that does not read is not buffered.
-const WS_QUEUE: usize = 64;
+/// Messages queued per WebSocket stream toward the caller. Their bytes are bounded by the
+/// stream's share of the connection's [`WsBudget`] (`limits::WS_STREAM_BUDGET`, charged
+/// until the caller has written a message on); this bounds their number (many tiny
+/// messages). Either one full closes the stream with 1008 and the reader goes on: a
+/// device flooding a browser that does not read is not buffered. One slot is kept for
+/// that close.
+const WS_QUEUE: usize = 256;
 
 /// Tunables, defaults from the protocol limits; tests shrink them.
 #[derive(Debug, Clone)]
@@ -140,6 +144,8 @@ pub(crate) type WsOpenResult = Result<Option<String>, RouteError>;
 pub(crate) struct WsState {
     pub tx: mpsc::Sender<WsFrame>,
     pub opened: Mutex<Option<oneshot::Sender<WsOpenResult>>>,
+    /// Bytes queued toward the caller and not yet written on by it.
+    pub budget: proto::WsStreamBudget,
 }
 
 /// What a connector speaks: the base protocol only (no HELLO), or what HELLO announced.
@@ -174,6 +180,8 @@ pub(crate) struct Conn {
     binary_sent: AtomicU64,
     pub streams: Mutex<HashMap<String, Slot>>,
     pub ws: Mutex<HashMap<String, Arc<WsState>>>,
+    /// WebSocket bytes queued toward callers, over all of this connection's streams.
+    pub ws_budget: Arc<proto::WsBudget>,
     pub cancel: CancellationToken,
     close: Mutex<Option<CloseFrame>>,
     /// When the connection began, and milliseconds since then of the last frame read.
@@ -198,6 +206,7 @@ impl Conn {
             binary_sent: AtomicU64::new(0),
             streams: Mutex::default(),
             ws: Mutex::default(),
+            ws_budget: proto::WsBudget::new(limits::WS_STREAM_BUDGET, limits::WS_CONNECTION_BUDGET),
             cancel,
             close: Mutex::new(None),
             born: Instant::now(),
@@ -591,6 +600,17 @@ async fn handle_msg(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, msg: C
                     RouteError::Protocol(format!("invalid status {}", start.status_code)),
                 );
             }
+            // A 1xx is never a final answer, and a 101 would hand the caller's socket to
+            // whatever the connector sends next: WebSockets go through WS_OPEN only.
+            if start.status_code < 200 {
+                return conn.fail_stream(
+                    &start.request_id,
+                    RouteError::Protocol(format!(
+                        "the connector answered a plain request with {}",
+                        start.status_code
+                    )),
+                );
+            }
             let dup = std::mem::replace(&mut stream.state.lock().unwrap().started, true);
             if dup {
                 return conn.fail_stream(
@@ -697,23 +717,50 @@ async fn handle_msg(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, msg: C
                 return debug!(stream_id = %m.stream_id, "WS_MESSAGE for unknown stream");
             };
             let frame = match (m.text, m.data) {
-                (Some(t), None) => {
-                    crate::metrics::bytes_from_device(t.len());
-                    WsFrame::Text(t)
-                }
-                (None, Some(d)) => {
-                    crate::metrics::bytes_from_device(d.len());
-                    WsFrame::Binary(d)
-                }
+                (Some(t), None) => WsFrame::Text(t),
+                (None, Some(d)) => WsFrame::Binary(d),
                 _ => {
                     warn!(stream_id = %m.stream_id, "WS_MESSAGE needs exactly one of text/data");
                     return close_ws(conn, &m.stream_id, 1002, "malformed WS_MESSAGE");
                 }
             };
-            if let Err(e) = ws.tx.try_send(frame) {
-                let full = matches!(e, mpsc::error::TrySendError::Full(_));
-                if full {
-                    warn!(stream_id = %m.stream_id, "WebSocket reader too slow; closing stream");
+            let len = ws_len(&frame);
+            crate::metrics::bytes_from_device(len);
+            if len > limits::MAX_WS_MESSAGE {
+                warn!(connector_id = %conn.connector_id, stream_id = %m.stream_id, len, "WebSocket message over the limit; closing stream");
+                return close_ws(conn, &m.stream_id, 1009, "message too big");
+            }
+            // Never wait: the budget bounds what a caller that does not keep up can hold,
+            // and the stream over it is closed (the rest of the connection goes on).
+            if let Err(over) = ws.budget.charge(len) {
+                let (code, reason) = match over {
+                    proto::OverBudget::Closed => return,
+                    proto::OverBudget::Stream => (1008, "receiver too slow"),
+                    proto::OverBudget::Connection => (1013, "connector WebSocket budget used up"),
+                };
+                warn!(
+                    connector_id = %conn.connector_id,
+                    stream_id = %m.stream_id,
+                    held = ws.budget.held(),
+                    connection_held = conn.ws_budget.used(),
+                    code,
+                    "WebSocket receiver not keeping up; closing stream: {over}"
+                );
+                return close_ws(conn, &m.stream_id, code, reason);
+            }
+            // The last slot stays free for the close frame.
+            let sent = match ws.tx.capacity() > 1 {
+                true => ws.tx.try_send(frame).map_err(|_| ()),
+                false => Err(()),
+            };
+            if sent.is_err() {
+                ws.budget.release(len);
+                if !ws.tx.is_closed() {
+                    warn!(
+                        connector_id = %conn.connector_id,
+                        stream_id = %m.stream_id,
+                        "WebSocket receiver not keeping up ({WS_QUEUE} messages queued); closing stream"
+                    );
                 }
                 close_ws(conn, &m.stream_id, 1008, "receiver too slow");
             }
@@ -729,7 +776,17 @@ async fn handle_msg(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, msg: C
             let pending = ws.opened.lock().unwrap().take();
             match pending {
                 Some(tx) => {
-                    let _ = tx.send(Err(RouteError::ConnectFailed(reason)));
+                    // A refusal says why (`error`), like HTTP_RESPONSE_ERROR: the page
+                    // gets 403 for the connector's policy, 504 for a timeout.
+                    let err = match c.error.as_deref().and_then(proto::ErrorCode::parse) {
+                        Some(code) => RouteError::from_wire(&proto::ResponseError::new(
+                            &c.stream_id,
+                            code,
+                            &reason,
+                        )),
+                        None => RouteError::ConnectFailed(reason),
+                    };
+                    let _ = tx.send(Err(err));
                 }
                 None => {
                     let _ = ws.tx.try_send(WsFrame::Close {
@@ -807,6 +864,7 @@ pub(crate) fn close_ws(conn: &Conn, stream_id: &str, code: u16, reason: &str) {
             stream_id: stream_id.to_owned(),
             code: Some(code),
             reason: Some(reason.to_owned()),
+            error: None,
         }));
     }
 }
@@ -856,17 +914,29 @@ pub(crate) fn new_stream(caps_flow: bool) -> (Slot, mpsc::Receiver<StreamEvent>)
     (Slot { stream, events: tx }, rx)
 }
 
-pub(crate) fn new_ws() -> (
+/// Bytes a WebSocket frame carries (what its budget is charged).
+pub(crate) fn ws_len(frame: &WsFrame) -> usize {
+    match frame {
+        WsFrame::Text(t) => t.len(),
+        WsFrame::Binary(b) => b.len(),
+        WsFrame::Close { .. } => 0,
+    }
+}
+
+pub(crate) fn new_ws(
+    conn: &Conn,
+) -> (
     Arc<WsState>,
     mpsc::Receiver<WsFrame>,
     oneshot::Receiver<WsOpenResult>,
 ) {
-    let (tx, rx) = mpsc::channel(WS_QUEUE);
+    let (tx, rx) = mpsc::channel(WS_QUEUE + 1);
     let (otx, orx) = oneshot::channel();
     (
         Arc::new(WsState {
             tx,
             opened: Mutex::new(Some(otx)),
+            budget: conn.ws_budget.stream(),
         }),
         rx,
         orx,

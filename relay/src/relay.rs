@@ -476,12 +476,17 @@ impl Relay {
             ));
         }
         let stream_id = self.next_id('w');
-        let (state, rx, opened) = conn::new_ws();
-        conn.ws.lock().unwrap().insert(stream_id.clone(), state);
+        let (state, rx, opened) = conn::new_ws(&conn);
+        conn.ws
+            .lock()
+            .unwrap()
+            .insert(stream_id.clone(), Arc::clone(&state));
         let mut chan = RelayWs {
             conn: Arc::clone(&conn),
+            state,
             stream_id: stream_id.clone(),
             rx,
+            held: 0,
             closed: false,
         };
         let msg = CloudMsg::WsOpen(proto::WsOpen {
@@ -802,18 +807,27 @@ impl Drop for RelayBody {
 /// Caller end of a tunnelled WebSocket.
 struct RelayWs {
     conn: Arc<Conn>,
+    state: Arc<conn::WsState>,
     stream_id: String,
     rx: mpsc::Receiver<WsFrame>,
+    /// Bytes of the message `recv` last returned: still charged to the stream's budget
+    /// until the caller asks for the next one (it has written this one on by then), so
+    /// the budget also covers the message a caller holds while its browser is slow.
+    held: usize,
     closed: bool,
 }
 
 impl WsSource for RelayWs {
     fn recv(&mut self) -> BoxFuture<'_, Option<WsFrame>> {
         Box::pin(async move {
+            self.state.budget.release(std::mem::take(&mut self.held));
             if self.closed {
                 return None;
             }
             let f = self.rx.recv().await;
+            if let Some(f) = &f {
+                self.held = conn::ws_len(f);
+            }
             if matches!(f, None | Some(WsFrame::Close { .. })) {
                 self.closed = true;
                 self.conn.ws.lock().unwrap().remove(&self.stream_id);
@@ -850,6 +864,7 @@ impl WsSource for RelayWs {
                         stream_id: self.stream_id.clone(),
                         code,
                         reason,
+                        error: None,
                     })
                 }
             };
@@ -871,6 +886,8 @@ impl Drop for RelayWs {
         if !self.closed {
             conn::close_ws(&self.conn, &self.stream_id, 1001, "caller went away");
         }
+        // What is still queued is freed with the channel: its bytes go back too.
+        self.state.budget.close();
     }
 }
 

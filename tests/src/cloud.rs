@@ -319,6 +319,57 @@ impl TestCloud {
     }
 }
 
+impl TestCloud {
+    /// A connector for `tid` that the test drives frame by frame
+    /// ([`crate::legacy::LegacyPeer::hostile`], saying HELLO with `capabilities`): paired
+    /// through the real flow, then the real connector stops and the raw peer connects with
+    /// a token of its own. Waits until the API reports it ONLINE.
+    pub async fn hostile_connector(
+        &self,
+        tid: i32,
+        capabilities: &[&str],
+    ) -> crate::legacy::LegacyPeer {
+        let paired = self.pair_connector(tid).await;
+        let con: i32 = paired.connector_id.parse().unwrap();
+        drop(paired);
+        let relay = self.cloud.relay.clone();
+        let id = con.to_string();
+        crate::wait_until(std::time::Duration::from_secs(10), move || {
+            !ponte_relay::Router::is_online(&relay, &id)
+        })
+        .await;
+        let minted = self.cloud.api.issuer.mint(con, 1, tid);
+        self.store()
+            .set_token(con, &minted.jti, minted.expires_at)
+            .await
+            .unwrap();
+        let peer = crate::legacy::LegacyPeer::hostile(
+            &format!("ws://{}/ws/connectors", self.cloud.relay_addr),
+            &minted.token,
+            capabilities,
+        )
+        .await;
+        let admin = self.user_token(1, &[tid.into()], false);
+        crate::wait_for(
+            std::time::Duration::from_secs(10),
+            "the hostile connector to be ONLINE",
+            || async {
+                let (_, _, b) = self
+                    .call(
+                        "GET",
+                        &format!("/api/instituicao/{tid}/connector/status"),
+                        Some(&admin),
+                        None,
+                    )
+                    .await;
+                b["status"] == "ONLINE"
+            },
+        )
+        .await;
+        peer
+    }
+}
+
 pub struct PairedConnector {
     pub connector: TestConnector,
     pub connector_id: String,

@@ -28,6 +28,18 @@ pub struct LegacyPeer {
 
 impl LegacyPeer {
     pub async fn connect(relay_ws_url: &str, token: &str, auto: bool) -> Self {
+        Self::start(relay_ws_url, token, auto, None).await
+    }
+
+    /// A hostile connector: says HELLO naming `capabilities` (so the relay uses those
+    /// extensions with it, e.g. `ws`) and hands every JSON frame but PING and
+    /// WINDOW_UPDATE to the test through `requests` (HTTP_REQUEST, WS_OPEN, WS_CLOSE, …).
+    /// It answers nothing itself: the test sends what it likes, as fast as it likes.
+    pub async fn hostile(relay_ws_url: &str, token: &str, capabilities: &[&str]) -> Self {
+        Self::start(relay_ws_url, token, false, Some(capabilities)).await
+    }
+
+    async fn start(relay_ws_url: &str, token: &str, auto: bool, hello: Option<&[&str]>) -> Self {
         let mut req = relay_ws_url.into_client_request().unwrap();
         req.headers_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
@@ -35,8 +47,15 @@ impl LegacyPeer {
             .await
             .expect("legacy peer connects");
         let (mut sink, mut stream) = ws.split();
+        if let Some(caps) = hello {
+            let hello = json!({"type": "HELLO", "version": "hostile", "capabilities": caps});
+            sink.send(Message::text(hello.to_string())).await.unwrap();
+        }
+        let forward_all = hello.is_some();
         let (tx, mut rx) = mpsc::channel::<Message>(64);
-        let (req_tx, requests) = mpsc::channel(64);
+        // Room for every frame a test provokes (WS_OPEN and WS_CLOSE of its streams):
+        // a test that does not read them holds up this reader, not the relay.
+        let (req_tx, requests) = mpsc::channel(1024);
         let window_updates = Arc::new(AtomicUsize::new(0));
         let (closed_tx, closed) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -66,6 +85,10 @@ impl LegacyPeer {
                         tokio::spawn(execute(v, out.clone()));
                     }
                     "HTTP_REQUEST" => {
+                        let _ = req_tx.send(v).await;
+                    }
+                    "HELLO" => {}
+                    _ if forward_all => {
                         let _ = req_tx.send(v).await;
                     }
                     _ => {}

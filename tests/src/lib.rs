@@ -351,3 +351,37 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+fn proc_net_addr(a: SocketAddr) -> String {
+    let ip = match a.ip() {
+        std::net::IpAddr::V4(ip) => format!("{:08X}", u32::from_le_bytes(ip.octets())),
+        std::net::IpAddr::V6(ip) => ip
+            .octets()
+            .chunks(4)
+            .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+            .collect(),
+    };
+    format!("{ip}:{:04X}", a.port())
+}
+
+/// The kernel's state of the TCP connection from `local` to `remote` (from
+/// `/proc/net/tcp{,6}`), e.g. [`TCP_ESTABLISHED`]; `None` once it is gone. Lets a test see
+/// that a server let go of a connection whose client never reads (the server's end then
+/// sits in FIN_WAIT1 behind the unread data, or disappears).
+pub fn tcp_state(local: SocketAddr, remote: SocketAddr) -> Option<u8> {
+    let file = match local {
+        SocketAddr::V4(_) => "/proc/net/tcp",
+        SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let (l, r) = (proc_net_addr(local), proc_net_addr(remote));
+    let table = std::fs::read_to_string(file).ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(1) == Some(&l.as_str()) && f.get(2) == Some(&r.as_str()))
+            .then(|| u8::from_str_radix(f.get(3)?, 16).ok())
+            .flatten()
+    })
+}
+
+/// [`tcp_state`]: connected.
+pub const TCP_ESTABLISHED: u8 = 0x01;

@@ -117,6 +117,8 @@ impl Origin {
                 get(|Path(c): Path<u16>| async move { StatusCode::from_u16(c).unwrap() }),
             )
             .route("/ws", get(ws_echo))
+            .route("/ws/big/{n}", get(ws_big))
+            .route("/ws/flood", get(ws_flood))
             .route("/hold", get(hold))
             .with_state(stats)
     }
@@ -307,6 +309,35 @@ async fn drip() -> Response {
 async fn silent() -> Response {
     std::future::pending::<()>().await;
     unreachable!()
+}
+
+/// Sends one binary message of `n` bytes, then echoes like `/ws`. Accepts messages of
+/// any size itself, so the tunnel's limit is what is tested.
+async fn ws_big(Path(n): Path<usize>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(usize::MAX)
+        .max_frame_size(usize::MAX)
+        .on_upgrade(move |mut socket| async move {
+            if socket
+                .send(AxMsg::Binary(vec![7u8; n].into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            while let Some(Ok(msg)) = socket.recv().await {
+                if matches!(msg, AxMsg::Close(_)) {
+                    break;
+                }
+            }
+        })
+}
+
+/// Sends 64 KiB binary messages as fast as the socket takes them, until it fails.
+async fn ws_flood(ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(|mut socket| async move {
+        let piece = bytes::Bytes::from(vec![1u8; 64 * 1024]);
+        while socket.send(AxMsg::Binary(piece.clone())).await.is_ok() {}
+    })
 }
 
 async fn ws_echo(ws: WebSocketUpgrade) -> Response {
