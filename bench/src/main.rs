@@ -439,8 +439,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ponte serve` flags that lift the session and connector rate limits, if this `ponte`
-/// has them (a benchmark measures the data path, not the limiter).
+/// `ponte serve` flags that lift the session and connector rate limits and the
+/// per-address connection cap (every bench client and idle connector is 127.0.0.1), if
+/// this `ponte` has them (a benchmark measures the data path, not the limiter).
 fn unlimited_rate_flags(ponte: &Path) -> anyhow::Result<Vec<String>> {
     let help = procs::output(Command::new(ponte).args(["serve", "--help"]))?;
     let mut out = Vec::new();
@@ -450,6 +451,7 @@ fn unlimited_rate_flags(ponte: &Path) -> anyhow::Result<Vec<String>> {
         "--session-rate-burst",
         "--connector-rate-per-second",
         "--connector-rate-burst",
+        "--max-connections-per-address",
     ] {
         match help.contains(f) {
             true => out.extend([f.to_owned(), "0".to_owned()]),

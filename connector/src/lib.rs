@@ -38,6 +38,9 @@ impl Default for Timing {
     }
 }
 
+/// Connections the health endpoint holds at once (a monitoring agent needs one or two).
+const HEALTH_MAX_CONNECTIONS: usize = 64;
+
 /// State shared by every connection attempt.
 pub struct Shared {
     pub cfg: Config,
@@ -123,15 +126,14 @@ fn serve_health(
     let app = health::app(Arc::clone(status));
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        // TCP_NODELAY: the health answer is small and must not wait for a delayed ACK.
-        use axum::serve::ListenerExt as _;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-        {
+        // Loopback only, where every peer is the same address: one cap, no
+        // per-address one.
+        let limits = ponte_listen::Limits {
+            max_connections: HEALTH_MAX_CONNECTIONS,
+            max_connections_per_address: 0,
+            ..Default::default()
+        };
+        if let Err(e) = ponte_listen::serve("health", listener, app, limits, stop).await {
             warn!(%e, "health endpoint stopped");
         }
     });

@@ -68,6 +68,10 @@ const CLOUD_KEYS: &[&str] = &[
     "session_rate_burst",
     "connector_rate_per_second",
     "connector_rate_burst",
+    "header_read_timeout",
+    "keepalive_idle_timeout",
+    "max_connections",
+    "max_connections_per_address",
 ];
 
 fn repo() -> PathBuf {

@@ -33,6 +33,10 @@ pub struct ServeLayer {
     pub session_rate_burst: Option<u32>,
     pub connector_rate_per_second: Option<f64>,
     pub connector_rate_burst: Option<u32>,
+    pub header_read_timeout: Option<String>,
+    pub keepalive_idle_timeout: Option<String>,
+    pub max_connections: Option<u32>,
+    pub max_connections_per_address: Option<u32>,
 }
 
 /// `roles = "api,relay"` or `roles = ["api", "relay"]`.
@@ -92,6 +96,17 @@ pub struct ServeSettings {
     /// Requests per second per connector, gateway and proxy-http together (`0`: no limit).
     pub connector_rate_per_second: f64,
     pub connector_rate_burst: u32,
+    /// A request head must arrive whole within this, on every listener.
+    #[serde(serialize_with = "human")]
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection without a request for this long is closed.
+    #[serde(serialize_with = "human")]
+    pub keepalive_idle_timeout: Duration,
+    /// Open connections per listener (`0`: no limit); past it, 503.
+    pub max_connections: u32,
+    /// Open connections per client TCP address (IPv6: /64) per listener (`0`: no
+    /// limit); past it, 503. Behind nginx every connection comes from nginx.
+    pub max_connections_per_address: u32,
 }
 
 fn human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -115,6 +130,12 @@ pub const DEFAULT_SESSION_RATE_PER_SECOND: f64 = 50.0;
 pub const DEFAULT_SESSION_RATE_BURST: u32 = 200;
 pub const DEFAULT_CONNECTOR_RATE_PER_SECOND: f64 = 200.0;
 pub const DEFAULT_CONNECTOR_RATE_BURST: u32 = 400;
+pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
+pub const DEFAULT_KEEPALIVE_IDLE_TIMEOUT: &str = "60s";
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+/// Without `trust_forwarded_for`; with it (behind a proxy, where every connection comes
+/// from the proxy) the default is `0`, no per-address cap.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: u32 = 256;
 
 impl ServeLayer {
     /// Reads the TOML file at `path`; errors are one line naming the file and the key.
@@ -167,6 +188,12 @@ impl ServeLayer {
                 .connector_rate_per_second
                 .or(base.connector_rate_per_second),
             connector_rate_burst: self.connector_rate_burst.or(base.connector_rate_burst),
+            header_read_timeout: self.header_read_timeout.or(base.header_read_timeout),
+            keepalive_idle_timeout: self.keepalive_idle_timeout.or(base.keepalive_idle_timeout),
+            max_connections: self.max_connections.or(base.max_connections),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .or(base.max_connections_per_address),
         }
     }
 }
@@ -249,6 +276,36 @@ impl ServeSettings {
         if connector_token_ttl < Duration::from_secs(3600) {
             return Err("connector_token_ttl: at least 1h (tokens rotate before expiry)".into());
         }
+        let header_read_timeout = duration(
+            "header_read_timeout",
+            l.header_read_timeout,
+            DEFAULT_HEADER_READ_TIMEOUT,
+        )?;
+        let max = ponte_listen::MAX_HEADER_READ_TIMEOUT;
+        if header_read_timeout > max {
+            return Err(format!(
+                "header_read_timeout: {} is over {}, the most allowed (a longer one lets \
+                 slow clients hold every connection for minutes)",
+                humantime::format_duration(header_read_timeout),
+                humantime::format_duration(max),
+            ));
+        }
+        if header_read_timeout.is_zero() {
+            return Err("header_read_timeout: must be more than 0 (at most 30s)".into());
+        }
+        let keepalive_idle_timeout = duration(
+            "keepalive_idle_timeout",
+            l.keepalive_idle_timeout,
+            DEFAULT_KEEPALIVE_IDLE_TIMEOUT,
+        )?;
+        if keepalive_idle_timeout.is_zero() {
+            return Err(
+                "keepalive_idle_timeout: must be more than 0 (idle connections would stay \
+                 open for ever)"
+                    .into(),
+            );
+        }
+        let trust_forwarded_for = l.trust_forwarded_for.unwrap_or(false);
         Ok(ServeSettings {
             data_dir: l.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
             database: url(
@@ -272,7 +329,7 @@ impl ServeSettings {
             user_jwt_secret_file: l.user_jwt_secret_file,
             user_jwt_public_key: l.user_jwt_public_key,
             connector_token_ttl,
-            trust_forwarded_for: l.trust_forwarded_for.unwrap_or(false),
+            trust_forwarded_for,
             shutdown_grace: duration("shutdown_grace", l.shutdown_grace, DEFAULT_SHUTDOWN_GRACE)?,
             session_idle_ttl: ttl(
                 "session_idle_ttl",
@@ -298,7 +355,26 @@ impl ServeSettings {
             connector_rate_burst: l
                 .connector_rate_burst
                 .unwrap_or(DEFAULT_CONNECTOR_RATE_BURST),
+            header_read_timeout,
+            keepalive_idle_timeout,
+            max_connections: l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_address: l.max_connections_per_address.unwrap_or(
+                match trust_forwarded_for {
+                    true => 0,
+                    false => DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+                },
+            ),
         })
+    }
+
+    /// Every listener's timeouts and caps.
+    pub fn listen_limits(&self) -> ponte_listen::Limits {
+        ponte_listen::Limits {
+            header_read_timeout: self.header_read_timeout,
+            keepalive_idle_timeout: self.keepalive_idle_timeout,
+            max_connections: self.max_connections as usize,
+            max_connections_per_address: self.max_connections_per_address as usize,
+        }
     }
 
     /// Puts the session lifetimes and rate limits into the API's settings.
@@ -383,6 +459,7 @@ mod tests {
         assert_eq!(api.rate_limits.connector.per_second, 200.0);
         assert_eq!(api.rate_limits.connector.burst, 400);
         assert!(api.rate_limits.session.limits() && api.rate_limits.connector.limits());
+        assert_eq!(s.listen_limits(), ponte_listen::Limits::default());
 
         let s = ServeSettings::resolve(
             layer(
@@ -405,6 +482,32 @@ mod tests {
     }
 
     #[test]
+    fn listener_limits_follow_the_settings_and_the_proxy() {
+        let s = ServeSettings::resolve(
+            layer(
+                "header_read_timeout = \"30s\"\nkeepalive_idle_timeout = \"2m\"\n\
+                 max_connections = 500\nmax_connections_per_address = 0",
+            ),
+            None,
+        )
+        .unwrap();
+        let l = s.listen_limits();
+        assert_eq!(l.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(l.keepalive_idle_timeout, Duration::from_secs(120));
+        assert_eq!((l.max_connections, l.max_connections_per_address), (500, 0));
+        // Behind a proxy every connection comes from it: no per-address cap unless set.
+        let s = ServeSettings::resolve(layer("trust_forwarded_for = true"), None).unwrap();
+        assert_eq!(s.max_connections_per_address, 0);
+        let s = ServeSettings::resolve(
+            layer("trust_forwarded_for = true\nmax_connections_per_address = 9"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.max_connections_per_address, 9);
+        assert!(s.to_toml().contains("header_read_timeout = \"10s\""));
+    }
+
+    #[test]
     fn mistakes_name_the_setting() {
         for (toml, says) in [
             ("api_listen = \"localhost\"", "api_listen"),
@@ -420,6 +523,9 @@ mod tests {
                 "connector_rate_per_second = nan",
                 "connector_rate_per_second",
             ),
+            ("header_read_timeout = \"31s\"", "is over 30s"),
+            ("header_read_timeout = \"0\"", "header_read_timeout"),
+            ("keepalive_idle_timeout = \"0s\"", "keepalive_idle_timeout"),
         ] {
             let err = ServeSettings::resolve(layer(toml), None).unwrap_err();
             assert!(err.contains(says), "{toml}: {err}");

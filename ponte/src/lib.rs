@@ -35,6 +35,8 @@ pub struct CloudOptions {
     pub api: ApiConfig,
     /// Signing keys; default: loaded from (or created in) `data_dir`.
     pub keys: Option<KeyFiles>,
+    /// Timeouts and connection caps of each listener (API, relay, gateway).
+    pub listen: ponte_listen::Limits,
 }
 
 impl CloudOptions {
@@ -46,6 +48,7 @@ impl CloudOptions {
             connector_token_ttl: Duration::from_secs(90 * 24 * 3600),
             api: ApiConfig::default(),
             keys: None,
+            listen: ponte_listen::Limits::default(),
         }
     }
 
@@ -73,6 +76,8 @@ pub struct Cloud {
     http_stop: CancellationToken,
     /// The HTTP servers, each done once its last in-flight request has finished.
     servers: TaskTracker,
+    /// Each listener's timeouts and caps.
+    listen: ponte_listen::Limits,
 }
 
 impl Cloud {
@@ -108,18 +113,18 @@ impl Cloud {
             },
         );
         let app = ponte_gateway::app(gateway);
-        let drain = self.http_stop.clone();
-        self.servers.spawn(async move {
-            let stop = async move {
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = drain.cancelled() => {}
-                }
-            };
-            axum::serve(ponte_relay::nodelay(listener), app)
-                .with_graceful_shutdown(stop)
-                .await
+        // Stops on the caller's shutdown or on a drain, whichever comes first.
+        let stop = self.http_stop.child_token();
+        let either = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => either.cancel(),
+                _ = either.cancelled() => {}
+            }
         });
+        let limits = self.listen.clone();
+        self.servers
+            .spawn(ponte_listen::serve("gateway", listener, app, limits, stop));
         info!(gateway_addr = %addr, "gateway started");
         Ok(addr)
     }
@@ -205,9 +210,10 @@ pub async fn start(
     tokio::spawn(Arc::clone(&api).maintain(shutdown.child_token()));
     let api_addr = api_listener.local_addr()?;
     let relay_addr = relay_listener.local_addr()?;
-    tokio::spawn(ponte_relay::serve(
+    tokio::spawn(ponte_relay::serve_with(
         relay_listener,
         relay.clone(),
+        opts.listen.clone(),
         shutdown.child_token(),
     ));
     let prometheus = metrics::handle();
@@ -219,15 +225,13 @@ pub async fn start(
     );
     let http_stop = shutdown.child_token();
     let servers = TaskTracker::new();
-    let stop = http_stop.clone();
-    servers.spawn(async move {
-        axum::serve(
-            ponte_relay::nodelay(api_listener),
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    });
+    servers.spawn(ponte_listen::serve(
+        "api",
+        api_listener,
+        app,
+        opts.listen.clone(),
+        http_stop.clone(),
+    ));
     info!(%api_addr, %relay_addr, store = store.backend(), "ponte cloud started");
     Ok(Cloud {
         api,
@@ -239,6 +243,7 @@ pub async fn start(
         grant_secret: keys.user_secret.clone(),
         http_stop,
         servers,
+        listen: opts.listen.clone(),
     })
 }
 

@@ -132,6 +132,23 @@ struct ServeArgs {
     /// Requests a connector may take at once above its rate; 0 = no limit [default: 400]
     #[arg(long, env = "PONTE_CONNECTOR_RATE_BURST", value_name = "N")]
     connector_rate_burst: Option<u32>,
+    /// On every listener, a request's head must arrive whole within this, at most 30s;
+    /// slower clients are disconnected [default: 10s]
+    #[arg(long, env = "PONTE_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    header_read_timeout: Option<String>,
+    /// A kept-alive connection that sends no request for this long is closed (keep it
+    /// above the upstream keepalive_timeout of a proxy in front) [default: 60s]
+    #[arg(long, env = "PONTE_KEEPALIVE_IDLE_TIMEOUT", value_name = "DURATION")]
+    keepalive_idle_timeout: Option<String>,
+    /// Open connections per listener (api, relay, gateway each); past it, 503; 0 = no
+    /// limit [default: 10000]
+    #[arg(long, env = "PONTE_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<u32>,
+    /// Open connections per client address (IPv6: per /64) per listener; past it, 503;
+    /// 0 = no limit. The TCP peer is counted: behind nginx that is nginx [default: 256;
+    /// 0 with --trust-forwarded-for]
+    #[arg(long, env = "PONTE_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
+    max_connections_per_address: Option<u32>,
     /// Check the settings, print them resolved (passwords hidden) and exit
     #[arg(long)]
     check: bool,
@@ -161,6 +178,10 @@ impl ServeArgs {
             session_rate_burst: self.session_rate_burst,
             connector_rate_per_second: self.connector_rate_per_second,
             connector_rate_burst: self.connector_rate_burst,
+            header_read_timeout: self.header_read_timeout.clone(),
+            keepalive_idle_timeout: self.keepalive_idle_timeout.clone(),
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
         }
     }
 }
@@ -373,6 +394,7 @@ async fn serve(a: ServeArgs) -> Result<(), Failure> {
     opts.api.remote_host_mode = cfg.remote_host_mode;
     opts.api.trust_forwarded_for = cfg.trust_forwarded_for;
     cfg.apply_limits(&mut opts.api);
+    opts.listen = cfg.listen_limits();
     let shutdown = CancellationToken::new();
     let cloud: Cloud = ponte::start(opts, api_l, relay_l, shutdown.clone()).await?;
     let gateway = match gateway_l {

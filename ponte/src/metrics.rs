@@ -27,6 +27,7 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!("another metrics recorder is installed; /metrics will be partial");
         }
         m::describe();
+        ponte_listen::describe();
         handle
     })
 }

@@ -18,4 +18,4 @@ pub use auth::{
 pub use conn::{ConnConfig, FrameCounts};
 pub use relay::{Conflict, Relay, RelayConfig};
 pub use router::*;
-pub use server::{app, nodelay, serve, ws_config};
+pub use server::{app, nodelay, serve, serve_with, ws_config};

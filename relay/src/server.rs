@@ -36,15 +36,25 @@ pub fn app(relay: Relay) -> axum::Router {
         .with_state(relay)
 }
 
-/// Serves the relay on `listener` until `shutdown` fires.
+/// Serves the relay on `listener` until `shutdown` fires, with the default listener
+/// limits.
 pub async fn serve(
     listener: TcpListener,
     relay: Relay,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(nodelay(listener), app(relay))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    serve_with(listener, relay, ponte_listen::Limits::default(), shutdown).await
+}
+
+/// Serves the relay on `listener` until `shutdown` fires. A connector's socket counts
+/// against `limits`' caps for as long as it is connected.
+pub async fn serve_with(
+    listener: TcpListener,
+    relay: Relay,
+    limits: ponte_listen::Limits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    ponte_listen::serve("relay", listener, app(relay), limits, shutdown).await
 }
 
 /// `listener` with `TCP_NODELAY` on every accepted socket. Without it, a response written
