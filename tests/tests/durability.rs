@@ -659,9 +659,10 @@ async fn a_legacy_connector_whose_token_nears_expiry_is_flagged() {
     )
     .await;
     // The console says so on the card.
+    let login = cloud.console_login(&admin).await;
     let page = reqwest::Client::new()
         .get(cloud.url("/instituicao/2"))
-        .header("cookie", format!("ponte_console={admin}"))
+        .header("cookie", login.cookie)
         .send()
         .await
         .unwrap()
