@@ -222,6 +222,13 @@ impl Api {
         format!("/entrar/{code}")
     }
 
+    /// A console sign-in code's user token, if the code is live, without spending it.
+    pub(crate) fn peek_console_link(&self, code: &str) -> Option<String> {
+        let links = self.console_links.lock().unwrap();
+        let (token, exp) = links.get(&auth::digest(code))?;
+        (*exp > std::time::Instant::now()).then(|| token.clone())
+    }
+
     /// Spends a console sign-in code: its user token, if the code is live.
     pub(crate) fn take_console_link(&self, code: &str) -> Option<String> {
         let (token, exp) = self

@@ -66,11 +66,16 @@ fn limited(l: crate::ratelimit::Limited) -> Denied {
 
 #[async_trait::async_trait]
 impl SessionAuthority for RemoteAuthority {
-    async fn launch(&self, code: &str) -> Result<Launched, Denied> {
-        let s = self.api.sessions.launch(code).await.map_err(|e| match e {
-            SessionError::NotFound => Denied::LaunchUsed,
-            other => denied(other),
-        })?;
+    async fn launch(&self, code: &str, session_id: Option<&str>) -> Result<Launched, Denied> {
+        let s = self
+            .api
+            .sessions
+            .launch(code, session_id)
+            .await
+            .map_err(|e| match e {
+                SessionError::NotFound => Denied::LaunchUsed,
+                other => denied(other),
+            })?;
         let grant = Grant {
             sid: s.id.clone(),
             uid: s.user_id,
@@ -98,7 +103,15 @@ impl SessionAuthority for RemoteAuthority {
     }
 
     async fn admit(&self, session_id: &str, grant: Option<&str>) -> Result<Admitted, Denied> {
-        let grant = grant.ok_or(Denied::NoGrant)?;
+        let Some(grant) = grant else {
+            // Without its grant, a request to a session that is over (a service worker of
+            // that session fetching without credentials) hears that it is over, as one
+            // with the grant does: 410.
+            return Err(match self.api.sessions.over(session_id).await {
+                Ok(Some(e)) => denied(e),
+                _ => Denied::NoGrant,
+            });
+        };
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 0;
         v.validate_aud = false;

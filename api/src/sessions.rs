@@ -107,12 +107,26 @@ impl Sessions {
         Ok((self.store.create_session(&s).await?, code))
     }
 
-    /// Exchanges a launch code (once) for its session.
-    pub async fn launch(&self, code: &str) -> Result<Session, SessionError> {
+    /// Exchanges a launch code (once) for its session; with `only`, only a code of that
+    /// session is spent (another session's stays usable).
+    pub async fn launch(&self, code: &str, only: Option<&str>) -> Result<Session, SessionError> {
         self.store
-            .consume_launch(&auth::digest(code), store::now())
+            .consume_launch(&auth::digest(code), store::now(), only)
             .await?
             .ok_or(SessionError::NotFound)
+    }
+
+    /// Why a session can no longer be used, read without sliding its expiry: `None`
+    /// while it can (or when there is no such session).
+    pub async fn over(&self, id: &str) -> Result<Option<SessionError>, StoreError> {
+        let now = store::now();
+        Ok(match self.store.session(id).await? {
+            Some(s) if s.status == SessionStatus::ENCERRADA => Some(SessionError::Ended),
+            Some(s) if s.status == SessionStatus::EXPIRADA || s.expires_at <= now => {
+                Some(SessionError::Expired)
+            }
+            _ => None,
+        })
     }
 
     /// The gateway's check for every request: the session exists, is ATIVA and not

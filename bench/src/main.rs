@@ -318,9 +318,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .json()
         .await?;
     let launch = created["url"].as_str().context("no url in the session")?;
-    let r = http.get(launch).send().await?;
-    if r.status() != 302 {
-        bail!("launch answered {}, not 302", r.status());
+    // The GET is a page that confirms with a POST; a browser's script posts at once.
+    let r = http.post(launch).send().await?;
+    if r.status() != 303 {
+        bail!("launch answered {}, not 303", r.status());
     }
     let cookie = r.headers()["set-cookie"]
         .to_str()?

@@ -88,8 +88,10 @@ impl Denied {
 /// The session store as the gateway sees it.
 #[async_trait::async_trait]
 pub trait SessionAuthority: Send + Sync + 'static {
-    /// Exchanges a one-time launch code (it cannot be used again).
-    async fn launch(&self, code: &str) -> Result<Launched, Denied>;
+    /// Exchanges a one-time launch code (it cannot be used again). With `session_id`
+    /// (host mode: the session whose host the link was opened on) only that session's
+    /// code is spent; another's is refused and stays usable.
+    async fn launch(&self, code: &str, session_id: Option<&str>) -> Result<Launched, Denied>;
     /// Checks one request for `session_id` carrying `grant` (`None`: no cookie), slides
     /// the idle expiry and takes a rate-limit token for the session and its connector.
     async fn admit(&self, session_id: &str, grant: Option<&str>) -> Result<Admitted, Denied>;

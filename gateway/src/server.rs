@@ -7,7 +7,9 @@
 //! written into a response header except through [`http::HeaderValue`]'s checks.
 
 use crate::authority::{Admitted, Denied, SessionAuthority, GRANT_COOKIE};
-use crate::rewrite::{device_request_headers, rewrite_body, rewrite_response_headers, Scope};
+use crate::rewrite::{
+    device_request_headers, rewrite_body, rewrite_response_headers, service_worker_allowed, Scope,
+};
 use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Request, State};
@@ -78,7 +80,7 @@ impl Gateway {
 pub fn app(gw: Gateway) -> axum::Router {
     let router = axum::Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route("/remote/launch/{code}", get(launch))
+        .route("/remote/launch/{code}", get(launch_page).post(launch))
         .fallback(dispatch)
         .with_state(gw.clone());
     let router = match gw.cfg.host_mode {
@@ -109,8 +111,16 @@ async fn session_host(
         return next.run(req).await;
     };
     if let Some(code) = req.uri().path().strip_prefix("/remote/launch/") {
-        if req.method() == Method::GET && !code.is_empty() && !code.contains('/') {
-            return launch_into(&gw, code, Some(&sid)).await;
+        if !code.is_empty() && !code.contains('/') {
+            if req.method() == Method::GET {
+                return launch_confirm();
+            }
+            if req.method() == Method::POST {
+                if cross_origin(req.headers()) {
+                    return cross_origin_refused(&sid);
+                }
+                return launch_into(&gw, code, Some(&sid)).await;
+            }
         }
     }
     proxy(gw, sid, Mode::Host, req).await
@@ -128,24 +138,74 @@ fn host_session(cfg: &GatewayConfig, headers: &HeaderMap) -> Option<String> {
     (rest == domain && valid_session_id(label)).then(|| label.to_owned())
 }
 
-/// One-time launch code → grant cookie scoped to the session → 302 into the session.
-async fn launch(State(gw): State<Gateway>, Path(code): Path<String>) -> Response {
+/// `GET` of a launch link spends nothing: it answers a page that confirms with a `POST`
+/// (its script does so at once), so a chat app's link preview, which only GETs, leaves
+/// the code usable for the admin.
+async fn launch_page(State(gw): State<Gateway>) -> Response {
     // In host mode sessions live on their own hosts only; the apex serves none, so their
     // isolation cannot be side-stepped through it.
     if gw.cfg.host_mode.is_some() {
         return denied(&Denied::NotFound);
     }
+    launch_confirm()
+}
+
+/// The confirmation page. Its form posts to the page's own URL, so the code is written
+/// nowhere in it.
+fn launch_confirm() -> Response {
+    const PAGE: &str = "<!doctype html><html lang=pt-BR><meta charset=utf-8>\
+        <title>Acesso remoto</title>\
+        <body><h1>Acesso remoto</h1><form method=post id=abrir><p>Abrindo o acesso remoto…</p>\
+        <button id=continuar>Continuar</button></form>\
+        <script>document.getElementById('abrir').submit()</script></body></html>";
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            // Not `no-referrer`: the form's POST would carry `Origin: null` and be
+            // refused as cross-origin. The code's URL goes to this origin only.
+            (header::REFERRER_POLICY, "same-origin"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; form-action 'self'; \
+                 frame-ancestors 'none'; base-uri 'none'",
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+/// `POST` of a launch link (from its confirmation page): one-time launch code → grant
+/// cookie scoped to the session → 303 into the session.
+async fn launch(
+    State(gw): State<Gateway>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if gw.cfg.host_mode.is_some() {
+        return denied(&Denied::NotFound);
+    }
+    if cross_origin(&headers) {
+        return cross_origin_refused("-");
+    }
     launch_into(&gw, &code, None).await
 }
 
-/// `host_sid`: the launch link was opened on that session's host (host mode); the code
-/// must be for that session, and the cookie is the host's.
+fn cross_origin_refused(sid: &str) -> Response {
+    warn!(session_id = %sid, "cross-origin launch refused");
+    error(
+        StatusCode::FORBIDDEN,
+        "CROSS_ORIGIN",
+        "a launch link is confirmed from its own page",
+    )
+}
+
+/// `host_sid`: the launch link was opened on that session's host (host mode); only a
+/// code for that session is spent, another session's is refused and stays usable.
 async fn launch_into(gw: &Gateway, code: &str, host_sid: Option<&str>) -> Response {
-    match gw.sessions.launch(code).await {
-        Ok(l) if host_sid.is_some_and(|sid| sid != l.session_id) => {
-            warn!(session_id = %l.session_id, "launch code opened on another session's host");
-            denied(&Denied::WrongGrant)
-        }
+    match gw.sessions.launch(code, host_sid).await {
         Ok(l) => {
             let prefix = match host_sid {
                 Some(_) => "/".to_owned(),
@@ -162,7 +222,7 @@ async fn launch_into(gw: &Gateway, code: &str, host_sid: Option<&str>) -> Respon
                 }
             );
             info!(session_id = %l.session_id, "remote session launched");
-            let mut resp = StatusCode::FOUND.into_response();
+            let mut resp = StatusCode::SEE_OTHER.into_response();
             let h = resp.headers_mut();
             for (name, value) in [
                 (header::LOCATION, prefix.as_str()),
@@ -251,6 +311,13 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
     let Some(device_path) = scope.device_path(pq).map(|p| p.into_owned()) else {
         return denied(&Denied::NotFound);
     };
+    // A service worker's script: the browser lets it control at most the script's
+    // directory, or what the script's `Service-Worker-Allowed` says.
+    let worker_script = req
+        .headers()
+        .get("service-worker")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"script"));
+    let script_path = req.uri().path().to_owned();
     let (mut parts, body) = req.into_parts();
     let mut headers = Headers::new();
     for (name, value) in device_request_headers(&scope, &parts.headers).iter() {
@@ -308,7 +375,31 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
             _ => warn!(session_id = %sid, header = %name, "device header dropped: not valid"),
         }
     }
+    let allowed = out_headers.get("service-worker-allowed").map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| service_worker_allowed(&scope, v, &script_path))
+    });
     let plan = rewrite_response_headers(&scope, &mut out_headers);
+    if worker_script {
+        match allowed {
+            Some(Some(scope_path)) => {
+                if let Ok(v) = HeaderValue::from_str(&scope_path) {
+                    out_headers.insert("service-worker-allowed", v);
+                }
+            }
+            // The device asks for a scope outside the session: no worker from it.
+            Some(None) => {
+                warn!(session_id = %sid, "service worker refused: its scope would leave the session");
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "WORKER_SCOPE",
+                    "a service worker may not control pages outside its remote session",
+                );
+            }
+            None => {}
+        }
+    }
     let mut usage = Usage {
         sessions: gw.sessions.clone(),
         sid,

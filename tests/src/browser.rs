@@ -169,6 +169,23 @@ impl Browser {
         }
     }
 
+    /// Waits until the browser is at `url` (a navigation the page's script makes, such
+    /// as a launch link's confirmation, even onto a page that is only an error).
+    pub async fn wait_url(&self, url: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let at = self.url_or_unknown().await;
+            if at == url {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {url}; at {at}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Every resource the current page loaded and the page itself, as
     /// `[url, status, initiator]` from the Resource Timing API.
     pub async fn requests(&self) -> Vec<(String, u64, String)> {

@@ -216,17 +216,65 @@ impl TestCloud {
     /// Follows a launch URL as a browser would and returns the `Cookie` header value that
     /// carries the session's grant.
     pub async fn launch(&self, launch_url: &str) -> String {
+        let resp = self.launch_response(launch_url).await;
+        assert_eq!(resp.status(), 303);
+        let set = resp.headers()["set-cookie"].to_str().unwrap();
+        set.split(';').next().unwrap().to_owned()
+    }
+
+    /// A launch URL as a browser opens it: the GET answers a page that spends nothing
+    /// (checked here), whose form then POSTs to the same URL; that POST's response
+    /// (303 into the session with the grant cookie, or the refusal), not followed.
+    /// `resolve`: a session host (host mode) and where it is.
+    pub async fn launch_response(&self, launch_url: &str) -> reqwest::Response {
+        let host = url::Url::parse(launch_url)
+            .unwrap()
+            .host_str()
+            .unwrap()
+            .to_owned();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(&host, self.gateway_addr)
+            .build()
+            .unwrap();
+        let page = http.get(launch_url).send().await.unwrap();
+        assert_eq!(page.status(), 200, "a launch link's GET is a page");
+        assert!(page.headers().get("set-cookie").is_none());
+        let html = page.text().await.unwrap();
+        assert!(html.contains("<form method=post"), "{html}");
+        http.post(launch_url).send().await.unwrap()
+    }
+
+    /// Signs `token` in to the console as a browser does (`POST /entrar`): the `Cookie`
+    /// header value and the login key the console's script keeps (sent as `_login` with
+    /// every POST).
+    pub async fn console_login(&self, token: &str) -> ConsoleLogin {
         let resp = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap()
-            .get(launch_url)
+            .post(self.url("/entrar"))
+            .header("origin", self.url(""))
+            .form(&[("token", token)])
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 302);
-        let set = resp.headers()["set-cookie"].to_str().unwrap();
-        set.split(';').next().unwrap().to_owned()
+        assert_eq!(resp.status(), 200);
+        let cookie = resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let page = resp.text().await.unwrap();
+        let key = page
+            .split("data-key=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("no login key: {page}"))
+            .to_owned();
+        ConsoleLogin { cookie, key }
     }
 
     /// Registers equipment `eid` in `tid`, reached through the connector at `base_url`.
@@ -252,9 +300,10 @@ impl TestCloud {
 
     /// The console's page of institution `tid`, signed in as `user_token`.
     pub async fn console_page(&self, tid: i32, user_token: &str) -> String {
+        let login = self.console_login(user_token).await;
         reqwest::Client::new()
             .get(self.url(&format!("/instituicao/{tid}")))
-            .header("cookie", format!("ponte_console={user_token}"))
+            .header("cookie", login.cookie)
             .send()
             .await
             .unwrap()
@@ -368,6 +417,14 @@ impl TestCloud {
         .await;
         peer
     }
+}
+
+/// A console sign-in: `cookie` (`ponte_console=…`, for the `Cookie` header) and the
+/// login key bound to it.
+#[derive(Debug, Clone)]
+pub struct ConsoleLogin {
+    pub cookie: String,
+    pub key: String,
 }
 
 pub struct PairedConnector {

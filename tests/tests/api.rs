@@ -699,13 +699,13 @@ async fn remote_sessions_lifecycle() {
         .expect(url);
     assert!(code.len() >= 40, "launch codes are long and random");
     let api = &cloud.cloud.api;
-    let launched = api.sessions.launch(code).await.unwrap();
+    let launched = api.sessions.launch(code, None).await.unwrap();
     assert_eq!(
         (launched.id.as_str(), launched.user_id, launched.tenant_id),
         (sid.as_str(), 7, 2)
     );
     assert!(
-        api.sessions.launch(code).await.is_err(),
+        api.sessions.launch(code, None).await.is_err(),
         "a launch code works once"
     );
 
@@ -894,4 +894,67 @@ async fn openapi_is_generated_for_every_route() {
         (s, served["paths"].as_object().unwrap().len()),
         (200, paths.len())
     );
+}
+
+/// The console acts only on the cookie bound to the login key the form carries: a valid
+/// cookie of someone else's (planted by a device page, sent first thanks to a longer
+/// path) is never the one used, a form without this browser's key is refused, and a
+/// bare token cookie (which any page of the host could write) signs no one in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_acts_only_on_the_cookie_bound_to_the_forms_login_key() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let admin = cloud.console_login(&cloud.user_token(7, &[2], false)).await;
+    let attacker = cloud.console_login(&cloud.user_token(8, &[3], false)).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |tid: i32, cookie: String, key: Option<&str>| {
+        let mut form = vec![];
+        if let Some(k) = key {
+            form.push(("_login", k.to_owned()));
+        }
+        http.post(cloud.url(&format!("/instituicao/{tid}/connector/pareamento")))
+            .header("origin", cloud.url(""))
+            .header("cookie", cookie)
+            .form(&form)
+            .send()
+    };
+    let both = format!("{}; {}", attacker.cookie, admin.cookie);
+    // The admin's key: the admin acts, whatever came first.
+    let r = post(2, both.clone(), Some(&admin.key)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("codigo-pareamento") && page.contains("Usuária 7"),
+        "{page}"
+    );
+    // The attacker's institution, with the admin's key: the admin (no access), not the
+    // attacker.
+    let r = post(3, both.clone(), Some(&admin.key)).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(!r.text().await.unwrap().contains("codigo-pareamento"));
+    // Only the planted cookie, or no key: refused.
+    let r = post(3, attacker.cookie.clone(), Some(&admin.key))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("CONSOLE_LOGIN"));
+    let r = post(2, admin.cookie.clone(), None).await.unwrap();
+    assert_eq!(r.status(), 403);
+    // The attacker's own browser works as the attacker (the binding, not a lock-out).
+    let r = post(3, attacker.cookie.clone(), Some(&attacker.key))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A bare token in the cookie is nobody.
+    let raw = format!("ponte_console={}", cloud.user_token(7, &[2], false));
+    let r = http
+        .get(cloud.url("/instituicao/2"))
+        .header("cookie", raw)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert_eq!(r.headers()["location"], "/entrar");
 }

@@ -430,3 +430,292 @@ async fn chromium_console_pairs_the_connector_and_opens_the_device_ui() {
     .await;
     b.close().await;
 }
+
+/// A hostile device page tries to take the gateway's origin with a service worker (its
+/// script asks for `Service-Worker-Allowed: /`): through the page's own `register()`,
+/// whose scope the injected script keeps in the session, and through a pristine
+/// `register()` from another realm (round the injected script) with the scopes `/`,
+/// `/remote/`, another session's prefix and the launch path. No worker controls a page
+/// outside its session; the other session and a later launch are untouched; once its
+/// session ends, the worker's fetches all get 410.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_device_service_worker_never_leaves_its_session() {
+    use ponte_tests::origin::Origin;
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let hostile = Origin::spawn().await;
+    let turnstile = Devsim::spawn("Catraca Saída").await.unwrap();
+    cloud.add_equipment(2, 100, &hostile.base_url(), true).await;
+    cloud
+        .add_equipment(2, 101, &turnstile.base_url(), true)
+        .await;
+    let _paired = cloud.pair_connector(2).await;
+    let gw = format!("http://{}", cloud.gateway_addr);
+    let b = Browser::start().await;
+
+    // The other session first, in the same browser.
+    let (sid_b, url_b) = cloud.remote_session(7, 2, 101).await;
+    let p_b = format!("/remote/s/{sid_b}/");
+    b.goto(&url_b).await;
+    b.wait_css("#entrar").await;
+
+    let (sid_a, url_a) = cloud.remote_session(7, 2, 100).await;
+    let p_a = format!("/remote/s/{sid_a}/");
+    b.goto(&url_a).await;
+    b.wait_url(&format!("{gw}{p_a}")).await;
+    b.goto(&format!("{gw}{p_a}sw/page")).await;
+    b.wait_css("#ready").await;
+    let scopes = json!(["/", "/remote/", p_b, "/remote/launch/", "/remote/s/"]);
+    let got = b
+        .js_async(
+            "const [scopes, prefix] = arguments, done = arguments[arguments.length - 1];
+             const f = document.createElement('iframe');
+             document.body.appendChild(f);
+             const pristine = f.contentWindow.ServiceWorkerContainer.prototype.register;
+             (async () => {
+               const out = [];
+               for (const s of scopes) {
+                 for (const [how, reg] of [
+                   ['patched', () => navigator.serviceWorker.register('/sw.js', {scope: s})],
+                   ['pristine', () => pristine.call(navigator.serviceWorker, prefix + 'sw.js', {scope: s})],
+                 ]) {
+                   try { out.push([how, s, (await reg()).scope]); }
+                   catch (e) { out.push([how, s, 'refused: ' + e.name]); }
+                 }
+               }
+               const regs = await navigator.serviceWorker.getRegistrations();
+               done({out, scopes: regs.map(r => r.scope)});
+             })();",
+            vec![scopes.clone(), Value::from(p_a.clone())],
+        )
+        .await;
+    let own = format!("{gw}{p_a}");
+    for r in got["out"].as_array().unwrap() {
+        let (how, asked, scope) = (&r[0], &r[1], r[2].as_str().unwrap());
+        match how.as_str().unwrap() {
+            // The page's own register() keeps the scope in the session, and works.
+            "patched" => assert!(scope.starts_with(&own), "{asked} → {scope}"),
+            _ => assert!(
+                scope.starts_with("refused") || scope.starts_with(&own),
+                "{asked} → {scope}"
+            ),
+        }
+    }
+    let regs = got["scopes"].as_array().unwrap();
+    assert!(!regs.is_empty(), "{got}");
+    for s in regs {
+        assert!(
+            s.as_str().unwrap().starts_with(&own),
+            "a worker for {s}: {got}"
+        );
+    }
+
+    // No page outside the session is controlled: the gateway's root, /remote/, the
+    // other session (which still works) and a later session's launch.
+    for path in ["/".to_owned(), "/remote/".to_owned(), p_b.clone()] {
+        b.goto(&format!("{gw}{path}")).await;
+        b.wait_js("document.readyState === 'complete'", "the page")
+            .await;
+        let v = b
+            .js(
+                "return [navigator.serviceWorker.controller === null, !document.getElementById('hijacked')]",
+                vec![],
+            )
+            .await;
+        assert_eq!(v, json!([true, true]), "{path} is controlled");
+    }
+    b.wait_css("#entrar").await;
+    let (sid_c, url_c) = cloud.remote_session(7, 2, 101).await;
+    b.goto(&url_c).await;
+    b.wait_css("#entrar").await;
+    assert_eq!(b.url().await, format!("{gw}/remote/s/{sid_c}/"));
+    let v = b
+        .js("return navigator.serviceWorker.controller === null", vec![])
+        .await;
+    assert_eq!(v, Value::Bool(true), "the later session is controlled");
+
+    // The session ends: its worker, still registered in the browser, gets 410 for all it
+    // fetches, with or without the grant cookie.
+    b.goto(&format!("{gw}{p_a}sw/page")).await;
+    let token = cloud.user_token(7, &[2], false);
+    let (s, _, _) = cloud
+        .call(
+            "DELETE",
+            &format!("/api/instituicao/2/equipamento/100/remoto/sessoes/{sid_a}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let statuses = b
+        .js_async(
+            "const prefix = arguments[0], done = arguments[arguments.length - 1];
+             navigator.serviceWorker.ready.then(reg => {
+               const ch = new MessageChannel();
+               ch.port1.onmessage = e => done(e.data);
+               reg.active.postMessage([
+                 {url: prefix + 'hello', credentials: 'include'},
+                 {url: prefix + 'hello', credentials: 'omit'},
+                 {url: prefix + 'sw/page', credentials: 'same-origin'},
+               ], [ch.port2]);
+             });",
+            vec![Value::from(p_a.clone())],
+        )
+        .await;
+    assert_eq!(statuses, json!([410, 410, 410]));
+    b.close().await;
+}
+
+/// Cookie tossing: a device page on the gateway (same host as the console, another
+/// port) plants a valid console cookie of the attacker's own, for the console's paths,
+/// every way a page can (its `Set-Cookie`, `document.cookie` through the injected setter
+/// and round it, `cookieStore`). The console never acts as the attacker: signed out it
+/// stays signed out, signed in it acts as the admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_device_page_cannot_make_the_console_act_as_someone_else() {
+    use ponte_tests::origin::Origin;
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let hostile = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &hostile.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    // The attacker's own, valid console login (user 8 of institution 3).
+    let attacker = cloud.console_login(&cloud.user_token(8, &[3], false)).await;
+    let value = attacker.cookie.strip_prefix("ponte_console=").unwrap();
+    let gw = format!("http://{}", cloud.gateway_addr);
+    let b = Browser::start().await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    b.goto(&url).await;
+    b.wait_url(&format!("{gw}/remote/s/{sid}/")).await;
+    let toss_url = format!(
+        "{gw}/remote/s/{sid}/toss?c={}",
+        url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
+    );
+    let probe = cloud.url("/instituicao/3/nenhuma-pagina");
+    let toss = |want| toss(&b, &toss_url, &probe, want);
+
+    // Signed out: the attacker's institution page does not open as the attacker.
+    toss(1).await;
+    b.goto(&cloud.url("/instituicao/3")).await;
+    b.wait_css("textarea#token").await;
+    assert!(b.url().await.ends_with("/entrar"), "{}", b.url().await);
+    assert!(!b.has("#usuario").await);
+
+    // Signed in as user 7 (one-time link); the page plants again; the console still
+    // acts as user 7, and its forms act as user 7.
+    let link = cloud.cloud.api.console_link(
+        cloud.user_token(7, &[2], false),
+        std::time::Duration::from_secs(60),
+    );
+    b.goto(&cloud.url(&link)).await;
+    assert_eq!(b.text("#usuario").await, "Usuária 7");
+    for (page, shows) in [
+        ("/instituicao/2", "#usuario"),
+        // User 7 has no access there: the console says so, as user 7.
+        ("/instituicao/3", "#erro"),
+        ("/", "#usuario"),
+    ] {
+        toss(2).await;
+        b.goto(&cloud.url(page)).await;
+        let text = b
+            .wait_js(
+                &format!(
+                    "!document.cookie.includes('ponte_console') && document.querySelector('{shows}') \
+                     && document.querySelector('{shows}').textContent"
+                ),
+                "the console as user 7",
+            )
+            .await;
+        match shows {
+            "#usuario" => assert_eq!(text, "Usuária 7", "{page}"),
+            _ => assert_eq!(text, "Você não tem acesso a esta instituição.", "{page}"),
+        }
+        assert!(!b.has("#connector-card").await || page != "/instituicao/3");
+    }
+    toss(2).await;
+    b.goto(&cloud.url("/instituicao/2")).await;
+    b.wait_js(
+        "!document.cookie.includes('ponte_console') && document.getElementById('gerar-codigo')",
+        "the institution page as user 7",
+    )
+    .await;
+    b.click("#gerar-codigo").await;
+    let code = b.text("#codigo-pareamento").await;
+    assert_eq!(code.len(), 9, "{code}");
+    assert_eq!(b.text("#usuario").await, "Usuária 7");
+    // The attacker's institution got nothing.
+    let admin = cloud.user_token(1, &[3], false);
+    let (_, _, status) = cloud
+        .call(
+            "GET",
+            "/api/instituicao/3/connector/status",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_ne!(status["status"], "PAIRING", "{status}");
+    b.close().await;
+}
+
+/// The console's one-time sign-in link: a GET (a link preview) spends nothing; the page
+/// it shows, opened directly, signs in by itself; opened from another page it waits
+/// for a click.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_console_sign_in_link_survives_a_preview_and_works_once() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let link = cloud.cloud.api.console_link(
+        cloud.user_token(7, &[2], false),
+        std::time::Duration::from_secs(60),
+    );
+    for _ in 0..3 {
+        let preview = reqwest::get(cloud.url(&link)).await.unwrap();
+        assert_eq!(preview.status(), 200);
+        assert!(preview.headers().get("set-cookie").is_none());
+        assert!(preview.text().await.unwrap().contains("Usuária 7"));
+    }
+    // A POST from another origin spends nothing either.
+    let r = reqwest::Client::new()
+        .post(cloud.url(&link))
+        .header("origin", format!("http://{}", cloud.gateway_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let b = Browser::start().await;
+    // Opened from a page (here the gateway's origin): the confirmation waits for a click.
+    b.goto(&format!("http://{}/health", cloud.gateway_addr))
+        .await;
+    b.js(
+        "location.href = arguments[0]",
+        vec![Value::from(cloud.url(&link))],
+    )
+    .await;
+    b.wait_css("#entrar-link").await;
+    assert_eq!(b.text("#entrar-como").await, "Usuária 7");
+    assert!(!b.has("#usuario").await);
+    b.click("#entrar-link").await;
+    assert_eq!(b.text("#usuario").await, "Usuária 7");
+    let again = reqwest::get(cloud.url(&link)).await.unwrap();
+    assert_eq!(again.status(), 410, "a sign-in link works once");
+    b.close().await;
+}
+
+/// Opens the cookie-tossing device page, waits until it has planted its cookies, and
+/// checks from `probe` (a console path with no page, so no console script removes them)
+/// that the browser now sends at least `want` console cookies there.
+async fn toss(b: &Browser, url: &str, probe: &str, want: usize) {
+    b.goto(url).await;
+    b.wait_js(
+        "document.getElementById('done').textContent === 'done'",
+        "the page to plant its cookies",
+    )
+    .await;
+    b.goto(probe).await;
+    let cookies = b.client.get_all_cookies().await.unwrap();
+    let n = cookies
+        .iter()
+        .filter(|c| c.name() == "ponte_console")
+        .count();
+    assert!(
+        n >= want,
+        "the page planted nothing, the test proves nothing: {cookies:?}"
+    );
+}

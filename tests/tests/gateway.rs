@@ -29,8 +29,8 @@ async fn launch(cloud: &TestCloud, user: i32) -> (String, String) {
     let sid = created["sessionId"].as_str().unwrap().to_owned();
     let url = created["url"].as_str().unwrap().to_owned();
     assert!(url.starts_with(&format!("http://{}/remote/launch/", cloud.gateway_addr)));
-    let resp = client().get(&url).send().await.unwrap();
-    assert_eq!(resp.status(), 302);
+    let resp = cloud.launch_response(&url).await;
+    assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], format!("/remote/s/{sid}/"));
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
@@ -45,7 +45,7 @@ async fn launch(cloud: &TestCloud, user: i32) -> (String, String) {
         .unwrap()
         .to_owned();
     // The link works once: a leaked, used link is worthless.
-    let again = client().get(&url).send().await.unwrap();
+    let again = cloud.launch_response(&url).await;
     assert_eq!(again.status(), 410);
     (sid, grant)
 }
@@ -276,7 +276,7 @@ async fn host_mode_gives_each_session_an_origin_of_its_own() {
     let _paired = cloud.pair_connector(2).await;
     let port = cloud.gateway_addr.port();
     let (sid, url) = cloud.remote_session(7, 2, 100).await;
-    let (sid2, url2) = cloud.remote_session(7, 2, 100).await;
+    let (sid2, _) = cloud.remote_session(7, 2, 100).await;
     let host = format!("s-{sid}.localhost");
     let host2 = format!("s-{sid2}.localhost");
     assert!(
@@ -298,18 +298,8 @@ async fn host_mode_gives_each_session_an_origin_of_its_own() {
         r.send()
     };
 
-    // A launch code opened on another session's host is refused (and spent).
-    let code2 = url2.rsplit('/').next().unwrap();
-    let r = get(&host, &format!("/remote/launch/{code2}"), "")
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = get(&host2, &format!("/remote/launch/{code2}"), "")
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 410);
-    let r = http.get(&url).send().await.unwrap();
-    assert_eq!(r.status(), 302);
+    let r = cloud.launch_response(&url).await;
+    assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/");
     let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
@@ -587,4 +577,189 @@ async fn an_expired_session_shows_a_page_saying_so() {
     assert_eq!(resp.status(), 410);
     assert_eq!(resp.headers()["x-ponte-error"], "SESSION_EXPIRED");
     assert!(resp.text().await.unwrap().contains("Sessão expirada"));
+}
+
+/// Host mode: a launch code opened on another session's host is refused and not spent;
+/// on its own host it still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_mode_launch_code_on_the_wrong_host_is_refused_and_stays_usable() {
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        o.api.remote_host_mode = true;
+        o.api.gateway_public_url = o.api.gateway_public_url.replace("127.0.0.1", "localhost");
+    })
+    .await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let port = cloud.gateway_addr.port();
+    let (sid, _url) = cloud.remote_session(7, 2, 100).await;
+    let (sid2, url2) = cloud.remote_session(7, 2, 100).await;
+    let code2 = url2.rsplit('/').next().unwrap();
+    let wrong = format!("http://s-{sid}.localhost:{port}/remote/launch/{code2}");
+    let r = cloud.launch_response(&wrong).await;
+    assert_eq!(r.status(), 410);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = cloud.launch_response(&url2).await;
+    assert_eq!(r.status(), 303, "the code survived the wrong host");
+    assert!(r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .starts_with("__ponte_rs="));
+    assert_eq!(r.headers()["location"], "/");
+    assert!(url2.starts_with(&format!("http://s-{sid2}.localhost:{port}/")));
+}
+
+/// A launch link's GET (what a chat app's link preview does) spends nothing; the POST
+/// its page makes does, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_link_get_spends_nothing_and_its_post_works_once() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    for _ in 0..3 {
+        let preview = client().get(&url).send().await.unwrap();
+        assert_eq!(preview.status(), 200);
+        assert!(preview.headers().get("set-cookie").is_none());
+        assert_eq!(preview.headers()["cache-control"], "no-store");
+    }
+    // A POST from another origin (a page elsewhere submitting the link) is refused and
+    // spends nothing either.
+    let r = client()
+        .post(&url)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = cloud.launch_response(&url).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], format!("/remote/s/{sid}/"));
+    let r = cloud.launch_response(&url).await;
+    assert_eq!(r.status(), 410, "one-time");
+}
+
+/// An ended session answers 410 to whatever reaches its prefix, grant or no grant (a
+/// service worker it left behind fetching without credentials, say); a session that
+/// was never launched still wants its grant (401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_sessions_urls_answer_410_with_or_without_the_grant() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    let grant = cloud.launch(&url).await;
+    let at = |p: &str| format!("http://{}/remote/s/{sid}/{p}", cloud.gateway_addr);
+    let r = client().get(at("hello")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .get(at("hello"))
+        .header("cookie", &grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = cloud.user_token(7, &[2], false);
+    let (s, _, _) = cloud
+        .call(
+            "DELETE",
+            &format!("/api/instituicao/2/equipamento/100/remoto/sessoes/{sid}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    for (path, cookie) in [("hello", grant.as_str()), ("hello", ""), ("sw.js", "")] {
+        let mut r = client().get(at(path)).header("service-worker", "script");
+        if !cookie.is_empty() {
+            r = r.header("cookie", cookie);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 410, "{path} with {cookie:?}");
+    }
+}
+
+/// A device's `Service-Worker-Allowed` never widens a worker's scope past the session:
+/// on a worker script it is pinned under the prefix (`/` → the prefix), a value that
+/// would leave it refuses the script (403), and other responses lose the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_service_worker_scope_is_pinned_to_its_session() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    let grant = cloud.launch(&url).await;
+    let prefix = format!("/remote/s/{sid}/");
+    let fetch = |q: &str, worker: bool| {
+        let mut r = client()
+            .get(format!("http://{}{prefix}sw.js{q}", cloud.gateway_addr))
+            .header("cookie", &grant);
+        if worker {
+            r = r.header("service-worker", "script");
+        }
+        r.send()
+    };
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    for (allowed, want) in [
+        ("/", Some(prefix.clone())),
+        ("/app/", Some(format!("{prefix}app/"))),
+        (
+            &format!("{}/x/", origin.base_url()),
+            Some(format!("{prefix}x/")),
+        ),
+        ("./", Some(prefix.clone())),
+        ("http://evil.example/", None),
+        ("/../../", None),
+        ("/%2e%2e/", None),
+        (&format!("{prefix}../"), None),
+    ] {
+        let r = fetch(&format!("?allowed={}", enc(allowed)), true)
+            .await
+            .unwrap();
+        match &want {
+            Some(scope) => {
+                assert_eq!(r.status(), 200, "{allowed}");
+                assert_eq!(
+                    r.headers()["service-worker-allowed"],
+                    scope.as_str(),
+                    "{allowed}"
+                );
+            }
+            None => assert_eq!(r.status(), 403, "{allowed}"),
+        }
+        let plain = fetch(&format!("?allowed={}", enc(allowed)), false)
+            .await
+            .unwrap();
+        assert_eq!(plain.status(), 200);
+        assert!(
+            plain.headers().get("service-worker-allowed").is_none(),
+            "{allowed}"
+        );
+    }
+}
+
+/// A device may not set cookies named like Ponte's own, even under its prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_cookies_named_like_pontes_own_are_dropped() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    let grant = cloud.launch(&url).await;
+    let r = client()
+        .get(format!(
+            "http://{}/remote/s/{sid}/toss?c=x",
+            cloud.gateway_addr
+        ))
+        .header("cookie", &grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set: Vec<_> = r.headers().get_all("set-cookie").iter().collect();
+    assert!(set.is_empty(), "{set:?}");
 }

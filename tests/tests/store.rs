@@ -295,13 +295,16 @@ async fn sessions_and_audit(b: Backend) {
     );
     s.create_session(&new("sb", "lb", 5)).await.unwrap();
 
-    assert_eq!(s.consume_launch("la", t).await.unwrap().unwrap().id, "sa");
+    assert_eq!(
+        s.consume_launch("la", t, None).await.unwrap().unwrap().id,
+        "sa"
+    );
     assert!(
-        s.consume_launch("la", t).await.unwrap().is_none(),
+        s.consume_launch("la", t, None).await.unwrap().is_none(),
         "launch codes work once"
     );
     assert!(
-        s.consume_launch("lb", t + TimeDelta::seconds(61))
+        s.consume_launch("lb", t + TimeDelta::seconds(61), None)
             .await
             .unwrap()
             .is_none(),

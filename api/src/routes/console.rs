@@ -4,9 +4,19 @@
 //!
 //! It is a thin skin over the API: every action calls the same handler the JSON route
 //! does, as the signed-in user, so the tenant checks, audit rows and errors are the
-//! API's. Sign-in keeps the user JWT in an HttpOnly, SameSite=Strict cookie; every POST
-//! must come from this origin (`Origin`), so a device page open in the gateway — which
-//! shares the site when only the port differs — cannot drive the console.
+//! API's. Every POST must come from this origin (`Origin`), so a device page open in the
+//! gateway — which shares the site when only the port differs — cannot drive the console.
+//!
+//! Sign-in keeps the user JWT in an HttpOnly, SameSite=Strict cookie, bound to a login
+//! key the browser keeps in this origin's `localStorage`. Cookies ignore ports: a device
+//! page served by the gateway on the same host can write any cookie of that host from
+//! script (no name, `__Host-` included, is out of its reach, and the injected script is
+//! no barrier to a hostile page), for example a valid cookie of the attacker's own. So a
+//! cookie alone never decides who acts: every POST carries the login key (`_login`,
+//! added by `/console.js`), and only the cookie bound to it is used. A device page cannot
+//! write this origin's storage. Pages that only show (GET) use the cookie, and
+//! `/console.js` deletes any console cookie a script can see — ours are HttpOnly, so a
+//! visible one was planted — and reloads, so a planted one does not stay in charge.
 //! Must never: render a value unescaped, or show a pairing code or token after the
 //! response that created it (they are stored hashed; `Cache-Control: no-store`).
 
@@ -35,6 +45,8 @@ type St = State<Arc<Api>>;
 /// no sibling host (a device page on the gateway's domain) can set one that shadows it.
 const COOKIE: &str = "ponte_console";
 const HOST_COOKIE: &str = "__Host-ponte_console";
+/// The form field that carries the login key ([`LoginKey`]).
+const LOGIN_FIELD: &str = "_login";
 /// Browsers drop cookies over 4 KiB; a token that long cannot be kept.
 const MAX_TOKEN_LEN: usize = 3800;
 
@@ -43,8 +55,9 @@ pub(super) fn routes() -> axum::Router<Arc<Api>> {
     axum::Router::new()
         .route("/", get(home))
         .route("/console.css", get(css))
+        .route("/console.js", get(js))
         .route("/entrar", get(sign_in_page).post(sign_in))
-        .route("/entrar/{code}", get(sign_in_link))
+        .route("/entrar/{code}", get(sign_in_link_page).post(sign_in_link))
         .route("/sair", post(sign_out))
         .route("/instituicao", get(pick))
         .route("/instituicao/{tid}", get(institution_page))
@@ -68,17 +81,18 @@ pub(super) fn routes() -> axum::Router<Arc<Api>> {
 
 // ---- sign-in ----
 
-/// The signed-in console user; without a valid cookie, a redirect to `/entrar`.
+/// The signed-in console user, for pages that only show; without a valid cookie, a
+/// redirect to `/entrar`.
 struct ConsoleUser(User);
 
 impl FromRequestParts<Arc<Api>> for ConsoleUser {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, Response> {
         // Every candidate is tried: a cookie planted with a longer path comes first, and
-        // must not lock the admin out.
-        let user = cookies(&parts.headers)
+        // must not lock the admin out (`/console.js` removes it).
+        let user = logins(&parts.headers)
             .into_iter()
-            .find_map(|t| api.users.verify(&t).ok())
+            .find_map(|(_, t)| api.users.verify(&t).ok())
             .ok_or_else(to_sign_in)?;
         api.remember_user(&user)
             .await
@@ -87,7 +101,50 @@ impl FromRequestParts<Arc<Api>> for ConsoleUser {
     }
 }
 
-fn cookies(headers: &HeaderMap) -> Vec<String> {
+/// The signed-in console user for a POST: the cookie bound to the login key the form
+/// carries. A cookie a device page planted (even a valid one of its attacker) is bound
+/// to a key this browser's console pages do not hold, so it is never the one used.
+struct BoundUser(User);
+
+impl axum::extract::FromRequest<Arc<Api>> for BoundUser {
+    type Rejection = Response;
+    async fn from_request(req: axum::extract::Request, api: &Arc<Api>) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let Form(form) = Form::<std::collections::HashMap<String, String>>::from_request(req, api)
+            .await
+            .map_err(|_| not_bound())?;
+        let key = form.get(LOGIN_FIELD).ok_or_else(not_bound)?;
+        // Compared as digests, so the comparison's timing says nothing of the id.
+        let bound = crate::auth::digest(&login_id(key));
+        let user = logins(&headers)
+            .into_iter()
+            .filter(|(id, _)| crate::auth::digest(id) == bound)
+            .find_map(|(_, t)| api.users.verify(&t).ok())
+            .ok_or_else(not_bound)?;
+        api.remember_user(&user)
+            .await
+            .map_err(|e| Page::error(ApiError::from(e)))?;
+        Ok(BoundUser(user))
+    }
+}
+
+fn not_bound() -> Response {
+    tracing::warn!("console: a form without this browser's login key refused");
+    Page::error(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "CONSOLE_LOGIN",
+        "this browser's console login did not send this form; sign in again",
+    ))
+}
+
+/// The public id of a login key: what the cookie names.
+fn login_id(key: &str) -> String {
+    crate::auth::digest(&format!("ponte console login\0{key}"))
+}
+
+/// Every console cookie the request carries, as (login id, user token). A cookie is
+/// `<login id>.<token>`; anything else (an old raw token) is no login.
+fn logins(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -95,7 +152,12 @@ fn cookies(headers: &HeaderMap) -> Vec<String> {
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
         .filter(|c| c.name() == COOKIE || c.name() == HOST_COOKIE)
-        .map(|c| c.value().to_owned())
+        .filter_map(|c| {
+            let (id, token) = c.value().split_once('.')?;
+            (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| (id.to_owned(), token.to_owned()))
+        })
+        .take(8)
         .collect()
 }
 
@@ -109,13 +171,21 @@ fn https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
-/// Signs in with `token` (already verified): the cookie, then the home page.
+/// Signs in with `token` (already verified): a new login key, the cookie bound to it,
+/// and a page whose script keeps the key in this origin's storage and goes home.
 fn signed_in(headers: &HeaderMap, token: &str) -> Response {
+    let key = crate::auth::random_id();
+    let value = format!("{}.{token}", login_id(&key));
     let set = match https(headers) {
-        true => format!("{HOST_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Secure"),
-        false => format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
+        true => format!("{HOST_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Secure"),
+        false => format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict"),
     };
-    let mut resp = Redirect::to("/").into_response();
+    let body = format!(
+        r#"<section class="card narrow"><h1>Entrando…</h1>
+<p id="login" data-key="{key}" data-next="/">Entrando no console.</p>
+<noscript><p class="error">O console precisa de JavaScript.</p></noscript></section>"#
+    );
+    let mut resp = Page::new("Entrando", None).body(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&set) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -176,20 +246,55 @@ async fn sign_in(State(api): St, headers: HeaderMap, form: Form<TokenForm>) -> R
     }
 }
 
-/// A one-time sign-in link (`ponte demo` prints one).
+/// A one-time sign-in link (`ponte demo` prints one), opened: a page that says who it
+/// signs in as and confirms with a POST. A GET spends nothing, so a chat app's link
+/// preview leaves it usable. The page submits itself only when the browser says the
+/// link was opened directly (`Sec-Fetch-Site: none`: typed, pasted, from another app);
+/// sent from another page — a device page opening an attacker's link, say — it waits
+/// for a click.
+async fn sign_in_link_page(State(api): St, headers: HeaderMap, P(code): P<String>) -> Response {
+    let Some(user) = api
+        .peek_console_link(&code)
+        .and_then(|t| api.users.verify(&t).ok())
+    else {
+        return link_invalid();
+    };
+    let name = user
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("Usuário {}", user.id));
+    let auto = headers.get("sec-fetch-site").is_some_and(|v| v == "none");
+    let body = format!(
+        r#"<section class="card narrow"><h1>Entrar no console</h1>
+<form method="post"{auto}><p>Entrar como <strong id="entrar-como">{name}</strong>?</p>
+<button id="entrar-link">Entrar</button></form></section>"#,
+        auto = if auto { r#" data-auto="1""# } else { "" },
+        name = esc(&name),
+    );
+    // The layout's `Referrer-Policy: same-origin` keeps the code's URL on this origin
+    // (`no-referrer` would make the form's POST `Origin: null`, refused).
+    Page::new("Entrar", None).body(body).into_response()
+}
+
+/// The sign-in link's confirmation: spends the code.
 async fn sign_in_link(State(api): St, headers: HeaderMap, P(code): P<String>) -> Response {
+    if let Err(r) = same_origin(&headers) {
+        return r;
+    }
     match api.take_console_link(&code) {
         Some(token) if token.len() <= MAX_TOKEN_LEN && api.users.verify(&token).is_ok() => {
             signed_in(&headers, &token)
         }
-        _ => {
-            let body = r#"<section class="card narrow"><h1>Link inválido</h1>
-<p id="erro">Este link de acesso já foi usado ou expirou. <a href="/entrar">Entrar com um token</a>.</p></section>"#;
-            let mut resp = Page::new("Link inválido", None).body(body).into_response();
-            *resp.status_mut() = StatusCode::GONE;
-            resp
-        }
+        _ => link_invalid(),
     }
+}
+
+fn link_invalid() -> Response {
+    let body = r#"<section class="card narrow"><h1>Link inválido</h1>
+<p id="erro">Este link de acesso já foi usado ou expirou. <a href="/entrar">Entrar com um token</a>.</p></section>"#;
+    let mut resp = Page::new("Link inválido", None).body(body).into_response();
+    *resp.status_mut() = StatusCode::GONE;
+    resp
 }
 
 async fn sign_out(headers: HeaderMap) -> Response {
@@ -278,6 +383,16 @@ async fn pick(
         Ok(q) => Redirect::to(&format!("/instituicao/{}", q.id)).into_response(),
         Err(_) => Redirect::to("/").into_response(),
     }
+}
+
+async fn js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        JS,
+    )
 }
 
 async fn css() -> impl IntoResponse {
@@ -439,14 +554,14 @@ fn server_url(headers: &HeaderMap) -> String {
 
 async fn pairing(
     State(api): St,
-    user: ConsoleUser,
     headers: HeaderMap,
     P(tid): P<i32>,
+    user: BoundUser,
 ) -> PageResult {
     if let Err(r) = same_origin(&headers) {
         return Ok(r);
     }
-    let ConsoleUser(user) = user;
+    let BoundUser(user) = user;
     let (_, Json(code)) = pair(State(Arc::clone(&api)), user.clone(), P(tid)).await?;
     let expires = parse_ts(&code.expires_at).map(local).unwrap_or_default();
     let server = server_url(&headers);
@@ -498,16 +613,11 @@ async fn confirm_renew(State(api): St, user: ConsoleUser, P(tid): P<i32>) -> Pag
     ))
 }
 
-async fn renew(
-    State(api): St,
-    user: ConsoleUser,
-    headers: HeaderMap,
-    P(tid): P<i32>,
-) -> PageResult {
+async fn renew(State(api): St, headers: HeaderMap, P(tid): P<i32>, user: BoundUser) -> PageResult {
     if let Err(r) = same_origin(&headers) {
         return Ok(r);
     }
-    let ConsoleUser(user) = user;
+    let BoundUser(user) = user;
     let Json(issued) = renew_token(State(Arc::clone(&api)), user.clone(), P(tid)).await?;
     let expires = parse_ts(&issued.expires_at).map(local).unwrap_or_default();
     let body = format!(
@@ -545,14 +655,14 @@ async fn confirm_unpair(State(api): St, user: ConsoleUser, P(tid): P<i32>) -> Pa
 
 async fn do_unpair(
     State(api): St,
-    user: ConsoleUser,
     headers: HeaderMap,
     P(tid): P<i32>,
+    user: BoundUser,
 ) -> PageResult {
     if let Err(r) = same_origin(&headers) {
         return Ok(r);
     }
-    let ConsoleUser(user) = user;
+    let BoundUser(user) = user;
     unpair(State(Arc::clone(&api)), user, P(tid)).await?;
     Ok(Redirect::to(&format!("/instituicao/{tid}")).into_response())
 }
@@ -611,14 +721,14 @@ async fn equipment_page(
 
 async fn remote(
     State(api): St,
-    user: ConsoleUser,
     headers: HeaderMap,
     P((tid, eid)): P<(i32, i32)>,
+    user: BoundUser,
 ) -> PageResult {
     if let Err(r) = same_origin(&headers) {
         return Ok(r);
     }
-    let ConsoleUser(user) = user;
+    let BoundUser(user) = user;
     let (_, Json(created)) = create_session(State(Arc::clone(&api)), user, P((tid, eid))).await?;
     // 303: the browser GETs the one-time launch link, which sets the grant cookie on the
     // gateway's origin and lands in the device's UI.
@@ -681,14 +791,14 @@ async fn sessions_page(State(api): St, user: ConsoleUser, P(tid): P<i32>) -> Pag
 
 async fn end(
     State(api): St,
-    user: ConsoleUser,
     headers: HeaderMap,
     P((tid, eid, sid)): P<(i32, i32, String)>,
+    user: BoundUser,
 ) -> PageResult {
     if let Err(r) = same_origin(&headers) {
         return Ok(r);
     }
-    let ConsoleUser(user) = user;
+    let BoundUser(user) = user;
     end_session(State(Arc::clone(&api)), user, P((tid, eid, sid))).await?;
     Ok(Redirect::to(&format!("/instituicao/{tid}/sessoes")).into_response())
 }
@@ -784,7 +894,7 @@ impl IntoResponse for Page {
         let html = format!(
             r#"<!doctype html>
 <html lang="pt-BR"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · Ponte</title><link rel="stylesheet" href="/console.css"></head>
+<title>{title} · Ponte</title><link rel="stylesheet" href="/console.css"><script src="/console.js"></script></head>
 <body><nav><a href="/" class="brand">Ponte</a><div class="who">{who}</div></nav>
 <main>{body}</main></body></html>"#,
             title = esc(&self.title),
@@ -802,7 +912,7 @@ impl IntoResponse for Page {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'",
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'",
             ),
         );
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -867,6 +977,65 @@ fn size(bytes: i64) -> String {
         format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
     }
 }
+
+/// The console's script, loaded first in every page's `<head>` (before any form exists):
+/// - deletes console cookies a script can see (ours are HttpOnly: a visible one was
+///   planted, by a device page on the gateway say) along every path of this page, and
+///   loads the page again once;
+/// - after sign-in keeps the login key (`#login[data-key]`) and goes on;
+/// - adds the login key to every POST form as it is submitted;
+/// - submits a sign-in link's confirmation form marked `data-auto`.
+const JS: &str = r#"(function () {
+  var NAMES = ["ponte_console", "__Host-ponte_console"], KEY = "ponte-console-login";
+  var planted = document.cookie.split(/;\s*/).some(function (c) {
+    return NAMES.indexOf(c.split("=")[0]) >= 0;
+  });
+  if (planted) {
+    var parts = location.pathname.split("/"), paths = ["/"];
+    for (var i = 1; i < parts.length; i++) {
+      var p = parts.slice(0, i + 1).join("/");
+      if (p) { paths.push(p); paths.push(p + "/"); }
+    }
+    NAMES.forEach(function (n) {
+      paths.forEach(function (p) {
+        document.cookie = n + "=; path=" + p + "; max-age=0";
+        document.cookie = n + "=; path=" + p + "; max-age=0; secure";
+      });
+    });
+  }
+  document.addEventListener("submit", function (e) {
+    var f = e.target;
+    if (!f || String(f.method).toLowerCase() !== "post") return;
+    var k = localStorage.getItem(KEY) || "";
+    var input = f.querySelector("input[name=_login]");
+    if (!input) {
+      input = document.createElement("input");
+      input.type = "hidden";
+      input.name = "_login";
+      f.appendChild(input);
+    }
+    input.value = k;
+  }, true);
+  document.addEventListener("DOMContentLoaded", function () {
+    var login = document.getElementById("login");
+    if (login && login.getAttribute("data-key")) {
+      localStorage.setItem(KEY, login.getAttribute("data-key"));
+      location.replace(login.getAttribute("data-next") || "/");
+      return;
+    }
+    // This page may have been made for the planted cookie: load it again without it
+    // (once; a GET, never a form sent again).
+    if (planted && !sessionStorage.getItem("ponte-console-purged")) {
+      sessionStorage.setItem("ponte-console-purged", "1");
+      location.replace(location.href);
+      return;
+    }
+    if (!planted) sessionStorage.removeItem("ponte-console-purged");
+    var auto = document.querySelector("form[data-auto]");
+    if (auto) auto.submit();
+  });
+})();
+"#;
 
 const CSS: &str = r#"
 *{box-sizing:border-box}body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f6f8;color:#1d2733}

@@ -322,8 +322,16 @@ impl Store for CachedStore {
         )
         .await
     }
-    async fn consume_launch(&self, launch_hash: &str, now: Ts) -> Result<Option<Session>> {
-        let r = self.inner.consume_launch(launch_hash, now).await;
+    async fn consume_launch(
+        &self,
+        launch_hash: &str,
+        now: Ts,
+        session_id: Option<&str>,
+    ) -> Result<Option<Session>> {
+        let r = self
+            .inner
+            .consume_launch(launch_hash, now, session_id)
+            .await;
         if let Ok(Some(s)) = &r {
             self.forget_sessions([s.id.as_str()]);
         }

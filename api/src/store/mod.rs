@@ -446,8 +446,14 @@ pub trait Store: Send + Sync + 'static {
     // -- remote sessions --
     async fn create_session(&self, s: &NewSession) -> Result<Session>;
     async fn session(&self, id: &str) -> Result<Option<Session>>;
-    /// Uses a launch code once (only while the session is ATIVA and the code fresh).
-    async fn consume_launch(&self, launch_hash: &str, now: Ts) -> Result<Option<Session>>;
+    /// Uses a launch code once (only while the session is ATIVA and the code fresh, and,
+    /// with `session_id`, only if the code is that session's: otherwise it stays usable).
+    async fn consume_launch(
+        &self,
+        launch_hash: &str,
+        now: Ts,
+        session_id: Option<&str>,
+    ) -> Result<Option<Session>>;
     /// Slides the idle expiry (never past the session's hard limit).
     async fn extend_session(&self, id: &str, expires_at: Ts, now: Ts) -> Result<bool>;
     /// Adds request and byte counts (batched by the caller).

@@ -492,14 +492,20 @@ impl Store for SqlStore {
             .bind(id).fetch_optional(p).await?))
     }
 
-    async fn consume_launch(&self, launch_hash: &str, now: Ts) -> Result<Option<Session>> {
+    async fn consume_launch(
+        &self,
+        launch_hash: &str,
+        now: Ts,
+        session_id: Option<&str>,
+    ) -> Result<Option<Session>> {
         let rows: Vec<Session> = on!(self, p => returning!(p, sqlx::query_as(
             r#"UPDATE "RMTSessaoRemota" SET "RMTCodigoLancamento" = NULL, "RMTLancamentoExpiraEm" = NULL,
                  "updatedAt" = $2
                WHERE "RMTCodigoLancamento" = $1 AND "RMTLancamentoExpiraEm" > $2
                  AND "RMTStatus" = $3 AND "RMTExpiraEm" > $2
+                 AND "RMTSessionId" = COALESCE($4, "RMTSessionId")
                RETURNING *"#)
-            .bind(launch_hash).bind(now).bind(SessionStatus::ATIVA)))?;
+            .bind(launch_hash).bind(now).bind(SessionStatus::ATIVA).bind(session_id)))?;
         Ok(rows.into_iter().next())
     }
 

@@ -40,6 +40,9 @@ pub const DEVICE_COOKIE_PREFIX: &str = "__pd_";
 /// gateway cannot scope is not passed on.
 pub fn set_cookie(scope: &Scope, value: &str) -> Option<String> {
     let mut cookie = cookie::Cookie::parse(value).ok()?;
+    if reserved_cookie(cookie.name()) {
+        return None;
+    }
     let name = format!("{DEVICE_COOKIE_PREFIX}{}", cookie.name());
     cookie.set_name(name);
     let path = match cookie.path() {
@@ -61,4 +64,47 @@ pub fn device_cookies(header: &str) -> Option<String> {
         .filter(|c| !c.is_empty())
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// Names of Ponte's own cookies (the session grant, the console's sign-in), which a
+/// device may not set even under its prefix: a device cookie with such a name is dropped,
+/// and the injected script refuses to write one. (The console does not rely on this: a
+/// hostile page can write any cookie of its host from script; see the console's cookie.)
+pub fn reserved_cookie(name: &str) -> bool {
+    let n = name.trim().to_ascii_lowercase();
+    let n = n
+        .strip_prefix("__host-")
+        .or_else(|| n.strip_prefix("__secure-"))
+        .unwrap_or(&n);
+    n.starts_with("ponte_") || n.starts_with("__ponte")
+}
+
+/// A device's `Service-Worker-Allowed` (the widest scope its worker script may
+/// register) mapped for the session: `/` and device URLs go under the prefix, a relative
+/// value resolves against `script_path` (the script's gateway path). `None` when the
+/// value would leave the prefix: another host, dot segments (the browser would resolve
+/// them, possibly out of the prefix), backslashes. The result is a clean path under the
+/// prefix, without query or fragment.
+pub fn service_worker_allowed(scope: &Scope, value: &str, script_path: &str) -> Option<String> {
+    let v = value.trim();
+    let path = if let Some(mapped) = scope.url(v) {
+        mapped
+    } else if v.starts_with('/') && !v.starts_with("//") {
+        // Already prefixed (`url` leaves those alone).
+        v.to_owned()
+    } else if !v.contains(':') && !v.starts_with("//") {
+        let dir = &script_path[..script_path.rfind('/')? + 1];
+        format!("{dir}{}", v.strip_prefix("./").unwrap_or(v))
+    } else {
+        return None;
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let lower = path.to_ascii_lowercase();
+    let dotted = lower
+        .split('/')
+        .any(|seg| matches!(seg.replace("%2e", ".").as_str(), "." | ".."));
+    if path.contains('\\') || dotted || !path.starts_with(scope.prefix()) {
+        return None;
+    }
+    Some(path.to_owned())
 }

@@ -75,6 +75,29 @@
   }
   wrapCtor("WebSocket", true);
   wrapCtor("EventSource", false);
+  wrapCtor("Worker", false);
+  wrapCtor("SharedWorker", false);
+  // Service workers: the script is fetched under the prefix, and the scope is kept
+  // there (the browser's default, the script's directory, already is). The gateway
+  // enforces the same on the script's response; this keeps well-behaved pages working.
+  var SWC = window.ServiceWorkerContainer && ServiceWorkerContainer.prototype;
+  if (SWC && SWC.register) {
+    var R = SWC.register, G = SWC.getRegistration;
+    SWC.register = function (url, opt) {
+      var o = {};
+      if (opt) for (var k in opt) o[k] = opt[k];
+      if (o.scope != null) {
+        var s = fix(String(o.scope));
+        // A scope outside the prefix ("/", another session's) becomes the prefix.
+        var path = new URL(s, L.href);
+        o.scope = path.host === L.host && prefixed(path.pathname) ? s : P;
+      }
+      return R.call(this, fix(url), o);
+    };
+    if (G) SWC.getRegistration = function (url) {
+      return arguments.length ? G.call(this, fix(url)) : G.call(this);
+    };
+  }
   ["pushState", "replaceState"].forEach(function (k) {
     var H = history[k];
     history[k] = function (state, title, url) {
@@ -120,6 +143,8 @@
       },
       set: function (v) {
         var parts = String(v).split(";");
+        // Ponte's own names are not the device's to set (the gateway drops them too).
+        if (/^\s*(__host-|__secure-)?(ponte_|__ponte)/i.test(parts[0])) return;
         parts[0] = C + parts[0].replace(/^\s+/, "");
         for (var i = 1; i < parts.length; i++) {
           var m = /^\s*path\s*=\s*(.*)$/i.exec(parts[i]);

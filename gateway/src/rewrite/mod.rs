@@ -16,7 +16,10 @@ mod scope;
 
 pub use body::{rewrite_body, READ_CHUNK};
 pub use css::CssRewriter;
-pub use headers::{device_cookies, refresh, set_cookie, DEVICE_COOKIE_PREFIX};
+pub use headers::{
+    device_cookies, refresh, reserved_cookie, service_worker_allowed, set_cookie,
+    DEVICE_COOKIE_PREFIX,
+};
 pub use html::{inject_script, HtmlRewriteError, HtmlRewriter};
 pub use request::{device_request_headers, ACCEPT_ENCODING};
 pub use response::{rewrite_response_headers, BodyPlan, Coding};

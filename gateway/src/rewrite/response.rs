@@ -29,7 +29,10 @@ pub enum Coding {
 /// Headers a device must not set on the gateway's origin: they would outlive the session
 /// or reach other sessions (`Strict-Transport-Security` pins the whole gateway host,
 /// `Clear-Site-Data` wipes every session's cookies, `Alt-Svc` moves the origin).
+/// `Service-Worker-Allowed` would let a worker control URLs outside the session: the
+/// gateway sets its own on worker scripts ([`super::service_worker_allowed`]).
 const DROPPED: &[&str] = &[
+    "service-worker-allowed",
     "strict-transport-security",
     "clear-site-data",
     "alt-svc",
