@@ -349,6 +349,7 @@ async fn serve(a: ServeArgs) -> Result<(), Failure> {
         print!("{}", cfg.to_toml());
         return Ok(());
     }
+    let mut signals = Signals::new();
     if let Some(nats) = &cfg.nats {
         tracing::warn!(
             nats = %ponte::redact(nats),
@@ -410,18 +411,23 @@ async fn serve(a: ServeArgs) -> Result<(), Failure> {
         "ponte: api on http://{}, relay on ws://{}/ws/connectors{gateway}",
         cloud.api_addr, cloud.relay_addr
     );
-    stop_on_signal(&cloud, &shutdown, cfg.shutdown_grace).await;
+    stop_on_signal(&mut signals, &cloud, &shutdown, cfg.shutdown_grace).await;
     Ok(())
 }
 
 /// Waits for SIGTERM / Ctrl-C, then drains: no new requests, those in flight get
 /// `grace` to finish (a second signal cuts them), then the relay and the rest stop.
-async fn stop_on_signal(cloud: &Cloud, shutdown: &CancellationToken, grace: Duration) {
-    wait_for_signal().await;
+async fn stop_on_signal(
+    signals: &mut Signals,
+    cloud: &Cloud,
+    shutdown: &CancellationToken,
+    grace: Duration,
+) {
+    signals.recv().await;
     tracing::info!(grace_s = grace.as_secs(), "signal received; draining");
     let drained = tokio::select! {
         d = cloud.drain(grace) => d,
-        _ = wait_for_signal() => false,
+        _ = signals.recv() => false,
     };
     if drained {
         tracing::info!("requests in flight finished; stopping");
@@ -439,6 +445,7 @@ async fn stop_on_signal(cloud: &Cloud, shutdown: &CancellationToken, grace: Dura
 }
 
 async fn demo(a: DemoArgs) -> Result<(), Failure> {
+    let mut signals = Signals::new();
     let shutdown = CancellationToken::new();
     let a_temp = a.data_dir.is_none();
     let data_dir = a.data_dir.unwrap_or_else(ponte::demo::temporary_dir);
@@ -453,7 +460,7 @@ async fn demo(a: DemoArgs) -> Result<(), Failure> {
     // Ctrl-C while starting (waiting for the connector) stops cleanly too.
     let started = tokio::select! {
         r = ponte::demo::start(opts, shutdown.clone()) => r,
-        _ = wait_for_signal() => {
+        _ = signals.recv() => {
             shutdown.cancel();
             ponte::demo::cleanup(&data_dir, a_temp);
             eprintln!("ponte demo: stopped while starting");
@@ -506,7 +513,7 @@ async fn demo(a: DemoArgs) -> Result<(), Failure> {
     );
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    stop_on_signal(&demo.cloud, &shutdown, a.shutdown_grace).await;
+    stop_on_signal(&mut signals, &demo.cloud, &shutdown, a.shutdown_grace).await;
     demo.cleanup();
     eprintln!("ponte demo: stopped");
     Ok(())
@@ -519,12 +526,28 @@ async fn bind(addr: &str) -> Result<tokio::net::TcpListener, Failure> {
         .map_err(|e| Failure::Usage(format!("cannot listen on {addr}: {e}")))
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, listened for from creation on: a signal that arrives between two
+/// waits is kept for the next (a fresh `ctrl_c()` would miss it, and the process would
+/// not stop).
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self {
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+        }
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
     }
 }
 
