@@ -125,11 +125,27 @@ async fn demo_console_leads_into_the_device_and_sigterm_lets_a_download_finish()
     let http = no_redirects();
     let api = demo.api.clone();
 
-    // The printed link signs the browser in to the console as the demo admin.
-    let resp = http.get(&demo.console_url).send().await.unwrap();
-    assert_eq!(resp.status(), 303);
+    // The printed link signs the browser in to the console as the demo admin: its GET
+    // only shows a page (a chat app's link preview spends nothing), its POST signs in
+    // and hands the page the login key every form must carry.
+    let preview = http.get(&demo.console_url).send().await.unwrap();
+    assert_eq!(preview.status(), 200);
+    let resp = http
+        .post(&demo.console_url)
+        .header("origin", &api)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
     let console = set_cookie(&resp);
     assert!(console.starts_with("ponte_console="), "{console}");
+    let page = resp.text().await.unwrap();
+    let key = page
+        .split("data-key=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no login key: {page}"))
+        .to_owned();
     let get = |path: &str| {
         http.get(format!("{api}{path}"))
             .header("cookie", &console)
@@ -158,7 +174,7 @@ async fn demo_console_leads_into_the_device_and_sigterm_lets_a_download_finish()
         .send()
         .await
         .unwrap();
-    assert_eq!(signed.status(), 303);
+    assert_eq!(signed.status(), 200);
     let set = signed.headers()["set-cookie"].to_str().unwrap();
     assert!(
         set.starts_with("__Host-ponte_console=") && set.contains("; Secure"),
@@ -192,6 +208,7 @@ async fn demo_console_leads_into_the_device_and_sigterm_lets_a_download_finish()
         .post(&remote)
         .header("cookie", &console)
         .header("origin", "http://127.0.0.1:1")
+        .form(&[("_login", key.as_str())])
         .send()
         .await
         .unwrap();
@@ -200,17 +217,25 @@ async fn demo_console_leads_into_the_device_and_sigterm_lets_a_download_finish()
         .post(&remote)
         .header("cookie", &console)
         .header("origin", &api)
+        .form(&[("_login", key.as_str())])
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 303);
     let launch = resp.headers()["location"].to_str().unwrap().to_owned();
     assert!(launch.contains("/remote/launch/"), "{launch}");
-    let resp = http.get(&launch).send().await.unwrap();
-    assert_eq!(resp.status(), 302);
+    // The launch link too: a page on GET, spent by the POST it makes.
+    assert_eq!(http.get(&launch).send().await.unwrap().status(), 200);
+    let origin = launch.split("/remote/").next().unwrap().to_owned();
+    let resp = http
+        .post(&launch)
+        .header("origin", &origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
     let grant = set_cookie(&resp);
     let session = resp.headers()["location"].to_str().unwrap().to_owned();
-    let origin = launch.split("/remote/").next().unwrap().to_owned();
     let device = |path: &str| {
         http.get(format!("{origin}{session}{path}"))
             .header("cookie", &grant)
