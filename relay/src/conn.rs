@@ -292,7 +292,11 @@ impl Conn {
     /// closes the connection if no frame at all arrives within `timeout`.
     pub fn probe(self: &Arc<Self>, timeout: Duration) {
         let sent = self.born.elapsed().as_millis() as u64;
-        if self.out.try_send(Message::Ping(Default::default())).is_err() {
+        if self
+            .out
+            .try_send(Message::Ping(Default::default()))
+            .is_err()
+        {
             // The writer is backed up: the peer is reading slowly, not gone. The
             // heartbeat deadline still applies.
             return;

@@ -565,7 +565,12 @@ async fn two_connectors_sharing_a_token_settle_on_one_and_status_says_so() {
     let admin = cloud.user_token(1, &[2], false);
     let status = || async {
         let (s, _, body) = cloud
-            .call("GET", "/api/instituicao/2/connector/status", Some(&admin), None)
+            .call(
+                "GET",
+                "/api/instituicao/2/connector/status",
+                Some(&admin),
+                None,
+            )
             .await;
         assert_eq!(s, 200, "{body}");
         body
@@ -611,7 +616,12 @@ async fn a_rotated_token_the_connector_could_not_save_still_lets_it_back_in() {
     .await;
     let admin = cloud.user_token(1, &[2], false);
     let (status, _, body) = cloud
-        .call("POST", "/api/instituicao/2/connector/pair", Some(&admin), None)
+        .call(
+            "POST",
+            "/api/instituicao/2/connector/pair",
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let path = cloud.data_dir.join("unsaved.toml");

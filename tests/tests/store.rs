@@ -188,7 +188,10 @@ async fn tokens_and_liveness(b: Backend) {
         .await
         .unwrap());
     assert!(s.token_is_current(con.id, "j2").await.unwrap());
-    assert!(s.token_is_current(con.id, "j2").await.unwrap(), "still, until j2b is used");
+    assert!(
+        s.token_is_current(con.id, "j2").await.unwrap(),
+        "still, until j2b is used"
+    );
     assert!(s.token_is_current(con.id, "j2b").await.unwrap());
     assert!(!s.token_is_current(con.id, "j2").await.unwrap());
     assert!(s.token_is_current(con.id, "j2b").await.unwrap());
