@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use ponte_protocol::{decode_cloud, decode_connector, encode};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(msg) = decode_connector(text) {
         let once = encode(&msg);
         let again = decode_connector(&once).expect("re-encoded connector frame decodes");

@@ -40,6 +40,10 @@ fuzz_target!(|data: &[u8]| {
 fn check_blame(data: &[u8], e: &DecodeError) {
     if let Some(id) = e.request_id().or(e.stream_id()) {
         let len = data[1] as usize;
-        assert_eq!(id.as_bytes(), &data[2..2 + len], "blamed id comes from the header");
+        assert_eq!(
+            id.as_bytes(),
+            &data[2..2 + len],
+            "blamed id comes from the header"
+        );
     }
 }

@@ -4,28 +4,57 @@
 use super::Scope;
 
 /// `Refresh: 5; url=/x` (also `<meta http-equiv=refresh content=…>`): rewrites the URL
-/// part; `None` when nothing changes.
+/// part, found as browsers find it (HTML's "parse a refresh value": `0;/x` and `0, '/x'`
+/// name a URL too); `None` when nothing changes.
 pub fn refresh(scope: &Scope, value: &str) -> Option<String> {
-    let lower = value.to_ascii_lowercase();
-    let at = lower.find("url")?;
-    let after = value[at + 3..].trim_start();
-    let after = after.strip_prefix('=')?.trim_start();
-    let (quote, url) = match after.chars().next() {
-        Some(q @ ('"' | '\'')) => (Some(q), &after[1..]),
-        _ => (None, after),
-    };
-    let url = match quote {
-        Some(q) => url.split(q).next().unwrap_or_default(),
-        None => url.trim_end(),
-    };
-    let new = scope.url(url)?;
-    let start = value.len() - after.len() + usize::from(quote.is_some());
-    Some(format!(
-        "{}{}{}",
-        &value[..start],
-        new,
-        &value[start + url.len()..]
-    ))
+    let (start, end) = refresh_url(value)?;
+    let new = scope.url(&value[start..end])?;
+    Some(format!("{}{}{}", &value[..start], new, &value[end..]))
+}
+
+/// Where the URL of a refresh value lies.
+fn refresh_url(value: &str) -> Option<(usize, usize)> {
+    let ws = |c: char| matches!(c, '\t' | '\n' | '\x0c' | '\r' | ' ');
+    let at = |rest: &str| value.len() - rest.len();
+    let s = value.trim_start_matches(ws);
+    let digits = s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 && !s.starts_with('.') {
+        return None;
+    }
+    let s = s.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+    if !s.starts_with(|c: char| c == ';' || c == ',' || ws(c)) {
+        return None;
+    }
+    let s = s.trim_start_matches(ws);
+    let s = s
+        .strip_prefix([';', ','])
+        .unwrap_or(s)
+        .trim_start_matches(ws);
+    if s.is_empty() {
+        return None;
+    }
+    let whole = (at(s), value.len());
+    let mut url = s;
+    if let Some(r) = s.strip_prefix(['u', 'U']) {
+        let Some(r) = r
+            .strip_prefix(['r', 'R'])
+            .and_then(|r| r.strip_prefix(['l', 'L']))
+        else {
+            return Some(whole);
+        };
+        let Some(r) = r.trim_start_matches(ws).strip_prefix('=') else {
+            return Some(whole);
+        };
+        url = r.trim_start_matches(ws);
+    }
+    match url.chars().next() {
+        Some(q @ ('"' | '\'')) => {
+            let url = &url[1..];
+            let len = url.find(q).unwrap_or(url.len());
+            Some((at(url), at(url) + len))
+        }
+        _ => Some((at(url), value.len())),
+    }
 }
 
 /// Device cookies carry this prefix in the browser, so that the gateway forwards only

@@ -128,7 +128,16 @@ impl Scope {
             tail
         } else if s.starts_with('/') {
             if self.is_prefixed(s) {
-                return false;
+                // Already ours, unless dot segments climb out of the prefix
+                // (`P/../other/x`): then it is what the browser would ask for.
+                match without_dots(s) {
+                    Some(clean) if !self.is_prefixed(&clean) => {
+                        out.push_str(&self.prefix);
+                        out.push_str(&clean[1..]);
+                        return true;
+                    }
+                    _ => return false,
+                }
             }
             s
         } else {
@@ -144,11 +153,67 @@ impl Scope {
             }
             tail
         };
-        // `tail` is empty or starts with `/`, `?` or `#`.
+        // `tail` is empty or starts with `/`, `?` or `#`. Its dot segments are resolved
+        // as the device would (never above its root): under the prefix the browser would
+        // resolve `/../x` to outside it.
         out.push_str(&self.prefix);
-        out.push_str(tail.strip_prefix('/').unwrap_or(tail));
+        match without_dots(tail) {
+            Some(clean) => out.push_str(&clean[1..]),
+            None => out.push_str(tail.strip_prefix('/').unwrap_or(tail)),
+        }
         true
     }
+}
+
+/// `path[?query][#fragment]` (starting with `/`) with its dot segments resolved as a
+/// browser resolves them for `http:` URLs (`\` separates like `/`, `%2e` is a dot, tabs
+/// and newlines are ignored), never above the root; `None` when it has none.
+fn without_dots(s: &str) -> Option<String> {
+    let end = s.find(['?', '#']).unwrap_or(s.len());
+    let (path, rest) = s.split_at(end);
+    let dot = |seg: &str| {
+        let seg: String = seg
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect::<String>()
+            .to_ascii_lowercase()
+            .replace("%2e", ".");
+        match seg.as_str() {
+            "." => Some(1),
+            ".." => Some(2),
+            _ => None,
+        }
+    };
+    let segments: Vec<&str> = path.split(['/', '\\']).skip(1).collect();
+    if !path.starts_with(['/', '\\']) || !segments.iter().any(|seg| dot(seg).is_some()) {
+        return None;
+    }
+    let mut kept: Vec<&str> = Vec::new();
+    let last = segments.len() - 1;
+    for (i, seg) in segments.iter().enumerate() {
+        match dot(seg) {
+            Some(n) => {
+                if n == 2 {
+                    kept.pop();
+                }
+                // `/a/..` is `/`: a directory, so the trailing slash stays.
+                if i == last {
+                    kept.push("");
+                }
+            }
+            None => kept.push(seg),
+        }
+    }
+    let mut clean = String::with_capacity(s.len());
+    for seg in &kept {
+        clean.push('/');
+        clean.push_str(seg);
+    }
+    if clean.is_empty() {
+        clean.push('/');
+    }
+    clean.push_str(rest);
+    Some(clean)
 }
 
 /// `host:port/x?y` → (`host:port`, `/x?y`).

@@ -832,3 +832,48 @@ fn bench_pages_are_rewritten_as_before() {
         assert_eq!(fnv(&out), hash, "{} bytes out", out.len());
     }
 }
+
+/// Found by `fuzz/fuzz_targets/rewrite_url_scope.rs`: dot segments resolved under the
+/// prefix climbed out of it (`/../x` became `P/../x`, which the browser asks as
+/// `/remote/s/x`; `P/../other/x` was kept as already prefixed).
+#[test]
+fn urls_never_climb_out_of_the_prefix() {
+    let s = scope();
+    for (input, want) in [
+        ("/../x", Some("P/x")),
+        ("/a/../../b?c=/../d#/../e", Some("P/b?c=/../d#/../e")),
+        ("/%2e%2E/%2e/x", Some("P/x")),
+        ("/.%2e\\..\\x", Some("P/x")),
+        ("/a/..", Some("P/")),
+        ("/.\t./x", Some("P/x")),
+        ("http://192.168.1.50/../../x", Some("P/x")),
+        ("//192.168.1.50/a/./b/..", Some("P/a/")),
+        ("P/../other/x", Some("P/remote/s/other/x")),
+        ("P/../../../x", Some("P/x")),
+        ("P/a/../b", None),
+        ("/a/b", Some("P/a/b")),
+    ] {
+        let input = p(input);
+        assert_eq!(s.url(&input), want.map(p), "{input}");
+    }
+}
+
+/// Found by `fuzz/fuzz_targets/rewrite_headers.rs`: a refresh URL without `url=`
+/// (`0;/x`), which browsers follow, was left as it was and led to the gateway's root;
+/// and `url=` inside the URL was taken for its start.
+#[test]
+fn refresh_urls_as_browsers_read_them() {
+    let s = scope();
+    for (input, want) in [
+        ("0;/x", Some("0;P/x")),
+        ("0, '/x' junk", Some("0, 'P/x' junk")),
+        ("5 /x", Some("5 P/x")),
+        ("0; /a?url=/b", Some("0; P/a?url=/b")),
+        ("0; URL = \"/x\"", Some("0; URL = \"P/x\"")),
+        ("0; urx=/x", None),
+        ("x; url=/x", None),
+        ("0;", None),
+    ] {
+        assert_eq!(refresh(&s, input), want.map(p), "{input}");
+    }
+}
