@@ -712,9 +712,11 @@ async fn a_device_service_worker_scope_is_pinned_to_its_session() {
         ),
         ("./", Some(prefix.clone())),
         ("http://evil.example/", None),
-        ("/../../", None),
-        ("/%2e%2e/", None),
-        (&format!("{prefix}../"), None),
+        // Dot segments resolve as on the device's own origin: never above its root.
+        ("/../../", Some(prefix.clone())),
+        ("/%2e%2e/", Some(prefix.clone())),
+        // Under the prefix already: the dot segment is the device's, resolved there.
+        (&format!("{prefix}../"), Some(format!("{prefix}remote/s/"))),
     ] {
         let r = fetch(&format!("?allowed={}", enc(allowed)), true)
             .await
