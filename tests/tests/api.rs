@@ -749,6 +749,51 @@ async fn claims_are_rate_limited_per_source_and_proxying_per_connector() {
     assert!(h.contains_key("retry-after"));
 }
 
+/// Pairing-code guesses from many addresses together hit one global limit: each of
+/// 127.0.0.2 … (all loopback) is far below its own limit, and still the claim after
+/// the global burst gets 429.
+#[tokio::test]
+async fn claims_from_many_addresses_hit_the_global_limit() {
+    const GLOBAL_BURST: u32 = 6;
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        o.api.rate_limits.claim_global = ponte_api::ratelimit::Rate {
+            per_second: 0.01,
+            burst: GLOBAL_BURST,
+        };
+    })
+    .await;
+    let claim_from = |last: u8| {
+        let url = cloud.url("/api/connector/claim");
+        async move {
+            let http = reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+                .build()
+                .unwrap();
+            let resp = http
+                .post(url)
+                .json(&json!({"pairingCode": "AAAA-BBBB"}))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let retry = resp.headers().get("retry-after").cloned();
+            let body: Value = resp.json().await.unwrap();
+            (status, retry, body)
+        }
+    };
+    for i in 0..GLOBAL_BURST as u8 {
+        let (s, _, e) = claim_from(2 + i).await;
+        assert_eq!(s, 400, "claim {i} from its own address: {e}");
+    }
+    let (s, retry, e) = claim_from(100).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{e}"
+    );
+    assert!(retry.is_some());
+}
+
 /// What all proxy-http calls buffer at once comes out of one byte budget (the API's
 /// `proxy_budget`): a call that would go past it answers 503 BUSY, and the bytes come
 /// back when the call holding them ends.
