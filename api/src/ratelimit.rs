@@ -1,11 +1,12 @@
 //! Token-bucket rate limits (governor): per remote session and per connector (for the
-//! gateway and proxy-http), and per source address for the public claim endpoint.
+//! gateway and proxy-http), and per source address plus one global bucket for the
+//! public claim endpoint.
 //!
 //! Keyed state grows with distinct keys; [`RateLimits::prune`] (run by the maintenance
 //! loop) drops buckets that are full again, so idle keys cost nothing.
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -47,6 +48,11 @@ pub struct RateLimitConfig {
     pub connector: Rate,
     /// Pairing-code claims per source address.
     pub claim: Rate,
+    /// Pairing-code claims from all addresses together: many addresses (a botnet, a
+    /// /48 of IPv6) guessing codes at once get no more tries than this. Legitimate
+    /// claims are rare (one per connector paired); while someone burns this bucket,
+    /// a real claim gets 429 too and is retried.
+    pub claim_global: Rate,
 }
 
 impl Default for RateLimitConfig {
@@ -63,6 +69,10 @@ impl Default for RateLimitConfig {
             claim: Rate {
                 per_second: 10.0 / 60.0,
                 burst: 5,
+            },
+            claim_global: Rate {
+                per_second: 1.0,
+                burst: 30,
             },
         }
     }
@@ -86,6 +96,7 @@ pub struct RateLimits {
     session: Option<DefaultKeyedRateLimiter<String>>,
     connector: Option<DefaultKeyedRateLimiter<i32>>,
     claim: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    claim_global: Option<DefaultDirectRateLimiter>,
 }
 
 fn check<K: Hash + Eq + Clone>(
@@ -109,6 +120,10 @@ impl RateLimits {
             session: keyed(cfg.session),
             connector: keyed(cfg.connector),
             claim: keyed(cfg.claim),
+            claim_global: cfg
+                .claim_global
+                .limits()
+                .then(|| DefaultDirectRateLimiter::direct(cfg.claim_global.quota())),
         }
     }
 
@@ -121,7 +136,8 @@ impl RateLimits {
     }
 
     /// Keyed by IPv4 address, or by IPv6 /64: one host usually holds a whole /64, so
-    /// per-address buckets would give it billions of tries.
+    /// per-address buckets would give it billions of tries. Then the global bucket (an
+    /// address over its own limit does not drain it).
     pub fn claim(&self, source: IpAddr) -> Result<(), Limited> {
         let key = match source {
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -134,7 +150,13 @@ impl RateLimits {
             },
             v4 => v4,
         };
-        check(&self.claim, &key)
+        check(&self.claim, &key)?;
+        let Some(global) = &self.claim_global else {
+            return Ok(());
+        };
+        global.check().map_err(|not_until| Limited {
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+        })
     }
 
     pub fn prune(&self) {
@@ -147,6 +169,18 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_from_many_addresses_share_the_global_bucket() {
+        let limits = RateLimits::new(RateLimitConfig::default());
+        let global = RateLimitConfig::default().claim_global.burst;
+        for i in 0..global {
+            let ip = IpAddr::from([10, 0, (i / 256) as u8, i as u8]);
+            assert!(limits.claim(ip).is_ok(), "try {i}");
+        }
+        let limited = limits.claim(IpAddr::from([10, 9, 9, 9])).unwrap_err();
+        assert!(limited.retry_after <= Duration::from_secs(1), "{limited:?}");
+    }
 
     #[test]
     fn claims_from_one_ipv6_64_share_a_bucket() {

@@ -866,7 +866,7 @@ fn source_ip(
     peer.map(|p| p.ip())
 }
 
-/// Exchange a pairing code (once) for a connector token. Public; rate-limited per source address.
+/// Exchange a pairing code (once) for a connector token. Public; rate-limited per source address and for all addresses together.
 #[utoipa::path(
     post,
     path = "/api/connector/claim",

@@ -123,6 +123,7 @@ impl Origin {
             .route("/sw/page", get(worker_page))
             .route("/toss", get(toss))
             .route("/hold", get(hold))
+            .route("/bytes-then-hold/{n}", get(bytes_then_hold))
             .with_state(stats)
     }
 
@@ -184,6 +185,17 @@ async fn hold(State(stats): State<Arc<OriginStats>>) -> &'static str {
     stats.gate.acquire().await.unwrap().forget();
     stats.inflight.fetch_sub(1, Ordering::SeqCst);
     "released"
+}
+
+/// `n` bytes at once, then the body stays open until the test adds a permit to `gate`
+/// (a device in the middle of a large answer).
+async fn bytes_then_hold(State(stats): State<Arc<OriginStats>>, Path(n): Path<u64>) -> Response {
+    let head = futures_util::stream::iter(crate::pattern_chunks(n, 0).map(Ok::<_, std::io::Error>));
+    let tail = futures_util::stream::once(async move {
+        stats.gate.acquire().await.unwrap().forget();
+        Ok(bytes::Bytes::new())
+    });
+    Body::from_stream(head.chain(tail)).into_response()
 }
 
 struct BodyGuard {

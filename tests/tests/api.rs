@@ -868,6 +868,95 @@ async fn claims_are_rate_limited_per_source_and_proxying_per_connector() {
     assert!(h.contains_key("retry-after"));
 }
 
+/// Pairing-code guesses from many addresses together hit one global limit: each of
+/// 127.0.0.2 … (all loopback) is far below its own limit, and still the claim after
+/// the global burst gets 429.
+#[tokio::test]
+async fn claims_from_many_addresses_hit_the_global_limit() {
+    const GLOBAL_BURST: u32 = 6;
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        o.api.rate_limits.claim_global = ponte_api::ratelimit::Rate {
+            per_second: 0.01,
+            burst: GLOBAL_BURST,
+        };
+    })
+    .await;
+    let claim_from = |last: u8| {
+        let url = cloud.url("/api/connector/claim");
+        async move {
+            let http = reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+                .build()
+                .unwrap();
+            let resp = http
+                .post(url)
+                .json(&json!({"pairingCode": "AAAA-BBBB"}))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let retry = resp.headers().get("retry-after").cloned();
+            let body: Value = resp.json().await.unwrap();
+            (status, retry, body)
+        }
+    };
+    for i in 0..GLOBAL_BURST as u8 {
+        let (s, _, e) = claim_from(2 + i).await;
+        assert_eq!(s, 400, "claim {i} from its own address: {e}");
+    }
+    let (s, retry, e) = claim_from(100).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{e}"
+    );
+    assert!(retry.is_some());
+}
+
+/// What all proxy-http calls buffer at once comes out of one byte budget (the API's
+/// `proxy_budget`): a call that would go past it answers 503 BUSY, and the bytes come
+/// back when the call holding them ends.
+#[tokio::test]
+async fn proxy_http_calls_share_one_response_budget() {
+    const BUDGET: usize = 1024 * 1024;
+    const EACH: usize = 700 * 1024;
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| o.api.proxy_budget = BUDGET).await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let user = cloud.user_token(7, &[2], false);
+    let path = "/api/instituicao/2/equipamento/100/proxy-http";
+    let big =
+        json!({"method": "GET", "path": format!("/bytes-then-hold/{EACH}"), "timeoutMs": 5000});
+    // The first call holds its 700 KiB (the device has not finished its answer).
+    let first = cloud.call("POST", path, Some(&user), Some(big.clone()));
+    let api = std::sync::Arc::clone(&cloud.cloud.api);
+    let held = async {
+        wait_until(T, move || {
+            api.proxy_budget.available_permits() <= BUDGET - EACH
+        })
+        .await;
+        // The second does not fit beside it.
+        let (s, h, e) = cloud
+            .call("POST", path, Some(&user), Some(big.clone()))
+            .await;
+        assert_eq!((s, e["error"]["code"].as_str()), (503, Some("BUSY")), "{e}");
+        assert!(h["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
+        origin.stats.gate.add_permits(2);
+    };
+    let ((s, _, r), ()) = tokio::join!(first, held);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["bodyEncoding"], "base64");
+    // Given back: the same call fits again.
+    origin.stats.gate.add_permits(1);
+    let (s, _, r) = cloud.call("POST", path, Some(&user), Some(big)).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(cloud.cloud.api.proxy_budget.available_permits(), BUDGET);
+}
+
 #[tokio::test]
 async fn openapi_is_generated_for_every_route() {
     let doc = serde_json::to_value(ponte_api::openapi()).unwrap();
