@@ -107,7 +107,13 @@ async fn unread_websockets_flooded_by_a_connector_are_closed_and_memory_stays_bo
         tokio::spawn(async move {
             let end = Instant::now() + FLOOD;
             let mut sent = 0u64;
+            // 10 MiB per round, 10 rounds a second: 1 GiB over the flood, 64x the
+            // connection's budget and more than the old per-message queues held (640 MiB).
+            // Paced so that the hostile connector, which shares this machine's two cores
+            // with the cloud, does not turn the latency check into a CPU contest.
+            let mut pace = tokio::time::interval(Duration::from_millis(100));
             'flood: while Instant::now() < end {
+                pace.tick().await;
                 for f in &frames {
                     if tx.send(Message::Binary(f.clone())).await.is_err() {
                         break 'flood;
