@@ -20,6 +20,29 @@ fn text(v: Value) -> Message {
     Message::text(v.to_string())
 }
 
+/// The real connector's session against a fake relay the test drives frame by frame
+/// (over an in-memory pipe): the relay's end, the session's shutdown, its task.
+async fn fake_relay() -> (
+    Peer,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<String>,
+) {
+    let cfg = connector_config("ws://127.0.0.1:9/ws/connectors", "t", None);
+    let shared = std::sync::Arc::new(
+        ponte_connector::Shared::new(cfg, Default::default(), Default::default(), None).unwrap(),
+    );
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let relay = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+    let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let session = tokio::spawn(ponte_connector::tunnel::session(
+        shared,
+        client,
+        shutdown.clone(),
+    ));
+    (relay, shutdown, session)
+}
+
 /// The next text frame as JSON, skipping the relay's PINGs.
 async fn next_json(peer: &mut Peer) -> Value {
     loop {
@@ -420,19 +443,7 @@ async fn a_garbage_binary_frame_fails_only_its_stream() {
 async fn the_connector_sends_binary_only_after_the_relay_named_bin() {
     const N: u64 = 200_000; // within one flow window: the fake relay grants no credit
     let origin = origin::Origin::spawn().await;
-    let cfg = connector_config("ws://127.0.0.1:9/ws/connectors", "t", None);
-    let shared = std::sync::Arc::new(
-        ponte_connector::Shared::new(cfg, Default::default(), Default::default(), None).unwrap(),
-    );
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let mut relay = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
-    let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let session = tokio::spawn(ponte_connector::tunnel::session(
-        shared,
-        client,
-        shutdown.clone(),
-    ));
+    let (mut relay, shutdown, session) = fake_relay().await;
     let hello = next_json(&mut relay).await;
     assert_eq!(hello["type"], "HELLO");
     assert!(hello["capabilities"]
@@ -546,19 +557,7 @@ async fn the_connector_sends_binary_only_after_the_relay_named_bin() {
 async fn a_relay_that_never_answers_hello_gets_responses_longer_than_one_window() {
     const N: u64 = 8 * limits::INITIAL_WINDOW as u64;
     let origin = origin::Origin::spawn().await;
-    let cfg = connector_config("ws://127.0.0.1:9/ws/connectors", "t", None);
-    let shared = std::sync::Arc::new(
-        ponte_connector::Shared::new(cfg, Default::default(), Default::default(), None).unwrap(),
-    );
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let mut relay = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
-    let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let session = tokio::spawn(ponte_connector::tunnel::session(
-        shared,
-        client,
-        shutdown.clone(),
-    ));
+    let (mut relay, shutdown, session) = fake_relay().await;
     assert_eq!(next_json(&mut relay).await["type"], "HELLO");
     relay
         .send(text(json!({"type":"HTTP_REQUEST","requestId":"r-1",
