@@ -442,3 +442,17 @@ impl PairedConnector {
         f.token.unwrap().expose().to_owned()
     }
 }
+
+/// A cloud whose institution 2 has equipment 100 at `base_url` behind a real connector,
+/// and a launched session on it: (cloud, connector, session id, grant cookie).
+pub async fn launched_session(
+    base_url: &str,
+    tweak: impl FnOnce(&mut ponte::CloudOptions),
+) -> (TestCloud, PairedConnector, String, String) {
+    let cloud = TestCloud::start_with(Backend::Sqlite, tweak).await;
+    cloud.add_equipment(2, 100, base_url, true).await;
+    let paired = cloud.pair_connector(2).await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    let grant = cloud.launch(&url).await;
+    (cloud, paired, sid, grant)
+}

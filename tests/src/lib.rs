@@ -385,3 +385,25 @@ pub fn tcp_state(local: SocketAddr, remote: SocketAddr) -> Option<u8> {
 
 /// [`tcp_state`]: connected.
 pub const TCP_ESTABLISHED: u8 = 0x01;
+
+/// Reads a WebSocket until its close frame; panics on anything but a close within 10 s.
+pub async fn close_frame<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+) -> Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(c))) => break c,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the peer closes the socket")
+}

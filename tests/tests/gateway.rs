@@ -486,17 +486,7 @@ async fn a_device_websocket_passes_through_until_the_session_ends() {
     );
     let (mut ws2, _) = tokio_tungstenite::connect_async(req2).await.unwrap();
     ws2.close(None).await.unwrap();
-    let reply = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            match ws2.next().await {
-                Some(Ok(Message::Close(c))) => break c,
-                Some(Ok(_)) => continue,
-                other => panic!("expected the close reply, got {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("the gateway answers a close");
+    let reply = ponte_tests::close_frame(&mut ws2).await;
     assert!(
         reply.as_ref().is_none_or(|c| u16::from(c.code) == 1000),
         "{reply:?}"
@@ -645,12 +635,9 @@ async fn launch_link_get_spends_nothing_and_its_post_works_once() {
 /// was never launched still wants its grant (401).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_sessions_urls_answer_410_with_or_without_the_grant() {
-    let cloud = TestCloud::start(Backend::Sqlite).await;
     let origin = Origin::spawn().await;
-    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
-    let _paired = cloud.pair_connector(2).await;
-    let (sid, url) = cloud.remote_session(7, 2, 100).await;
-    let grant = cloud.launch(&url).await;
+    let (cloud, _paired, sid, grant) =
+        ponte_tests::cloud::launched_session(&origin.base_url(), |_| {}).await;
     let at = |p: &str| format!("http://{}/remote/s/{sid}/{p}", cloud.gateway_addr);
     let r = client().get(at("hello")).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -686,12 +673,9 @@ async fn an_ended_sessions_urls_answer_410_with_or_without_the_grant() {
 /// would leave it refuses the script (403), and other responses lose the header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_service_worker_scope_is_pinned_to_its_session() {
-    let cloud = TestCloud::start(Backend::Sqlite).await;
     let origin = Origin::spawn().await;
-    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
-    let _paired = cloud.pair_connector(2).await;
-    let (sid, url) = cloud.remote_session(7, 2, 100).await;
-    let grant = cloud.launch(&url).await;
+    let (cloud, _paired, sid, grant) =
+        ponte_tests::cloud::launched_session(&origin.base_url(), |_| {}).await;
     let prefix = format!("/remote/s/{sid}/");
     let fetch = |q: &str, worker: bool| {
         let mut r = client()

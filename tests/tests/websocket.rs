@@ -4,12 +4,12 @@
 //! at the write deadline, and WebSocket traffic keeps its session alive and counted.
 
 use futures_util::{SinkExt, StreamExt};
-use ponte_tests::cloud::{Backend, TestCloud};
+use ponte_tests::close_frame;
+use ponte_tests::cloud::{launched_session, Backend, TestCloud};
 use ponte_tests::origin::Origin;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 type Client = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -33,44 +33,10 @@ async fn open(
     Ok((ws, local))
 }
 
-/// Reads until the close frame; panics on anything but a close within 10 s.
-async fn close_of(ws: &mut Client) -> Option<CloseFrame> {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(c))) => break c,
-                Some(Ok(_)) => continue,
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("the gateway closes the socket")
-}
-
-/// A cloud whose institution 2 has equipment 100 at `base_url` behind a real connector,
-/// and a launched session on it: (cloud, connector, session id, grant cookie).
-async fn session_on(
-    base_url: &str,
-    tweak: impl FnOnce(&mut ponte::CloudOptions),
-) -> (
-    TestCloud,
-    ponte_tests::cloud::PairedConnector,
-    String,
-    String,
-) {
-    let cloud = TestCloud::start_with(Backend::Sqlite, tweak).await;
-    cloud.add_equipment(2, 100, base_url, true).await;
-    let paired = cloud.pair_connector(2).await;
-    let (sid, url) = cloud.remote_session(7, 2, 100).await;
-    let grant = cloud.launch(&url).await;
-    (cloud, paired, sid, grant)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_message_over_the_limit_closes_with_1009_either_way() {
     let origin = Origin::spawn().await;
-    let (cloud, _c, sid, grant) = session_on(&origin.base_url(), |_| {}).await;
+    let (cloud, _c, sid, grant) = launched_session(&origin.base_url(), |_| {}).await;
 
     // From the browser: one byte over 512 KiB.
     let (mut ws, _) = open(&cloud, &sid, &grant, "ws").await.unwrap();
@@ -84,14 +50,14 @@ async fn a_websocket_message_over_the_limit_closes_with_1009_either_way() {
     ws.send(Message::binary(vec![0u8; 512 * 1024 + 1]))
         .await
         .unwrap();
-    let close = close_of(&mut ws).await.expect("a close code");
+    let close = close_frame(&mut ws).await.expect("a close code");
     assert_eq!(u16::from(close.code), 1009, "{close:?}");
 
     // From the device: the connector refuses it for the tunnel and the page is told why.
     let (mut ws, _) = open(&cloud, &sid, &grant, &format!("ws/big/{}", 600 * 1024))
         .await
         .unwrap();
-    let close = close_of(&mut ws).await.expect("a close code");
+    let close = close_frame(&mut ws).await.expect("a close code");
     assert_eq!(u16::from(close.code), 1009, "{close:?}");
 
     // At the limit itself both ways work.
@@ -109,7 +75,7 @@ async fn a_websocket_message_over_the_limit_closes_with_1009_either_way() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_the_connector_policy_refuses_is_403_with_a_json_error() {
     // A metadata address: never an allowed target, whatever the connector's policy.
-    let (cloud, _c, sid, grant) = session_on("http://169.254.169.254", |_| {}).await;
+    let (cloud, _c, sid, grant) = launched_session("http://169.254.169.254", |_| {}).await;
     match open(&cloud, &sid, &grant, "ws").await {
         Err(WsError::Http(resp)) => {
             assert_eq!(resp.status(), 403);
@@ -167,7 +133,7 @@ async fn a_connectors_101_to_a_plain_get_is_refused_with_502() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_that_stops_reading_is_let_go_at_the_write_deadline() {
     let origin = Origin::spawn().await;
-    let (cloud, _c, sid, grant) = session_on(&origin.base_url(), |o| {
+    let (cloud, _c, sid, grant) = launched_session(&origin.base_url(), |o| {
         o.api.remote_ws_write_timeout = Duration::from_secs(1);
     })
     .await;
@@ -200,7 +166,7 @@ async fn a_browser_that_stops_reading_is_let_go_at_the_write_deadline() {
 async fn websocket_traffic_keeps_its_session_alive_and_counts_its_bytes() {
     let idle = Duration::from_secs(2);
     let origin = Origin::spawn().await;
-    let (cloud, _c, sid, grant) = session_on(&origin.base_url(), |o| {
+    let (cloud, _c, sid, grant) = launched_session(&origin.base_url(), |o| {
         o.api.sessions.idle = idle;
         o.api.maintenance_every = Duration::from_millis(100);
     })
