@@ -47,11 +47,26 @@ async fn a_websocket_message_over_the_limit_closes_with_1009_either_way() {
         .unwrap()
         .unwrap();
     assert_eq!(echo.to_text().unwrap(), "echo:small");
-    ws.send(Message::binary(vec![0u8; 512 * 1024 + 1]))
-        .await
-        .unwrap();
-    let close = close_frame(&mut ws).await.expect("a close code");
+    // The gateway refuses the message from its header and closes while the rest is still
+    // being written: the write may fail (EPIPE), so it runs beside the read of the close.
+    let (mut sink, mut stream) = ws.split();
+    let write = tokio::spawn(async move {
+        let _ = sink.send(Message::binary(vec![0u8; 512 * 1024 + 1])).await;
+    });
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Message::Close(c))) => break c,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the gateway closes the socket")
+    .expect("a close code");
     assert_eq!(u16::from(close.code), 1009, "{close:?}");
+    write.await.unwrap();
 
     // From the device: the connector refuses it for the tunnel and the page is told why.
     let (mut ws, _) = open(&cloud, &sid, &grant, &format!("ws/big/{}", 600 * 1024))
