@@ -67,6 +67,7 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("chromedriver opens a Chromium session");
+        crate::mark_uses("chromium");
         Self {
             client,
             _driver: driver,

@@ -50,6 +50,7 @@ pub async fn fresh_database(backend: Backend) -> String {
             format!("sqlite:{}?mode=rwc", dir.join("ponte.db").display())
         }
         Backend::Postgres => {
+            crate::mark_uses("postgres");
             let admin = postgres_admin_url();
             let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
                 panic!("PostgreSQL is required for this test ({admin}): {e}; start it or set PONTE_TEST_POSTGRES")

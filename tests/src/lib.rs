@@ -33,6 +33,25 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Records that the running test really used `what` (`postgres`, `chromium`): one file per
+/// test under `$PONTE_TEST_MARKS/{what}/`, named after the test thread. `tools/test` counts
+/// them, so a test that stops touching PostgreSQL or the browser (or a gate that counts
+/// names) cannot pass for one that does. Nothing happens when the variable is unset.
+pub fn mark_uses(what: &str) {
+    let Some(root) = std::env::var_os("PONTE_TEST_MARKS") else {
+        return;
+    };
+    let dir = std::path::Path::new(&root).join(what);
+    let _ = std::fs::create_dir_all(&dir);
+    // libtest runs each test on a thread named after it; anything else gets a unique name
+    // (counted once per call, which only ever overcounts helpers, never hides a test).
+    let name = match std::thread::current().name() {
+        Some(n) if n != "main" && !n.starts_with("tokio-") => n.replace("::", "."),
+        _ => cloud::unique("unnamed"),
+    };
+    let _ = std::fs::write(dir.join(name), b"");
+}
+
 pub fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -304,6 +323,30 @@ impl RssSampler {
 impl Drop for RssSampler {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// Paces a reader to `bytes_per_s`: after each chunk, [`Pace::took`] waits until the bytes
+/// read so far are due. A slow client by construction (a timer, not a synchronisation).
+pub struct Pace {
+    rate: f64,
+    start: tokio::time::Instant,
+    read: u64,
+}
+
+impl Pace {
+    pub fn new(bytes_per_s: u64) -> Self {
+        Self {
+            rate: bytes_per_s as f64,
+            start: tokio::time::Instant::now(),
+            read: 0,
+        }
+    }
+
+    pub async fn took(&mut self, n: usize) {
+        self.read += n as u64;
+        let due = self.start + Duration::from_secs_f64(self.read as f64 / self.rate);
+        tokio::time::sleep_until(due).await;
     }
 }
 

@@ -421,6 +421,7 @@ struct OwnPostgres {
 
 impl OwnPostgres {
     fn init() -> Self {
+        ponte_tests::mark_uses("postgres");
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL server binaries in /usr/lib/postgresql")
             .filter_map(|e| e.ok())

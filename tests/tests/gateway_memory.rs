@@ -1,5 +1,5 @@
 //! Memory through the gateway: a 500 MB download and a 50 MB HTML page (rewritten as it
-//! streams) keep the process's RSS growth under 64 MB. One test in its own binary, so
+//! streams) keep the process's RSS growth within 4x what was measured. One test in its own binary, so
 //! no other test's allocations are counted. The process holds the whole path: gateway,
 //! API, relay, connector, the device and the client.
 
@@ -10,7 +10,12 @@ use ponte_tests::{rss_bytes, RssSampler};
 use std::time::Instant;
 
 const MB: u64 = 1_000_000;
-const LIMIT: u64 = 64 * 1024 * 1024;
+const MIB: u64 = 1024 * 1024;
+/// Peak RSS growth measured on the 2-core machine (debug build, three runs, other builds
+/// running): the download 0.7 to 1.6 MiB, the page 0.4 to 2.4 MiB, rounded up. Each bound
+/// is four times its figure.
+const DOWNLOAD_MEASURED: u64 = 2 * MIB;
+const PAGE_MEASURED: u64 = 3 * MIB;
 
 /// Reads a response to the end without keeping it: (bytes, times `needle` was seen in
 /// the first 1 MB).
@@ -87,11 +92,11 @@ async fn large_downloads_and_pages_through_the_gateway_keep_memory_flat() {
         html_growth as f64 / 1048576.0,
     );
     assert!(
-        bin_growth < LIMIT,
+        bin_growth < 4 * DOWNLOAD_MEASURED,
         "download grew RSS by {bin_growth} bytes"
     );
     assert!(
-        html_growth < LIMIT,
+        html_growth < 4 * PAGE_MEASURED,
         "HTML page grew RSS by {html_growth} bytes"
     );
 }
