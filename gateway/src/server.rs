@@ -414,11 +414,40 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
                 usage.bytes += c.len() as u64;
             }
         })
-        .take_until(admitted.ended.cancelled_owned());
-    let mut response = Response::new(Body::from_stream(body));
+        .boxed();
+    let mut response = Response::new(Body::from_stream(cut_on_end(body, admitted.ended)));
     *response.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
     *response.headers_mut() = out_headers;
     response
+}
+
+/// A response body that the session's end cuts even while nothing polls it. hyper polls a
+/// body only when the browser's socket takes more, so a browser that stopped reading would
+/// otherwise keep the device's answer (and its tunnel stream) open until the write gave
+/// up. A watcher task drops the device stream when the session ends, and the browser then
+/// sees the body end; the watcher ends with the response (a drop guard), so nothing is
+/// left behind per request.
+fn cut_on_end<T: Send + 'static>(
+    body: futures_util::stream::BoxStream<'static, T>,
+    ended: tokio_util::sync::CancellationToken,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    let slot = Arc::new(std::sync::Mutex::new(Some(body)));
+    let done = tokio_util::sync::CancellationToken::new();
+    let (watched, finished) = (slot.clone(), done.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = ended.cancelled() => drop(watched.lock().unwrap_or_else(|e| e.into_inner()).take()),
+            () = finished.cancelled() => {}
+        }
+    });
+    let guard = done.drop_guard();
+    futures_util::stream::poll_fn(move |cx| {
+        let _response_alive = &guard;
+        match slot.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(body) => body.poll_next_unpin(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    })
 }
 
 /// Largest WebSocket message carried either way: what one tunnel frame holds (the
@@ -636,6 +665,9 @@ async fn pump_ws(
         }
     };
     activity.finish(&mut usage);
+    // The device's side goes first (dropping the channel closes it), so a browser slow to
+    // finish the close handshake holds nothing open on the device.
+    drop(device);
     // Tell the browser why, within a bound: one that stopped reading is left.
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
         if browser.send(close_message(code, &reason)).await.is_ok() {

@@ -33,6 +33,10 @@ pub struct OriginStats {
     pub uploads_failed: AtomicUsize,
     /// Headers of the last `/echo` request.
     pub last_headers: Mutex<Option<HeaderMap>>,
+    /// Bytes of `/bytes` bodies handed to the server so far (all requests).
+    pub bytes_served: std::sync::atomic::AtomicU64,
+    /// `/ws` echo sockets that ended (the peer closed or went away); `body_event` fires.
+    pub ws_ended: AtomicUsize,
 }
 
 impl Default for OriginStats {
@@ -48,6 +52,8 @@ impl Default for OriginStats {
             uploads_finished: AtomicUsize::new(0),
             uploads_failed: AtomicUsize::new(0),
             last_headers: Mutex::new(None),
+            ws_ended: AtomicUsize::new(0),
+            bytes_served: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -226,7 +232,11 @@ async fn bytes(
     let stream =
         futures_util::stream::unfold((chunks, guard), |(mut chunks, mut guard)| async move {
             match chunks.next() {
-                Some(c) => Some((Ok::<_, std::io::Error>(c), (chunks, guard))),
+                Some(c) => {
+                    let n = c.len() as u64;
+                    guard.stats.bytes_served.fetch_add(n, Ordering::SeqCst);
+                    Some((Ok::<_, std::io::Error>(c), (chunks, guard)))
+                }
                 None => {
                     guard.done = true;
                     drop(guard); // counts as finished
@@ -355,8 +365,9 @@ async fn ws_flood(ws: WebSocketUpgrade) -> Response {
     })
 }
 
-async fn ws_echo(ws: WebSocketUpgrade) -> Response {
+async fn ws_echo(State(stats): State<Arc<OriginStats>>, ws: WebSocketUpgrade) -> Response {
     ws.on_upgrade(|mut socket| async move {
+        let _ended = WsGuard(stats);
         while let Some(Ok(msg)) = socket.recv().await {
             let reply = match msg {
                 AxMsg::Text(t) => AxMsg::Text(format!("echo:{}", t.as_str()).into()),
@@ -369,6 +380,16 @@ async fn ws_echo(ws: WebSocketUpgrade) -> Response {
             }
         }
     })
+}
+
+/// Counts an echo socket as ended when its task finishes, however it finishes.
+struct WsGuard(Arc<OriginStats>);
+
+impl Drop for WsGuard {
+    fn drop(&mut self) {
+        self.0.ws_ended.fetch_add(1, Ordering::SeqCst);
+        self.0.body_event.notify_waiters();
+    }
 }
 
 #[derive(Deserialize)]

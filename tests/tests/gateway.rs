@@ -749,3 +749,72 @@ async fn device_cookies_named_like_pontes_own_are_dropped() {
     let set: Vec<_> = r.headers().get_all("set-cookie").iter().collect();
     assert!(set.is_empty(), "{set:?}");
 }
+
+/// Ending a session cuts what it has open on the device side too, not only toward the
+/// browser: a download the browser has stopped reading (held by backpressure, so the
+/// device is mid-answer) and a device WebSocket. The browser keeps both open: only the
+/// session's end can close the device's side, within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_session_cuts_its_device_downloads_and_websockets() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let origin = Origin::spawn().await;
+    let (cloud, _paired, sid, grant) =
+        ponte_tests::cloud::launched_session(&origin.base_url(), |_| {}).await;
+    let gw = format!("{}/remote/s/{sid}", cloud.gateway_addr);
+    let download = client()
+        .get(format!("http://{gw}/bytes/209715200"))
+        .header("cookie", grant.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    let mut req = format!("ws://{gw}/ws").into_client_request().unwrap();
+    req.headers_mut().insert("cookie", grant.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let stats = origin.stats.clone();
+    // Backpressure must reach the device first: the gateway blocked writing to a browser
+    // that reads nothing, and nothing polling the body any more. There is no event for
+    // that, so wait until the device has been held (no byte served) for 300 ms.
+    let mut held_since = (stats.bytes_served.load(SeqCst), tokio::time::Instant::now());
+    ponte_tests::wait_until(std::time::Duration::from_secs(30), || {
+        let served = stats.bytes_served.load(SeqCst);
+        if served != held_since.0 {
+            held_since = (served, tokio::time::Instant::now());
+        }
+        served > 0 && held_since.1.elapsed() >= std::time::Duration::from_millis(300)
+    })
+    .await;
+    assert!(stats.bytes_served.load(SeqCst) < 209_715_200);
+    assert_eq!(stats.aborted_bodies.load(SeqCst), 0);
+    assert_eq!(stats.ws_ended.load(SeqCst), 0);
+
+    let user = cloud.user_token(7, &[2], false);
+    let (s, _, body) = cloud
+        .call(
+            "DELETE",
+            &format!("/api/instituicao/2/equipamento/100/remoto/sessoes/{sid}"),
+            Some(&user),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204, "{body}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let event = stats.body_event.notified();
+        tokio::pin!(event);
+        event.as_mut().enable();
+        if stats.aborted_bodies.load(SeqCst) == 1 && stats.ws_ended.load(SeqCst) == 1 {
+            break;
+        }
+        tokio::time::timeout_at(deadline, event).await.unwrap_or_else(|_| {
+            panic!(
+                "within 1 s of the session's end the device saw {} download(s) cut and {} WebSocket(s) end",
+                stats.aborted_bodies.load(SeqCst),
+                stats.ws_ended.load(SeqCst)
+            )
+        });
+    }
+    assert_eq!(stats.finished_bodies.load(SeqCst), 0);
+    drop((download, ws));
+}
