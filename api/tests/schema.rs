@@ -289,6 +289,7 @@ fn migration(backend: &str) -> String {
 
 /// Applies the PostgreSQL migration to a fresh database, reads its schema, drops it.
 async fn postgres_schema() -> anyhow::Result<DbSchema> {
+    ponte_tests::mark_uses("postgres");
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let url = std::env::var("PONTE_TEST_POSTGRES");
     let url = url
