@@ -461,6 +461,21 @@ mod tests {
         assert!(api.rate_limits.session.limits() && api.rate_limits.connector.limits());
         assert_eq!(s.listen_limits(), ponte_listen::Limits::default());
 
+        // Each setting reaches its own bucket.
+        let s = ServeSettings::resolve(
+            layer(
+                "session_rate_per_second = 7\nsession_rate_burst = 11\n\
+                 connector_rate_per_second = 13\nconnector_rate_burst = 17",
+            ),
+            None,
+        )
+        .unwrap();
+        let mut api = ponte_api::ApiConfig::default();
+        s.apply_limits(&mut api);
+        let rate = |r: ponte_api::ratelimit::Rate| (r.per_second, r.burst);
+        assert_eq!(rate(api.rate_limits.session), (7.0, 11));
+        assert_eq!(rate(api.rate_limits.connector), (13.0, 17));
+
         let s = ServeSettings::resolve(
             layer(
                 "session_idle_ttl = \"0\"\nsession_max_ttl = \"8h\"\nsession_rate_per_second = 0\n\

@@ -440,6 +440,10 @@ pub(crate) async fn run<S>(
                     }
                     Some(Err(err)) => {
                         warn!(%err, "connection error; closing");
+                        if matches!(err, tokio_tungstenite::tungstenite::Error::Capacity(_)) {
+                            // A frame over the limit, refused unread: 1009 (message too big).
+                            conn.close(1009, "frame too big");
+                        }
                         break;
                     }
                     None => break,

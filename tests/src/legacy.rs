@@ -22,8 +22,9 @@ pub struct LegacyPeer {
     pub requests: mpsc::Receiver<Value>,
     /// WINDOW_UPDATE frames received (and ignored).
     pub window_updates: Arc<AtomicUsize>,
-    /// Becomes true when the relay closed the connection.
-    closed: tokio::sync::watch::Receiver<bool>,
+    /// Becomes `Some` when the relay closed the connection: the code of its close frame
+    /// (`None` inside when the socket ended without one).
+    closed: tokio::sync::watch::Receiver<Option<Option<u16>>>,
 }
 
 impl LegacyPeer {
@@ -57,7 +58,7 @@ impl LegacyPeer {
         // a test that does not read them holds up this reader, not the relay.
         let (req_tx, requests) = mpsc::channel(1024);
         let window_updates = Arc::new(AtomicUsize::new(0));
-        let (closed_tx, closed) = tokio::sync::watch::channel(false);
+        let (closed_tx, closed) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
                 if sink.send(m).await.is_err() {
@@ -67,7 +68,11 @@ impl LegacyPeer {
         });
         let (wu, out) = (window_updates.clone(), tx.clone());
         tokio::spawn(async move {
+            let mut code = None;
             while let Some(Ok(msg)) = stream.next().await {
+                if let Message::Close(frame) = &msg {
+                    code = frame.as_ref().map(|f| u16::from(f.code));
+                }
                 let Message::Text(text) = msg else { continue };
                 let v: Value = serde_json::from_str(text.as_str()).unwrap();
                 match v["type"].as_str().unwrap_or_default() {
@@ -94,7 +99,7 @@ impl LegacyPeer {
                     _ => {}
                 }
             }
-            let _ = closed_tx.send(true);
+            let _ = closed_tx.send(Some(code));
         });
         Self {
             tx,
@@ -104,13 +109,15 @@ impl LegacyPeer {
         }
     }
 
-    /// Waits until the relay has closed this connection; panics after `limit`.
-    pub async fn wait_closed(&self, limit: std::time::Duration) {
+    /// Waits until the relay has closed this connection; panics after `limit`. Returns
+    /// the close frame's code (`None`: the socket ended without a close frame).
+    pub async fn wait_closed(&self, limit: std::time::Duration) -> Option<u16> {
         let mut rx = self.closed.clone();
-        tokio::time::timeout(limit, rx.wait_for(|c| *c))
+        let closed = tokio::time::timeout(limit, rx.wait_for(|c| c.is_some()))
             .await
             .expect("connection closed in time")
             .expect("reader task alive");
+        closed.expect("closed")
     }
 
     pub async fn send_raw(&self, frame: impl Into<String>) {

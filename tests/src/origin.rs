@@ -110,6 +110,7 @@ impl Origin {
             .route("/bytes/{n}", get(bytes))
             .route("/cookies", get(cookies))
             .route("/page", get(page))
+            .route("/page/{coding}", get(compressed_page))
             .route(
                 "/go",
                 get(|| async { (StatusCode::FOUND, [("location", "/page")]) }),
@@ -254,16 +255,49 @@ async fn bytes(
 
 /// A device page: root-relative and device-absolute URLs, as remote UIs have them.
 async fn page(headers: HeaderMap) -> Response {
+    (
+        [("content-type", "text/html; charset=utf-8")],
+        page_html(&headers),
+    )
+        .into_response()
+}
+
+fn page_html(headers: &HeaderMap) -> String {
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("device");
-    let html = format!(
+    format!(
         "<html><head><link rel=stylesheet href=\"/s.css\"></head><body>\
          <a href=\"/echo\">echo</a><img src=\"http://{host}/hello\"><a href=\"rel.html\">r</a>\
          </body></html>"
-    );
-    ([("content-type", "text/html; charset=utf-8")], html).into_response()
+    )
+}
+
+/// `/page/gzip`, `/page/deflate`, `/page/br`: the `/page` page compressed with that
+/// `Content-Encoding` (`deflate` is zlib-wrapped, RFC 9110 §8.4.1.2), as devices serve
+/// them whatever the request's `Accept-Encoding`.
+async fn compressed_page(Path(coding): Path<String>, headers: HeaderMap) -> Response {
+    use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZlibEncoder};
+    use tokio::io::AsyncReadExt;
+    let html = page_html(&headers);
+    let plain = html.as_bytes();
+    let mut packed = Vec::new();
+    let read = match coding.as_str() {
+        "gzip" => GzipEncoder::new(plain).read_to_end(&mut packed).await,
+        "deflate" => ZlibEncoder::new(plain).read_to_end(&mut packed).await,
+        "br" => BrotliEncoder::new(plain).read_to_end(&mut packed).await,
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    read.unwrap();
+    (
+        [
+            ("content-type", "text/html; charset=utf-8".to_owned()),
+            ("content-encoding", coding),
+        ],
+        packed,
+    )
+        .into_response()
 }
 
 async fn cookies() -> Response {

@@ -221,7 +221,9 @@ async fn proxy_http_end_to_end(backend: Backend) {
     assert!(cloud.cloud.api.audit.settled(Duration::from_secs(5)).await);
     let log = cloud.store().list_audit(2, 100).await.unwrap();
     let proxied: Vec<_> = log.iter().filter(|a| a.action == "proxy-http").collect();
-    assert!(proxied.len() >= 11, "{proxied:#?}");
+    // 16 calls; the two whose request never parsed (no `path`, a 6 MiB body) name no
+    // device call to audit.
+    assert_eq!(proxied.len(), 14, "{proxied:#?}");
     let first = proxied.last().unwrap();
     assert_eq!(
         (
@@ -1056,4 +1058,164 @@ async fn console_acts_only_on_the_cookie_bound_to_the_forms_login_key() {
         .unwrap();
     assert!(r.status().is_redirection(), "{}", r.status());
     assert_eq!(r.headers()["location"], "/entrar");
+}
+
+/// The console's pages are never cached (pairing codes and tokens appear on them once)
+/// and never framed: `Cache-Control: no-store`, a CSP with `frame-ancestors 'none'`,
+/// and `X-Frame-Options: DENY` for browsers without CSP, on every kind of page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_pages_are_never_cached_or_framed() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let login = cloud.console_login(&cloud.user_token(7, &[2], false)).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let pages = [
+        ("sign-in page", http.get(cloud.url("/entrar"))),
+        (
+            "signed in (the login key)",
+            http.post(cloud.url("/entrar"))
+                .header("origin", cloud.url(""))
+                .form(&[("token", cloud.user_token(7, &[2], false))]),
+        ),
+        (
+            "institution",
+            http.get(cloud.url("/instituicao/2"))
+                .header("cookie", &login.cookie),
+        ),
+        (
+            "pairing code",
+            http.post(cloud.url("/instituicao/2/connector/pareamento"))
+                .header("origin", cloud.url(""))
+                .header("cookie", &login.cookie)
+                .form(&[("_login", &login.key)]),
+        ),
+        (
+            "refusal",
+            http.get(cloud.url("/instituicao/3"))
+                .header("cookie", &login.cookie),
+        ),
+    ];
+    for (what, req) in pages {
+        let r = req.send().await.unwrap();
+        let h = r.headers().clone();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert!(body.contains("<html"), "{what}: {status} {body}");
+        if what == "pairing code" {
+            assert!(body.contains("codigo-pareamento"), "{body}");
+        }
+        if what == "refusal" {
+            assert_eq!(status, 403, "{body}");
+        }
+        let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(header("cache-control"), Some("no-store"), "{what}");
+        assert_eq!(header("x-frame-options"), Some("DENY"), "{what}");
+        let csp = header("content-security-policy").unwrap_or_default();
+        let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+        assert!(
+            directives.contains(&"frame-ancestors 'none'"),
+            "{what}: {csp}"
+        );
+    }
+}
+
+/// The claim limit is keyed by the connection's address; `X-Forwarded-For` (its last
+/// entry: what the proxy in front appended) is used instead only with
+/// `trust_forwarded_for`, so without it a client cannot pick a fresh bucket per try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_keys_the_claim_limit_only_when_trusted() {
+    const BURST: u32 = 2;
+    for trusted in [false, true] {
+        let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+            o.api.trust_forwarded_for = trusted;
+            o.api.rate_limits.claim = ponte_api::ratelimit::Rate {
+                per_second: 0.01,
+                burst: BURST,
+            };
+        })
+        .await;
+        let claim = |xff: String| {
+            cloud
+                .http
+                .post(cloud.url("/api/connector/claim"))
+                .header("x-forwarded-for", xff)
+                .json(&json!({"pairingCode": "AAAA-BBBB"}))
+                .send()
+        };
+        // One fresh forwarded address per try, a spoofed entry in front of each.
+        let mut statuses = Vec::new();
+        for i in 1..=BURST + 1 {
+            let r = claim(format!("198.51.100.{i}, 203.0.113.{i}"))
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+        }
+        if !trusted {
+            // All from 127.0.0.1: one bucket, whatever the header says.
+            assert_eq!(statuses, [400, 400, 429], "not trusted");
+            continue;
+        }
+        assert_eq!(
+            statuses,
+            [400, 400, 400],
+            "trusted: a bucket per forwarded address"
+        );
+        // The forwarded address, not the spoofed entry in front of it, is the key.
+        let mut statuses = Vec::new();
+        for i in 0..BURST {
+            let r = claim(format!("198.51.100.{}, 203.0.113.1", 50 + i))
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+        }
+        assert_eq!(statuses, [400, 429], "trusted: 203.0.113.1 again");
+    }
+}
+
+/// `ponte serve` starting on a database a crashed process left a connector ONLINE in
+/// shows it OFFLINE: nothing is connected to a process that has just started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_left_online_by_a_crashed_process_is_offline_after_a_restart() {
+    use ponte_api::store::ConnectorLiveness;
+    let db = ponte_tests::cloud::fresh_database(Backend::Sqlite).await;
+    {
+        let s = ponte_api::store::open(&db).await.unwrap();
+        s.upsert_client(1, "Cliente Um").await.unwrap();
+        s.upsert_institution(1, 2, "Colégio Exemplo").await.unwrap();
+        let con = s.ensure_connector(2).await.unwrap();
+        let t = ponte_api::store::now();
+        s.set_token(
+            con.id,
+            "jti-before-the-crash",
+            t + chrono::TimeDelta::days(1),
+        )
+        .await
+        .unwrap();
+        s.record_liveness(&[ConnectorLiveness {
+            connector_id: con.id,
+            connected: Some((true, t)),
+            hello: None,
+            heartbeat: Some(t),
+        }])
+        .await
+        .unwrap();
+        let c = s.connector(con.id).await.unwrap().unwrap();
+        assert_eq!(c.status, ConnectorStatus::ONLINE);
+        s.close().await;
+    }
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| o.database = Some(db)).await;
+    assert_eq!(db_status(&cloud, 2).await, Some(ConnectorStatus::OFFLINE));
+    let admin = cloud.user_token(1, &[2], false);
+    let (s, _, st) = cloud
+        .call(
+            "GET",
+            "/api/instituicao/2/connector/status",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{st}");
+    assert_eq!(st["status"], "OFFLINE", "{st}");
 }

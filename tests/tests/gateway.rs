@@ -817,4 +817,148 @@ async fn ending_a_session_cuts_its_device_downloads_and_websockets() {
     }
     assert_eq!(stats.finished_bodies.load(SeqCst), 0);
     drop((download, ws));
+
+/// Every gateway request takes a token from its session's bucket, then from its
+/// connector's (`session_rate_*`, `connector_rate_*`): past either burst it is 429
+/// `RATE_LIMITED` with a `Retry-After` no longer than one token's refill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_requests_are_rate_limited_per_session_and_per_connector() {
+    use ponte_api::ratelimit::Rate;
+    const SESSION_BURST: u32 = 3;
+    const CONNECTOR_BURST: u32 = 5;
+    // Slow refills (100 s a token): nothing comes back during the test.
+    const PER_SECOND: f64 = 0.01;
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        o.api.rate_limits.session = Rate {
+            per_second: PER_SECOND,
+            burst: SESSION_BURST,
+        };
+        o.api.rate_limits.connector = Rate {
+            per_second: PER_SECOND,
+            burst: CONNECTOR_BURST,
+        };
+    })
+    .await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    // Two sessions (two users) on the one connector.
+    let (a, grant_a) = launch(&cloud, 7).await;
+    let (b, grant_b) = launch(&cloud, 8).await;
+    let gw = cloud.gateway_addr;
+    let get = |sid: &str, grant: &str| {
+        client()
+            .get(format!("http://{gw}/remote/s/{sid}/hello"))
+            .header("cookie", format!("__ponte_rs={grant}"))
+            .send()
+    };
+    let assert_limited = |r: reqwest::Response, what: &str| {
+        assert_eq!(r.status(), 429, "{what}");
+        assert_eq!(r.headers()["x-ponte-error"], "RATE_LIMITED", "{what}");
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let refill = (1.0 / PER_SECOND).ceil() as u64;
+        assert!((1..=refill).contains(&retry), "{what}: Retry-After {retry}");
+    };
+    for i in 0..SESSION_BURST {
+        let r = get(&a, &grant_a).await.unwrap();
+        assert_eq!(r.status(), 200, "session A request {i}");
+    }
+    assert_limited(get(&a, &grant_a).await.unwrap(), "session A past its burst");
+    // Session B has its own bucket; the connector's, shared, holds the rest: B gets
+    // CONNECTOR_BURST - SESSION_BURST (fewer than its own burst), then 429.
+    let left = CONNECTOR_BURST - SESSION_BURST;
+    assert!(left < SESSION_BURST);
+    for i in 0..left {
+        let r = get(&b, &grant_b).await.unwrap();
+        assert_eq!(r.status(), 200, "session B request {i}");
+    }
+    assert_limited(
+        get(&b, &grant_b).await.unwrap(),
+        "session B within its own burst, past the connector's",
+    );
+}
+
+/// The grant cookie is `HttpOnly; SameSite=Lax` (a top-level navigation into the
+/// session carries it, a cross-site subrequest does not), and `Secure` exactly when the
+/// gateway's public URL is https (TLS ends at the proxy in front).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grant_cookie_is_samesite_lax_and_secure_behind_https() {
+    for https in [false, true] {
+        let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+            if https {
+                o.api.gateway_public_url = o.api.gateway_public_url.replace("http://", "https://");
+            }
+        })
+        .await;
+        let origin = Origin::spawn().await;
+        cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+        let _paired = cloud.pair_connector(2).await;
+        let (sid, url) = cloud.remote_session(7, 2, 100).await;
+        let scheme = if https { "https://" } else { "http://" };
+        assert!(url.starts_with(scheme), "{url}");
+        // The proxy in front terminates TLS: the gateway itself is plain HTTP.
+        let resp = cloud
+            .launch_response(&url.replacen(scheme, "http://", 1))
+            .await;
+        assert_eq!(resp.status(), 303);
+        let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+        let mut attrs: Vec<String> = set
+            .split(';')
+            .skip(1)
+            .map(|a| a.trim().to_ascii_lowercase())
+            .filter(|a| !a.starts_with("max-age="))
+            .collect();
+        attrs.sort();
+        let mut want = vec![
+            format!("path=/remote/s/{sid}/"),
+            "httponly".to_owned(),
+            "samesite=lax".to_owned(),
+        ];
+        if https {
+            want.push("secure".to_owned());
+        }
+        want.sort();
+        assert_eq!(attrs, want, "https: {https}: {set}");
+    }
+}
+
+/// A device page sent with `Content-Encoding: deflate` (zlib) is decoded, rewritten
+/// under the session's prefix and sent on uncompressed, as gzip and brotli pages are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_device_pages_deflate_included_are_decoded_and_rewritten() {
+    let origin = Origin::spawn().await;
+    let (cloud, _paired, sid, grant) =
+        ponte_tests::cloud::launched_session(&origin.base_url(), |_| {}).await;
+    let prefix = format!("/remote/s/{sid}/");
+    for coding in ["deflate", "gzip", "br"] {
+        let resp = client()
+            .get(format!(
+                "http://{}{prefix}page/{coding}",
+                cloud.gateway_addr
+            ))
+            .header("cookie", &grant)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{coding}");
+        assert!(
+            resp.headers().get("content-encoding").is_none(),
+            "{coding}: {:?}",
+            resp.headers()
+        );
+        let page = String::from_utf8(resp.bytes().await.unwrap().to_vec())
+            .unwrap_or_else(|e| panic!("{coding}: not text: {e}"));
+        for want in [
+            format!("href=\"{prefix}s.css\""),
+            format!("href=\"{prefix}echo\""),
+            format!("src=\"{prefix}hello\""),
+            "<script>".to_owned(),
+        ] {
+            assert!(page.contains(&want), "{coding}: {want} in {page}");
+        }
+    }
 }

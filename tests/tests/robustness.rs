@@ -126,7 +126,8 @@ async fn a_second_connection_with_the_same_identity_replaces_the_first() {
     let first = LegacyPeer::connect(&relay.ws_url(), &token, true).await;
     relay.wait_online("dup").await;
     let _second = LegacyPeer::connect(&relay.ws_url(), &token, true).await;
-    first.wait_closed(Duration::from_secs(5)).await;
+    // Close 4001: replaced by a newer connection (README, Heartbeat).
+    assert_eq!(first.wait_closed(Duration::from_secs(5)).await, Some(4001));
     let resp = relay
         .relay
         .send("dup", ProxyRequest::new(origin.base_url(), "GET", "/hello"))
@@ -251,8 +252,22 @@ async fn malformed_frames_fail_only_their_stream() {
         "x".repeat(ponte_protocol::limits::MAX_FRAME_LEN)
     );
     peer.send_raw(big).await;
-    peer.wait_closed(Duration::from_secs(5)).await;
+    // Close 1009 (message too big): the README's "Bad frames".
+    assert_eq!(peer.wait_closed(Duration::from_secs(5)).await, Some(1009));
     relay.wait_offline("m").await;
+}
+
+/// `Relay::disconnect` (token renewed, unpaired) closes the connector's socket with 4003,
+/// not with the 4001 of a replacement or the 1001 of a relay going away.
+#[tokio::test]
+async fn disconnect_closes_the_connection_with_4003() {
+    let relay = TestRelay::spawn().await;
+    let token = relay.token_for("revoked");
+    let peer = LegacyPeer::connect(&relay.ws_url(), &token, true).await;
+    relay.wait_online("revoked").await;
+    assert!(relay.relay.disconnect("revoked", "token renewed"));
+    assert_eq!(peer.wait_closed(Duration::from_secs(5)).await, Some(4003));
+    relay.wait_offline("revoked").await;
 }
 
 #[tokio::test]

@@ -180,6 +180,49 @@ async fn silent_origin_times_out_with_504() {
     );
 }
 
+/// Once the head has come, the body is bounded by the idle timeout between chunks: a
+/// device that sends part of its body and then stalls ends the stream with 504 after
+/// `idle_timeout` of silence, long before `timeout` (the head's bound) would, and the
+/// relay lets the stream go.
+#[tokio::test]
+async fn a_body_that_stalls_between_chunks_ends_after_the_idle_timeout() {
+    const IDLE: Duration = Duration::from_millis(300);
+    const HEAD: Duration = Duration::from_secs(10);
+    const SENT: usize = 16 * 1024;
+    let s = Stack::start().await;
+    let mut req = s.get(&format!("/bytes-then-hold/{SENT}"));
+    req.timeout = HEAD;
+    req.idle_timeout = IDLE;
+    let resp = s.relay.relay.send(CID, req).await.unwrap();
+    assert_eq!(resp.status, 200);
+    let mut body = resp.body;
+    let mut got = 0;
+    let mut last = Instant::now();
+    let ended = tokio::time::timeout(HEAD, async {
+        loop {
+            match body.chunk().await {
+                Some(Ok(c)) => {
+                    got += c.len();
+                    last = Instant::now();
+                }
+                Some(Err(e)) => break e,
+                None => panic!("a stalled body must not look complete"),
+            }
+        }
+    })
+    .await;
+    let err = ended.expect("the idle timeout, not the head's, ends a stalled body");
+    let silent = last.elapsed();
+    assert_eq!((err.clone(), err.status()), (RouteError::Timeout, 504));
+    assert_eq!(got, SENT);
+    assert!(silent >= IDLE, "ended after {silent:?} of silence");
+    wait_until(Duration::from_secs(5), || {
+        s.relay.relay.streams_in_flight() == 0
+    })
+    .await;
+    s.origin.stats.gate.add_permits(1);
+}
+
 #[tokio::test]
 async fn refused_connection_is_502_connect_failed() {
     let s = Stack::start().await;

@@ -533,7 +533,7 @@ fn response_headers() {
 
 mod bodies {
     use super::*;
-    use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder};
+    use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZlibEncoder};
     use bytes::Bytes;
     use futures_util::{stream, StreamExt};
     use std::io;
@@ -545,7 +545,8 @@ mod bodies {
         match coding {
             Coding::Gzip => GzipEncoder::new(data).read_to_end(&mut out).await,
             Coding::Brotli => BrotliEncoder::new(data).read_to_end(&mut out).await,
-            Coding::Deflate => unreachable!(),
+            // HTTP's `deflate` is the zlib format (RFC 9110 §8.4.1.2).
+            Coding::Deflate => ZlibEncoder::new(data).read_to_end(&mut out).await,
         }
         .unwrap();
         out
@@ -574,7 +575,7 @@ mod bodies {
     #[tokio::test]
     async fn compressed_html_and_css_are_decoded_and_rewritten() {
         let plain = html(PAGE);
-        for coding in [Coding::Gzip, Coding::Brotli] {
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli] {
             let packed = compress(coding, PAGE.as_bytes()).await;
             for chunk in [1, 7, packed.len()] {
                 let plan = BodyPlan::Html {
@@ -590,17 +591,23 @@ mod bodies {
             }
         }
         let css = "a{b:url(/i.png)} @import '/y.css';";
-        let packed = compress(Coding::Gzip, css.as_bytes()).await;
-        let out = collect(
-            BodyPlan::Css {
-                decode: Some(Coding::Gzip),
-            },
-            packed,
-            3,
-        )
-        .await
-        .unwrap();
-        assert_eq!(out, p("a{b:url(P/i.png)} @import 'P/y.css';").into_bytes());
+        for coding in [Coding::Gzip, Coding::Deflate] {
+            let packed = compress(coding, css.as_bytes()).await;
+            let out = collect(
+                BodyPlan::Css {
+                    decode: Some(coding),
+                },
+                packed,
+                3,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                out,
+                p("a{b:url(P/i.png)} @import 'P/y.css';").into_bytes(),
+                "{coding:?}"
+            );
+        }
         // Pass: the bytes, untouched, whatever they are.
         let bytes = compress(Coding::Gzip, b"<a href=/x>").await;
         assert_eq!(
