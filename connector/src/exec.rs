@@ -6,11 +6,12 @@
 //! `Expect: 100-continue`.
 
 use crate::policy::TargetPolicy;
+use futures_util::future::BoxFuture;
 use ponte_protocol::{ErrorCode, Headers};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -57,8 +58,26 @@ struct ClientKey {
     tls_insecure: bool,
 }
 
+/// Name resolution for device hostnames: the system's, or a stand-in a test gives with
+/// [`Executor::with_lookup`] (DNS that changes its answer between check and connect).
+/// Every lookup the executor makes goes through it: the pre-check and the HTTP client's.
+pub type Lookup =
+    Arc<dyn Fn(String) -> BoxFuture<'static, std::io::Result<Vec<IpAddr>>> + Send + Sync>;
+
+fn system_lookup() -> Lookup {
+    Arc::new(|host: String| {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .map(|a| a.ip())
+                .collect())
+        })
+    })
+}
+
 pub struct Executor {
     policy: Arc<TargetPolicy>,
+    lookup: Lookup,
     per_target: usize,
     clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -68,10 +87,18 @@ impl Executor {
     pub fn new(policy: TargetPolicy, per_target: usize) -> Self {
         Self {
             policy: Arc::new(policy),
+            lookup: system_lookup(),
             per_target,
             clients: Mutex::default(),
             permits: Mutex::default(),
         }
+    }
+
+    /// The same executor resolving device hostnames with `lookup`.
+    pub fn with_lookup(mut self, lookup: Lookup) -> Self {
+        self.lookup = lookup;
+        self.clients.lock().unwrap().clear();
+        self
     }
 
     pub fn policy(&self) -> &TargetPolicy {
@@ -111,16 +138,16 @@ impl Executor {
             Some(url::Host::Domain(host)) => host,
             None => return Err(ExecError::new(ErrorCode::TargetForbidden, "no host")),
         };
-        let addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| {
+        let addrs = (self.lookup)(host.to_owned()).await.map_err(|e| {
             ExecError::new(
                 ErrorCode::ConnectFailed,
                 format!("cannot resolve {host}: {e}"),
             )
         })?;
         let mut last = format!("{host} did not resolve");
-        for a in addrs {
-            match self.policy.check_resolved(host, a.ip(), port) {
-                Ok(()) => return Ok(a),
+        for ip in addrs {
+            match self.policy.check_resolved(host, ip, port) {
+                Ok(()) => return Ok(SocketAddr::new(ip, port)),
                 Err(e) => last = e,
             }
         }
@@ -179,6 +206,7 @@ impl Executor {
             .danger_accept_invalid_certs(tls_insecure)
             .dns_resolver(Arc::new(PolicyResolver {
                 policy: Arc::clone(&self.policy),
+                lookup: Arc::clone(&self.lookup),
                 // One client per origin, so the port is fixed: the resolver runs the
                 // full, port-exact check (health port included) on every lookup.
                 port: url.port_or_known_default().unwrap_or(80),
@@ -306,20 +334,23 @@ pub fn without_queries(text: &str) -> String {
 /// so a name that changes after the pre-check still cannot reach a forbidden address.
 struct PolicyResolver {
     policy: Arc<TargetPolicy>,
+    lookup: Lookup,
     port: u16,
 }
 
 impl Resolve for PolicyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = Arc::clone(&self.policy);
+        let lookup = Arc::clone(&self.lookup);
         let port = self.port;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs = lookup(host.clone()).await?;
+            // The port is the connector's to set (hyper puts the URL's in).
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
-                .filter(|a| policy.check_resolved(&host, a.ip(), port).is_ok())
+                .filter(|ip| policy.check_resolved(&host, *ip, port).is_ok())
+                .map(|ip| SocketAddr::new(ip, 0))
                 .collect();
             if allowed.is_empty() {
                 return Err(format!(

@@ -27,6 +27,8 @@ use tracing::{error, info, warn};
 pub struct Timing {
     pub ping_interval: Duration,
     pub peer_timeout: Duration,
+    /// A connection that stayed up this long resets the reconnect backoff.
+    pub stable_after: Duration,
 }
 
 impl Default for Timing {
@@ -34,6 +36,7 @@ impl Default for Timing {
         Self {
             ping_interval: ponte_protocol::limits::PING_INTERVAL,
             peer_timeout: ponte_protocol::limits::PEER_TIMEOUT,
+            stable_after: tunnel::STABLE_AFTER,
         }
     }
 }

@@ -40,8 +40,9 @@ const BODY_QUEUE: usize = 256;
 /// the close.
 const WS_QUEUE: usize = 256;
 
-/// A connection that stayed up this long resets the backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// A connection that stayed up this long resets the backoff (tests shrink it through
+/// [`crate::Timing::stable_after`]).
+pub const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// Full-jitter exponential backoff: a random delay in [0, min(max, initial·2ⁿ)].
 #[derive(Debug, Clone)]
@@ -101,7 +102,7 @@ pub async fn run_forever(shared: Arc<Shared>, shutdown: CancellationToken) {
                         warn!(reason = %end, "disconnected from relay")
                     }
                 });
-                if started.elapsed() >= STABLE_AFTER {
+                if started.elapsed() >= shared.timing.stable_after {
                     backoff.reset();
                 }
             }
@@ -194,8 +195,24 @@ pub async fn connect(shared: &Shared, url: &str) -> Result<Ws, ConnectError> {
                 ConnectError::Conflict(body)
             })
         }
+        // The usual cause is a relay on a private PKI: say where its CA goes.
+        Ok(Err(e)) if is_certificate_error(&e) => Err(ConnectError::Other(format!(
+            "{e} (the relay's certificate is not signed by a CA this connector trusts: \
+                 a private CA's certificate goes in relay_ca_file)"
+        ))),
         Ok(Err(e)) => Err(ConnectError::Other(e.to_string())),
     }
+}
+
+/// Whether the TLS handshake refused the relay's certificate (rustls reports it through
+/// the I/O error of the handshake).
+fn is_certificate_error(e: &tokio_tungstenite::tungstenite::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let rustls_err = match e {
+        WsError::Io(io) => io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    matches!(rustls_err, Some(rustls::Error::InvalidCertificate(_)))
 }
 
 /// Per-stream state shared by the reader and the stream's task.

@@ -21,6 +21,11 @@ struct Demo {
 }
 
 fn spawn_demo() -> Demo {
+    spawn_demo_with(&[])
+}
+
+/// `ponte demo` on ports the OS picks, with `extra` arguments.
+fn spawn_demo_with(extra: &[&str]) -> Demo {
     let mut child = Command::new(PONTE)
         .args([
             "demo",
@@ -31,6 +36,7 @@ fn spawn_demo() -> Demo {
             "--gateway-listen",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .env("PONTE_LOG", "info")
         .env_remove("PONTE_DATA_DIR")
         .stdout(Stdio::piped())
@@ -300,6 +306,96 @@ async fn demo_console_leads_into_the_device_and_sigterm_lets_a_download_finish()
         !std::path::Path::new(&demo.data_dir).exists(),
         "the demo's temporary data stays behind"
     );
+}
+
+/// A download through the demo's gateway (a remote session on turnstile 100, opened
+/// through the API and launched as a browser does), left unread after its first chunk:
+/// it stays in flight for as long as the test likes.
+async fn held_download(demo: &Demo) -> reqwest::Response {
+    let http = no_redirects();
+    let resp = http
+        .post(format!(
+            "{}/api/instituicao/2/equipamento/100/remoto/sessoes",
+            demo.api
+        ))
+        .bearer_auth(&demo.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: serde_json::Value = resp.json().await.unwrap();
+    let launch = created["url"].as_str().unwrap().to_owned();
+    let origin = launch.split("/remote/").next().unwrap().to_owned();
+    let resp = http
+        .post(&launch)
+        .header("origin", &origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let grant = set_cookie(&resp);
+    let session = resp.headers()["location"].to_str().unwrap().to_owned();
+    let mut download = http
+        .get(format!("{origin}{session}download?bytes={}", 1u64 << 30))
+        .header("cookie", &grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert!(!download.chunk().await.unwrap().unwrap().is_empty());
+    download
+}
+
+/// The drain has bounds: a request that outlives `--shutdown-grace` is cut when the
+/// grace ends (the process then exits 0 within the grace plus the 10 s it gives the
+/// audit queue), and a second signal during the drain stops the wait at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_the_shutdown_grace_is_cut_and_a_second_signal_stops_at_once() {
+    let grace = Duration::from_secs(1);
+    let mut demo = spawn_demo_with(&["--shutdown-grace", "1s"]);
+    let mut download = held_download(&demo).await;
+    let t0 = Instant::now();
+    signal(&demo.child, "-TERM");
+    let status = wait_exit(&mut demo.child, grace + Duration::from_secs(15));
+    let took = t0.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took >= grace,
+        "exited {took:?} after SIGTERM, before the grace ended"
+    );
+    let mut got = 0u64;
+    while let Ok(Some(chunk)) = download.chunk().await {
+        got += chunk.len() as u64;
+    }
+    assert!(got < 1 << 30, "the download outlived the process");
+    let logs: Vec<String> = demo.stderr.iter().collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("requests still in flight are cut")),
+        "{logs:#?}"
+    );
+
+    // A grace far longer than the test: the second signal ends it.
+    let mut demo = spawn_demo_with(&["--shutdown-grace", "10m"]);
+    let _download = held_download(&demo).await;
+    signal(&demo.child, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(format!("{}/health", demo.api)).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t1 = Instant::now();
+    signal(&demo.child, "-INT");
+    // What is left after the second signal: the audit flush (at most 10 s) and the close.
+    let status = wait_exit(&mut demo.child, Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    let logs: Vec<String> = demo.stderr.iter().collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("requests still in flight are cut")),
+        "{logs:#?}"
+    );
+    eprintln!("second signal to exit: {:?}", t1.elapsed());
 }
 
 #[test]

@@ -67,6 +67,73 @@ pub async fn fresh_database(backend: Backend) -> String {
     }
 }
 
+/// Every row of every table of the database at `url` (SQLite or PostgreSQL) as text, one
+/// line per row (`table: value|value|…`): what someone holding a dump of it could read.
+/// For SQLite the database file and its WAL are also included as raw bytes (lossy
+/// UTF-8), so data in freed pages or not yet checkpointed counts too.
+pub async fn dump_database(url: &str) -> String {
+    use sqlx::Row as _;
+    let mut out = String::new();
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert!(!tables.is_empty(), "no tables in {url}");
+        for t in tables {
+            let cols: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
+                    .bind(&t)
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            let row_text = cols
+                .iter()
+                .map(|c| format!("COALESCE(CAST(\"{c}\" AS TEXT), '')"))
+                .collect::<Vec<_>>()
+                .join(" || '|' || ");
+            let rows = sqlx::query(&format!("SELECT {row_text} FROM \"{t}\""))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            for r in rows {
+                let v: Vec<u8> = r.try_get_unchecked(0).unwrap();
+                out.push_str(&format!("{t}: {}\n", String::from_utf8_lossy(&v)));
+            }
+        }
+        let file = rest.split('?').next().unwrap();
+        for f in [file.to_owned(), format!("{file}-wal")] {
+            if let Ok(bytes) = std::fs::read(&f) {
+                out.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
+             ORDER BY table_name",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert!(!tables.is_empty(), "no tables in {url}");
+        for t in tables {
+            let rows: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT CAST(r AS text) FROM \"{t}\" AS r"))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            for r in rows {
+                out.push_str(&format!("{t}: {r}\n"));
+            }
+        }
+    }
+    out
+}
+
 /// Test databases of processes that have exited are dropped, so runs do not pile up.
 async fn drop_stale_databases(conn: &mut sqlx::PgConnection) {
     let names: Vec<String> =
@@ -92,6 +159,8 @@ pub struct TestCloud {
     pub gateway_addr: std::net::SocketAddr,
     pub shutdown: CancellationToken,
     pub data_dir: PathBuf,
+    /// The database the cloud runs on (for [`dump_database`]).
+    pub database_url: String,
     pub http: reqwest::Client,
     users: UserAuth,
 }
@@ -111,7 +180,8 @@ impl TestCloud {
         init_logging();
         let data_dir = std::env::temp_dir().join(unique("ponte-cloud"));
         let mut opts = CloudOptions::new(&data_dir);
-        opts.database = Some(fresh_database(backend).await);
+        let database_url = fresh_database(backend).await;
+        opts.database = Some(database_url.clone());
         opts.keys = Some(KeyFiles {
             connector_private_pem: CONNECTOR_KEY.to_vec(),
             connector_public_pem: CONNECTOR_PUB.to_vec(),
@@ -141,6 +211,7 @@ impl TestCloud {
             gateway_addr,
             shutdown,
             data_dir,
+            database_url,
             http: reqwest::Client::new(),
             users: UserAuth::new(UserKey::Hs256(USER_SECRET.to_vec())).unwrap(),
         }

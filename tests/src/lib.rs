@@ -6,6 +6,7 @@ pub mod browser;
 pub mod cloud;
 pub mod legacy;
 pub mod origin;
+pub mod tls;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ponte_connector::config::{Config, FileConfig, RelayUrls, Secret};
@@ -232,6 +233,60 @@ pub async fn spawn_connector_timed(cfg: Config, timing: ponte_connector::Timing)
         .await
         .unwrap();
     TestConnector { handle, shutdown }
+}
+
+/// Connector state with the test settings of [`connector_config`] and `allowed` targets,
+/// for [`connector_session`] (it never dials the relay URL it names).
+pub fn connector_shared(allowed: Option<Vec<String>>) -> ponte_connector::Shared {
+    let cfg = connector_config("ws://127.0.0.1:9/ws/connectors", "t", allowed);
+    ponte_connector::Shared::new(cfg, Default::default(), Default::default(), None).unwrap()
+}
+
+/// A fake relay's end of the pipe to a real connector session.
+pub type FakeRelay = tokio_tungstenite::WebSocketStream<tokio::io::DuplexStream>;
+
+/// The real connector's session (`tunnel::session`) against a fake relay the test drives
+/// frame by frame, over an in-memory pipe of `buffer` bytes each way (so paused time
+/// works): the relay's end, the session's shutdown, and its task (which returns why the
+/// session ended).
+pub async fn connector_session(
+    shared: ponte_connector::Shared,
+    buffer: usize,
+) -> (
+    FakeRelay,
+    CancellationToken,
+    tokio::task::JoinHandle<String>,
+) {
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::WebSocketStream;
+    init_logging();
+    let (a, b) = tokio::io::duplex(buffer);
+    let relay = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+    let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+    let shutdown = CancellationToken::new();
+    let session = tokio::spawn(ponte_connector::tunnel::session(
+        Arc::new(shared),
+        client,
+        shutdown.clone(),
+    ));
+    (relay, shutdown, session)
+}
+
+/// The next text frame from a connector as JSON, skipping its PINGs.
+pub async fn next_json(peer: &mut FakeRelay) -> serde_json::Value {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match peer.next().await.expect("peer open").expect("frame") {
+            Message::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] != "PING" {
+                    return v;
+                }
+            }
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
 }
 
 /// The usual setup: relay + origin + connector `c1` (default policy: loopback allowed),

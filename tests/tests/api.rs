@@ -245,6 +245,100 @@ async fn proxy_http_end_to_end(backend: Backend) {
         .any(|a| a.path.as_deref().unwrap_or("").contains('?')));
 }
 
+/// Secrets at rest: after pairing, a launched remote session (and one not launched), a
+/// token renewal and a fresh pairing code, no pairing code, launch code, token or grant
+/// appears anywhere in the database: every row of every table as text (on SQLite also
+/// the raw file and its WAL). What is kept instead (the codes' SHA-256, the tokens'
+/// `jti`) does appear, so the dump reaches the rows that hold them.
+async fn no_code_or_token_is_stored_in_plaintext(backend: Backend) {
+    use base64::Engine as _;
+    use ponte_api::auth::digest;
+    let cloud = TestCloud::start(backend).await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let admin = cloud.user_token(1, &[2], false);
+    let paired = cloud.pair_connector(2).await;
+    let first_token = paired.token_in_file();
+    let (_, launch_url) = cloud.remote_session(7, 2, 100).await;
+    let grant = cloud.launch(&launch_url).await;
+    let (_, pending_launch) = cloud.remote_session(7, 2, 100).await;
+    let (s, _, renewed) = cloud
+        .call(
+            "POST",
+            "/api/instituicao/2/connector/token",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{renewed}");
+    let second_token = renewed["token"].as_str().unwrap().to_owned();
+    let (s, _, pending) = cloud
+        .call(
+            "POST",
+            "/api/instituicao/2/connector/pair",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{pending}");
+    let pending_code = pending["pairingCode"].as_str().unwrap().to_owned();
+    // Audit rows and usage counters are written in the background: write them now.
+    assert_eq!(cloud.cloud.flush(T).await, 0);
+
+    let dump = ponte_tests::cloud::dump_database(&cloud.database_url).await;
+    let last = |url: &str| url.rsplit('/').next().unwrap().to_owned();
+    let mut secrets: Vec<(&str, String)> = Vec::new();
+    for (what, code) in [
+        ("claimed pairing code", paired.code.clone()),
+        ("pending pairing code", pending_code.clone()),
+    ] {
+        secrets.push((what, code.clone()));
+        secrets.push((what, code.replace('-', "")));
+    }
+    for (what, token) in [
+        ("first connector token", first_token.as_str()),
+        ("renewed connector token", second_token.as_str()),
+        ("user token", admin.as_str()),
+    ] {
+        secrets.push((what, token.to_owned()));
+        // The signature alone would do as well to anyone holding the payload.
+        secrets.push((what, token.rsplit('.').next().unwrap().to_owned()));
+    }
+    secrets.push(("spent launch code", last(&launch_url)));
+    secrets.push(("pending launch code", last(&pending_launch)));
+    secrets.push(("grant cookie", grant.split_once('=').unwrap().1.to_owned()));
+    for (what, secret) in &secrets {
+        assert!(secret.len() >= 8, "{what}: {secret:?}");
+        assert!(
+            !dump.contains(secret.as_str()),
+            "the {what} is stored in plaintext ({backend:?})"
+        );
+    }
+    let jti = |token: &str| {
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        claims["jti"].as_str().unwrap().to_owned()
+    };
+    for (what, kept) in [
+        ("the pending code's digest", digest(&pending_code)),
+        (
+            "the pending launch code's digest",
+            digest(&last(&pending_launch)),
+        ),
+        ("the renewed token's jti", jti(&second_token)),
+    ] {
+        assert!(
+            dump.contains(&kept),
+            "{what} is not in the dump ({backend:?})"
+        );
+    }
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
@@ -252,7 +346,11 @@ macro_rules! on_both {
     };
 }
 
-on_both!(pairing_then_online_then_offline, proxy_http_end_to_end);
+on_both!(
+    pairing_then_online_then_offline,
+    proxy_http_end_to_end,
+    no_code_or_token_is_stored_in_plaintext
+);
 
 /// Every tenant route, for the cross-tenant and authentication tables.
 const TENANT_ROUTES: &[(&str, &str)] = &[

@@ -10,7 +10,6 @@ use ponte_tests::legacy::LegacyPeer;
 use ponte_tests::*;
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -20,42 +19,13 @@ fn text(v: Value) -> Message {
     Message::text(v.to_string())
 }
 
-/// The real connector's session against a fake relay the test drives frame by frame
-/// (over an in-memory pipe): the relay's end, the session's shutdown, its task.
+/// The real connector's session against a fake relay the test drives frame by frame.
 async fn fake_relay() -> (
     Peer,
     tokio_util::sync::CancellationToken,
     tokio::task::JoinHandle<String>,
 ) {
-    let cfg = connector_config("ws://127.0.0.1:9/ws/connectors", "t", None);
-    let shared = std::sync::Arc::new(
-        ponte_connector::Shared::new(cfg, Default::default(), Default::default(), None).unwrap(),
-    );
-    let (a, b) = tokio::io::duplex(1 << 20);
-    let relay = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
-    let client = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let session = tokio::spawn(ponte_connector::tunnel::session(
-        shared,
-        client,
-        shutdown.clone(),
-    ));
-    (relay, shutdown, session)
-}
-
-/// The next text frame as JSON, skipping the relay's PINGs.
-async fn next_json(peer: &mut Peer) -> Value {
-    loop {
-        match peer.next().await.expect("peer open").expect("frame") {
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                if v["type"] != "PING" {
-                    return v;
-                }
-            }
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
+    connector_session(connector_shared(None), 1 << 20).await
 }
 
 /// Says HELLO with `caps` and returns the capabilities the relay's answer names.

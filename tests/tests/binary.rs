@@ -152,3 +152,142 @@ async fn doctor_reports_what_works_and_what_does_not() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `doctor`'s DNS, TLS and device checks, all on loopback: the relay's name resolves
+/// (`localhost`), a `wss://` relay behind TLS is trusted through `relay_ca_file` (and
+/// refused, naming the certificate, with another CA's file; an unreadable file fails the
+/// TLS check), and each device the running connector has reached is tried: one that
+/// answers is reachable, one whose port refuses connections fails.
+#[tokio::test]
+async fn doctor_checks_dns_tls_and_each_device_the_connector_has_reached() {
+    let relay = TestRelay::spawn().await;
+    let pki = tls::Pki::generate();
+    let front = tls::tls_front(&pki, relay.addr).await;
+    let origin = origin::Origin::spawn().await;
+    // Bound but not listening: connections are refused, and no one else can take it.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = closed.local_addr().unwrap();
+
+    // The running connector (another identity than doctor's), asked to reach both.
+    let running = spawn_connector(connector_config(
+        &relay.ws_url(),
+        &relay.token_for("doc-running"),
+        None,
+    ))
+    .await;
+    relay.wait_online("doc-running").await;
+    let ok = relay
+        .relay
+        .send(
+            "doc-running",
+            ProxyRequest::new(origin.base_url(), "GET", "/hello"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    let refused = relay
+        .relay
+        .send(
+            "doc-running",
+            ProxyRequest::new(format!("http://{closed}"), "GET", "/"),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.code(), "CONNECT_FAILED");
+    let health = running.handle.health_addr.unwrap();
+
+    let dir = std::env::temp_dir().join(cloud::unique("ponte-doctor-checks"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("connector.toml");
+    let plain = format!("ws://localhost:{}/ws/connectors", relay.addr.port());
+    let wss = format!("wss://127.0.0.1:{}/ws/connectors", front.port());
+    let token = relay.token_for("doc-check");
+    let doctor = |ca: &std::path::Path| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "relay_url = [\"{plain}\", \"{wss}\"]\ntoken = \"{token}\"\n\
+                 health_listen = \"{health}\"\nrelay_ca_file = \"{}\"\n",
+                ca.display()
+            ),
+        )
+        .unwrap();
+        let cfg = cfg.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let out = Command::new(connector_bin())
+                    .args(["doctor", "--config"])
+                    .arg(&cfg)
+                    .output()
+                    .unwrap();
+                (out.status.code(), String::from_utf8(out.stdout).unwrap())
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let lines = |report: &str, prefix: &str| {
+        report
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+
+    let (code, report) = doctor(&pki.ca).await;
+    assert_eq!(
+        code,
+        Some(1),
+        "the refused device fails the report: {report}"
+    );
+    assert_eq!(
+        lines(&report, "ok    dns"),
+        [
+            "ok    dns: localhost → 127.0.0.1",
+            "ok    dns: 127.0.0.1 → 127.0.0.1"
+        ],
+        "{report}"
+    );
+    assert_eq!(lines(&report, "ok    relay").len(), 2, "{report}");
+    assert!(
+        report.contains(&format!(
+            "ok    relay: {wss}: TLS and WebSocket handshake accepted the token"
+        )),
+        "{report}"
+    );
+    assert_eq!(
+        lines(&report, "ok    device"),
+        [format!("ok    device: {} reachable", origin.addr)],
+        "{report}"
+    );
+    let failed = lines(&report, "FAIL");
+    assert_eq!(failed.len(), 1, "{report}");
+    assert!(
+        failed[0].starts_with(&format!("FAIL  device: {closed}: "))
+            && failed[0].contains("refused"),
+        "{report}"
+    );
+
+    // Another CA's file: the plain relay still passes, the TLS one is refused.
+    let (code, report) = doctor(&pki.other_ca).await;
+    assert_eq!(code, Some(1), "{report}");
+    let relay_fail = lines(&report, "FAIL  relay");
+    assert_eq!(relay_fail.len(), 1, "{report}");
+    assert!(
+        relay_fail[0].starts_with(&format!("FAIL  relay: {wss}: "))
+            && relay_fail[0].contains("invalid peer certificate")
+            && relay_fail[0].contains("relay_ca_file"),
+        "{report}"
+    );
+
+    // A CA file that cannot be read fails the TLS check for every relay URL.
+    let (code, report) = doctor(&dir.join("missing-ca.pem")).await;
+    assert_eq!(code, Some(1), "{report}");
+    let tls_fail = lines(&report, "FAIL  tls");
+    assert_eq!(tls_fail.len(), 2, "{report}");
+    assert!(tls_fail[0].contains("reading relay_ca_file"), "{report}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

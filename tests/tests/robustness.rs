@@ -558,3 +558,186 @@ async fn a_connector_whose_health_port_is_taken_keeps_its_tunnel_up() {
     };
     assert_eq!(err.status(), 403, "{err}");
 }
+
+/// `relay_url` lists relays to fail over between, in order: a URL that fails moves the
+/// connector to the next one, and a relay that goes away sends it on to the next.
+#[tokio::test]
+async fn the_connector_fails_over_between_relay_urls_in_order() {
+    // Accepts TCP and hangs up at once: the WebSocket handshake fails.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("ws://{}/ws/connectors", dead.local_addr().unwrap());
+    let tried = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = tried.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = dead.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(tcp);
+        }
+    });
+    let (a, b) = (TestRelay::spawn().await, TestRelay::spawn().await);
+    let id = "failover";
+    for r in [&a, &b] {
+        r.directory.set_current(id, "jti-failover");
+    }
+    let token = sign(&claims(id, "jti-failover", 3600), CONNECTOR_KEY);
+    let mut cfg = connector_config(&dead_url, &token, None);
+    cfg.relay_urls = vec![dead_url.clone(), a.ws_url(), b.ws_url()];
+    let _c = spawn_connector(cfg).await;
+    a.wait_online(id).await;
+    assert_eq!(
+        tried.load(Ordering::SeqCst),
+        1,
+        "the first URL was tried once, first"
+    );
+    assert!(!b.relay.is_online(id));
+
+    // The relay it is on goes away: it reconnects there first, fails, moves on.
+    a.stop().await;
+    b.wait_online(id).await;
+    assert!(!a.relay.is_online(id));
+    assert_eq!(
+        tried.load(Ordering::SeqCst),
+        1,
+        "the dead URL comes after the others"
+    );
+}
+
+/// Reconnect backoff: while connections stay short the delay grows (full jitter in
+/// [cap/4, cap], the cap doubling per reconnect), and a connection that stayed up for
+/// the stable period resets it. Bounds from the backoff itself: initial 100 ms, so the
+/// reconnect after the 5th short connection waits at least 1600/4 = 400 ms, and one
+/// after the 6th would wait at least 800 ms without the reset, at most 100 ms with it.
+#[tokio::test]
+async fn backoff_grows_while_connections_are_short_and_resets_after_a_stable_one() {
+    let relay = TestRelay::spawn().await;
+    let id = "backoff";
+    let mut cfg = connector_config(&relay.ws_url(), &relay.token_for(id), None);
+    cfg.backoff_initial = Duration::from_millis(100);
+    cfg.backoff_max = Duration::from_secs(60);
+    let stable = Duration::from_secs(1);
+    let timing = ponte_connector::Timing {
+        stable_after: stable,
+        ..Default::default()
+    };
+    let _c = spawn_connector_timed(cfg, timing).await;
+    relay.wait_online(id).await;
+    let reconnect = || async {
+        let t0 = tokio::time::Instant::now();
+        assert!(relay.relay.disconnect(id, "test"));
+        relay.wait_offline(id).await;
+        wait_until(Duration::from_secs(20), || relay.relay.is_online(id)).await;
+        t0.elapsed()
+    };
+    let mut last = Duration::ZERO;
+    for _ in 0..5 {
+        last = reconnect().await;
+    }
+    assert!(
+        last >= Duration::from_millis(400),
+        "the 5th short connection's reconnect waited only {last:?}: the backoff did not grow"
+    );
+    // Connected for longer than the stable period (the connector's clock started
+    // before the relay reported it online).
+    tokio::time::sleep(stable).await;
+    let after_stable = reconnect().await;
+    assert!(
+        after_stable < Duration::from_millis(800),
+        "after a stable connection the reconnect waited {after_stable:?}: backoff not reset"
+    );
+}
+
+/// The write deadline, relay side: a connector that keeps sending (so it is never
+/// silent) but stops reading is disconnected once a write has made no progress for
+/// 90 s (`PEER_TIMEOUT`), and the requests on it fail; nothing waits on it forever.
+#[tokio::test(start_paused = true)]
+async fn a_connector_that_stops_reading_is_disconnected_at_the_write_deadline() {
+    use futures_util::SinkExt;
+    let relay = TestRelay::spawn().await;
+    let (peer, served) = relay.raw_peer("deaf").await;
+    // The peer's reading half is never polled.
+    let (mut tx, _unread) = peer.split();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let pong = Message::text(r#"{"type":"PONG","ts":1}"#);
+            if tx.send(pong).await.is_err() {
+                break;
+            }
+        }
+    });
+    let t0 = tokio::time::Instant::now();
+    // 1.6 MB of requests: more than the pipe (1 MiB) and the WebSocket's write buffer.
+    let sends: Vec<_> = (0..4)
+        .map(|_| {
+            let r = relay.relay.clone();
+            tokio::spawn(async move {
+                let mut req = ProxyRequest::new("http://127.0.0.1:1", "POST", "/");
+                req.body = RequestBody::Full(Bytes::from(vec![b'x'; 400 << 10]));
+                req.timeout = Duration::from_secs(600);
+                r.send("deaf", req).await.err()
+            })
+        })
+        .collect();
+    let mut failed_at = Vec::new();
+    for s in sends {
+        let err = tokio::time::timeout(Duration::from_secs(600), s)
+            .await
+            .expect("the requests on a connector that does not read end")
+            .unwrap();
+        failed_at.push(t0.elapsed());
+        assert_eq!(err, Some(RouteError::Disconnected));
+    }
+    // The first write waits the HELLO grace (250 ms) for a peer that never says HELLO.
+    let at = failed_at[0];
+    assert!(
+        at >= Duration::from_secs(90) && at < Duration::from_secs(91),
+        "disconnected after {at:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("the connection's task ends")
+        .unwrap();
+    assert!(!relay.relay.is_online("deaf"));
+}
+
+/// The write deadline, connector side: a relay that keeps sending (PINGs, so it is
+/// never silent) but stops reading is left once a write has made no progress for 90 s;
+/// the session then reconnects rather than waiting on it forever.
+#[tokio::test(start_paused = true)]
+async fn a_relay_that_stops_reading_is_left_at_the_write_deadline() {
+    use futures_util::SinkExt;
+    // Every request is to a target the policy refuses: each answer is an error frame,
+    // written without any device connection.
+    let shared = connector_shared(Some(vec!["127.0.0.1:1".into()]));
+    let (relay, _stop, session) = connector_session(shared, 64 * 1024).await;
+    let (mut tx, _unread) = relay.split();
+    let t0 = tokio::time::Instant::now();
+    // ~1 MB of answers: more than the pipe and the WebSocket's write buffer.
+    for i in 0..4000 {
+        let rid = format!("{i:0>128}");
+        let req = json!({"type":"HTTP_REQUEST","requestId":rid,
+            "target":{"baseUrl":"http://127.0.0.2:1","method":"GET","path":"/","headers":{}}});
+        tx.feed(Message::text(req.to_string())).await.unwrap();
+    }
+    tx.flush().await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let ping = Message::text(r#"{"type":"PING","ts":1}"#);
+            if tx.send(ping).await.is_err() {
+                break;
+            }
+        }
+    });
+    let reason = tokio::time::timeout(Duration::from_secs(600), session)
+        .await
+        .expect("the session with a relay that does not read ends")
+        .unwrap();
+    let elapsed = t0.elapsed();
+    assert_eq!(reason, "writer failed");
+    // 90 s without progress, then at most 2 s for the close the writer still tries.
+    assert!(
+        elapsed >= Duration::from_secs(90) && elapsed <= Duration::from_secs(92),
+        "left after {elapsed:?}"
+    );
+}

@@ -488,3 +488,226 @@ async fn per_device_concurrency_is_capped_and_connections_are_pooled() {
         "sequential requests reuse pooled connections"
     );
 }
+
+fn http_request(rid: &str, base_url: &str, path: &str) -> tokio_tungstenite::tungstenite::Message {
+    let v = serde_json::json!({"type":"HTTP_REQUEST","requestId":rid,"timeoutMs":600_000,
+        "target":{"baseUrl":base_url,"method":"GET","path":path,"headers":{},"body":null}});
+    tokio_tungstenite::tungstenite::Message::text(v.to_string())
+}
+
+/// DNS rebinding: a name that passes the pre-check (it resolves to 127.0.0.1, allowed)
+/// and then resolves to 127.0.0.2 (denied) when the HTTP client connects. The client's
+/// resolver filters again, so the request fails with TARGET_FORBIDDEN and nothing
+/// reaches the device listening on 127.0.0.2. The lookups are a stand-in (never the
+/// system's DNS); everything is loopback.
+#[tokio::test]
+async fn dns_rebinding_to_a_denied_address_is_refused_by_the_device_resolver() {
+    use futures_util::SinkExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let denied = origin::Origin::serve(tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap());
+    let port = denied.addr.port();
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&lookups);
+    let rebinding: ponte_connector::exec::Lookup = Arc::new(move |host: String| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            assert_eq!(host, "localhost", "only the test's name is looked up");
+            // First answer (the pre-check): allowed; every later one: denied.
+            let ip: std::net::IpAddr = if n == 0 {
+                [127, 0, 0, 1]
+            } else {
+                [127, 0, 0, 2]
+            }
+            .into();
+            Ok(vec![ip])
+        })
+    });
+    let mut shared = connector_shared(Some(vec!["127.0.0.1".into()]));
+    shared.exec = shared.exec.with_lookup(rebinding);
+    let (mut relay, _stop, _session) = connector_session(shared, 1 << 20).await;
+    assert_eq!(next_json(&mut relay).await["type"], "HELLO");
+
+    // The control: the device on 127.0.0.2 is reachable when the policy allows it,
+    // so a request that got through would be seen.
+    let mut shared = connector_shared(Some(vec!["127.0.0.0/8".into()]));
+    shared.exec = shared.exec.with_lookup(Arc::new(|_| {
+        let ip: std::net::IpAddr = [127, 0, 0, 2].into();
+        Box::pin(async move { Ok(vec![ip]) })
+    }));
+    let (mut allowed, _stop2, _session2) = connector_session(shared, 1 << 20).await;
+    assert_eq!(next_json(&mut allowed).await["type"], "HELLO");
+    let url = format!("http://localhost:{port}");
+    allowed
+        .send(http_request("ok", &url, "/hello"))
+        .await
+        .unwrap();
+    let start = next_json(&mut allowed).await;
+    assert_eq!(
+        (start["type"].as_str(), start["statusCode"].as_u64()),
+        (Some("HTTP_RESPONSE_START"), Some(200)),
+        "{start}"
+    );
+    assert_eq!(denied.stats.accepted.load(Ordering::SeqCst), 1);
+
+    relay
+        .send(http_request("r-1", &url, "/hello"))
+        .await
+        .unwrap();
+    let err = next_json(&mut relay).await;
+    assert_eq!(err["type"], "HTTP_RESPONSE_ERROR", "{err}");
+    assert_eq!(err["requestId"], "r-1");
+    assert_eq!(err["code"], "TARGET_FORBIDDEN", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("forbidden by allowed_targets"),
+        "{err}"
+    );
+    assert_eq!(
+        lookups.load(Ordering::SeqCst),
+        2,
+        "looked up by the pre-check and by the client's resolver"
+    );
+    assert_eq!(
+        denied.stats.accepted.load(Ordering::SeqCst),
+        1,
+        "nothing more reached the denied address"
+    );
+}
+
+/// The connector holds at most `MAX_STREAMS_PER_CONNECTOR` streams: from a relay that
+/// sends more (the relay caps too, so a fake one here), the one past the cap is refused
+/// with BUSY at once, an HTTP request and a WebSocket alike, and the others all complete;
+/// once they have, the slots are free again.
+#[tokio::test]
+async fn the_connector_refuses_the_stream_past_its_cap_with_busy() {
+    use futures_util::SinkExt;
+    use ponte_protocol::limits::MAX_STREAMS_PER_CONNECTOR as MAX;
+    let device = origin::Origin::spawn().await;
+    let (mut relay, _stop, _session) = connector_session(connector_shared(None), 1 << 20).await;
+    assert_eq!(next_json(&mut relay).await["type"], "HELLO");
+    for i in 0..MAX {
+        relay
+            .feed(http_request(&format!("r-{i}"), &device.base_url(), "/hold"))
+            .await
+            .unwrap();
+    }
+    relay
+        .feed(http_request("one-too-many", &device.base_url(), "/hold"))
+        .await
+        .unwrap();
+    let ws = serde_json::json!({"type":"WS_OPEN","streamId":"ws-too-many",
+        "target":{"baseUrl":device.base_url(),"path":"/ws","headers":{}}});
+    relay
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            ws.to_string(),
+        ))
+        .await
+        .unwrap();
+    let limit = Duration::from_secs(10);
+    let busy = tokio::time::timeout(limit, next_json(&mut relay))
+        .await
+        .expect("the request past the cap is answered at once");
+    assert_eq!(
+        (
+            busy["type"].as_str(),
+            busy["requestId"].as_str(),
+            busy["code"].as_str()
+        ),
+        (
+            Some("HTTP_RESPONSE_ERROR"),
+            Some("one-too-many"),
+            Some("BUSY")
+        ),
+        "{busy}"
+    );
+    let closed = tokio::time::timeout(limit, next_json(&mut relay))
+        .await
+        .expect("the WebSocket past the cap is answered at once");
+    assert_eq!(
+        (
+            closed["type"].as_str(),
+            closed["streamId"].as_str(),
+            closed["code"].as_u64(),
+            closed["error"].as_str()
+        ),
+        (
+            Some("WS_CLOSE"),
+            Some("ws-too-many"),
+            Some(1013),
+            Some("BUSY")
+        ),
+        "{closed}"
+    );
+
+    device.stats.gate.add_permits(MAX);
+    let mut ended = std::collections::HashSet::new();
+    while ended.len() < MAX {
+        let v = next_json(&mut relay).await;
+        match v["type"].as_str() {
+            Some("HTTP_RESPONSE_START" | "HTTP_RESPONSE_CHUNK") => {}
+            Some("HTTP_RESPONSE_END") => assert!(ended.insert(v["requestId"].to_string())),
+            _ => panic!("only the held requests' answers, got {v}"),
+        }
+    }
+    relay
+        .send(http_request("after", &device.base_url(), "/hello"))
+        .await
+        .unwrap();
+    let start = next_json(&mut relay).await;
+    assert_eq!(
+        (start["type"].as_str(), start["requestId"].as_str()),
+        (Some("HTTP_RESPONSE_START"), Some("after")),
+        "{start}"
+    );
+}
+
+/// TLS to the relay as deployed (`wss://`, TLS terminated in front of the relay): a relay
+/// certificate from a private CA is trusted through `relay_ca_file`; without it, or with
+/// another CA's file, the handshake is refused and the error says it is the certificate.
+#[tokio::test]
+async fn wss_to_the_relay_trusts_relay_ca_file_and_refuses_another_ca() {
+    let relay = TestRelay::spawn().await;
+    let origin = origin::Origin::spawn().await;
+    let pki = tls::Pki::generate();
+    let front = tls::tls_front(&pki, relay.addr).await;
+    let url = format!("wss://127.0.0.1:{}/ws/connectors", front.port());
+    let token = relay.token_for(CID);
+
+    for (ca, what) in [
+        (None, "web PKI roots only"),
+        (Some(&pki.other_ca), "another CA"),
+    ] {
+        let mut cfg = connector_config(&url, &token, None);
+        cfg.relay_ca_file = ca.cloned();
+        let shared =
+            ponte_connector::Shared::new(cfg, Default::default(), Default::default(), None)
+                .unwrap();
+        let err = ponte_connector::tunnel::connect(&shared, &url)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: connected"))
+            .to_string();
+        assert!(
+            err.contains("invalid peer certificate") && err.contains("relay_ca_file"),
+            "{what}: {err}"
+        );
+    }
+    assert!(!relay.relay.is_online(CID));
+
+    let mut cfg = connector_config(&url, &token, None);
+    cfg.relay_ca_file = Some(pki.ca.clone());
+    let _c = spawn_connector(cfg).await;
+    relay.wait_online(CID).await;
+    let resp = relay
+        .relay
+        .send(CID, ProxyRequest::new(origin.base_url(), "GET", "/hello"))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.body.collect(64).await.unwrap(),
+        Bytes::from_static(b"hello")
+    );
+}
