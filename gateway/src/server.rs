@@ -8,7 +8,8 @@
 
 use crate::authority::{Admitted, Denied, SessionAuthority, GRANT_COOKIE};
 use crate::rewrite::{
-    device_request_headers, rewrite_body, rewrite_response_headers, service_worker_allowed, Scope,
+    device_request_headers, rewrite_body, rewrite_response_headers, service_worker_allowed,
+    shim_script, BodyPlan, Scope,
 };
 use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -318,9 +319,18 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
         .get("service-worker")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"script"));
     let script_path = req.uri().path().to_owned();
+    // A worker's or service worker's script: no injected `<script>` runs in it, so the
+    // same shim is prepended to the script itself (asked of the device uncompressed).
+    let worker_dest = req
+        .headers()
+        .get("sec-fetch-dest")
+        .is_some_and(|v| matches!(v.as_bytes(), b"worker" | b"sharedworker" | b"serviceworker"));
     let (mut parts, body) = req.into_parts();
     let mut headers = Headers::new();
     for (name, value) in device_request_headers(&scope, &parts.headers).iter() {
+        if worker_dest && name == header::ACCEPT_ENCODING {
+            continue;
+        }
         // Values that are not text cannot travel in the JSON envelope; devices do not need them.
         if let Ok(v) = value.to_str() {
             headers.append(name.as_str(), v);
@@ -381,6 +391,22 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
             .and_then(|v| service_worker_allowed(&scope, v, &script_path))
     });
     let plan = rewrite_response_headers(&scope, &mut out_headers);
+    let encoded = out_headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let shim = (worker_dest && plan == BodyPlan::Pass && (200..300).contains(&resp.status))
+        .then(|| {
+            if encoded {
+                warn!(session_id = %sid, "worker script sent compressed: not scoped");
+                return None;
+            }
+            for name in [header::CONTENT_LENGTH, header::ETAG] {
+                out_headers.remove(name);
+            }
+            out_headers.remove("content-md5");
+            Some(Bytes::from(shim_script(&scope) + "\n"))
+        })
+        .flatten();
     if worker_script {
         match allowed {
             Some(Some(scope_path)) => {
@@ -406,7 +432,8 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
         bytes: 0,
     };
     let body = resp.body.into_stream().map_err(std::io::Error::other);
-    let body = rewrite_body(plan, scope, gw.cfg.max_html_memory, body)
+    let body = futures_util::stream::iter(shim.map(Ok))
+        .chain(rewrite_body(plan, scope, gw.cfg.max_html_memory, body))
         .inspect(move |c| {
             // The whole `usage` moves in (not a copy of its counter): its drop records.
             let usage = &mut usage;

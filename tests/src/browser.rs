@@ -57,6 +57,8 @@ impl Browser {
                     format!("--user-data-dir={}", profile.display()),
                 ],
             },
+            // The page's console, for [`Browser::console_errors`].
+            "goog:loggingPrefs": {"browser": "ALL"},
         });
         let caps = match caps {
             Value::Object(m) => m,
@@ -211,8 +213,48 @@ impl Browser {
             .collect()
     }
 
+    /// The console errors (and failed loads) the browser logged since the last call.
+    pub async fn console_errors(&self) -> Vec<String> {
+        let v = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("chromedriver returns the browser log");
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     pub async fn close(self) {
         let _ = self.client.close().await;
         let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// chromedriver's `POST /session/{id}/se/log {"type": "browser"}` (outside W3C WebDriver,
+/// which has no console log).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(r#"{"type":"browser"}"#.to_owned()),
+        )
     }
 }

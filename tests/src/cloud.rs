@@ -450,6 +450,21 @@ impl TestCloud {
         tid: i32,
         capabilities: &[&str],
     ) -> crate::legacy::LegacyPeer {
+        self.raw_connector(tid, Some(capabilities)).await
+    }
+
+    /// The original Node connector's behaviour for `tid` ([`crate::legacy::LegacyPeer`]
+    /// in auto mode: no HELLO, requests executed on the device with their headers as
+    /// given), paired like [`TestCloud::hostile_connector`].
+    pub async fn legacy_connector(&self, tid: i32) -> crate::legacy::LegacyPeer {
+        self.raw_connector(tid, None).await
+    }
+
+    async fn raw_connector(
+        &self,
+        tid: i32,
+        capabilities: Option<&[&str]>,
+    ) -> crate::legacy::LegacyPeer {
         let paired = self.pair_connector(tid).await;
         let con: i32 = paired.connector_id.parse().unwrap();
         drop(paired);
@@ -464,16 +479,15 @@ impl TestCloud {
             .set_token(con, &minted.jti, minted.expires_at)
             .await
             .unwrap();
-        let peer = crate::legacy::LegacyPeer::hostile(
-            &format!("ws://{}/ws/connectors", self.cloud.relay_addr),
-            &minted.token,
-            capabilities,
-        )
-        .await;
+        let url = format!("ws://{}/ws/connectors", self.cloud.relay_addr);
+        let peer = match capabilities {
+            Some(caps) => crate::legacy::LegacyPeer::hostile(&url, &minted.token, caps).await,
+            None => crate::legacy::LegacyPeer::connect(&url, &minted.token, true).await,
+        };
         let admin = self.user_token(1, &[tid.into()], false);
         crate::wait_for(
             std::time::Duration::from_secs(10),
-            "the hostile connector to be ONLINE",
+            "the raw connector to be ONLINE",
             || async {
                 let (_, _, b) = self
                     .call(

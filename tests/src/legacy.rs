@@ -140,6 +140,19 @@ async fn execute(v: Value, out: mpsc::Sender<Message>) {
     );
     let method = reqwest::Method::from_bytes(t["method"].as_str().unwrap().as_bytes()).unwrap();
     let mut rb = reqwest::Client::new().request(method, &url);
+    // Headers as given (`Host` included, which then wins over the URL's), as Node's
+    // `http.request({headers})` sends them: what the cloud puts there is what the device sees.
+    if let Some(headers) = t["headers"].as_object() {
+        for (name, value) in headers {
+            let values = match value {
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                v => v.as_str().into_iter().collect::<Vec<_>>(),
+            };
+            for v in values {
+                rb = rb.header(name.as_str(), v);
+            }
+        }
+    }
     if let Some(b) = t["body"].as_str() {
         rb = rb.body(b.to_owned());
     }

@@ -2,6 +2,7 @@
 //! (origin) on 127.0.0.1 port 0, mint tokens, wait for conditions with deadlines, read RSS.
 //! Only loopback addresses are ever used.
 
+pub mod apps;
 pub mod browser;
 pub mod cloud;
 pub mod legacy;

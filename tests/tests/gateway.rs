@@ -121,12 +121,16 @@ async fn a_launched_session_shows_the_device_rewritten_and_refuses_everyone_else
             format!("__pd_b=2; HttpOnly; Path={prefix}")
         ]
     );
-    // Only device cookies reach the device; the grant, the SaaS's cookies and its bearer
-    // token do not.
+    // Only device cookies reach the device; the grant, the SaaS's and the console's
+    // cookies do not. The device's own credentials (its pages set them) do, and it sees
+    // its own host.
     let echo: Value = client()
         .get(format!("{gw}{prefix}echo"))
-        .header("cookie", format!("saas=secret; {mine}; __pd_a=1"))
-        .header("authorization", "Bearer saas-user-jwt")
+        .header(
+            "cookie",
+            format!("saas=secret; ponte_console=c; {mine}; __pd_a=1"),
+        )
+        .header("authorization", "Bearer device-jwt")
         .header("referer", format!("{gw}{prefix}page"))
         .send()
         .await
@@ -136,7 +140,8 @@ async fn a_launched_session_shows_the_device_rewritten_and_refuses_everyone_else
         .unwrap();
     let h = &echo["headers"];
     assert_eq!(h["cookie"], "a=1", "{h}");
-    assert!(h.get("authorization").is_none(), "{h}");
+    assert_eq!(h["authorization"], "Bearer device-jwt", "{h}");
+    assert_eq!(h["host"], origin.addr.to_string(), "{h}");
     assert_eq!(h["referer"], format!("{}/page", origin.base_url()), "{h}");
 
     // A navigation that lost the prefix comes back under it (by its Referer).
@@ -331,6 +336,21 @@ async fn host_mode_gives_each_session_an_origin_of_its_own() {
         .unwrap();
     let token = login["session"].as_str().unwrap();
     let cookies = format!("{grant}; __pd_session={token}");
+    // The device's own credentials reach it, with its own host; the grant does not.
+    let echo: serde_json::Value = http
+        .get(format!("http://{host}:{port}/echo"))
+        .header("cookie", format!("{cookies}; ponte_console=c"))
+        .header("authorization", "Bearer node-red-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let h = &echo["headers"];
+    assert_eq!(h["authorization"][0], "Bearer node-red-token", "{h}");
+    assert_eq!(h["host"][0], sim.addr.to_string(), "{h}");
+    assert_eq!(h["cookie"][0], format!("session={token}"), "{h}");
     let dash = get(&host, "/pt_BR/html/index.html", &cookies)
         .await
         .unwrap();
@@ -959,6 +979,55 @@ async fn compressed_device_pages_deflate_included_are_decoded_and_rewritten() {
             "<script>".to_owned(),
         ] {
             assert!(page.contains(&want), "{coding}: {want} in {page}");
+
+/// The original Node connector sends the headers it is given as they are, `Host`
+/// included: the gateway itself names the device's host (or the device would build its
+/// absolute links to the gateway's) and keeps one hop's headers and Ponte's credentials
+/// to itself; the device's own `Authorization` goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_connector_shows_the_device_its_own_host_and_credentials() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let origin = Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let _legacy = cloud.legacy_connector(2).await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    let grant = cloud.launch(&url).await;
+    let gw = format!("http://{}", cloud.gateway_addr);
+    for auth in [
+        "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x",
+        "Basic YWRtaW46YWRtaW4=",
+        "Digest username=\"admin\", realm=\"d\", nonce=\"n\", uri=\"/echo\", response=\"r\"",
+    ] {
+        let resp = client()
+            .get(format!("{gw}/remote/s/{sid}/echo"))
+            .header(
+                "cookie",
+                format!("{grant}; ponte_console=c; __Host-ponte_console=c; __pd_s=1"),
+            )
+            .header("authorization", auth)
+            .header("connection", "x-hop")
+            .header("x-hop", "1")
+            .header("keep-alive", "timeout=5")
+            .header("te", "trailers")
+            .header("upgrade", "h2c")
+            .header("proxy-authorization", "Basic cG9udGU6cG9udGU=")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let echo: Value = resp.json().await.unwrap();
+        let h = echo["headers"].as_object().unwrap();
+        assert_eq!(h["host"], origin.addr.to_string(), "{h:?}");
+        assert_eq!(h["authorization"], auth, "{h:?}");
+        assert_eq!(h["cookie"], "s=1", "{h:?}");
+        for hop in [
+            "x-hop",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "proxy-authorization",
+        ] {
+            assert!(!h.contains_key(hop), "{hop} reached the device: {h:?}");
         }
     }
 }

@@ -21,18 +21,20 @@ pub struct HtmlRewriteError(String);
 
 /// The `<script>` element injected at the top of `<head>` for `scope`.
 pub fn inject_script(scope: &Scope) -> String {
+    format!("<script>{}</script>", shim_script(scope))
+}
+
+/// The script itself, also prepended to the scripts of workers and service workers.
+pub fn shim_script(scope: &Scope) -> String {
     // JSON, with `<` escaped so no value can close the script element.
     let device = serde_json::to_string(scope.authorities())
         .unwrap_or_else(|_| "[]".into())
         .replace('<', "\\u003c");
     let prefix = scope.prefix().replace(['"', '\\', '<'], "");
-    format!(
-        "<script>{}</script>",
-        SCRIPT
-            .replace("__PONTE_PREFIX__", &prefix)
-            .replace("__PONTE_DEVICE__", &device)
-            .replace("__PONTE_COOKIE__", super::DEVICE_COOKIE_PREFIX)
-    )
+    SCRIPT
+        .replace("__PONTE_PREFIX__", &prefix)
+        .replace("__PONTE_DEVICE__", &device)
+        .replace("__PONTE_COOKIE__", super::DEVICE_COOKIE_PREFIX)
 }
 
 thread_local! {
@@ -118,6 +120,19 @@ impl HtmlRewriter {
                 Ok(())
             }));
         }
+        // `<meta name=referrer>` would override the gateway's `Referrer-Policy`: with
+        // `no-referrer` a same-origin POST carries `Origin: null` and a request that lost
+        // the prefix has no Referer to be sent back by. `same-origin` still leaks nothing
+        // to other sites.
+        handlers.push(element!("meta[name]", |el| {
+            if el
+                .get_attribute("name")
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case("referrer"))
+            {
+                let _ = el.set_attribute("content", "same-origin");
+            }
+            Ok(())
+        }));
         // `<style>` text arrives in chunks that may split a `url(`.
         let css = Arc::new(Mutex::new(CssRewriter::new()));
         let s = scope.clone();

@@ -3,6 +3,9 @@
   // at run time ("/x", "http://<device>/x") are mapped under the prefix here; static
   // ones were rewritten by the gateway already. Navigations this cannot catch
   // (location.replace("/x")) come back through the gateway's Referer fallback.
+  // The same script starts workers and service workers (the gateway prepends it to
+  // their scripts): there is no DOM there, only the global `self`.
+  var window = globalThis;
   if (window.__ponte) return;
   var P = "__PONTE_PREFIX__", D = __PONTE_DEVICE__, C = "__PONTE_COOKIE__", L = window.location;
   var BARE = P.slice(0, -1);
@@ -56,12 +59,35 @@
       return F.call(this, input, init);
     };
   }
-  var X = XMLHttpRequest.prototype.open;
-  XMLHttpRequest.prototype.open = function (method, url) {
+  var X = window.XMLHttpRequest && XMLHttpRequest.prototype.open;
+  if (X) XMLHttpRequest.prototype.open = function (method, url) {
     var a = Array.prototype.slice.call(arguments);
     a[1] = fix(url);
     return X.apply(this, a);
   };
+  function fixArgs(f, n) {
+    return function () {
+      var a = Array.prototype.slice.call(arguments);
+      for (var i = 0; i < Math.min(n, a.length); i++) a[i] = fix(a[i]);
+      return f.apply(this, a);
+    };
+  }
+  // Workers: their own imports; service workers: what they cache and the windows they open.
+  if (typeof window.importScripts === "function") window.importScripts = fixArgs(window.importScripts, 1e9);
+  var CP = window.Cache && Cache.prototype;
+  if (CP) {
+    if (CP.add) CP.add = fixArgs(CP.add, 1);
+    if (CP.addAll) {
+      var AA = CP.addAll;
+      CP.addAll = function (list) {
+        return AA.call(this, Array.prototype.map.call(list, function (u) {
+          return typeof Request !== "undefined" && u instanceof Request && fix(u.url) !== u.url ? new Request(fix(u.url), u) : fix(u);
+        }));
+      };
+    }
+  }
+  var CL = window.Clients && Clients.prototype;
+  if (CL && CL.openWindow) CL.openWindow = fixArgs(CL.openWindow, 1);
   function wrapCtor(name, ws) {
     var C = window[name];
     if (!C) return;
@@ -98,6 +124,10 @@
       return arguments.length ? G.call(this, fix(url)) : G.call(this);
     };
   }
+  if (typeof Document === "undefined") {
+    window.__ponte = { prefix: P, fix: fix };
+    return;
+  }
   ["pushState", "replaceState"].forEach(function (k) {
     var H = history[k];
     history[k] = function (state, title, url) {
@@ -121,11 +151,41 @@
       set: function (v) { d.set.call(this, fix(v)); }
     });
   });
-  var SA = Element.prototype.setAttribute;
+  // `srcset` / `imagesrcset` set from script: each candidate's URL.
+  function fixSrcset(v) {
+    v = String(v);
+    if (/^\s*data:/i.test(v)) return v;
+    return v.split(",").map(function (c) {
+      var m = /^(\s*)(\S+)([\s\S]*)$/.exec(c);
+      return m ? m[1] + fix(m[2]) + m[3] : c;
+    }).join(",");
+  }
+  [["HTMLImageElement", "srcset"], ["HTMLSourceElement", "srcset"], ["HTMLLinkElement", "imageSrcset"]].forEach(function (p) {
+    var C = window[p[0]], d = C && Object.getOwnPropertyDescriptor(C.prototype, p[1]);
+    if (!d || !d.set) return;
+    Object.defineProperty(C.prototype, p[1], {
+      configurable: true, enumerable: d.enumerable, get: d.get,
+      set: function (v) { d.set.call(this, fixSrcset(v)); }
+    });
+  });
+  var SA = Element.prototype.setAttribute, GA = Element.prototype.getAttribute;
   var URL_ATTRS = { src: 1, href: 1, action: 1, formaction: 1, poster: 1 };
   Element.prototype.setAttribute = function (name, value) {
-    if (URL_ATTRS[String(name).toLowerCase()] === 1) value = fix(String(value));
+    var n = String(name).toLowerCase();
+    if (URL_ATTRS[n] === 1) value = fix(String(value));
+    else if (n === "srcset" || n === "imagesrcset") value = fixSrcset(value);
     return SA.call(this, name, value);
+  };
+  // A script reading back a URL attribute sees what the device wrote ("/x", not the
+  // prefixed "/remote/s/…/x" the gateway or this script put there); writing it back
+  // maps it again.
+  Element.prototype.getAttribute = function (name) {
+    var v = GA.call(this, name);
+    if (typeof v === "string" && URL_ATTRS[String(name).toLowerCase()] === 1 && P !== "/") {
+      if (v.indexOf(P) === 0) return "/" + v.slice(P.length);
+      if (v === BARE) return "/";
+    }
+    return v;
   };
   // The device sets its session cookie from script with path=/: scope it to the prefix,
   // so it reaches this session's requests and no other session's. (Without a path the

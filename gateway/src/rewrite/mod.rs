@@ -20,7 +20,7 @@ pub use headers::{
     device_cookies, refresh, reserved_cookie, service_worker_allowed, set_cookie,
     DEVICE_COOKIE_PREFIX,
 };
-pub use html::{inject_script, HtmlRewriteError, HtmlRewriter};
+pub use html::{inject_script, shim_script, HtmlRewriteError, HtmlRewriter};
 pub use request::{device_request_headers, ACCEPT_ENCODING};
 pub use response::{rewrite_response_headers, BodyPlan, Coding};
 pub use scope::Scope;

@@ -7,9 +7,17 @@ use http::header::{self, HeaderMap, HeaderValue};
 /// page never arrives in one the gateway cannot rewrite (browsers also offer `zstd`).
 pub const ACCEPT_ENCODING: &str = "gzip, deflate, br";
 
-/// Headers that are the gateway's business, or the SaaS's, never the device's.
+/// Headers that are the gateway's business, or the SaaS's, never the device's; and
+/// those that describe one hop (RFC 9110 §7.6.1). `Proxy-*` and what `Connection`
+/// names go too.
 const DROPPED: &[&str] = &[
-    "proxy-authorization",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-host",
@@ -20,8 +28,14 @@ const DROPPED: &[&str] = &[
 /// Filters and maps `incoming` for the device:
 /// - `Cookie`: only device cookies, under their own names ([`device_cookies`]); the
 ///   session grant `__ponte_rs` and any other cookie of the gateway's host stay behind.
-/// - `Authorization: Bearer …` (a SaaS token) is dropped; Basic/Digest, which a device
-///   asks for itself, pass.
+/// - `Host` is the device's, as on the LAN (a connector that passes headers as given,
+///   like the original Node one, would otherwise show the device the gateway's host,
+///   and it would build absolute links to it). Hop-by-hop headers are dropped, and
+///   `Connection` with what it names; `Upgrade: websocket` stays (with `Connection:
+///   upgrade`) for a WebSocket handshake.
+/// - `Authorization` (Bearer, Basic, Digest) is the device's own: its pages set it. The
+///   SaaS's token never travels to the gateway's origin, and Ponte's own credentials are
+///   cookies, which are filtered.
 /// - `Referer` and `Origin` name the device (`http://<device>/x`), as on the LAN: devices
 ///   that check them against CSRF keep working, and the session URL is not revealed. A
 ///   Referer from another host is dropped; cross-origin unsafe requests never get here.
@@ -29,11 +43,43 @@ const DROPPED: &[&str] = &[
 ///   dropped for documents and stylesheets (`Sec-Fetch-Dest`), whose bodies are
 ///   rewritten and so cannot be served by byte range.
 ///
-/// Hop-by-hop headers, `Host` and `Expect` are removed by the connector.
+/// `Expect` is removed by the connector.
 pub fn device_request_headers(scope: &Scope, incoming: &HeaderMap) -> HeaderMap {
     let mut out = incoming.clone();
+    for value in incoming.get_all(header::CONNECTION) {
+        for name in value.to_str().unwrap_or_default().split(',') {
+            if let Ok(name) = header::HeaderName::from_bytes(name.trim().as_bytes()) {
+                out.remove(name);
+            }
+        }
+    }
     for name in DROPPED {
         out.remove(*name);
+    }
+    let proxy: Vec<header::HeaderName> = out
+        .keys()
+        .filter(|n| n.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        out.remove(name);
+    }
+    let websocket = incoming
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    if websocket {
+        out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let authority = scope
+        .device_origin()
+        .split_once("://")
+        .map_or("", |(_, a)| a);
+    if let Ok(v) = HeaderValue::from_str(authority) {
+        if !authority.is_empty() {
+            out.insert(header::HOST, v);
+        }
     }
     out.remove(header::COOKIE);
     let cookies: Vec<&str> = incoming
@@ -45,17 +91,6 @@ pub fn device_request_headers(scope: &Scope, incoming: &HeaderMap) -> HeaderMap 
         if let Ok(v) = HeaderValue::from_str(&kept) {
             out.insert(header::COOKIE, v);
         }
-    }
-    let bearer = out
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .get(..7)
-                .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
-        });
-    if bearer {
-        out.remove(header::AUTHORIZATION);
     }
     let host = incoming.get(header::HOST).and_then(|v| v.to_str().ok());
     let referer = out

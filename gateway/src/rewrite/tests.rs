@@ -340,6 +340,11 @@ fn html_attributes() {
             r#"<meta http-equiv="Content-Security-Policy" content="script-src 'self'"><p>"#,
             "<p>",
         ),
+        // The Referer fallback needs a Referer; other sites still get none.
+        (
+            r#"<meta name="Referrer" content="no-referrer"><meta name=x content=y>"#,
+            r#"<meta name="Referrer" content="same-origin"><meta name=x content=y>"#,
+        ),
         (
             r#"<link rel=stylesheet href="/s.css" integrity="sha384-x">"#,
             r#"<link rel=stylesheet href="P/s.css">"#,
@@ -715,8 +720,15 @@ fn request_headers_toward_the_device() {
             vec![("cookie", "a=1")],
         ),
         (vec![("cookie", "saas=1; __ponte_rs=grant")], vec![]),
-        (vec![("authorization", "Bearer eyJhbGciOi.x.y")], vec![]),
-        (vec![("authorization", "bearer eyJ")], vec![]),
+        // The device's own credentials, whatever the scheme: its pages set them.
+        (
+            vec![("authorization", "Bearer eyJhbGciOi.x.y")],
+            vec![("authorization", "Bearer eyJhbGciOi.x.y")],
+        ),
+        (
+            vec![("authorization", "Digest username=\"admin\", nonce=\"n\"")],
+            vec![("authorization", "Digest username=\"admin\", nonce=\"n\"")],
+        ),
         (
             vec![("authorization", "Basic YWRtaW46YWRtaW4=")],
             vec![("authorization", "Basic YWRtaW46YWRtaW4=")],
@@ -729,11 +741,30 @@ fn request_headers_toward_the_device() {
         // Same path on another host (a sibling session's origin): not this device's page.
         (
             vec![("host", "gw.example"), ("referer", "https://s-x.gw.example/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/x")],
-            vec![("host", "gw.example")],
+            vec![],
         ),
         (
             vec![("host", "gw.example"), ("referer", "https://gw.example/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/x")],
-            vec![("host", "gw.example"), ("referer", "http://192.168.1.50/x")],
+            vec![("referer", "http://192.168.1.50/x")],
+        ),
+        // One hop's headers stay on it, and what `Connection` names.
+        (
+            vec![
+                ("connection", "keep-alive, x-hop"),
+                ("x-hop", "1"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers"),
+                ("trailer", "x-sum"),
+                ("transfer-encoding", "chunked"),
+                ("upgrade", "h2c"),
+                ("proxy-connection", "keep-alive"),
+                ("accept", "*/*"),
+            ],
+            vec![("accept", "*/*")],
+        ),
+        (
+            vec![("connection", "Upgrade"), ("upgrade", "websocket")],
+            vec![("connection", "upgrade"), ("upgrade", "websocket")],
         ),
         (vec![("referer", "https://gw.example/remote/s/other/x")], vec![]),
         (vec![("origin", "https://gw.example")], vec![("origin", "http://192.168.1.50")]),
@@ -754,7 +785,10 @@ fn request_headers_toward_the_device() {
             vec![],
         ),
     ] {
-        assert_eq!(device_request_headers(&scope(), &h(&input)), h(&want), "{input:?}");
+        // Every request names the device as its host.
+        let mut want = h(&want);
+        want.insert("host", http::HeaderValue::from_static("192.168.1.50"));
+        assert_eq!(device_request_headers(&scope(), &h(&input)), want, "{input:?}");
     }
 }
 
