@@ -837,6 +837,7 @@ async fn ending_a_session_cuts_its_device_downloads_and_websockets() {
     }
     assert_eq!(stats.finished_bodies.load(SeqCst), 0);
     drop((download, ws));
+}
 
 /// Every gateway request takes a token from its session's bucket, then from its
 /// connector's (`session_rate_*`, `connector_rate_*`): past either burst it is 429
@@ -979,6 +980,9 @@ async fn compressed_device_pages_deflate_included_are_decoded_and_rewritten() {
             "<script>".to_owned(),
         ] {
             assert!(page.contains(&want), "{coding}: {want} in {page}");
+        }
+    }
+}
 
 /// The original Node connector sends the headers it is given as they are, `Host`
 /// included: the gateway itself names the device's host (or the device would build its
