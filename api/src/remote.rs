@@ -18,7 +18,7 @@ use tracing::info;
 const DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the `__ponte_rs` cookie carries.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Grant {
     sid: String,
     uid: i32,
@@ -31,7 +31,14 @@ pub struct RemoteAuthority {
     api: Arc<Api>,
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Grants whose signature was checked, by their exact text: the HMAC and JSON of
+    /// a check were a sixth of the cloud's instructions per gateway request. Their
+    /// expiry is still checked on every use; cleared when [`MAX_VERIFIED`] is reached.
+    verified: std::sync::Mutex<std::collections::HashMap<String, Grant>>,
 }
+
+/// Verified grants remembered (a few hundred bytes each).
+const MAX_VERIFIED: usize = 4096;
 
 impl RemoteAuthority {
     /// `secret` is the data directory's secret; grants get a key derived from it, so
@@ -45,6 +52,7 @@ impl RemoteAuthority {
             api,
             encoding: EncodingKey::from_secret(&key),
             decoding: DecodingKey::from_secret(&key),
+            verified: Default::default(),
         })
     }
 }
@@ -61,6 +69,40 @@ fn denied(e: SessionError) -> Denied {
 fn limited(l: crate::ratelimit::Limited) -> Denied {
     Denied::Limited {
         retry_after_secs: l.retry_after_secs(),
+    }
+}
+
+impl RemoteAuthority {
+    /// The grant's claims if its signature is ours and it has not expired.
+    fn verify(&self, grant: &str) -> Result<Grant, Denied> {
+        let known = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(grant)
+            .cloned();
+        if let Some(g) = known {
+            // As jsonwebtoken checks it, without leeway.
+            if u64::try_from(g.exp).unwrap_or(0) < jsonwebtoken::get_current_timestamp() {
+                return Err(Denied::Expired);
+            }
+            return Ok(g);
+        }
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 0;
+        v.validate_aud = false;
+        let g = jsonwebtoken::decode::<Grant>(grant, &self.decoding, &v)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Denied::Expired,
+                _ => Denied::WrongGrant,
+            })?
+            .claims;
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
+        }
+        verified.insert(grant.to_owned(), g.clone());
+        Ok(g)
     }
 }
 
@@ -112,15 +154,7 @@ impl SessionAuthority for RemoteAuthority {
                 _ => Denied::NoGrant,
             });
         };
-        let mut v = Validation::new(Algorithm::HS256);
-        v.leeway = 0;
-        v.validate_aud = false;
-        let g = jsonwebtoken::decode::<Grant>(grant, &self.decoding, &v)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Denied::Expired,
-                _ => Denied::WrongGrant,
-            })?
-            .claims;
+        let g = self.verify(grant)?;
         if g.sid != session_id {
             return Err(Denied::WrongGrant);
         }

@@ -59,6 +59,13 @@ struct Args {
     /// Keep the run directory (configs, logs, database) instead of removing it
     #[arg(long)]
     keep: bool,
+    /// Instead of the table: N sequential gateway GETs of the small file (after a
+    /// warm-up), for profilers. `PONTE_BENCH_WRAP_CLOUD` / `PONTE_BENCH_WRAP_CONNECTOR`
+    /// prefix the two processes' command lines (e.g. `valgrind --tool=callgrind`); with
+    /// `PONTE_BENCH_CALLGRIND=1` the counters are zeroed before the N requests and
+    /// dumped after them (`callgrind_control -z` / `-d`), so the dump is N requests.
+    #[arg(long, value_name = "N")]
+    profile: Option<usize>,
 }
 
 struct Settings {
@@ -347,6 +354,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("{} does not answer", p.name))?;
         }
+    }
+
+    if let Some(n) = args.profile {
+        let gateway = &paths
+            .iter()
+            .find(|p| p.name == "gateway")
+            .context("gateway path")?
+            .small;
+        let _ = load::sequential(gateway, 200, 0).await?;
+        let callgrind = std::env::var_os("PONTE_BENCH_CALLGRIND").is_some();
+        let control = |flag: &str| {
+            for pid in [cloud.pid, connector_pid] {
+                let _ = Command::new("callgrind_control")
+                    .args([flag, &pid.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .status();
+            }
+        };
+        if callgrind {
+            control("-z");
+        }
+        let o = load::sequential(gateway, 0, n).await?;
+        if callgrind {
+            control("-d");
+        }
+        println!(
+            "profile: {n} gateway GETs, {} ok, {} errors, p50 {:.3} ms, {:.1} s",
+            o.ok,
+            o.errors,
+            ms(report::percentile(&o.latencies, 50.0)),
+            o.elapsed.as_secs_f64()
+        );
+        drop(kids);
+        dir.keep = args.keep;
+        return Ok(());
     }
 
     let per_idle = match idle_n {

@@ -288,7 +288,7 @@ pub fn start_cloud(
     dir: &Path,
     extra: &[String],
 ) -> anyhow::Result<Cloud> {
-    let child = Command::new(ponte)
+    let child = wrapped("PONTE_BENCH_WRAP_CLOUD", ponte)
         .args(["serve", "--data-dir"])
         .arg(dir.join("cloud"))
         .args([
@@ -352,7 +352,7 @@ pub fn start_connector(
     extra: &[String],
 ) -> anyhow::Result<u32> {
     let log = std::fs::File::create(dir.join("connector.log"))?;
-    let child = Command::new(bin)
+    let child = wrapped("PONTE_BENCH_WRAP_CONNECTOR", bin)
         .arg("run")
         .arg("--config")
         .arg(config)
@@ -364,4 +364,18 @@ pub fn start_connector(
         .spawn()
         .context("starting ponte-connector run")?;
     Ok(kids.add("ponte-connector", child))
+}
+
+/// `bin`, or `bin` run by the command line in the environment variable `var` (a profiler).
+fn wrapped(var: &str, bin: &Path) -> Command {
+    let wrap = std::env::var(var).unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    match words.next() {
+        None => Command::new(bin),
+        Some(first) => {
+            let mut cmd = Command::new(first);
+            cmd.args(words).arg(bin);
+            cmd
+        }
+    }
 }

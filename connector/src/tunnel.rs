@@ -147,8 +147,16 @@ pub enum ConnectError {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The WebSocket read buffer (see [`ws_config`]).
+const READ_BUFFER: usize = 8 * 1024;
+
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
+        // tungstenite zeroes up to this much of its buffer before every read, including
+        // the reads that find nothing: at the default 128 KiB that memset was half of the
+        // connector's instructions per small request. What the relay sends is mostly
+        // small (requests, credits); an upload's 64 KiB chunk takes a few more reads.
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(limits::MAX_FRAME_LEN))
         .max_frame_size(Some(limits::MAX_FRAME_LEN))
         .max_write_buffer_size(4 * limits::MAX_FRAME_LEN)

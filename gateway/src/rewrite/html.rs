@@ -9,6 +9,7 @@ use super::{CssRewriter, Scope};
 use lol_html::html_content::{ContentType, Element};
 use lol_html::send::{HtmlRewriter as Inner, Settings};
 use lol_html::{element, text, AsciiCompatibleEncoding, MemorySettings, OutputSink};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -85,8 +86,21 @@ impl Drop for Taken {
 }
 
 /// Rewrites one HTML document fed in chunks.
+///
+/// UTF-8 pages start on the fast path ([`super::html_fast`]), which tokenizes the page
+/// itself and gives the bytes lol_html would give; at the first construct it does not
+/// handle (`<svg>`, `<math>`, `<plaintext>`, a `<meta>` that could change the charset
+/// or carries `http-equiv`, a tag longer than it holds) it hands the rest of the page,
+/// from the start of that tag, to lol_html. Other charsets use lol_html throughout.
 pub struct HtmlRewriter {
-    inner: Inner<'static, Sink>,
+    mode: Mode,
+}
+
+enum Mode {
+    Fast(Box<super::html_fast::Fast>),
+    Lol(Box<Inner<'static, Sink>>),
+    /// Only while switching from `Fast` to `Lol`.
+    Switching,
 }
 
 impl std::fmt::Debug for HtmlRewriter {
@@ -95,98 +109,207 @@ impl std::fmt::Debug for HtmlRewriter {
     }
 }
 
+/// How a lol_html rewriter starts: from the top of the page, or where the fast path
+/// handed over.
+pub(super) struct LolStart {
+    pub(super) scope: Arc<Scope>,
+    pub(super) encoding: AsciiCompatibleEncoding,
+    pub(super) max_memory: usize,
+    /// Shared with the fast path: the script goes in once.
+    pub(super) injected: Arc<AtomicBool>,
+    /// False once a `<meta>` has set the charset (HTML allows it once).
+    pub(super) adjust_charset: bool,
+}
+
+fn lol(start: LolStart) -> Inner<'static, Sink> {
+    let LolStart {
+        scope,
+        encoding,
+        max_memory,
+        injected,
+        adjust_charset,
+    } = start;
+    let mut handlers = Vec::new();
+    let mut elements = ElementRewriter::new(scope.clone());
+    handlers.push(element!("*", move |el| {
+        elements.rewrite(el);
+        Ok(())
+    }));
+    let script = inject_script(&scope);
+    for selector in ["head", "body"] {
+        let (injected, script) = (injected.clone(), script.clone());
+        handlers.push(element!(selector, move |el| {
+            if !injected.swap(true, Ordering::Relaxed) {
+                el.prepend(&script, ContentType::Html);
+            }
+            Ok(())
+        }));
+    }
+    // `<style>` text arrives in chunks that may split a `url(`.
+    let css = Arc::new(Mutex::new(CssRewriter::new()));
+    let s = scope.clone();
+    handlers.push(text!("style", move |chunk| {
+        let mut css = css.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        css.push(&s, chunk.as_str().as_bytes(), &mut out);
+        if chunk.last_in_text_node() {
+            css.finish(&s, &mut out);
+        }
+        // Splits fall on ASCII bytes only, so each piece is still UTF-8.
+        let out = String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        if out != chunk.as_str() {
+            chunk.replace(&out, ContentType::Html);
+        }
+        Ok(())
+    }));
+    let settings = Settings {
+        element_content_handlers: handlers,
+        encoding,
+        memory_settings: MemorySettings {
+            max_allowed_memory_usage: max_memory,
+            ..MemorySettings::new()
+        },
+        strict: false,
+        adjust_charset_on_meta_tag: adjust_charset,
+        ..Settings::new_send()
+    };
+    Inner::new(settings, Sink)
+}
+
 impl HtmlRewriter {
     /// `charset` is the `Content-Type` charset label, if any (a `<meta charset>` in the
-    /// page is honoured too); `max_memory` caps lol_html's own buffering.
+    /// page is honoured too); `max_memory` caps the buffering of a tag that spans chunks.
     pub fn new(scope: Arc<Scope>, charset: Option<&str>, max_memory: usize) -> Self {
+        Self::with_fast_path(scope, charset, max_memory, true)
+    }
+
+    /// [`HtmlRewriter::new`], with lol_html for the whole page when `fast` is false: the
+    /// fast path's oracle in tests and its baseline in `benches/rewrite.rs`.
+    #[doc(hidden)]
+    pub fn with_fast_path(
+        scope: Arc<Scope>,
+        charset: Option<&str>,
+        max_memory: usize,
+        fast: bool,
+    ) -> Self {
         let encoding = charset
             .and_then(|l| encoding_rs::Encoding::for_label_no_replacement(l.trim().as_bytes()))
             .and_then(AsciiCompatibleEncoding::new)
             .unwrap_or_else(AsciiCompatibleEncoding::utf_8);
-        let mut handlers = Vec::new();
-        let mut elements = ElementRewriter::new(scope.clone());
-        handlers.push(element!("*", move |el| {
-            elements.rewrite(el);
-            Ok(())
-        }));
-        let injected = Arc::new(AtomicBool::new(false));
-        let script = inject_script(&scope);
-        for selector in ["head", "body"] {
-            let (injected, script) = (injected.clone(), script.clone());
-            handlers.push(element!(selector, move |el| {
-                if !injected.swap(true, Ordering::Relaxed) {
-                    el.prepend(&script, ContentType::Html);
-                }
-                Ok(())
-            }));
-        }
-        // `<meta name=referrer>` would override the gateway's `Referrer-Policy`: with
-        // `no-referrer` a same-origin POST carries `Origin: null` and a request that lost
-        // the prefix has no Referer to be sent back by. `same-origin` still leaks nothing
-        // to other sites.
-        handlers.push(element!("meta[name]", |el| {
-            if el
-                .get_attribute("name")
-                .is_some_and(|n| n.trim().eq_ignore_ascii_case("referrer"))
-            {
-                let _ = el.set_attribute("content", "same-origin");
-            }
-            Ok(())
-        }));
-        // `<style>` text arrives in chunks that may split a `url(`.
-        let css = Arc::new(Mutex::new(CssRewriter::new()));
-        let s = scope.clone();
-        handlers.push(text!("style", move |chunk| {
-            let mut css = css.lock().unwrap_or_else(|e| e.into_inner());
-            let mut out = Vec::new();
-            css.push(&s, chunk.as_str().as_bytes(), &mut out);
-            if chunk.last_in_text_node() {
-                css.finish(&s, &mut out);
-            }
-            // Splits fall on ASCII bytes only, so each piece is still UTF-8.
-            let out = String::from_utf8(out)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            if out != chunk.as_str() {
-                chunk.replace(&out, ContentType::Html);
-            }
-            Ok(())
-        }));
-        let settings = Settings {
-            element_content_handlers: handlers,
+        let start = LolStart {
+            scope,
             encoding,
-            memory_settings: MemorySettings {
-                max_allowed_memory_usage: max_memory,
-                ..MemorySettings::new()
-            },
-            strict: false,
-            adjust_charset_on_meta_tag: true,
-            ..Settings::new_send()
+            max_memory,
+            injected: Arc::new(AtomicBool::new(false)),
+            adjust_charset: true,
         };
-        Self {
-            inner: Inner::new(settings, Sink),
-        }
+        let utf8 = encoding == AsciiCompatibleEncoding::utf_8();
+        let mode = if fast && utf8 {
+            Mode::Fast(Box::new(super::html_fast::Fast::new(start)))
+        } else {
+            Mode::Lol(Box::new(lol(start)))
+        };
+        Self { mode }
     }
 
     /// Feeds a chunk; returns the output ready so far (possibly empty).
     pub fn write(&mut self, chunk: &[u8]) -> Result<Vec<u8>, HtmlRewriteError> {
-        let taken = Taken::start();
-        self.inner
-            .write(chunk)
-            .map_err(|e| HtmlRewriteError(e.to_string()))?;
-        Ok(taken.take())
+        self.feed(chunk, false)
     }
 
     /// The document ended; returns the rest of the output.
-    pub fn end(self) -> Result<Vec<u8>, HtmlRewriteError> {
+    pub fn end(mut self) -> Result<Vec<u8>, HtmlRewriteError> {
+        self.feed(&[], true)
+    }
+
+    fn feed(&mut self, chunk: &[u8], end: bool) -> Result<Vec<u8>, HtmlRewriteError> {
+        let mut out = Vec::new();
+        if let Mode::Fast(fast) = &mut self.mode {
+            let Some((start, rest)) = fast.feed(chunk, end, &mut out) else {
+                return Ok(out);
+            };
+            // Handed over: lol_html takes the rest from the start of a tag, in the data
+            // state, as if the page began there.
+            self.mode = Mode::Switching;
+            let mut inner = lol(start);
+            let taken = Taken::start();
+            inner
+                .write(&rest)
+                .map_err(|e| HtmlRewriteError(e.to_string()))?;
+            out.extend(taken.take());
+            self.mode = Mode::Lol(Box::new(inner));
+            if !end {
+                return Ok(out);
+            }
+        }
         let taken = Taken::start();
-        self.inner
-            .end()
-            .map_err(|e| HtmlRewriteError(e.to_string()))?;
-        Ok(taken.take())
+        let done = if end {
+            match std::mem::replace(&mut self.mode, Mode::Switching) {
+                Mode::Lol(inner) => inner.end(),
+                _ => return Err(HtmlRewriteError("the rewriter failed earlier".into())),
+            }
+        } else {
+            match &mut self.mode {
+                Mode::Lol(inner) => inner.write(chunk),
+                _ => return Err(HtmlRewriteError("the rewriter failed earlier".into())),
+            }
+        };
+        done.map_err(|e| HtmlRewriteError(e.to_string()))?;
+        if out.is_empty() {
+            return Ok(taken.take());
+        }
+        out.extend(taken.take());
+        Ok(out)
     }
 }
 
 type El<'r, 't> = Element<'r, 't, lol_html::send::SendHandlerTypes>;
+
+/// What [`ElementRewriter`] needs of a start tag: lol_html's [`Element`], or the tag the
+/// fast path ([`super::html_fast`]) parsed itself. Attribute names come in any case.
+pub(super) trait Tag {
+    fn attr_count(&self) -> usize;
+    fn attr_name(&self, i: usize) -> Cow<'_, [u8]>;
+    fn attr_value(&self, i: usize) -> Cow<'_, str>;
+    /// Lower case.
+    fn tag_name(&self) -> Cow<'_, str>;
+    fn get_attribute(&self, name: &str) -> Option<String>;
+    /// Changes the first attribute of that name, or adds one.
+    fn set_attribute(&mut self, name: &'static str, value: &str);
+    /// Removes every attribute of that name.
+    fn remove_attribute(&mut self, name: &str);
+    /// Removes the element.
+    fn remove(&mut self);
+}
+
+impl Tag for El<'_, '_> {
+    fn attr_count(&self) -> usize {
+        self.attributes().len()
+    }
+    fn attr_name(&self, i: usize) -> Cow<'_, [u8]> {
+        Cow::Owned(self.attributes()[i].name().into_bytes())
+    }
+    fn attr_value(&self, i: usize) -> Cow<'_, str> {
+        Cow::Owned(self.attributes()[i].value())
+    }
+    fn tag_name(&self) -> Cow<'_, str> {
+        Cow::Owned(Element::tag_name(self))
+    }
+    fn get_attribute(&self, name: &str) -> Option<String> {
+        Element::get_attribute(self, name)
+    }
+    fn set_attribute(&mut self, name: &'static str, value: &str) {
+        // Only names we chose are set, so this cannot fail.
+        let _ = Element::set_attribute(self, name, value);
+    }
+    fn remove_attribute(&mut self, name: &str) {
+        Element::remove_attribute(self, name);
+    }
+    fn remove(&mut self) {
+        Element::remove(self);
+    }
+}
 
 /// The attributes the rewriter reads, by lower-case name.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -201,22 +324,31 @@ enum Name {
     HttpEquiv,
     /// `link[integrity]`, `script[integrity]`: dropped.
     Integrity,
+    /// `meta[name]`: a referrer policy is pinned.
+    MetaName,
 }
 
 impl Name {
-    fn of(name: &str) -> Option<Self> {
-        Some(match name {
-            "href" => Self::Url("href"),
-            "src" => Self::Url("src"),
-            "action" => Self::Url("action"),
-            "formaction" => Self::Url("formaction"),
-            "poster" => Self::Url("poster"),
-            "background" => Self::Url("background"),
-            "srcset" => Self::Srcset,
-            "style" => Self::Style,
-            "data" => Self::Data,
-            "http-equiv" => Self::HttpEquiv,
-            "integrity" => Self::Integrity,
+    /// `name` in any case.
+    fn of(name: &[u8]) -> Option<Self> {
+        let mut lower = [0u8; 10];
+        let lower = lower.get_mut(..name.len())?;
+        for (l, b) in lower.iter_mut().zip(name) {
+            *l = b.to_ascii_lowercase();
+        }
+        Some(match &*lower {
+            b"href" => Self::Url("href"),
+            b"src" => Self::Url("src"),
+            b"action" => Self::Url("action"),
+            b"formaction" => Self::Url("formaction"),
+            b"poster" => Self::Url("poster"),
+            b"background" => Self::Url("background"),
+            b"srcset" => Self::Srcset,
+            b"style" => Self::Style,
+            b"data" => Self::Data,
+            b"http-equiv" => Self::HttpEquiv,
+            b"integrity" => Self::Integrity,
+            b"name" => Self::MetaName,
             _ => return None,
         })
     }
@@ -229,13 +361,14 @@ impl Name {
             Self::Data => "data",
             Self::HttpEquiv => "http-equiv",
             Self::Integrity => "integrity",
+            Self::MetaName => "name",
         }
     }
 }
 
 /// The handler for every element: reads each attribute once and sets the changed ones.
 /// Its buffers are kept from element to element.
-struct ElementRewriter {
+pub(super) struct ElementRewriter {
     scope: Arc<Scope>,
     /// Names met on this element, each counted once: like `get_attribute`, only the first
     /// of a name is read, and `set_attribute` changes that one in place.
@@ -246,7 +379,7 @@ struct ElementRewriter {
 }
 
 impl ElementRewriter {
-    fn new(scope: Arc<Scope>) -> Self {
+    pub(super) fn new(scope: Arc<Scope>) -> Self {
         Self {
             scope,
             seen: Vec::new(),
@@ -255,17 +388,17 @@ impl ElementRewriter {
         }
     }
 
-    fn rewrite(&mut self, el: &mut El<'_, '_>) {
-        let attributes = el.attributes();
-        if attributes.is_empty() {
+    pub(super) fn rewrite(&mut self, el: &mut impl Tag) {
+        let count = el.attr_count();
+        if count == 0 {
             return;
         }
         let scope = &*self.scope;
         self.seen.clear();
         self.changes.clear();
         self.values.clear();
-        for attr in attributes {
-            let Some(name) = Name::of(&attr.name()) else {
+        for i in 0..count {
+            let Some(name) = Name::of(&el.attr_name(i)) else {
                 continue;
             };
             if self.seen.contains(&name) {
@@ -274,16 +407,16 @@ impl ElementRewriter {
             self.seen.push(name);
             let start = self.values.len();
             let changed = match name {
-                Name::Url(_) => scope.url_into(&attr.value(), &mut self.values),
-                Name::Srcset => srcset_into(scope, &attr.value(), &mut self.values),
-                Name::Style => match css_str(scope, &attr.value()) {
+                Name::Url(_) => scope.url_into(&el.attr_value(i), &mut self.values),
+                Name::Srcset => srcset_into(scope, &el.attr_value(i), &mut self.values),
+                Name::Style => match css_str(scope, &el.attr_value(i)) {
                     Some(new) => {
                         self.values.push_str(&new);
                         true
                     }
                     None => false,
                 },
-                Name::Data | Name::HttpEquiv | Name::Integrity => false,
+                Name::Data | Name::HttpEquiv | Name::Integrity | Name::MetaName => false,
             };
             if changed {
                 self.changes.push((name.attr(), start..self.values.len()));
@@ -292,14 +425,30 @@ impl ElementRewriter {
             }
         }
         for (name, range) in &self.changes {
-            // Only names we chose are set, so this cannot fail.
-            let _ = el.set_attribute(name, &self.values[range.clone()]);
+            el.set_attribute(name, &self.values[range.clone()]);
         }
         let special = |n| self.seen.contains(&n);
-        if !(special(Name::Data) || special(Name::HttpEquiv) || special(Name::Integrity)) {
+        if !(special(Name::Data)
+            || special(Name::HttpEquiv)
+            || special(Name::Integrity)
+            || special(Name::MetaName))
+        {
             return;
         }
-        match el.tag_name().as_str() {
+        let tag = el.tag_name().into_owned();
+        // `<meta name=referrer>` would override the gateway's `Referrer-Policy`: with
+        // `no-referrer` a same-origin POST carries `Origin: null` and a request that lost
+        // the prefix has no Referer to be sent back by. `same-origin` still leaks nothing
+        // to other sites.
+        if tag == "meta"
+            && special(Name::MetaName)
+            && el
+                .get_attribute("name")
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case("referrer"))
+        {
+            el.set_attribute("content", "same-origin");
+        }
+        match tag.as_str() {
             "object" if special(Name::Data) => set(el, "data", |v| scope.url(v)),
             "meta" if special(Name::HttpEquiv) => {
                 let equiv = el.get_attribute("http-equiv").unwrap_or_default();
@@ -317,10 +466,9 @@ impl ElementRewriter {
     }
 }
 
-fn set(el: &mut El<'_, '_>, attr: &str, f: impl FnOnce(&str) -> Option<String>) {
+fn set(el: &mut impl Tag, attr: &'static str, f: impl FnOnce(&str) -> Option<String>) {
     if let Some(new) = el.get_attribute(attr).and_then(|v| f(&v)) {
-        // Only names we chose are set, so this cannot fail.
-        let _ = el.set_attribute(attr, &new);
+        el.set_attribute(attr, &new);
     }
 }
 

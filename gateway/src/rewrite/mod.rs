@@ -10,6 +10,7 @@ mod body;
 mod css;
 mod headers;
 mod html;
+mod html_fast;
 mod request;
 mod response;
 mod scope;

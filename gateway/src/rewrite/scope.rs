@@ -141,7 +141,12 @@ impl Scope {
             }
             s
         } else {
-            let Some((scheme, rest)) = s.split_once("://") else {
+            // `split_once("://")` builds a substring searcher per call; a scheme has no
+            // `:`, so the first one decides.
+            let Some((scheme, rest)) = s.split_once(':') else {
+                return false;
+            };
+            let Some(rest) = rest.strip_prefix("//") else {
                 return false;
             };
             if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
@@ -169,25 +174,33 @@ impl Scope {
 /// browser resolves them for `http:` URLs (`\` separates like `/`, `%2e` is a dot, tabs
 /// and newlines are ignored), never above the root; `None` when it has none.
 fn without_dots(s: &str) -> Option<String> {
-    let end = s.find(['?', '#']).unwrap_or(s.len());
-    let (path, rest) = s.split_at(end);
-    let dot = |seg: &str| {
-        let seg: String = seg
-            .chars()
-            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-            .collect::<String>()
-            .to_ascii_lowercase()
-            .replace("%2e", ".");
-        match seg.as_str() {
-            "." => Some(1),
-            ".." => Some(2),
-            _ => None,
-        }
-    };
-    let segments: Vec<&str> = path.split(['/', '\\']).skip(1).collect();
-    if !path.starts_with(['/', '\\']) || !segments.iter().any(|seg| dot(seg).is_some()) {
+    // One pass up to the query or fragment, nothing allocated: most URLs have no dot
+    // segment, and this runs on every URL rewritten.
+    let b = s.as_bytes();
+    if !matches!(b.first(), Some(b'/' | b'\\')) {
         return None;
     }
+    let mut start = 1;
+    let mut found = false;
+    let mut end = b.len();
+    for (i, &c) in b.iter().enumerate().skip(1) {
+        if matches!(c, b'/' | b'\\' | b'?' | b'#') {
+            found = found || maybe_dot(s, start, i);
+            if matches!(c, b'?' | b'#') {
+                end = i;
+                break;
+            }
+            start = i + 1;
+        }
+    }
+    if end == b.len() {
+        found = found || maybe_dot(s, start, end);
+    }
+    if !found {
+        return None;
+    }
+    let (path, rest) = s.split_at(end);
+    let segments: Vec<&str> = path.split(['/', '\\']).skip(1).collect();
     let mut kept: Vec<&str> = Vec::new();
     let last = segments.len() - 1;
     for (i, seg) in segments.iter().enumerate() {
@@ -216,6 +229,35 @@ fn without_dots(s: &str) -> Option<String> {
     Some(clean)
 }
 
+/// `s[start..end]` is a dot segment (only one starting with a dot, `%` or a tab can be).
+fn maybe_dot(s: &str, start: usize, end: usize) -> bool {
+    s.as_bytes()
+        .get(start)
+        .is_some_and(|c| matches!(c, b'.' | b'%' | b'\t' | b'\n' | b'\r'))
+        && start < end
+        && dot(&s[start..end]).is_some()
+}
+
+/// `Some(1)` for a `.` segment, `Some(2)` for `..`, as a browser reads them: tabs and
+/// newlines ignored, `%2e` (any case) a dot. Allocates nothing: this runs on every URL.
+fn dot(seg: &str) -> Option<u8> {
+    // The longest dot segment is `%2e%2e`.
+    let mut buf = [0u8; 6];
+    let mut n = 0;
+    for b in seg.bytes() {
+        if matches!(b, b'\t' | b'\n' | b'\r') {
+            continue;
+        }
+        *buf.get_mut(n)? = b.to_ascii_lowercase();
+        n += 1;
+    }
+    match &buf[..n] {
+        b"." | b"%2e" => Some(1),
+        b".." | b".%2e" | b"%2e." | b"%2e%2e" => Some(2),
+        _ => None,
+    }
+}
+
 /// `host:port/x?y` → (`host:port`, `/x?y`).
 fn split_authority(s: &str) -> (&str, &str) {
     let end = s.find(['/', '?', '#', '\\']).unwrap_or(s.len());
@@ -227,5 +269,52 @@ fn split_port(authority: &str) -> (&str, Option<&str>) {
     match authority.rfind(':') {
         Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
         _ => (authority, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// [`super::dot`] reads segments as the allocating version it replaced did.
+    #[test]
+    fn dot_segments_as_before() {
+        let before = |seg: &str| {
+            let seg: String = seg
+                .chars()
+                .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+                .collect::<String>()
+                .to_ascii_lowercase()
+                .replace("%2e", ".");
+            match seg.as_str() {
+                "." => Some(1),
+                ".." => Some(2),
+                _ => None,
+            }
+        };
+        let alphabet = [
+            ".", "%", "2", "e", "E", "%2e", "%2E", "\t", "\n", "a", "\u{e9}",
+        ];
+        let mut segs = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = segs
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |a| format!("{s}{a}")))
+                .collect();
+            segs.extend(longer);
+            segs.dedup();
+        }
+        for seg in &segs {
+            assert_eq!(super::dot(seg), before(seg), "{seg:?}");
+            for path in [
+                format!("/{seg}"),
+                format!("/a/{seg}/b"),
+                format!("\\x\\{seg}"),
+                format!("/{seg}?/../x"),
+                format!("/{seg}#q"),
+            ] {
+                let p = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+                let any = p.split(['/', '\\']).skip(1).any(|s| before(s).is_some());
+                assert_eq!(super::without_dots(&path).is_some(), any, "{path:?}");
+            }
+        }
     }
 }
