@@ -5,10 +5,12 @@
 //! by [`HtmlRewriter::new`]'s `max_memory`; past it the response fails rather than grow),
 //! and output is handed back after every chunk. Bytes keep the page's charset.
 
+use super::entities::attribute_value;
 use super::{CssRewriter, Scope};
 use lol_html::html_content::{ContentType, Element};
 use lol_html::send::{HtmlRewriter as Inner, Settings};
 use lol_html::{element, text, AsciiCompatibleEncoding, MemorySettings, OutputSink};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -258,10 +260,13 @@ impl ElementRewriter {
             }
             self.seen.push(name);
             let start = self.values.len();
+            // What the browser reads: lol_html hands on the value as written.
+            let raw = attr.value();
+            let value = attribute_value(&raw);
             let changed = match name {
-                Name::Url(_) => scope.url_into(&attr.value(), &mut self.values),
-                Name::Srcset => srcset_into(scope, &attr.value(), &mut self.values),
-                Name::Style => match css_str(scope, &attr.value()) {
+                Name::Url(_) => scope.url_into(&value, &mut self.values),
+                Name::Srcset => srcset_into(scope, &value, &mut self.values),
+                Name::Style => match css_str(scope, &value) {
                     Some(new) => {
                         self.values.push_str(&new);
                         true
@@ -271,6 +276,9 @@ impl ElementRewriter {
                 Name::Data | Name::HttpEquiv | Name::Integrity => false,
             };
             if changed {
+                if matches!(value, Cow::Owned(_)) {
+                    escape_amp(&mut self.values, start);
+                }
                 self.changes.push((name.attr(), start..self.values.len()));
             } else {
                 self.values.truncate(start);
@@ -302,10 +310,29 @@ impl ElementRewriter {
     }
 }
 
+/// Rewrites `attr` as the browser reads it (references decoded) with `f`.
 fn set(el: &mut El<'_, '_>, attr: &str, f: impl FnOnce(&str) -> Option<String>) {
-    if let Some(new) = el.get_attribute(attr).and_then(|v| f(&v)) {
+    let Some(raw) = el.get_attribute(attr) else {
+        return;
+    };
+    let value = attribute_value(&raw);
+    if let Some(mut new) = f(&value) {
+        if matches!(value, Cow::Owned(_)) {
+            escape_amp(&mut new, 0);
+        }
         // Only names we chose are set, so this cannot fail.
         let _ = el.set_attribute(attr, &new);
+    }
+}
+
+/// A new attribute value (`s[start..]`) made from a decoded one, written so that the
+/// browser decodes it back to itself: each `&` as `&amp;` (lol_html escapes `"` itself
+/// and nothing else). A value without references needs none: it has no `&`.
+fn escape_amp(s: &mut String, start: usize) {
+    if s[start..].contains('&') {
+        let escaped = s[start..].replace('&', "&amp;");
+        s.truncate(start);
+        s.push_str(&escaped);
     }
 }
 

@@ -118,50 +118,117 @@ impl Scope {
 
     /// [`Scope::url`], appending the new URL to `out`; false (`out` untouched) when the
     /// URL stays as it is.
+    ///
+    /// The URL is read as a browser's WHATWG URL parser reads it from an `http:` or
+    /// `https:` page: leading and trailing C0 controls and spaces dropped, tabs and
+    /// newlines removed anywhere, `\` a slash, any run of two or more slashes starting an
+    /// authority (`//h`, `\\h`, `https:///h`), and `https:/x` (one slash after the page's
+    /// own scheme) the root-relative `/x`. What resolves on the gateway's origin outside
+    /// the prefix is rewritten; a rewritten URL is written as the browser would read it.
     pub(crate) fn url_into(&self, raw: &str, out: &mut String) -> bool {
-        let s = raw.trim_matches(|c: char| c.is_ascii_whitespace());
-        let tail = if let Some(rest) = s.strip_prefix("//") {
-            let (authority, tail) = split_authority(rest);
-            if !self.is_device(authority) {
-                return false;
-            }
-            tail
-        } else if s.starts_with('/') {
-            if self.is_prefixed(s) {
-                // Already ours, unless dot segments climb out of the prefix
-                // (`P/../other/x`): then it is what the browser would ask for.
-                match without_dots(s) {
-                    Some(clean) if !self.is_prefixed(&clean) => {
-                        out.push_str(&self.prefix);
-                        out.push_str(&clean[1..]);
-                        return true;
-                    }
-                    _ => return false,
-                }
-            }
-            s
+        let trimmed = raw.trim_matches(|c: char| c <= ' ');
+        let owned;
+        let s = if trimmed.contains(['\t', '\n', '\r']) {
+            owned = trimmed.replace(['\t', '\n', '\r'], "");
+            owned.as_str()
         } else {
-            let Some((scheme, rest)) = s.split_once("://") else {
-                return false;
-            };
-            if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
-                return false;
-            }
-            let (authority, tail) = split_authority(rest);
-            if !self.is_device(authority) {
-                return false;
-            }
-            tail
+            trimmed
         };
-        // `tail` is empty or starts with `/`, `?` or `#`. Its dot segments are resolved
-        // as the device would (never above its root): under the prefix the browser would
-        // resolve `/../x` to outside it.
+        let rest = match scheme_end(s) {
+            Some(i) if is_http(&s[..i]) => &s[i + 1..],
+            // `javascript:`, `data:`, `mailto:`, `ws:`…: not the gateway's.
+            Some(_) => return false,
+            None => s,
+        };
+        let path = rest.trim_start_matches(['/', '\\']);
+        let tail = match rest.len() - path.len() {
+            // `x`, `../x`, `?q`, `#f`: relative to the page, kept by design; `https:x` is
+            // too from an `https:` page (and another host from an `http:` one).
+            0 => return false,
+            // Root-relative: on the gateway's origin. (From a page of the other scheme,
+            // `https:/x` is the host `x`: rewritten, it lands in the session instead.)
+            1 => {
+                let clean = clean_path(rest);
+                if self.is_prefixed(&clean) {
+                    // Already ours, as the browser reads it (`P/a/../b` too). Dot
+                    // segments that climb out (`P/../other/x`) do not get here.
+                    return false;
+                }
+                out.push_str(&self.prefix);
+                out.push_str(&clean[1..]);
+                return true;
+            }
+            // An authority: the device's own URLs are mapped, others are left alone.
+            _ => {
+                let (authority, tail) = split_authority(path);
+                if !self.is_device(authority) {
+                    return false;
+                }
+                tail
+            }
+        };
+        // `tail` is empty or starts with `/`, `\`, `?` or `#`. Its dot segments are
+        // resolved as the device would (never above its root): under the prefix the
+        // browser would resolve `/../x` to outside it.
         out.push_str(&self.prefix);
-        match without_dots(tail) {
-            Some(clean) => out.push_str(&clean[1..]),
-            None => out.push_str(tail.strip_prefix('/').unwrap_or(tail)),
+        if tail.starts_with(['/', '\\']) {
+            out.push_str(&clean_path(tail)[1..]);
+        } else {
+            out.push_str(tail);
         }
         true
+    }
+
+    /// Whether a URL starting with `head` (its first part only) could be one
+    /// [`Scope::url`] rewrites: false for another scheme (`data:`) or a relative path.
+    pub(crate) fn may_rewrite(&self, head: &str) -> bool {
+        let s: String = head
+            .trim_start_matches(|c: char| c <= ' ')
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .take(16)
+            .collect();
+        match scheme_end(&s) {
+            Some(i) => is_http(&s[..i]),
+            None => s.starts_with(['/', '\\']),
+        }
+    }
+}
+
+/// `http` or `https`, in any case.
+fn is_http(scheme: &str) -> bool {
+    scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+}
+
+/// The index of the `:` ending a URL scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`),
+/// if `s` starts with one.
+fn scheme_end(s: &str) -> Option<usize> {
+    let mut bytes = s.bytes().enumerate();
+    if !bytes.next()?.1.is_ascii_alphabetic() {
+        return None;
+    }
+    for (i, b) in bytes {
+        match b {
+            b':' => return Some(i),
+            b if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.') => {}
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A path-absolute `path[?query][#fragment]` (starting with `/` or `\\`, without tabs or
+/// newlines) as a browser requests it for an `http:` URL: `\\` in the path is `/`, and
+/// dot segments are resolved, never above the root.
+fn clean_path(s: &str) -> std::borrow::Cow<'_, str> {
+    if let Some(clean) = without_dots(s) {
+        return clean.into();
+    }
+    let end = s.find(['?', '#']).unwrap_or(s.len());
+    if s[..end].contains('\\') {
+        format!("{}{}", s[..end].replace('\\', "/"), &s[end..]).into()
+    } else {
+        s.into()
     }
 }
 
