@@ -38,16 +38,17 @@ enum Mode {
     Comment { star: bool },
     /// After `<`, `<!`, `<!-` (`n` bytes of `<!--`, the CDO token, which ends no name).
     Cdo(u8),
-    /// A string that is no URL, up to its `quote`; `escape`: after a `\`.
-    Str { quote: u8, escape: bool },
+    /// A string that is no URL (or a URL passed on as it is, or not at all: `drop`, see
+    /// [`MAX_CARRY`]), up to its `quote`; `esc`: the escape it is in (`\2\r` goes on).
+    Str { quote: u8, esc: Esc, drop: bool },
     /// A name (identifier, at-keyword, hash, or a number's unit).
     Word(Word),
     /// After `url(`: whitespace, then a quoted URL or an unquoted one.
     UrlOpen,
     /// A URL to be read whole (carried from its first byte): `quote` 0 for `url(x)`.
     Url { quote: u8 },
-    /// The rest of a URL passed on as it is (too long, see [`MAX_CARRY`]): `drop` when
-    /// it is not passed on at all; `escape`: after a `\`.
+    /// The rest of an unquoted URL passed on as it is (too long, see [`MAX_CARRY`]):
+    /// `drop` when it is not passed on at all; `escape`: after a `\`.
     Rest { quote: u8, drop: bool, escape: bool },
 }
 
@@ -220,7 +221,8 @@ impl CssRewriter {
                         b'"' | b'\'' => {
                             self.mode = Mode::Str {
                                 quote: b,
-                                escape: false,
+                                esc: Esc::None,
+                                drop: false,
                             }
                         }
                         b'@' => self.mode = Mode::Word(Word::new(WordKind::At)),
@@ -276,23 +278,23 @@ impl CssRewriter {
                         };
                     }
                 }
-                Mode::Str { quote, escape } => {
-                    i += 1;
-                    self.mode = if escape {
-                        Mode::Str {
-                            quote,
-                            escape: false,
+                Mode::Str { quote, esc, drop } => match str_step(quote, esc, b) {
+                    Some(esc) => {
+                        i += 1;
+                        if drop {
+                            emitted = i;
                         }
-                    } else if b == quote || b == b'\n' || b == b'\r' || b == b'\x0c' {
+                        self.mode = Mode::Str { quote, esc, drop };
+                    }
+                    None => {
                         // The end, or a bad string (a newline ends it too).
-                        Mode::Top
-                    } else {
-                        Mode::Str {
-                            quote,
-                            escape: b == b'\\',
+                        if drop {
+                            emitted = i;
                         }
-                    };
-                }
+                        i += 1;
+                        self.mode = Mode::Top;
+                    }
+                },
                 Mode::Word(mut w) => {
                     if w.step(b) {
                         i += 1;
@@ -357,10 +359,18 @@ impl CssRewriter {
                             // Too long to hold: its head decides.
                             let head = String::from_utf8_lossy(&buf[i..]);
                             let drop = scope.may_rewrite(&decode(head.as_bytes()));
-                            self.mode = Mode::Rest {
-                                quote,
-                                drop,
-                                escape: false,
+                            self.mode = if quote == 0 {
+                                Mode::Rest {
+                                    quote,
+                                    drop,
+                                    escape: false,
+                                }
+                            } else {
+                                Mode::Str {
+                                    quote,
+                                    esc: Esc::None,
+                                    drop,
+                                }
                             };
                             out.extend_from_slice(&buf[emitted..i]);
                             emitted = i;
@@ -439,8 +449,8 @@ fn url_end(s: &[u8], quote: u8, last: bool) -> Option<UrlEnd> {
                     closed: false,
                 });
             }
-            // `\` escapes the next byte, a newline included (a continuation).
-            j += if b == b'\\' { 2 } else { 1 };
+            // An escape (`\2f `, `\"`), or `\` and a newline: a continuation.
+            j += if b == b'\\' { escape_len(&s[j..]) } else { 1 };
             continue;
         }
         match b {
@@ -582,13 +592,35 @@ fn escape_len(s: &[u8]) -> usize {
         .take_while(|b| b.is_ascii_hexdigit())
         .count();
     if digits == 0 {
-        return 2;
+        return if s[1..].starts_with(b"\r\n") { 3 } else { 2 };
     }
     let j = 1 + digits;
     match s.get(j) {
         Some(b'\r') if s.get(j + 1) == Some(&b'\n') => j + 2,
         Some(b' ' | b'\t' | b'\n' | b'\r' | b'\x0c') => j + 1,
         _ => j,
+    }
+}
+
+/// One byte of a string in escape state `esc`: the state after it, `None` when the string
+/// ended (its quote, or a newline: a bad string).
+fn str_step(quote: u8, esc: Esc, b: u8) -> Option<Esc> {
+    let hex = (b as char).to_digit(16);
+    match esc {
+        Esc::None if b == b'\\' => Some(Esc::Backslash),
+        Esc::None if b == quote || is_newline(b) => None,
+        Esc::None => Some(Esc::None),
+        // `\` and CR LF: one continuation.
+        Esc::Backslash if b == b'\r' => Some(Esc::Cr),
+        Esc::Backslash => Some(match hex {
+            Some(d) => Esc::Hex { n: 1, value: d },
+            None => Esc::None,
+        }),
+        Esc::Hex { n, value } if n < 6 && hex.is_some() => Some(Esc::Hex { n: n + 1, value }),
+        Esc::Hex { .. } if b == b'\r' => Some(Esc::Cr),
+        Esc::Hex { .. } if matches!(b, b' ' | b'\t' | b'\n' | b'\x0c') => Some(Esc::None),
+        Esc::Cr if b == b'\n' => Some(Esc::None),
+        Esc::Hex { .. } | Esc::Cr => str_step(quote, Esc::None, b),
     }
 }
 

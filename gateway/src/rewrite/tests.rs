@@ -1018,6 +1018,12 @@ fn css_urls_are_found_through_escapes_comments_and_strings() {
             "a{b:url('P/192.168.1.50/l')}",
         ),
         ("a{b:url(/\0x)}", "a{b:url(P/\0x)}"),
+        // An escape's hex digits take the whitespace after them, CR too: no bad string.
+        (
+            "a{b:\"\\2\r' x\" c:url(/y) d:'}",
+            "a{b:\"\\2\r' x\" c:url(P/y) d:'}",
+        ),
+        ("@import \"/i\\2\rx\";", "@import \"P/i\\2 x\";"),
     ] {
         let (input, want) = (p(input), p(want));
         assert_eq!(css_all(&input, &[]), want, "{input}");
