@@ -54,8 +54,12 @@ for entry in "${targets[@]}"; do
     else
         echo "fuzz $target: FAILED" >&2
         grep -E -A20 'panicked|ERROR: libFuzzer|SUMMARY' "$log" | head -40 >&2 || tail -40 "$log" >&2
+        # Kept for triage (fuzz/artifacts is ignored by git): add a minimized one to
+        # the seeds once fixed.
+        mkdir -p "artifacts/$target"
         for a in "$work/$target/artifacts/"*; do
             [ -e "$a" ] || continue
+            cp "$a" "artifacts/$target/"
             echo "  input ($(basename "$a")): $(head -c 600 "$a" | od -An -c | tr -s ' ' | head -c 1500)" >&2
         done
         failed+=("$target")
