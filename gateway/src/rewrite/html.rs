@@ -295,7 +295,10 @@ impl ElementRewriter {
         match el.tag_name().as_str() {
             "object" if special(Name::Data) => set(el, "data", |v| scope.url(v)),
             "meta" if special(Name::HttpEquiv) => {
-                let equiv = el.get_attribute("http-equiv").unwrap_or_default();
+                // As the browser reads it: `&#82;efresh` is `Refresh`.
+                let raw = el.get_attribute("http-equiv").unwrap_or_default();
+                let equiv = attribute_value(&raw);
+                let equiv = equiv.trim_matches(|c: char| c.is_ascii_whitespace());
                 if equiv.eq_ignore_ascii_case("refresh") {
                     set(el, "content", |v| super::refresh(scope, v));
                 } else if equiv.eq_ignore_ascii_case("content-security-policy") {

@@ -968,6 +968,10 @@ fn entity_encoded_urls_in_attributes_are_rewritten_as_the_browser_decodes_them()
             "<div style=\"b:url(&quot;&#47;x&quot;)\">",
             "<div style=\"b:url(&quot;P/x&quot;)\">",
         ),
+        (
+            "<meta http-equiv=\"&#82;efresh \" content=\"0;url=/x\">",
+            "<meta http-equiv=\"&#82;efresh \" content=\"0;url=P/x\">",
+        ),
         // A reference without its `;` before `=` or a letter is no reference.
         ("<a href=\"/x?a&ampb=1\">", "<a href=\"P/x?a&amp;ampb=1\">"),
         ("<a href=\"x&#47;y\">", "<a href=\"x&#47;y\">"),
