@@ -46,14 +46,14 @@ pub fn device_request_headers(scope: &Scope, incoming: &HeaderMap) -> HeaderMap 
             out.insert(header::COOKIE, v);
         }
     }
-    let bearer = out
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .get(..7)
-                .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
-        });
+    // Every value counts (a second `Authorization` header, `Bearer<TAB>…`): one that is
+    // a Bearer token takes the header with it.
+    let bearer = out.get_all(header::AUTHORIZATION).iter().any(|v| {
+        String::from_utf8_lossy(v.as_bytes())
+            .split_ascii_whitespace()
+            .next()
+            .is_some_and(|s| s.eq_ignore_ascii_case("bearer"))
+    });
     if bearer {
         out.remove(header::AUTHORIZATION);
     }

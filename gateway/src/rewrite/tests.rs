@@ -1036,3 +1036,31 @@ fn css_urls_are_found_through_escapes_comments_and_strings() {
         }
     }
 }
+
+/// Found by `fuzz/fuzz_targets/rewrite_headers.rs`: only the first `Authorization` value
+/// was looked at, so a second one carried a Bearer token (the SaaS's) to the device.
+#[test]
+fn no_bearer_token_reaches_the_device_in_any_authorization_value() {
+    let s = scope();
+    for values in [
+        &["Basic YTpi", "Bearer abc"][..],
+        &["Bearer\tabc"],
+        &["  bearer abc"],
+    ] {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append("authorization", http::HeaderValue::from_str(v).unwrap());
+        }
+        let out = device_request_headers(&s, &h);
+        assert!(!out.contains_key("authorization"), "{values:?}: {out:?}");
+    }
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "authorization",
+        http::HeaderValue::from_static("Basic YTpi"),
+    );
+    assert_eq!(
+        device_request_headers(&s, &h)["authorization"],
+        "Basic YTpi"
+    );
+}
