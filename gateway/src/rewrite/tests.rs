@@ -1064,3 +1064,31 @@ fn no_bearer_token_reaches_the_device_in_any_authorization_value() {
         "Basic YTpi"
     );
 }
+
+/// Found by `fuzz/fuzz_targets/rewrite_headers.rs`: only the first of two `Location`,
+/// `Content-Location` or `Refresh` headers was rewritten.
+#[test]
+fn every_location_and_refresh_value_is_rewritten() {
+    let s = scope();
+    let mut h = http::HeaderMap::new();
+    for (name, v) in [
+        ("location", "//cdn.example/a"),
+        ("location", "/x"),
+        ("content-location", "/c"),
+        ("content-location", "/y"),
+        ("refresh", "5"),
+        ("refresh", "0;/r"),
+    ] {
+        h.append(name, http::HeaderValue::from_static(v));
+    }
+    let _ = rewrite_response_headers(&s, &mut h);
+    let all = |n: &str| -> Vec<String> {
+        h.get_all(n)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(all("location"), ["//cdn.example/a".to_owned(), p("P/x")]);
+    assert_eq!(all("content-location"), [p("P/c"), p("P/y")]);
+    assert_eq!(all("refresh"), ["5".to_owned(), p("0;P/r")]);
+}
