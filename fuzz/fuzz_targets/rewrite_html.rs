@@ -1,7 +1,8 @@
 //! Fuzzes the HTML rewriter as the gateway drives it: the page streamed through
 //! `HtmlRewriter` in chunks cut anywhere (the first 4 bytes seed the cuts). Properties:
 //! never panics; output ≤ input + the injected script + what each added prefix, each
-//! quoted attribute and each escaped quote can add (nothing else grows); and every URL
+//! quoted attribute, each escaped quote or ampersand and each CSS escape can add (see the
+//! bound; nothing else grows); and every URL
 //! in the output, read as a browser reads it (html5ever: entities decoded, raw text,
 //! foreign content), stays under the session prefix or is off-device
 //! (`ponte_fuzz::classify`).
@@ -48,10 +49,24 @@ fuzz_target!(|data: &[u8]| {
                 + input.len(),
         "more prefixes than input bytes"
     );
+    // What a rewritten attribute can grow by, each time marked in the output: its new
+    // prefix and the quotes lol_html puts around it; a `"` written as `&quot;` (+5, from a
+    // `"` in a single-quoted value); an `&` written as `&amp;` (+4, from a bare `&` in a
+    // value that also held a reference: the rewriter decodes references and writes the
+    // new value back escaped); a character of a `style=` URL that CSS escapes spelt,
+    // escaped again (`\27 `, at most +5 per `\`); and a named reference whose decoded
+    // UTF-8 is longer than itself (`&nLt;`: 5 bytes, 6 decoded; at most input / 5);
+    // a byte that is no UTF-8 (or a NUL) in a rewritten value, which lol_html (the
+    // browser likewise) reads as U+FFFD and writes back as such (+2).
+    // The injected script comes once.
     let bound = input.len()
+        + input.len() / 5
         + script.len()
         + prefixes * (prefix.len() + 2)
         + count(&out, b"&quot;") * 5
+        + count(&out, b"&amp;") * 4
+        + count(&out, b"\\") * 5
+        + count(&out, "\u{fffd}".as_bytes()) * 2
         + 64;
     assert!(
         out.len() <= bound,

@@ -29,12 +29,20 @@ pub const SID: &str = "3f2b8c1e-0000-4000-8000-00000000abcd";
 /// The device, as its equipment's `localBaseUrl`.
 pub const DEVICE_BASE: &str = "http://192.168.1.50";
 const DEVICE_HOST: &str = "192.168.1.50";
-/// The page being rewritten, as the browser sees it on the gateway.
-const DOC: &str = "https://gw.test/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/pt_BR/index.html";
-/// The same page on a gateway of another name: a URL that resolves to the same host from
-/// both named its host itself.
-const DOC_ELSEWHERE: &str =
-    "https://elsewhere.test/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/pt_BR/index.html";
+/// The page being rewritten, as the browser sees it on the gateway, and the same page on
+/// a gateway of another name (a URL that resolves to the same host from both named its
+/// host itself). Over `https:` and over plain `http:` (a gateway behind no TLS): the
+/// rewriter cannot know which, and `http:/x` is `/x` from the second.
+const DOCS: [(&str, &str); 2] = [
+    (
+        "https://gw.test/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/pt_BR/index.html",
+        "https://elsewhere.test/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/pt_BR/index.html",
+    ),
+    (
+        "http://gw.test/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/pt_BR/index.html",
+        "http://elsewhere.test/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/pt_BR/index.html",
+    ),
+];
 
 pub fn prefix() -> String {
     format!("/remote/s/{SID}/")
@@ -59,8 +67,16 @@ pub enum Verdict {
     Escape(String),
 }
 
+/// The verdict from the `https:` page, unless the `http:` one sees an escape.
 pub fn classify(raw: &str) -> Verdict {
-    let (doc, elsewhere) = bases();
+    let [https, http] = bases();
+    match classify_from(http, raw) {
+        escape @ Verdict::Escape(_) => escape,
+        _ => classify_from(https, raw),
+    }
+}
+
+fn classify_from((doc, elsewhere): &(Url, Url), raw: &str) -> Verdict {
     let Ok(here) = doc.join(raw) else {
         return Verdict::OffDevice;
     };
@@ -79,7 +95,7 @@ pub fn classify(raw: &str) -> Verdict {
             Verdict::OffDevice
         };
     }
-    if is_path_relative(raw) {
+    if is_path_relative(raw, doc.scheme()) {
         return Verdict::Relative;
     }
     let path = here.path();
@@ -91,25 +107,23 @@ pub fn classify(raw: &str) -> Verdict {
     }
 }
 
-fn bases() -> (&'static Url, &'static Url) {
+fn bases() -> &'static [(Url, Url); 2] {
     use std::sync::OnceLock;
-    static BASES: OnceLock<(Url, Url)> = OnceLock::new();
-    let (a, b) =
-        BASES.get_or_init(|| (Url::parse(DOC).unwrap(), Url::parse(DOC_ELSEWHERE).unwrap()));
-    (a, b)
+    static BASES: OnceLock<[(Url, Url); 2]> = OnceLock::new();
+    BASES.get_or_init(|| DOCS.map(|(a, b)| (Url::parse(a).unwrap(), Url::parse(b).unwrap())))
 }
 
-/// Path-relative as the WHATWG parser reads it from an `https:` page: after trimming C0
-/// controls and spaces and dropping tabs and newlines, neither a scheme other than the
+/// Path-relative as the WHATWG parser reads it from a page of `scheme`: after trimming
+/// C0 controls and spaces and dropping tabs and newlines, neither a scheme other than the
 /// page's, nor a leading `/` or `\` (after the page's own scheme, if named).
-fn is_path_relative(raw: &str) -> bool {
+fn is_path_relative(raw: &str, scheme: &str) -> bool {
     let s: String = raw
         .trim_matches(|c: char| c <= ' ')
         .chars()
         .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
         .collect();
     let rest = match scheme_end(&s) {
-        Some(i) if s[..i].eq_ignore_ascii_case("https") => &s[i + 1..],
+        Some(i) if s[..i].eq_ignore_ascii_case(scheme) => &s[i + 1..],
         Some(_) => return false,
         None => &s,
     };
@@ -244,19 +258,42 @@ fn skip_quotes(p: &str) -> &str {
 /// `url(…)` in any spelling (escapes decoded), `@import "…"`, and the strings of
 /// `image-set()` (reported apart: the second list).
 pub fn css_urls(css: &str) -> (Vec<String>, Vec<String>) {
+    STOP.set(false);
     let mut parser = cssparser::Parser::new(css);
     let mut urls = (Vec::new(), Vec::new());
     walk_css(&mut parser, &mut urls, 0);
     urls
 }
 
+thread_local! {
+    /// Set when cssparser's reading of a stylesheet parts from a browser's (see
+    /// [`walk_css`]); reset for each stylesheet.
+    static STOP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn walk_css(p: &mut cssparser::Parser<'_>, urls: &mut (Vec<String>, Vec<String>), depth: u32) {
     use cssparser::{ParseError, Token};
     let mut import = false;
     while let Ok(token) = p.next_including_whitespace_and_comments() {
+        if STOP.get() {
+            return;
+        }
         let token = token.clone();
         match &token {
             Token::WhiteSpace(_) | Token::Comment(_) => continue,
+            // cssparser ends `url(a \)…` at that `)`: after whitespace it takes the `\`
+            // alone, where CSS Syntax (and Chromium) read `\)` as an escape and go on to
+            // the next `)`. Past it the two disagree on every token, so the check stops
+            // there rather than judge the rewriter by cssparser's reading.
+            Token::BadUrl(b) if (b.len() - b.trim_end_matches('\\').len()) % 2 == 1 => {
+                gap(
+                    "stylesheet",
+                    "cssparser reads `url(x \\)` unlike browsers",
+                    b,
+                );
+                STOP.set(true);
+                return;
+            }
             Token::UnquotedUrl(u) => urls.0.push(u.to_string()),
             Token::QuotedString(s) if import => urls.0.push(s.to_string()),
             Token::Function(_)
@@ -271,10 +308,11 @@ fn walk_css(p: &mut cssparser::Parser<'_>, urls: &mut (Vec<String>, Vec<String>)
                 };
                 let _ = p.parse_nested_block(|p| {
                     if name == "url" {
-                        while let Ok(t) = p.next() {
-                            if let Token::QuotedString(s) = t {
-                                urls.0.push(s.to_string());
-                            }
+                        // `url("x")`: its first token only. A browser fetches nothing for
+                        // `url("" "/x")` (CSS Values: `url( <string> <url-modifier>* )`,
+                        // modifiers are no strings), so a second string is no URL.
+                        if let Ok(Token::QuotedString(s)) = p.next() {
+                            urls.0.push(s.to_string());
                         }
                     } else if name == "image-set" || name == "-webkit-image-set" {
                         while let Ok(t) = p.next() {

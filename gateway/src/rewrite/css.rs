@@ -1,22 +1,170 @@
 //! Streaming CSS rewriting: `url(…)` and `@import "…"` that point at the device.
 //!
-//! Works on bytes, so any ASCII-compatible charset passes through untouched. A token
-//! split across chunks (`ur` | `l(/x)`) is carried to the next chunk; the carry is capped
-//! at [`MAX_CARRY`]: a longer token (a megabyte `data:` URL, say) is passed through
-//! unrewritten rather than buffered.
+//! A tokenizer after CSS Syntax Level 3, reduced to what finds URLs as a browser finds
+//! them: comments and strings are skipped (a `url(` inside one is no URL, and a quote
+//! inside a comment opens no string), names are read with their escapes decoded
+//! (`u\72l(` is `url(`, `@\69mport` is `@import`), and so are URLs (`url(\2f x)` is
+//! `/x`). Works on bytes, so any ASCII-compatible charset passes through untouched.
+//!
+//! Only a URL is carried from chunk to chunk (`url(/x` | `)`); comments, strings and
+//! names of any length stream through with the tokenizer's state. The carry is capped at
+//! [`MAX_CARRY`]: a longer URL (a large `data:` URL, say) is passed on as it is when the
+//! gateway would leave it alone anyway (another scheme, a relative path), and otherwise
+//! dropped (`url()`), never passed on unrewritten.
 
 use super::Scope;
 
-/// Longest unfinished token kept between chunks. A device URL is far shorter; what is
-/// longer is a `data:` URL or garbage, neither of which is rewritten.
+/// Longest URL kept between chunks. A device URL is far shorter; what is longer is a
+/// `data:` URL or garbage.
 pub const MAX_CARRY: usize = 8 * 1024;
 
 /// Rewrites one stylesheet (or one `<style>` element) fed in chunks.
 #[derive(Debug)]
 pub struct CssRewriter {
     carry: Vec<u8>,
-    /// The byte before `carry` (or before the next chunk), to tell `url(` from `myurl(`.
-    prev: u8,
+    mode: Mode,
+    /// The last token other than whitespace and comments was `@import`: a string now is
+    /// a URL.
+    import: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Between tokens.
+    Top,
+    /// After `/`: a comment if `*` follows.
+    Slash,
+    /// Inside `/* … */`; `star`: the last byte was `*`.
+    Comment { star: bool },
+    /// After `<`, `<!`, `<!-` (`n` bytes of `<!--`, the CDO token, which ends no name).
+    Cdo(u8),
+    /// A string that is no URL (or a URL passed on as it is, or not at all: `drop`, see
+    /// [`MAX_CARRY`]), up to its `quote`; `esc`: the escape it is in (`\2\r` goes on).
+    Str { quote: u8, esc: Esc, drop: bool },
+    /// A name (identifier, at-keyword, hash, or a number's unit).
+    Word(Word),
+    /// After `url(`: whitespace, then a quoted URL or an unquoted one.
+    UrlOpen,
+    /// A URL to be read whole (carried from its first byte): `quote` 0 for `url(x)`.
+    Url { quote: u8 },
+    /// The rest of an unquoted URL passed on as it is (too long, see [`MAX_CARRY`]):
+    /// `drop` when it is not passed on at all; `escape`: after a `\`.
+    Rest { quote: u8, drop: bool, escape: bool },
+}
+
+/// A name being read: up to 7 of its characters (escapes decoded, lower case) and the
+/// state of an escape it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Word {
+    kind: WordKind,
+    name: [u8; 7],
+    len: u8,
+    esc: Esc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WordKind {
+    /// May be `url` (then `(` opens a URL).
+    Ident,
+    /// After `@`: may be `import`.
+    At,
+    /// A hash (`#url(` is no URL).
+    Hash,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Esc {
+    None,
+    /// After `\`.
+    Backslash,
+    /// After `\` and `n` hex digits worth `value`.
+    Hex {
+        n: u8,
+        value: u32,
+    },
+    /// After an escape's hex digits and a CR (CR LF is one whitespace).
+    Cr,
+}
+
+impl Word {
+    fn new(kind: WordKind) -> Self {
+        Self {
+            kind,
+            name: [0; 7],
+            len: 0,
+            esc: Esc::None,
+        }
+    }
+
+    fn push(&mut self, c: u32) {
+        if (self.len as usize) < self.name.len() {
+            // Only ASCII letters matter (`url`, `import`); anything else spoils the name.
+            self.name[self.len as usize] = match char::from_u32(c) {
+                Some(c) if c.is_ascii() => c.to_ascii_lowercase() as u8,
+                _ => 0,
+            };
+        }
+        self.len = self.len.saturating_add(1);
+    }
+
+    fn is(&self, name: &str) -> bool {
+        self.esc == Esc::None && &self.name[..usize::from(self.len).min(7)] == name.as_bytes()
+    }
+
+    /// Takes `b`; false when `b` is not part of the name (the name ended before it).
+    fn step(&mut self, b: u8) -> bool {
+        match self.esc {
+            Esc::None => {
+                if b == b'\\' {
+                    self.esc = Esc::Backslash;
+                } else if is_name(b) {
+                    self.push(u32::from(b));
+                } else {
+                    return false;
+                }
+            }
+            Esc::Backslash => {
+                if is_newline(b) {
+                    // `\` before a newline escapes nothing: the name ended before it.
+                    self.esc = Esc::None;
+                    self.len = self.len.saturating_add(1);
+                    return false;
+                }
+                match (b as char).to_digit(16) {
+                    Some(d) => self.esc = Esc::Hex { n: 1, value: d },
+                    None => {
+                        self.esc = Esc::None;
+                        // A UTF-8 lead byte: the rest follow as name bytes.
+                        self.push(u32::from(b));
+                    }
+                }
+            }
+            Esc::Hex { n, value } => match (b as char).to_digit(16) {
+                Some(d) if n < 6 => {
+                    self.esc = Esc::Hex {
+                        n: n + 1,
+                        value: value * 16 + d,
+                    }
+                }
+                _ => {
+                    self.esc = Esc::None;
+                    self.push(value);
+                    match b {
+                        b'\r' => self.esc = Esc::Cr,
+                        b' ' | b'\t' | b'\n' | b'\x0c' => {}
+                        _ => return self.step(b),
+                    }
+                }
+            },
+            Esc::Cr => {
+                self.esc = Esc::None;
+                if b != b'\n' {
+                    return self.step(b);
+                }
+            }
+        }
+        true
+    }
 }
 
 impl Default for CssRewriter {
@@ -29,7 +177,8 @@ impl CssRewriter {
     pub fn new() -> Self {
         Self {
             carry: Vec::new(),
-            prev: b' ',
+            mode: Mode::Top,
+            import: false,
         }
     }
 
@@ -51,115 +200,436 @@ impl CssRewriter {
     pub fn finish(&mut self, scope: &Scope, out: &mut Vec<u8>) {
         let buf = std::mem::take(&mut self.carry);
         self.scan(scope, &buf, true, out);
-        self.prev = b' ';
+        *self = Self::new();
     }
 
-    /// Emits `buf` rewritten up to the returned index; the rest must be carried.
+    /// Emits `buf` rewritten up to the returned index; the rest (a URL) must be carried.
     fn scan(&mut self, scope: &Scope, buf: &[u8], last: bool, out: &mut Vec<u8>) -> usize {
+        // `buf[emitted..i]` is decided but not yet copied to `out`.
         let mut emitted = 0;
         let mut i = 0;
         while i < buf.len() {
             let b = buf[i];
-            if !matches!(b, b'u' | b'U' | b'@') {
-                i += 1;
-                continue;
-            }
-            let prev = if i == 0 { self.prev } else { buf[i - 1] };
-            let token: &[u8] = if b == b'@' { b"@import" } else { b"url(" };
-            let rest = &buf[i..];
-            let n = rest.len().min(token.len());
-            if !rest[..n].eq_ignore_ascii_case(&token[..n]) || (b != b'@' && is_ident(prev)) {
-                i += 1;
-                continue;
-            }
-            if n < token.len() {
-                // A token cut by the chunk's end.
-                if last {
-                    break;
-                }
-                return self.keep(buf, i, emitted, out);
-            }
-            match parse_target(&buf[i + token.len()..], b == b'@') {
-                Target::Url { start, end } => {
-                    let (start, end) = (i + token.len() + start, i + token.len() + end);
-                    let new = std::str::from_utf8(&buf[start..end])
-                        .ok()
-                        .and_then(|u| scope.url(u));
-                    if let Some(new) = new {
-                        out.extend_from_slice(&buf[emitted..start]);
-                        out.extend_from_slice(new.as_bytes());
-                        emitted = end;
+            match self.mode {
+                Mode::Top => {
+                    i += 1;
+                    match b {
+                        b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => continue,
+                        b'/' => self.mode = Mode::Slash,
+                        b'<' => self.mode = Mode::Cdo(1),
+                        b'"' | b'\'' if self.import => self.mode = Mode::Url { quote: b },
+                        b'"' | b'\'' => {
+                            self.mode = Mode::Str {
+                                quote: b,
+                                esc: Esc::None,
+                                drop: false,
+                            }
+                        }
+                        b'@' => self.mode = Mode::Word(Word::new(WordKind::At)),
+                        b'#' => self.mode = Mode::Word(Word::new(WordKind::Hash)),
+                        b if b == b'\\' || is_name(b) => {
+                            let mut w = Word::new(WordKind::Ident);
+                            w.step(b);
+                            self.mode = Mode::Word(w);
+                        }
+                        _ => {}
                     }
-                    i = end;
+                    if !matches!(self.mode, Mode::Url { .. } | Mode::Slash | Mode::Cdo(_)) {
+                        self.import = false;
+                    }
+                    if let Mode::Url { .. } = self.mode {
+                        self.import = false;
+                        out.extend_from_slice(&buf[emitted..i]);
+                        emitted = i;
+                    }
                 }
-                Target::Incomplete if !last && buf.len() - i <= MAX_CARRY => {
-                    return self.keep(buf, i, emitted, out);
+                Mode::Slash => {
+                    if b == b'*' {
+                        i += 1;
+                        self.mode = Mode::Comment { star: false };
+                    } else {
+                        self.import = false;
+                        self.mode = Mode::Top;
+                    }
                 }
-                // `@import url(…)`: the `url(` is handled on its own.
-                Target::Incomplete | Target::None => i += token.len(),
+                Mode::Comment { star } => {
+                    i += 1;
+                    self.mode = if star && b == b'/' {
+                        Mode::Top
+                    } else {
+                        Mode::Comment { star: b == b'*' }
+                    };
+                }
+                Mode::Cdo(n) => {
+                    if b == b"<!--"[usize::from(n)] {
+                        i += 1;
+                        self.mode = if n == 3 { Mode::Top } else { Mode::Cdo(n + 1) };
+                    } else {
+                        // `<`, `!` and `-` were delimiters, and the `-` no name's start:
+                        // `<!-url(` is `-url(`, but as `<` `!` then a name.
+                        self.import = false;
+                        self.mode = if n == 3 {
+                            Mode::Word(Word {
+                                len: 1,
+                                ..Word::new(WordKind::Ident)
+                            })
+                        } else {
+                            Mode::Top
+                        };
+                    }
+                }
+                Mode::Str { quote, esc, drop } => match str_step(quote, esc, b) {
+                    Some(esc) => {
+                        i += 1;
+                        if drop {
+                            emitted = i;
+                        }
+                        self.mode = Mode::Str { quote, esc, drop };
+                    }
+                    None => {
+                        // The end, or a bad string (a newline ends it too).
+                        if drop {
+                            emitted = i;
+                        }
+                        i += 1;
+                        self.mode = Mode::Top;
+                    }
+                },
+                Mode::Word(mut w) => {
+                    if w.step(b) {
+                        i += 1;
+                        self.mode = Mode::Word(w);
+                        continue;
+                    }
+                    self.mode = Mode::Top;
+                    match w.kind {
+                        WordKind::Ident if b == b'(' && w.is("url") => {
+                            i += 1;
+                            self.mode = Mode::UrlOpen;
+                        }
+                        WordKind::At => self.import = w.is("import"),
+                        _ => {}
+                    }
+                }
+                Mode::UrlOpen => match b {
+                    b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => i += 1,
+                    b'"' | b'\'' => {
+                        i += 1;
+                        self.mode = Mode::Url { quote: b };
+                        out.extend_from_slice(&buf[emitted..i]);
+                        emitted = i;
+                    }
+                    _ => {
+                        self.mode = Mode::Url { quote: 0 };
+                        out.extend_from_slice(&buf[emitted..i]);
+                        emitted = i;
+                    }
+                },
+                Mode::Url { quote } => {
+                    // `i == emitted`: the URL's first byte.
+                    match url_end(&buf[i..], quote, last) {
+                        Some(end) => {
+                            let raw = &buf[i..i + end.url];
+                            if end.valid {
+                                rewrite_url(scope, raw, out);
+                            } else {
+                                out.extend_from_slice(raw);
+                            }
+                            i += end.url;
+                            emitted = i;
+                            self.mode = if quote == 0 {
+                                Mode::Rest {
+                                    quote,
+                                    drop: false,
+                                    escape: false,
+                                }
+                            } else {
+                                Mode::Top
+                            };
+                            if quote != 0 && end.closed {
+                                // The closing quote.
+                                i += 1;
+                            }
+                        }
+                        None if buf.len() - i <= MAX_CARRY => {
+                            out.extend_from_slice(&buf[emitted..i]);
+                            return i;
+                        }
+                        None => {
+                            // Too long to hold: its head decides.
+                            let head = String::from_utf8_lossy(&buf[i..]);
+                            let drop = scope.may_rewrite(&decode(head.as_bytes()));
+                            self.mode = if quote == 0 {
+                                Mode::Rest {
+                                    quote,
+                                    drop,
+                                    escape: false,
+                                }
+                            } else {
+                                Mode::Str {
+                                    quote,
+                                    esc: Esc::None,
+                                    drop,
+                                }
+                            };
+                            out.extend_from_slice(&buf[emitted..i]);
+                            emitted = i;
+                        }
+                    }
+                }
+                Mode::Rest {
+                    quote,
+                    drop,
+                    escape,
+                } => {
+                    let end = if escape {
+                        false
+                    } else if quote == 0 {
+                        b == b')'
+                    } else {
+                        b == quote || is_newline(b)
+                    };
+                    if end {
+                        if drop {
+                            emitted = i;
+                        }
+                        self.mode = Mode::Top;
+                        if quote != 0 && b == quote {
+                            i += 1;
+                        }
+                        continue;
+                    }
+                    i += 1;
+                    if drop {
+                        emitted = i;
+                    }
+                    self.mode = Mode::Rest {
+                        quote,
+                        drop,
+                        escape: !escape && b == b'\\',
+                    };
+                }
             }
         }
         out.extend_from_slice(&buf[emitted..]);
-        if let Some(&b) = buf.last() {
-            self.prev = b;
-        }
         buf.len()
     }
+}
 
-    fn keep(&mut self, buf: &[u8], at: usize, emitted: usize, out: &mut Vec<u8>) -> usize {
-        out.extend_from_slice(&buf[emitted..at]);
-        if at > 0 {
-            self.prev = buf[at - 1];
+struct UrlEnd {
+    /// The URL's length.
+    url: usize,
+    /// A URL the browser fetches (not a bad string or bad URL).
+    valid: bool,
+    /// A quoted URL's closing quote follows.
+    closed: bool,
+}
+
+/// Where the URL at the start of `s` ends (`quote` 0: unquoted, after `url(` and its
+/// whitespace); `None` when `s` ends first and more may come.
+fn url_end(s: &[u8], quote: u8, last: bool) -> Option<UrlEnd> {
+    let mut j = 0;
+    let mut valid = true;
+    let mut url = None;
+    while j < s.len() {
+        let b = s[j];
+        if quote != 0 {
+            if b == quote {
+                return Some(UrlEnd {
+                    url: j,
+                    valid: true,
+                    closed: true,
+                });
+            }
+            if is_newline(b) {
+                // A bad string: the browser drops it.
+                return Some(UrlEnd {
+                    url: j,
+                    valid: false,
+                    closed: false,
+                });
+            }
+            // An escape (`\2f `, `\"`), or `\` and a newline: a continuation.
+            j += if b == b'\\' { escape_len(&s[j..]) } else { 1 };
+            continue;
         }
-        at
-    }
-}
-
-enum Target {
-    /// The URL's bytes, relative to the slice given to [`parse_target`].
-    Url { start: usize, end: usize },
-    /// Runs past the end of the input.
-    Incomplete,
-    /// Not a URL after all (`@import` followed by `url(`, or garbage).
-    None,
-}
-
-/// After `url(` or `@import`: optional whitespace, then a quoted string, or (for `url(`)
-/// an unquoted URL up to `)`.
-fn parse_target(s: &[u8], import: bool) -> Target {
-    let ws = s.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    let Some(&q) = s.get(ws) else {
-        return Target::Incomplete;
-    };
-    if q == b'"' || q == b'\'' {
-        let start = ws + 1;
-        let mut j = start;
-        while j < s.len() {
-            match s[j] {
-                b'\\' => j += 2,
-                c if c == q => return Target::Url { start, end: j },
-                b'\n' => return Target::None,
-                _ => j += 1,
+        match b {
+            b')' => {
+                return Some(UrlEnd {
+                    url: url.unwrap_or(j),
+                    valid,
+                    closed: true,
+                })
+            }
+            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => {
+                url.get_or_insert(j);
+                j += 1;
+            }
+            b'\\' if s.get(j + 1).is_some_and(|&n| is_newline(n)) => {
+                valid = false;
+                j += 1;
+            }
+            b'\\' => {
+                if url.is_some() {
+                    valid = false;
+                }
+                j += escape_len(&s[j..]);
+            }
+            // Non-printable, but not NUL: the browser reads it as U+FFFD.
+            b'"' | b'\'' | b'(' | 1..=8 | 0x0b | 0x0e..=0x1f | 0x7f => {
+                valid = false;
+                j += 1;
+            }
+            _ => {
+                if url.is_some() {
+                    valid = false;
+                }
+                j += 1;
             }
         }
-        return Target::Incomplete;
     }
-    if import {
-        return Target::None;
+    last.then(|| UrlEnd {
+        url: url.unwrap_or(s.len()).min(s.len()),
+        valid,
+        closed: false,
+    })
+}
+
+/// Appends the URL `raw` (a URL token's or string's bytes) to `out`, rewritten if it
+/// points at the device.
+fn rewrite_url(scope: &Scope, raw: &[u8], out: &mut Vec<u8>) {
+    if !raw.contains(&b'\\') {
+        // Nothing to decode: bytes as Latin-1 characters, so that any charset goes
+        // through (`url_into` adds and drops ASCII only).
+        let text: String = raw.iter().map(|&b| char::from(b)).collect();
+        let mut new = String::new();
+        if scope.url_into(&text, &mut new) {
+            out.extend(new.chars().map(|c| c as u8));
+        } else {
+            out.extend_from_slice(raw);
+        }
+        return;
     }
-    let start = ws;
-    match s[start..]
-        .iter()
-        .position(|&b| b == b')' || b.is_ascii_whitespace())
-    {
-        Some(len) => Target::Url {
-            start,
-            end: start + len,
-        },
-        None => Target::Incomplete,
+    let url = decode(raw);
+    let Some(new) = scope.url(&url) else {
+        out.extend_from_slice(raw);
+        return;
+    };
+    // Written back so that the browser decodes it to `new`, in a string or not, in a
+    // `style` attribute or a `<style>` element: other ASCII punctuation as `\"`, and as
+    // hex (`\3c `) what a `<style>` element (`<`, `>`) or an attribute (`&`) would read
+    // before CSS does, controls and all outside ASCII.
+    for c in new.chars() {
+        if c.is_ascii_alphanumeric() || "/.-_~?#=%:@!$+,;*[]".contains(c) {
+            out.push(c as u8);
+        } else if c.is_ascii_graphic() && !"<>&".contains(c) || c == ' ' {
+            out.extend_from_slice(&[b'\\', c as u8]);
+        } else {
+            out.extend_from_slice(format!("\\{:x} ", u32::from(c)).as_bytes());
+        }
     }
 }
 
-fn is_ident(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b >= 0x80
+/// A URL token's or string's bytes with CSS escapes decoded (bytes outside ASCII read as
+/// UTF-8).
+fn decode(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut j = 0;
+    while j < raw.len() {
+        let b = raw[j];
+        j += 1;
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        let Some(&n) = raw.get(j) else {
+            break;
+        };
+        if is_newline(n) {
+            // A continuation (in a string).
+            j += if n == b'\r' && raw.get(j + 1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
+            continue;
+        }
+        let digits = raw[j..]
+            .iter()
+            .take(6)
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
+        if digits == 0 {
+            // The escaped byte itself (a UTF-8 lead byte's followers come next).
+            out.push(n);
+            j += 1;
+            continue;
+        }
+        let value = raw[j..j + digits]
+            .iter()
+            .fold(0u32, |v, &b| v * 16 + (b as char).to_digit(16).unwrap_or(0));
+        j += digits;
+        match raw.get(j) {
+            Some(b'\r') if raw.get(j + 1) == Some(&b'\n') => j += 2,
+            Some(b' ' | b'\t' | b'\n' | b'\r' | b'\x0c') => j += 1,
+            _ => {}
+        }
+        let c = char::from_u32(value)
+            .filter(|_| value != 0)
+            .unwrap_or('\u{fffd}');
+        let mut utf8 = [0; 4];
+        out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The length of the escape at the start of `s` (`\\` and a byte, or `\\`, up to 6 hex
+/// digits and one whitespace, CR LF counting as one).
+fn escape_len(s: &[u8]) -> usize {
+    let digits = s[1..]
+        .iter()
+        .take(6)
+        .take_while(|b| b.is_ascii_hexdigit())
+        .count();
+    if digits == 0 {
+        return if s[1..].starts_with(b"\r\n") { 3 } else { 2 };
+    }
+    let j = 1 + digits;
+    match s.get(j) {
+        Some(b'\r') if s.get(j + 1) == Some(&b'\n') => j + 2,
+        Some(b' ' | b'\t' | b'\n' | b'\r' | b'\x0c') => j + 1,
+        _ => j,
+    }
+}
+
+/// One byte of a string in escape state `esc`: the state after it, `None` when the string
+/// ended (its quote, or a newline: a bad string).
+fn str_step(quote: u8, esc: Esc, b: u8) -> Option<Esc> {
+    let hex = (b as char).to_digit(16);
+    match esc {
+        Esc::None if b == b'\\' => Some(Esc::Backslash),
+        Esc::None if b == quote || is_newline(b) => None,
+        Esc::None => Some(Esc::None),
+        // `\` and CR LF: one continuation.
+        Esc::Backslash if b == b'\r' => Some(Esc::Cr),
+        Esc::Backslash => Some(match hex {
+            Some(d) => Esc::Hex { n: 1, value: d },
+            None => Esc::None,
+        }),
+        Esc::Hex { n, value } if n < 6 && hex.is_some() => Some(Esc::Hex { n: n + 1, value }),
+        Esc::Hex { .. } if b == b'\r' => Some(Esc::Cr),
+        Esc::Hex { .. } if matches!(b, b' ' | b'\t' | b'\n' | b'\x0c') => Some(Esc::None),
+        Esc::Cr if b == b'\n' => Some(Esc::None),
+        Esc::Hex { .. } | Esc::Cr => str_step(quote, Esc::None, b),
+    }
+}
+
+fn is_newline(b: u8) -> bool {
+    matches!(b, b'\n' | b'\r' | b'\x0c')
+}
+
+/// A byte of a name: ASCII letters, digits, `-`, `_`, anything outside ASCII, and NUL
+/// (which the browser reads as U+FFFD).
+fn is_name(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b >= 0x80 || b == 0
 }

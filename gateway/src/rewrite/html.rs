@@ -5,6 +5,7 @@
 //! by [`HtmlRewriter::new`]'s `max_memory`; past it the response fails rather than grow),
 //! and output is handed back after every chunk. Bytes keep the page's charset.
 
+use super::entities::attribute_value;
 use super::{CssRewriter, Scope};
 use lol_html::html_content::{ContentType, Element};
 use lol_html::send::{HtmlRewriter as Inner, Settings};
@@ -406,10 +407,13 @@ impl ElementRewriter {
             }
             self.seen.push(name);
             let start = self.values.len();
+            // What the browser reads: lol_html hands on the value as written.
+            let raw = el.attr_value(i);
+            let value = attribute_value(&raw);
             let changed = match name {
-                Name::Url(_) => scope.url_into(&el.attr_value(i), &mut self.values),
-                Name::Srcset => srcset_into(scope, &el.attr_value(i), &mut self.values),
-                Name::Style => match css_str(scope, &el.attr_value(i)) {
+                Name::Url(_) => scope.url_into(&value, &mut self.values),
+                Name::Srcset => srcset_into(scope, &value, &mut self.values),
+                Name::Style => match css_str(scope, &value) {
                     Some(new) => {
                         self.values.push_str(&new);
                         true
@@ -419,6 +423,9 @@ impl ElementRewriter {
                 Name::Data | Name::HttpEquiv | Name::Integrity | Name::MetaName => false,
             };
             if changed {
+                if matches!(value, Cow::Owned(_)) {
+                    escape_amp(&mut self.values, start);
+                }
                 self.changes.push((name.attr(), start..self.values.len()));
             } else {
                 self.values.truncate(start);
@@ -451,7 +458,10 @@ impl ElementRewriter {
         match tag.as_str() {
             "object" if special(Name::Data) => set(el, "data", |v| scope.url(v)),
             "meta" if special(Name::HttpEquiv) => {
-                let equiv = el.get_attribute("http-equiv").unwrap_or_default();
+                // As the browser reads it: `&#82;efresh` is `Refresh`.
+                let raw = el.get_attribute("http-equiv").unwrap_or_default();
+                let equiv = attribute_value(&raw);
+                let equiv = equiv.trim_matches(|c: char| c.is_ascii_whitespace());
                 if equiv.eq_ignore_ascii_case("refresh") {
                     set(el, "content", |v| super::refresh(scope, v));
                 } else if equiv.eq_ignore_ascii_case("content-security-policy") {
@@ -466,9 +476,28 @@ impl ElementRewriter {
     }
 }
 
+/// Rewrites `attr` as the browser reads it (references decoded) with `f`.
 fn set(el: &mut impl Tag, attr: &'static str, f: impl FnOnce(&str) -> Option<String>) {
-    if let Some(new) = el.get_attribute(attr).and_then(|v| f(&v)) {
+    let Some(raw) = el.get_attribute(attr) else {
+        return;
+    };
+    let value = attribute_value(&raw);
+    if let Some(mut new) = f(&value) {
+        if matches!(value, Cow::Owned(_)) {
+            escape_amp(&mut new, 0);
+        }
         el.set_attribute(attr, &new);
+    }
+}
+
+/// A new attribute value (`s[start..]`) made from a decoded one, written so that the
+/// browser decodes it back to itself: each `&` as `&amp;` (lol_html escapes `"` itself
+/// and nothing else). A value without references needs none: it has no `&`.
+fn escape_amp(s: &mut String, start: usize) {
+    if s[start..].contains('&') {
+        let escaped = s[start..].replace('&', "&amp;");
+        s.truncate(start);
+        s.push_str(&escaped);
     }
 }
 

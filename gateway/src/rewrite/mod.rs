@@ -8,6 +8,7 @@
 
 mod body;
 mod css;
+mod entities;
 mod headers;
 mod html;
 mod html_fast;

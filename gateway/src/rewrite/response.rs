@@ -50,22 +50,35 @@ const DROPPED: &[&str] = &[
 /// session URL never leaks to other sites, and the gateway still gets the full Referer
 /// it needs to catch navigations that lost the prefix.
 pub fn rewrite_response_headers(scope: &Scope, headers: &mut HeaderMap) -> BodyPlan {
-    for name in [header::LOCATION, header::CONTENT_LOCATION] {
-        if let Some(new) = headers
-            .get(&name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| scope.url(v))
-        {
-            set(headers, name, &new);
-        }
-    }
+    // Every value: a second `Location` (or `Refresh`) header is no less a URL.
     let refresh_name = HeaderName::from_static("refresh");
-    if let Some(new) = headers
-        .get(&refresh_name)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| refresh(scope, v))
-    {
-        set(headers, refresh_name, &new);
+    for name in [header::LOCATION, header::CONTENT_LOCATION, refresh_name] {
+        let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+        let mut changed = false;
+        let mapped: Vec<HeaderValue> = values
+            .into_iter()
+            .filter_map(|v| {
+                let new = v.to_str().ok().and_then(|s| match name.as_str() {
+                    "refresh" => refresh(scope, s),
+                    _ => scope.url(s),
+                });
+                match new {
+                    // Not valid as a header (cannot happen for a valid value plus the
+                    // ASCII prefix): dropped, never passed on unrewritten.
+                    Some(n) => {
+                        changed = true;
+                        HeaderValue::from_str(&n).ok()
+                    }
+                    None => Some(v),
+                }
+            })
+            .collect();
+        if changed {
+            headers.remove(&name);
+            for v in mapped {
+                headers.append(name.clone(), v);
+            }
+        }
     }
     let cookies: Vec<HeaderValue> = headers
         .get_all(header::SET_COOKIE)
@@ -127,16 +140,4 @@ pub fn rewrite_response_headers(scope: &Scope, headers: &mut HeaderMap) -> BodyP
         (k.trim() == "charset").then(|| v.trim().trim_matches('"').to_owned())
     });
     BodyPlan::Html { decode, charset }
-}
-
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    match HeaderValue::from_str(value) {
-        Ok(v) => {
-            headers.insert(name, v);
-        }
-        // Cannot happen for values built from a valid header plus the ASCII prefix.
-        Err(_) => {
-            headers.remove(name);
-        }
-    }
 }

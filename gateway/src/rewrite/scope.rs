@@ -118,55 +118,117 @@ impl Scope {
 
     /// [`Scope::url`], appending the new URL to `out`; false (`out` untouched) when the
     /// URL stays as it is.
+    ///
+    /// The URL is read as a browser's WHATWG URL parser reads it from an `http:` or
+    /// `https:` page: leading and trailing C0 controls and spaces dropped, tabs and
+    /// newlines removed anywhere, `\` a slash, any run of two or more slashes starting an
+    /// authority (`//h`, `\\h`, `https:///h`), and `https:/x` (one slash after the page's
+    /// own scheme) the root-relative `/x`. What resolves on the gateway's origin outside
+    /// the prefix is rewritten; a rewritten URL is written as the browser would read it.
     pub(crate) fn url_into(&self, raw: &str, out: &mut String) -> bool {
-        let s = raw.trim_matches(|c: char| c.is_ascii_whitespace());
-        let tail = if let Some(rest) = s.strip_prefix("//") {
-            let (authority, tail) = split_authority(rest);
-            if !self.is_device(authority) {
-                return false;
-            }
-            tail
-        } else if s.starts_with('/') {
-            if self.is_prefixed(s) {
-                // Already ours, unless dot segments climb out of the prefix
-                // (`P/../other/x`): then it is what the browser would ask for.
-                match without_dots(s) {
-                    Some(clean) if !self.is_prefixed(&clean) => {
-                        out.push_str(&self.prefix);
-                        out.push_str(&clean[1..]);
-                        return true;
-                    }
-                    _ => return false,
-                }
-            }
-            s
+        let trimmed = raw.trim_matches(|c: char| c <= ' ');
+        let owned;
+        let s = if trimmed.contains(['\t', '\n', '\r']) {
+            owned = trimmed.replace(['\t', '\n', '\r'], "");
+            owned.as_str()
         } else {
-            // `split_once("://")` builds a substring searcher per call; a scheme has no
-            // `:`, so the first one decides.
-            let Some((scheme, rest)) = s.split_once(':') else {
-                return false;
-            };
-            let Some(rest) = rest.strip_prefix("//") else {
-                return false;
-            };
-            if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
-                return false;
-            }
-            let (authority, tail) = split_authority(rest);
-            if !self.is_device(authority) {
-                return false;
-            }
-            tail
+            trimmed
         };
-        // `tail` is empty or starts with `/`, `?` or `#`. Its dot segments are resolved
-        // as the device would (never above its root): under the prefix the browser would
-        // resolve `/../x` to outside it.
+        let rest = match scheme_end(s) {
+            Some(i) if is_http(&s[..i]) => &s[i + 1..],
+            // `javascript:`, `data:`, `mailto:`, `ws:`…: not the gateway's.
+            Some(_) => return false,
+            None => s,
+        };
+        let path = rest.trim_start_matches(['/', '\\']);
+        let tail = match rest.len() - path.len() {
+            // `x`, `../x`, `?q`, `#f`: relative to the page, kept by design; `https:x` is
+            // too from an `https:` page (and another host from an `http:` one).
+            0 => return false,
+            // Root-relative: on the gateway's origin. (From a page of the other scheme,
+            // `https:/x` is the host `x`: rewritten, it lands in the session instead.)
+            1 => {
+                let clean = clean_path(rest);
+                if self.is_prefixed(&clean) {
+                    // Already ours, as the browser reads it (`P/a/../b` too). Dot
+                    // segments that climb out (`P/../other/x`) do not get here.
+                    return false;
+                }
+                out.push_str(&self.prefix);
+                out.push_str(&clean[1..]);
+                return true;
+            }
+            // An authority: the device's own URLs are mapped, others are left alone.
+            _ => {
+                let (authority, tail) = split_authority(path);
+                if !self.is_device(authority) {
+                    return false;
+                }
+                tail
+            }
+        };
+        // `tail` is empty or starts with `/`, `\`, `?` or `#`. Its dot segments are
+        // resolved as the device would (never above its root): under the prefix the
+        // browser would resolve `/../x` to outside it.
         out.push_str(&self.prefix);
-        match without_dots(tail) {
-            Some(clean) => out.push_str(&clean[1..]),
-            None => out.push_str(tail.strip_prefix('/').unwrap_or(tail)),
+        if tail.starts_with(['/', '\\']) {
+            out.push_str(&clean_path(tail)[1..]);
+        } else {
+            out.push_str(tail);
         }
         true
+    }
+
+    /// Whether a URL starting with `head` (its first part only) could be one
+    /// [`Scope::url`] rewrites: false for another scheme (`data:`) or a relative path.
+    pub(crate) fn may_rewrite(&self, head: &str) -> bool {
+        let s: String = head
+            .trim_start_matches(|c: char| c <= ' ')
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .take(16)
+            .collect();
+        match scheme_end(&s) {
+            Some(i) => is_http(&s[..i]),
+            None => s.starts_with(['/', '\\']),
+        }
+    }
+}
+
+/// `http` or `https`, in any case.
+fn is_http(scheme: &str) -> bool {
+    scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+}
+
+/// The index of the `:` ending a URL scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`),
+/// if `s` starts with one.
+fn scheme_end(s: &str) -> Option<usize> {
+    let mut bytes = s.bytes().enumerate();
+    if !bytes.next()?.1.is_ascii_alphabetic() {
+        return None;
+    }
+    for (i, b) in bytes {
+        match b {
+            b':' => return Some(i),
+            b if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.') => {}
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A path-absolute `path[?query][#fragment]` (starting with `/` or `\\`, without tabs or
+/// newlines) as a browser requests it for an `http:` URL: `\\` in the path is `/`, and
+/// dot segments are resolved, never above the root.
+fn clean_path(s: &str) -> std::borrow::Cow<'_, str> {
+    if let Some(clean) = without_dots(s) {
+        return clean.into();
+    }
+    let end = s.find(['?', '#']).unwrap_or(s.len());
+    if s[..end].contains('\\') {
+        format!("{}{}", s[..end].replace('\\', "/"), &s[end..]).into()
+    } else {
+        s.into()
     }
 }
 
@@ -174,33 +236,25 @@ impl Scope {
 /// browser resolves them for `http:` URLs (`\` separates like `/`, `%2e` is a dot, tabs
 /// and newlines are ignored), never above the root; `None` when it has none.
 fn without_dots(s: &str) -> Option<String> {
-    // One pass up to the query or fragment, nothing allocated: most URLs have no dot
-    // segment, and this runs on every URL rewritten.
-    let b = s.as_bytes();
-    if !matches!(b.first(), Some(b'/' | b'\\')) {
-        return None;
-    }
-    let mut start = 1;
-    let mut found = false;
-    let mut end = b.len();
-    for (i, &c) in b.iter().enumerate().skip(1) {
-        if matches!(c, b'/' | b'\\' | b'?' | b'#') {
-            found = found || maybe_dot(s, start, i);
-            if matches!(c, b'?' | b'#') {
-                end = i;
-                break;
-            }
-            start = i + 1;
-        }
-    }
-    if end == b.len() {
-        found = found || maybe_dot(s, start, end);
-    }
-    if !found {
-        return None;
-    }
+    let end = s.find(['?', '#']).unwrap_or(s.len());
     let (path, rest) = s.split_at(end);
+    let dot = |seg: &str| {
+        let seg: String = seg
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect::<String>()
+            .to_ascii_lowercase()
+            .replace("%2e", ".");
+        match seg.as_str() {
+            "." => Some(1),
+            ".." => Some(2),
+            _ => None,
+        }
+    };
     let segments: Vec<&str> = path.split(['/', '\\']).skip(1).collect();
+    if !path.starts_with(['/', '\\']) || !segments.iter().any(|seg| dot(seg).is_some()) {
+        return None;
+    }
     let mut kept: Vec<&str> = Vec::new();
     let last = segments.len() - 1;
     for (i, seg) in segments.iter().enumerate() {
@@ -229,35 +283,6 @@ fn without_dots(s: &str) -> Option<String> {
     Some(clean)
 }
 
-/// `s[start..end]` is a dot segment (only one starting with a dot, `%` or a tab can be).
-fn maybe_dot(s: &str, start: usize, end: usize) -> bool {
-    s.as_bytes()
-        .get(start)
-        .is_some_and(|c| matches!(c, b'.' | b'%' | b'\t' | b'\n' | b'\r'))
-        && start < end
-        && dot(&s[start..end]).is_some()
-}
-
-/// `Some(1)` for a `.` segment, `Some(2)` for `..`, as a browser reads them: tabs and
-/// newlines ignored, `%2e` (any case) a dot. Allocates nothing: this runs on every URL.
-fn dot(seg: &str) -> Option<u8> {
-    // The longest dot segment is `%2e%2e`.
-    let mut buf = [0u8; 6];
-    let mut n = 0;
-    for b in seg.bytes() {
-        if matches!(b, b'\t' | b'\n' | b'\r') {
-            continue;
-        }
-        *buf.get_mut(n)? = b.to_ascii_lowercase();
-        n += 1;
-    }
-    match &buf[..n] {
-        b"." | b"%2e" => Some(1),
-        b".." | b".%2e" | b"%2e." | b"%2e%2e" => Some(2),
-        _ => None,
-    }
-}
-
 /// `host:port/x?y` → (`host:port`, `/x?y`).
 fn split_authority(s: &str) -> (&str, &str) {
     let end = s.find(['/', '?', '#', '\\']).unwrap_or(s.len());
@@ -269,52 +294,5 @@ fn split_port(authority: &str) -> (&str, Option<&str>) {
     match authority.rfind(':') {
         Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
         _ => (authority, None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// [`super::dot`] reads segments as the allocating version it replaced did.
-    #[test]
-    fn dot_segments_as_before() {
-        let before = |seg: &str| {
-            let seg: String = seg
-                .chars()
-                .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-                .collect::<String>()
-                .to_ascii_lowercase()
-                .replace("%2e", ".");
-            match seg.as_str() {
-                "." => Some(1),
-                ".." => Some(2),
-                _ => None,
-            }
-        };
-        let alphabet = [
-            ".", "%", "2", "e", "E", "%2e", "%2E", "\t", "\n", "a", "\u{e9}",
-        ];
-        let mut segs = vec![String::new()];
-        for _ in 0..4 {
-            let longer: Vec<String> = segs
-                .iter()
-                .flat_map(|s| alphabet.iter().map(move |a| format!("{s}{a}")))
-                .collect();
-            segs.extend(longer);
-            segs.dedup();
-        }
-        for seg in &segs {
-            assert_eq!(super::dot(seg), before(seg), "{seg:?}");
-            for path in [
-                format!("/{seg}"),
-                format!("/a/{seg}/b"),
-                format!("\\x\\{seg}"),
-                format!("/{seg}?/../x"),
-                format!("/{seg}#q"),
-            ] {
-                let p = &path[..path.find(['?', '#']).unwrap_or(path.len())];
-                let any = p.split(['/', '\\']).skip(1).any(|s| before(s).is_some());
-                assert_eq!(super::without_dots(&path).is_some(), any, "{path:?}");
-            }
-        }
     }
 }

@@ -181,8 +181,10 @@ fn css() {
         ),
         ("a{b:myurl(/x)}", "a{b:myurl(/x)}"),
         ("a{b:url(P/x)}", "a{b:url(P/x)}"),
-        ("a{b:url(/unterminated", "a{b:url(/unterminated"),
-        ("/* url(/c) */", "/* url(P/c) */"),
+        // At the end of the stylesheet a URL is complete: the browser fetches it.
+        ("a{b:url(/unterminated", "a{b:url(P/unterminated"),
+        // A comment holds no URL.
+        ("/* url(/c) */", "/* url(/c) */"),
         (
             "p{content:'\u{e7}\u{e3}o'} a{b:url(/\u{e7}.png)}",
             "p{content:'\u{e7}\u{e3}o'} a{b:url(P/\u{e7}.png)}",
@@ -233,14 +235,34 @@ fn css_byte_at_a_time_and_latin1() {
 
 #[test]
 fn css_carry_is_bounded() {
-    // An unterminated url( longer than the carry cap is passed through, not held.
+    // A URL longer than the carry cap is not held: one the gateway leaves alone (a
+    // `data:` URL) passes through, one it would rewrite is dropped, never passed on
+    // unrewritten.
     let s = scope();
-    let mut css = CssRewriter::new();
-    let mut out = Vec::new();
-    css.push(&s, b"a{b:url(/", &mut out);
     let filler = vec![b'x'; css::MAX_CARRY * 2];
-    css.push(&s, &filler, &mut out);
-    assert!(out.len() > css::MAX_CARRY, "held {} bytes", out.len());
+    for (start, passed) in [(&b"a{b:url(data:"[..], true), (b"a{b:url(/", false)] {
+        let mut css = CssRewriter::new();
+        let mut out = Vec::new();
+        css.push(&s, start, &mut out);
+        css.push(&s, &filler, &mut out);
+        assert_eq!(
+            out.len() > css::MAX_CARRY,
+            passed,
+            "held {} bytes",
+            out.len()
+        );
+        css.push(&s, b") c{d:url(/y)}", &mut out);
+        css.finish(&s, &mut out);
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.ends_with(&p(") c{d:url(P/y)}")),
+            "{}",
+            &out[out.len() - 40..]
+        );
+        if !passed {
+            assert_eq!(out, p("a{b:url() c{d:url(P/y)}"));
+        }
+    }
 }
 
 fn html_all(input: &[u8], chunk: usize, charset: Option<&str>) -> Vec<u8> {
@@ -1069,4 +1091,194 @@ fn html_fast_path_matches_lol_html() {
             );
         }
     }
+}
+
+/// Found by `fuzz/fuzz_targets/rewrite_url_scope.rs` and `rewrite_headers.rs`: URLs
+/// that a browser reads as root-relative (WHATWG URL: leading C0 controls and spaces
+/// dropped, tabs and newlines removed, `\\` a slash, `https:/x` from an `https:` page) were
+/// left as they were, and led to the gateway's root.
+#[test]
+fn urls_the_browser_reads_as_root_relative_are_rewritten() {
+    let s = scope();
+    for (input, want) in [
+        ("\u{1}/x", Some("P/x")),
+        ("\0 \u{1f}/x\u{7}", Some("P/x")),
+        ("/\tx\n", Some("P/x")),
+        ("\\x", Some("P/x")),
+        ("\\a\\..\\..\\x?q\\r", Some("P/x?q\\r")),
+        ("https:/x", Some("P/x")),
+        ("http:/x", Some("P/x")),
+        ("HTTPS:\\x", Some("P/x")),
+        ("h\tttps:/x", Some("P/x")),
+        ("https:/../x", Some("P/x")),
+        ("https:///192.168.1.50/x", Some("P/x")),
+        ("\\\\192.168.1.50\\x", Some("P/x")),
+        ("/\\192.168.1.50/x", Some("P/x")),
+        ("http:192.168.1.50/x", None),
+        ("https:x", None),
+        ("/\\cdn.example/x", None),
+        ("/\n/cdn.example/x", None),
+        (
+            "https:/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd/x",
+            None,
+        ),
+        ("\\remote\\s\\3f2b8c1e-0000-4000-8000-00000000abcd\\x", None),
+        ("\u{1}javascript:x", None),
+    ] {
+        assert_eq!(s.url(input), want.map(p), "{input:?}");
+    }
+    for (input, want) in [
+        ("0; url=\u{1}/x", Some("0; url=P/x")),
+        ("0;https:/x", Some("0;P/x")),
+    ] {
+        assert_eq!(refresh(&s, input), want.map(p), "{input:?}");
+    }
+}
+
+/// Found by `fuzz/fuzz_targets/rewrite_html.rs`: lol_html hands on attribute values as
+/// written, so `href="&#47;x"` (which the browser reads as `/x`) was left as it was. The
+/// value is now decoded as the browser decodes it, and a rewritten one written back so
+/// that it decodes to the new URL.
+#[test]
+fn entity_encoded_urls_in_attributes_are_rewritten_as_the_browser_decodes_them() {
+    for (input, want) in [
+        ("<a href=\"&#47;x\">", "<a href=\"P/x\">"),
+        (
+            "<a href=\"&sol;x?a=1&amp;b=2&c\">",
+            "<a href=\"P/x?a=1&amp;b=2&amp;c\">",
+        ),
+        (
+            "<img src=\"&#x2F;&#x2f;192.168.1.50/i\" srcset=\"&#47;a 1x\">",
+            "<img src=\"P/i\" srcset=\"P/a 1x\">",
+        ),
+        ("<a href=\"&Tab;/x&lt;\">", "<a href=\"P/x<\">"),
+        ("<a href=\"&#92;x\">", "<a href=\"P/x\">"),
+        (
+            "<meta http-equiv=\"refresh\" content=\"0;url=&#47;x\">",
+            "<meta http-equiv=\"refresh\" content=\"0;url=P/x\">",
+        ),
+        (
+            "<div style=\"b:url(&quot;&#47;x&quot;)\">",
+            "<div style=\"b:url(&quot;P/x&quot;)\">",
+        ),
+        (
+            "<meta http-equiv=\"&#82;efresh \" content=\"0;url=/x\">",
+            "<meta http-equiv=\"&#82;efresh \" content=\"0;url=P/x\">",
+        ),
+        // A reference without its `;` before `=` or a letter is no reference.
+        ("<a href=\"/x?a&ampb=1\">", "<a href=\"P/x?a&amp;ampb=1\">"),
+        ("<a href=\"x&#47;y\">", "<a href=\"x&#47;y\">"),
+        (
+            "<a href=\"&#47;&#47;cdn.example/x\">",
+            "<a href=\"&#47;&#47;cdn.example/x\">",
+        ),
+    ] {
+        assert_eq!(html(&p(input)), p(want), "{input}");
+    }
+}
+
+/// Found by `fuzz/fuzz_targets/rewrite_css.rs`: `url(` and `@import` spelt with CSS
+/// escapes, URLs spelt with escapes, and quotes in comments or strings that hid a real
+/// `url(` from the scanner, all led to the gateway's root.
+#[test]
+fn css_urls_are_found_through_escapes_comments_and_strings() {
+    for (input, want) in [
+        ("a{b:u\\72l(/x)}", "a{b:u\\72l(P/x)}"),
+        ("a{b:\\75 \\52 L(/x)}", "a{b:\\75 \\52 L(P/x)}"),
+        ("a{b:url(\\2f x)}", "a{b:url(P/x)}"),
+        (
+            "a{b:url( '\\2f \\2f 192.168.1.50/x' )}",
+            "a{b:url( 'P/x' )}",
+        ),
+        ("a{b:url(/x\\29 y)}", "a{b:url(P/x\\)y)}"),
+        ("a{b:url(/\\3c/style\\3e)}", "a{b:url(P/\\3c /style\\3e )}"),
+        ("@\\69mport \"/i.css\";", "@\\69mport \"P/i.css\";"),
+        ("@import /**/'\\2fi.css';", "@import /**/'P/i.css';"),
+        (
+            "/* url(\" */ a{b:url(/x)} /* \" */",
+            "/* url(\" */ a{b:url(P/x)} /* \" */",
+        ),
+        (
+            "a{content:\"url('\"; b:url(/y); c:\"'\"}",
+            "a{content:\"url('\"; b:url(P/y); c:\"'\"}",
+        ),
+        ("a{b:x\\0url(a url(/y))}", "a{b:x\\0url(a url(P/y))}"),
+        (
+            "a{b:#url(/x) 1url(/x) -url(/x)}",
+            "a{b:#url(/x) 1url(/x) -url(/x)}",
+        ),
+        ("<!--url(/x)", "<!--url(P/x)"),
+        ("a{b:url(/x\ny)}", "a{b:url(/x\ny)}"),
+        // `\\` is a backslash (then a slash to the browser); NUL is U+FFFD, no bad URL.
+        (
+            "a{b:url('\\\\192.168.1.50/l')}",
+            "a{b:url('P/192.168.1.50/l')}",
+        ),
+        ("a{b:url(/\0x)}", "a{b:url(P/\0x)}"),
+        // An escape's hex digits take the whitespace after them, CR too: no bad string.
+        (
+            "a{b:\"\\2\r' x\" c:url(/y) d:'}",
+            "a{b:\"\\2\r' x\" c:url(P/y) d:'}",
+        ),
+        ("@import \"/i\\2\rx\";", "@import \"P/i\\2 x\";"),
+    ] {
+        let (input, want) = (p(input), p(want));
+        assert_eq!(css_all(&input, &[]), want, "{input}");
+        for cut in 1..input.len() {
+            assert_eq!(css_all(&input, &[cut]), want, "{input} cut at {cut}");
+        }
+    }
+}
+
+/// The device's own `Authorization` (Bearer, Basic, Digest; one value or several) reaches
+/// it as the page sent it (issue 14): the SaaS's token never travels to the gateway's
+/// origin, so there is nothing of Ponte's in it to hold back.
+#[test]
+fn every_authorization_value_reaches_the_device_as_sent() {
+    let s = scope();
+    for values in [
+        &["Basic YTpi", "Bearer abc"][..],
+        &["Bearer\tabc"],
+        &["Digest username=\"a\", nonce=\"n\""],
+    ] {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append("authorization", http::HeaderValue::from_str(v).unwrap());
+        }
+        let out = device_request_headers(&s, &h);
+        let got: Vec<_> = out
+            .get_all("authorization")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(got, values, "{out:?}");
+    }
+}
+
+/// Found by `fuzz/fuzz_targets/rewrite_headers.rs`: only the first of two `Location`,
+/// `Content-Location` or `Refresh` headers was rewritten.
+#[test]
+fn every_location_and_refresh_value_is_rewritten() {
+    let s = scope();
+    let mut h = http::HeaderMap::new();
+    for (name, v) in [
+        ("location", "//cdn.example/a"),
+        ("location", "/x"),
+        ("content-location", "/c"),
+        ("content-location", "/y"),
+        ("refresh", "5"),
+        ("refresh", "0;/r"),
+    ] {
+        h.append(name, http::HeaderValue::from_static(v));
+    }
+    let _ = rewrite_response_headers(&s, &mut h);
+    let all = |n: &str| -> Vec<String> {
+        h.get_all(n)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(all("location"), ["//cdn.example/a".to_owned(), p("P/x")]);
+    assert_eq!(all("content-location"), [p("P/c"), p("P/y")]);
+    assert_eq!(all("refresh"), ["5".to_owned(), p("0;P/r")]);
 }
