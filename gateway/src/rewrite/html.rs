@@ -326,7 +326,7 @@ enum Name {
     /// `link[integrity]`, `script[integrity]`: dropped.
     Integrity,
     /// `meta[name]`: a referrer policy is pinned.
-    MetaName,
+    MetaNamed,
 }
 
 impl Name {
@@ -349,7 +349,7 @@ impl Name {
             b"data" => Self::Data,
             b"http-equiv" => Self::HttpEquiv,
             b"integrity" => Self::Integrity,
-            b"name" => Self::MetaName,
+            b"name" => Self::MetaNamed,
             _ => return None,
         })
     }
@@ -362,7 +362,7 @@ impl Name {
             Self::Data => "data",
             Self::HttpEquiv => "http-equiv",
             Self::Integrity => "integrity",
-            Self::MetaName => "name",
+            Self::MetaNamed => "name",
         }
     }
 }
@@ -420,7 +420,7 @@ impl ElementRewriter {
                     }
                     None => false,
                 },
-                Name::Data | Name::HttpEquiv | Name::Integrity | Name::MetaName => false,
+                Name::Data | Name::HttpEquiv | Name::Integrity | Name::MetaNamed => false,
             };
             if changed {
                 if matches!(value, Cow::Owned(_)) {
@@ -438,7 +438,7 @@ impl ElementRewriter {
         if !(special(Name::Data)
             || special(Name::HttpEquiv)
             || special(Name::Integrity)
-            || special(Name::MetaName))
+            || special(Name::MetaNamed))
         {
             return;
         }
@@ -448,7 +448,7 @@ impl ElementRewriter {
         // the prefix has no Referer to be sent back by. `same-origin` still leaks nothing
         // to other sites.
         if tag == "meta"
-            && special(Name::MetaName)
+            && special(Name::MetaNamed)
             && el
                 .get_attribute("name")
                 .is_some_and(|n| n.trim().eq_ignore_ascii_case("referrer"))
