@@ -140,21 +140,10 @@ impl Origin {
 }
 
 fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_slice_iter(include_bytes!("../fixtures/device-tls.crt"))
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../fixtures/device-tls.key")).unwrap();
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+    crate::tls::acceptor(
+        include_bytes!("../fixtures/device-tls.crt"),
+        include_bytes!("../fixtures/device-tls.key"),
+    )
 }
 
 /// Accepts TCP and completes the TLS handshake; failed handshakes are skipped.

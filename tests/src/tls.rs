@@ -120,23 +120,31 @@ impl Pki {
     }
 
     fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs = CertificateDer::pem_file_iter(&self.cert)
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_file(&self.key).unwrap();
-        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+        acceptor(
+            &std::fs::read(&self.cert).unwrap(),
+            &std::fs::read(&self.key).unwrap(),
+        )
     }
+}
+
+/// A TLS server config (rustls, ring) for one certificate chain and key, both PEM: the
+/// relay's front here and the TLS device in [`crate::origin`].
+pub fn acceptor(cert_pem: &[u8], key_pem: &[u8]) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key_pem).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
 
 /// A TLS listener on 127.0.0.1 (port 0) that terminates TLS with `pki`'s relay
