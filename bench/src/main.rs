@@ -66,6 +66,10 @@ struct Args {
     /// dumped after them (`callgrind_control -z` / `-d`), so the dump is N requests.
     #[arg(long, value_name = "N")]
     profile: Option<usize>,
+    /// With --profile: instead of N sequential GETs, keep --concurrency GETs in flight
+    /// for N seconds (where a c=64 request's CPU goes).
+    #[arg(long, requires = "profile")]
+    saturate: bool,
 }
 
 struct Settings {
@@ -164,6 +168,9 @@ struct Measured {
     c1_p99: Vec<f64>,
     c64_rate: Vec<f64>,
     c64_p99: Vec<f64>,
+    // CPU per answered request at c=64, µs, per round: nginx (origin and proxy are one
+    // nginx), `ponte serve`, `ponte-connector`, the load generator (this process).
+    c64_cpu: Vec<[f64; 4]>,
     big: Vec<f64>,
     par: Vec<f64>,
     // Errors per measurement, summed over the rounds.
@@ -375,12 +382,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if callgrind {
             control("-z");
         }
-        let o = load::sequential(gateway, 0, n).await?;
+        let o = match args.saturate {
+            true => load::saturate(gateway, s.conc, Duration::from_secs(n as u64)).await?,
+            false => load::sequential(gateway, 0, n).await?,
+        };
         if callgrind {
             control("-d");
         }
         println!(
-            "profile: {n} gateway GETs, {} ok, {} errors, p50 {:.3} ms, {:.1} s",
+            "profile: gateway GETs, {} ok, {} errors, p50 {:.3} ms, {:.1} s",
             o.ok,
             o.errors,
             ms(report::percentile(&o.latencies, 50.0)),
@@ -417,7 +427,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             kids.check_alive()?;
         }
         for (p, m) in paths.iter().zip(measured.iter_mut()) {
+            let cpu = || {
+                [
+                    procs::cpu_seconds(&procs::family(nginx_pid)),
+                    procs::cpu_seconds(&[cloud.pid]),
+                    procs::cpu_seconds(&[connector_pid]),
+                    procs::cpu_seconds(&[std::process::id()]),
+                ]
+            };
+            let before = cpu();
             let o = load::saturate(&p.small, s.conc, s.duration).await?;
+            let after = cpu();
+            let answered = (o.ok + o.errors).max(1) as f64;
+            m.c64_cpu.push(std::array::from_fn(|i| {
+                (after[i] - before[i]) * 1e6 / answered
+            }));
             m.c64_rate.push(o.rate());
             m.c64_p99.push(ms(report::percentile(&o.latencies, 99.0)));
             m.c64_err += o.errors;
@@ -667,6 +691,36 @@ fn render(
             Better::Higher,
             &|x| (&x.par, x.par_err),
         ),
+    ];
+    let mut rows = rows;
+    // CPU per request: the lowest of the rounds, per process (whatever a path does not
+    // pass through stays near 0, so the columns add up to the path's whole cost).
+    for (i, what) in [
+        "nginx (origin + proxy)",
+        "ponte serve",
+        "ponte-connector",
+        "load generator",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        rows.push(Row {
+            label: format!("c={c} CPU per request, {what} (µs)"),
+            decimals: 1,
+            cells: m
+                .iter()
+                .map(|x| Cell {
+                    value: report::best(
+                        &x.c64_cpu.iter().map(|r| r[i]).collect::<Vec<_>>(),
+                        Better::Lower,
+                    ),
+                    errors: x.c64_err > 0,
+                })
+                .collect(),
+            ratio: None,
+        });
+    }
+    rows.extend([
         only(
             "server RSS after the runs (MiB)",
             1,
@@ -682,8 +736,7 @@ fn render(
             1,
             &[(gw, conn_rss), (3, conn_peak)],
         ),
-    ];
-    let mut rows = rows;
+    ]);
     if let Some((n, kib)) = per_idle {
         rows.push(only(
             &format!("cloud RSS per idle connector, {n} connected (KiB)"),

@@ -78,6 +78,23 @@ pub fn rss(pid: u32, field: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time (user + system, all threads) the processes have used so far, seconds. Read
+/// from `/proc/<pid>/stat` in clock ticks (Linux's `USER_HZ`, 100 on every supported
+/// architecture); a process that is gone counts 0.
+pub fn cpu_seconds(pids: &[u32]) -> f64 {
+    const USER_HZ: f64 = 100.0;
+    pids.iter()
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // Fields 14 and 15 (utime, stime), counted after the parenthesised name.
+            let mut rest = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+            let utime: u64 = rest.next()?.parse().ok()?;
+            let stime: u64 = rest.next()?.parse().ok()?;
+            Some((utime + stime) as f64 / USER_HZ)
+        })
+        .sum()
+}
+
 /// The process and its direct children (nginx: master and workers).
 pub fn family(pid: u32) -> Vec<u32> {
     let mut out = vec![pid];
