@@ -8,7 +8,7 @@
 use crate::exec::{self, ExecError, Executor};
 use crate::Shared;
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt as _, SinkExt, StreamExt};
 use ponte_protocol::{
     self as proto, limits, CloudMsg, ConnectorMsg, ErrorCode, RecvWindow, SendWindow,
 };
@@ -295,6 +295,16 @@ impl Session {
             }
         }
         Message::text(proto::encode(msg))
+    }
+
+    /// Queues `msgs` back to back (room for all is reserved first), so the writer takes
+    /// them in one flush.
+    pub(crate) async fn send_all(&self, msgs: &[ConnectorMsg]) -> Result<(), ()> {
+        let permits = self.out.reserve_many(msgs.len()).await.map_err(|_| ())?;
+        for (permit, msg) in permits.zip(msgs) {
+            permit.send(self.frame(msg));
+        }
+        Ok(())
     }
 
     pub(crate) async fn send_frame(&self, frame: Message) -> Result<(), ()> {
@@ -784,25 +794,79 @@ async fn serve_request(
         status_code: resp.status().as_u16(),
         headers,
     });
+    // What the device has already sent, up to one chunk, taken without waiting (hyper
+    // gives a body frame it holds, or `Pending`, which consumes nothing). A small answer
+    // that is complete here (the usual API reply) goes out as one batch: START, its chunk
+    // and END reach the writer together and share one write to the relay, and the relay
+    // one read, instead of three of each.
+    let mut ready = Vec::new();
+    let (mut ready_len, mut ended, mut failed) = (0, false, None);
+    while ready_len < limits::MAX_CHUNK_LEN {
+        match resp.chunk().now_or_never() {
+            None => break,
+            Some(Ok(None)) => {
+                ended = true;
+                break;
+            }
+            Some(Ok(Some(c))) => {
+                ready_len += c.len();
+                ready.push(c);
+            }
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    if ended && ready_len <= limits::MAX_CHUNK_LEN && take_window_now(ctl, ready_len) {
+        let mut batch = vec![start];
+        if ready_len > 0 {
+            let data = match ready.len() {
+                1 => ready.pop().unwrap_or_default(),
+                _ => ready.concat().into(),
+            };
+            batch.push(ConnectorMsg::HttpResponseChunk(proto::Chunk {
+                request_id: rid.clone(),
+                data,
+                index: 0,
+            }));
+        }
+        batch.push(ConnectorMsg::HttpResponseEnd(proto::StreamRef {
+            request_id: rid,
+        }));
+        return sess.send_all(&batch).await.map_err(|_| gone());
+    }
     sess.send(&start).await.map_err(|_| gone())?;
 
+    let mut ready = ready.into_iter();
     let mut index = 0u64;
     loop {
-        let chunk = match tokio::time::timeout(timeout, resp.chunk()).await {
-            Err(_) => {
-                return Err(ExecError::new(
-                    ErrorCode::Timeout,
-                    "device stopped sending the body",
-                ))
+        let chunk = if let Some(c) = ready.next() {
+            c
+        } else if let Some(e) = failed.take() {
+            return Err(ExecError::new(
+                ErrorCode::Internal,
+                format!("device body failed: {}", exec::classify(&e).message),
+            ));
+        } else if ended {
+            break;
+        } else {
+            match tokio::time::timeout(timeout, resp.chunk()).await {
+                Err(_) => {
+                    return Err(ExecError::new(
+                        ErrorCode::Timeout,
+                        "device stopped sending the body",
+                    ))
+                }
+                Ok(Err(e)) => {
+                    return Err(ExecError::new(
+                        ErrorCode::Internal,
+                        format!("device body failed: {}", exec::classify(&e).message),
+                    ))
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(c))) => c,
             }
-            Ok(Err(e)) => {
-                return Err(ExecError::new(
-                    ErrorCode::Internal,
-                    format!("device body failed: {}", exec::classify(&e).message),
-                ))
-            }
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(c))) => c,
         };
         let mut chunk = chunk;
         while !chunk.is_empty() {
@@ -826,6 +890,19 @@ async fn serve_request(
 
 fn gone() -> ExecError {
     ExecError::new(ErrorCode::Cancelled, "relay connection closed")
+}
+
+/// Takes `n` bytes of credit if the window has them now (always, without flow control).
+fn take_window_now(ctl: &StreamCtl, n: usize) -> bool {
+    if !ctl.flow || n == 0 {
+        return true;
+    }
+    let mut w = ctl.window.lock().unwrap();
+    let enough = w.available() >= n as u64;
+    if enough {
+        w.consume(n);
+    }
+    enough
 }
 
 /// Waits for send window and takes up to `want` bytes of it.
