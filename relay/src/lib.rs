@@ -8,6 +8,7 @@
 pub mod auth;
 mod conn;
 pub mod metrics;
+mod readahead;
 mod relay;
 pub mod router;
 mod server;

@@ -1,6 +1,7 @@
 //! HTTP side of the relay: `/ws/connectors` (authenticate, then upgrade) and `/health`.
 
 use crate::auth::AuthError;
+use crate::readahead::ReadAhead;
 use crate::relay::Relay;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -152,7 +153,7 @@ async fn upgrade(State(relay): State<Relay>, mut req: Request) -> Response {
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let io = hyper_util::rt::TokioIo::new(upgraded);
+                let io = ReadAhead::new(hyper_util::rt::TokioIo::new(upgraded));
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_cfg)).await;
                 relay.serve_peer(ws, claims, user_agent.as_deref()).await;
             }
