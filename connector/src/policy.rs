@@ -262,6 +262,34 @@ mod tests {
     }
 
     #[test]
+    fn what_is_never_reachable_stays_so_under_an_allow_everything_list() {
+        let p = TargetPolicy::parse(&["0.0.0.0/0", "::/0"])
+            .unwrap()
+            .with_health("192.168.1.5:22100".parse().unwrap());
+        for never in [
+            "169.254.1.1",
+            "0.1.2.3",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "fe80::1",
+            "febf::1",
+            "::",
+            "ff02::1",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(p.check_addr(ip(never), 80).is_err(), "{never}");
+        }
+        for fine in ["1.2.3.4", "fec0::1", "2001:db8::1", "192.168.1.5"] {
+            assert!(p.check_addr(ip(fine), 80).is_ok(), "{fine}");
+        }
+        // The health port on the LAN address it is bound to, and only there.
+        assert!(p.check_addr(ip("192.168.1.5"), 22100).is_err());
+        assert!(p.check_addr(ip("192.168.1.6"), 22100).is_ok());
+    }
+
+    #[test]
     fn bad_entries_are_rejected() {
         for bad in ["", "300.1.1.1", "10.0.0.0/33", "host:port", "a b", "-x"] {
             assert!(TargetPolicy::parse(&[bad]).is_err(), "{bad}");
