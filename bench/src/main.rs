@@ -666,7 +666,7 @@ fn render(
         }
     };
     let c = s.conc;
-    let rows = vec![
+    let mut rows = vec![
         row("c=1 small GET p50 (ms)".into(), 3, Better::Lower, &|x| {
             (&x.c1_p50, x.c1_err)
         }),
@@ -692,7 +692,6 @@ fn render(
             &|x| (&x.par, x.par_err),
         ),
     ];
-    let mut rows = rows;
     // CPU per request: the lowest of the rounds, per process (whatever a path does not
     // pass through stays near 0, so the columns add up to the path's whole cost).
     for (i, what) in [

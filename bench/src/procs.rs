@@ -84,15 +84,21 @@ pub fn rss(pid: u32, field: &str) -> Option<u64> {
 pub fn cpu_seconds(pids: &[u32]) -> f64 {
     const USER_HZ: f64 = 100.0;
     pids.iter()
-        .filter_map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            // Fields 14 and 15 (utime, stime), counted after the parenthesised name.
-            let mut rest = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
-            let utime: u64 = rest.next()?.parse().ok()?;
-            let stime: u64 = rest.next()?.parse().ok()?;
+        .filter_map(|&p| {
+            // Fields 14 and 15: utime, stime.
+            let utime: u64 = stat_field(p, 14)?;
+            let stime: u64 = stat_field(p, 15)?;
             Some((utime + stime) as f64 / USER_HZ)
         })
         .sum()
+}
+
+/// Field `n` (1-based, as `man 5 proc` numbers them) of `/proc/<pid>/stat`. The name
+/// (field 2) is parenthesised and may hold spaces, so fields are counted after it.
+fn stat_field<T: std::str::FromStr>(pid: u32, n: usize) -> Option<T> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
 }
 
 /// The process and its direct children (nginx: master and workers).
@@ -103,13 +109,8 @@ pub fn family(pid: u32) -> Vec<u32> {
             let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
             };
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            // Field 4 (after the parenthesised name, which may hold spaces) is the parent.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|s| s.parse::<u32>().ok());
-            if ppid == Some(pid) {
+            // Field 4 is the parent.
+            if stat_field::<u32>(p, 4) == Some(pid) {
                 out.push(p);
             }
         }

@@ -844,10 +844,7 @@ async fn serve_request(
         let chunk = if let Some(c) = ready.next() {
             c
         } else if let Some(e) = failed.take() {
-            return Err(ExecError::new(
-                ErrorCode::Internal,
-                format!("device body failed: {}", exec::classify(&e).message),
-            ));
+            return Err(body_failed(&e));
         } else if ended {
             break;
         } else {
@@ -858,12 +855,7 @@ async fn serve_request(
                         "device stopped sending the body",
                     ))
                 }
-                Ok(Err(e)) => {
-                    return Err(ExecError::new(
-                        ErrorCode::Internal,
-                        format!("device body failed: {}", exec::classify(&e).message),
-                    ))
-                }
+                Ok(Err(e)) => return Err(body_failed(&e)),
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(c))) => c,
             }
@@ -886,6 +878,13 @@ async fn serve_request(
     }))
     .await
     .map_err(|_| gone())
+}
+
+fn body_failed(e: &reqwest::Error) -> ExecError {
+    ExecError::new(
+        ErrorCode::Internal,
+        format!("device body failed: {}", exec::classify(e).message),
+    )
 }
 
 fn gone() -> ExecError {
