@@ -226,7 +226,7 @@ async fn connection(
     let io = TokioIo::new(Tracked {
         tcp,
         state: Arc::clone(&state),
-        _slot: slot,
+        slot: Some(slot),
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(HeadTimer {
@@ -377,7 +377,10 @@ struct ConnState {
 struct Tracked {
     tcp: TcpStream,
     state: Arc<ConnState>,
-    _slot: Slot,
+    /// Given back at our shutdown (just before the FIN goes out) or when the socket is
+    /// dropped, whichever comes first: a client that saw us close can count on its
+    /// slot being free.
+    slot: Option<Slot>,
 }
 
 impl AsyncRead for Tracked {
@@ -421,6 +424,7 @@ impl AsyncWrite for Tracked {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.slot.take();
         Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }

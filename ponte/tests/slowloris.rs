@@ -180,17 +180,30 @@ async fn assert_refused(name: &str, from: Ipv4Addr, to: SocketAddr, code: &str) 
     );
 }
 
-/// The other tenant's call, on a new connection from 127.0.0.1: its latency.
-async fn tenant_call(http: &reqwest::Client, api: SocketAddr, token: &str) -> Duration {
+/// The other tenant's call, on a new connection from 127.0.0.1 that the server closes
+/// (`Connection: close`): its latency. Read to the server's FIN, which the server sends
+/// only once the connection's slot is free again, so the next fill counts exactly.
+async fn tenant_call(api: SocketAddr, token: &str) -> Duration {
     let started = Instant::now();
-    let resp = http
-        .get(format!("http://{api}/api/instituicao/3/connector/status"))
-        .bearer_auth(token)
-        .send()
+    let call = async {
+        let mut tcp = connect(ip(1), api).await?;
+        let head = format!(
+            "GET /api/instituicao/3/connector/status HTTP/1.1\r\nHost: {api}\r\n\
+             Authorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await?;
+        let mut out = Vec::new();
+        tcp.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&out).into_owned())
+    };
+    let got = tokio::time::timeout(Duration::from_secs(5), call)
         .await
+        .unwrap_or_else(|_| panic!("the other tenant's API call hangs"))
         .unwrap_or_else(|e| panic!("the other tenant's API call failed: {e}"));
-    assert_eq!(resp.status(), 200);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    let body = &got[got.find("\r\n\r\n").map_or(got.len(), |i| i + 4)..];
+    let body: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {got}"));
     assert_eq!(body["paired"], false, "{body}");
     started.elapsed()
 }
@@ -208,12 +221,7 @@ fn ip(last: u8) -> Ipv4Addr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_on_every_listener_is_timed_out_and_capped_and_spares_other_tenants() {
     let (serve, token) = spawn_serve();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let idle_latency = tenant_call(&http, serve.api, &token).await;
+    let idle_latency = tenant_call(serve.api, &token).await;
     let listeners = [
         ("api", serve.api),
         ("relay", serve.relay),
@@ -232,7 +240,7 @@ async fn slowloris_on_every_listener_is_timed_out_and_capped_and_spares_other_te
     for (name, addr) in listeners {
         assert_refused(name, ip(2), addr, "TOO_MANY_CONNECTIONS").await;
     }
-    let mut worst = tenant_call(&http, serve.api, &token).await;
+    let mut worst = tenant_call(serve.api, &token).await;
 
     // The gateway full: new connections to it get 503 BUSY, and a flood of them, many
     // more than the process has descriptors for, costs the API nothing.
@@ -250,7 +258,7 @@ async fn slowloris_on_every_listener_is_timed_out_and_capped_and_spares_other_te
     }
     let fds_flooded = open_fds(serve.child.id());
     for _ in 0..5 {
-        worst = worst.max(tenant_call(&http, serve.api, &token).await);
+        worst = worst.max(tenant_call(serve.api, &token).await);
     }
 
     // The API and the relay full too: 503 BUSY there.
@@ -296,7 +304,7 @@ async fn slowloris_on_every_listener_is_timed_out_and_capped_and_spares_other_te
         );
     }
     // Slots are given back: the API serves again.
-    worst = worst.max(tenant_call(&http, serve.api, &token).await);
+    worst = worst.max(tenant_call(serve.api, &token).await);
     assert!(
         worst < Duration::from_secs(1),
         "the other tenant's calls took up to {worst:?} (idle: {idle_latency:?})"
