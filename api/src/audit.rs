@@ -31,7 +31,7 @@ pub const MAX_ENTRY_BYTES: usize = 4096;
 /// Entries written per transaction: one commit (one fsync) per batch, so the writer
 /// keeps up with thousands of audited calls a second even where an fsync takes tens of
 /// milliseconds.
-const BATCH: usize = 1024;
+pub(crate) const BATCH: usize = 1024;
 
 /// A place in the queue, taken before the audited action.
 pub struct Slot(mpsc::OwnedPermit<AuditEntry>, Arc<Progress>);

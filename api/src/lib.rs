@@ -368,6 +368,45 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::ApiConfig;
+    use std::time::Duration;
+
+    /// The numbers the README and DESIGN state, by value: a change to one fails here
+    /// until the documents say the same.
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let cfg = ApiConfig::default();
+        let min = |m: u64| Duration::from_secs(m * 60);
+        assert_eq!(cfg.pairing_ttl, min(15));
+        assert_eq!(cfg.rotate_before, min(7 * 24 * 60));
+        assert_eq!(cfg.maintenance_every, Duration::from_secs(30));
+        assert_eq!(cfg.heartbeat_flush, Duration::from_secs(15));
+        assert_eq!(cfg.remote_ws_write_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.proxy_max_response, 8 << 20);
+        assert_eq!(cfg.proxy_max_request, 4 << 20);
+        assert!(!cfg.trust_forwarded_for);
+        let s = &cfg.sessions;
+        assert_eq!((s.idle, s.max, s.launch_ttl), (min(10), min(240), min(2)));
+        // The idle expiry is written at most every 30 s (a twentieth of a short TTL).
+        let step = |idle| crate::sessions::slide_step(idle).num_milliseconds();
+        assert_eq!(step(min(10)), 30_000);
+        assert_eq!(step(min(4 * 60)), 30_000);
+        assert_eq!(step(min(1)), 3_000);
+        let rate = |r: crate::ratelimit::Rate| (r.per_second, r.burst);
+        let r = &cfg.rate_limits;
+        assert_eq!(rate(r.session), (50.0, 200));
+        assert_eq!(rate(r.connector), (200.0, 400));
+        assert_eq!(rate(r.claim), (10.0 / 60.0, 5), "10 a minute, burst 5");
+        assert_eq!(rate(r.claim_global), (1.0, 30));
+        // The gateway waits 30 s for a device's answer, proxy-http 60 s (unless set).
+        assert_eq!(crate::remote::DEVICE_TIMEOUT, Duration::from_secs(30));
+        assert_eq!(
+            ponte_protocol::limits::DEFAULT_TIMEOUT,
+            Duration::from_secs(60)
+        );
+        assert_eq!(crate::audit::AUDIT_QUEUE, 8192);
+        assert_eq!(crate::audit::MAX_ENTRY_BYTES, 4096);
+        assert_eq!(crate::audit::BATCH, 1024);
+    }
 
     #[test]
     fn launch_urls_in_path_and_host_mode() {

@@ -15,7 +15,7 @@ use tracing::info;
 
 /// How long the gateway waits for a device's response head, once the request (its
 /// body included) has been sent, unless the equipment sets `config.timeoutMs`.
-const DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the `__ponte_rs` cookie carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -60,6 +60,11 @@ pub struct Sessions {
     slid: Mutex<HashMap<String, std::time::Instant>>,
 }
 
+/// A twentieth of the idle TTL, at most 30 s: the expiry is written at most that often.
+pub(crate) fn slide_step(idle: Duration) -> TimeDelta {
+    delta(idle / 20).min(TimeDelta::seconds(30))
+}
+
 fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
@@ -158,7 +163,7 @@ impl Sessions {
 
     /// Moving the expiry by less than this is not worth a write.
     fn slide_step(&self) -> TimeDelta {
-        delta(self.cfg.idle / 20).min(TimeDelta::seconds(30))
+        slide_step(self.cfg.idle)
     }
 
     /// A token cancelled when the session ends or expires: the gateway ties every

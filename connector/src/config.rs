@@ -250,6 +250,10 @@ pub fn default_path() -> PathBuf {
 mod tests {
     use super::*;
 
+    fn file_with_token() -> FileConfig {
+        toml::from_str("relay_url = \"wss://a/ws/connectors\"\ntoken = \"t1\"").unwrap()
+    }
+
     #[test]
     fn precedence_and_validation() {
         let file: FileConfig = toml::from_str(
@@ -267,6 +271,12 @@ per_target_concurrency = 2"#,
         assert_eq!(cfg.relay_urls, ["wss://a/ws/connectors"]);
         assert_eq!(format!("{:?}", cfg.token), "***");
         assert_eq!(cfg.health_listen, Some("127.0.0.1:22100".parse().unwrap()));
+        // The README's defaults, by value.
+        let defaults = Config::from_file_config(file_with_token(), None).unwrap();
+        assert_eq!(defaults.per_target_concurrency, 4);
+        assert_eq!(defaults.backoff_initial, Duration::from_millis(500));
+        assert_eq!(defaults.backoff_max, Duration::from_secs(30));
+        assert_eq!(crate::tunnel::STABLE_AFTER, Duration::from_secs(60));
 
         let err = toml::from_str::<FileConfig>("relay_urll = 'x'").unwrap_err();
         assert!(err.message().contains("unknown field"), "{err}");

@@ -460,6 +460,23 @@ mod tests {
         assert_eq!(api.rate_limits.connector.burst, 400);
         assert!(api.rate_limits.session.limits() && api.rate_limits.connector.limits());
         assert_eq!(s.listen_limits(), ponte_listen::Limits::default());
+        // The README's and `--help`'s numbers, by value.
+        let listen = (&*s.api_listen, &*s.relay_listen, &*s.gateway_listen);
+        assert_eq!(
+            listen,
+            ("127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002")
+        );
+        assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(s.connector_token_ttl, Duration::from_secs(90 * 86400));
+        assert_eq!(
+            s.listen_limits(),
+            ponte_listen::Limits {
+                header_read_timeout: Duration::from_secs(10),
+                keepalive_idle_timeout: Duration::from_secs(60),
+                max_connections: 10_000,
+                max_connections_per_address: 256,
+            }
+        );
 
         // Each setting reaches its own bucket.
         let s = ServeSettings::resolve(

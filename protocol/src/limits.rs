@@ -72,3 +72,33 @@ pub const MAX_ID_LEN: usize = 128;
 
 /// Protocol version spoken by this crate (semver of the wire, not of the binary).
 pub const PROTOCOL_VERSION: u32 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numbers DESIGN.md and the README state, by value: a change to one fails here
+    /// until the documents (and older peers' expectations) say the same.
+    #[test]
+    fn limits_are_the_documented_ones() {
+        const KIB: usize = 1024;
+        assert_eq!(MAX_FRAME_LEN, 1024 * KIB);
+        assert_eq!(MAX_CHUNK_LEN, 64 * KIB);
+        assert_eq!(MAX_WS_MESSAGE, 512 * KIB);
+        assert_eq!(WS_STREAM_BUDGET, 1024 * KIB);
+        assert_eq!(WS_CONNECTION_BUDGET, 16 * 1024 * KIB);
+        assert_eq!(MAX_HEADER_BYTES, 64 * KIB);
+        assert_eq!(MAX_INLINE_BODY, 512 * KIB);
+        assert_eq!(MAX_STREAMS_PER_CONNECTOR, 256);
+        assert_eq!(
+            (INITIAL_WINDOW, WINDOW_UPDATE_THRESHOLD),
+            (256 << 10, 64 << 10)
+        );
+        assert_eq!(PING_INTERVAL, Duration::from_secs(30));
+        assert_eq!(PEER_TIMEOUT, Duration::from_secs(90));
+        assert_eq!(HELLO_GRACE, Duration::from_millis(250));
+        assert_eq!(HELLO_GRACE_PONTE, Duration::from_secs(2));
+        assert_eq!(DEFAULT_TIMEOUT, Duration::from_secs(60));
+        assert_eq!(MAX_TIMEOUT, Duration::from_secs(600));
+    }
+}

@@ -898,3 +898,28 @@ impl Relay {
         conn.map(|c| c.frame_counts())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two installs sharing a token: the README's numbers, by value (the behaviour is
+    /// `tests/tests/api.rs` `two_connectors_sharing_a_token_settle_on_one_and_status_says_so`).
+    #[test]
+    fn a_contest_is_decided_by_the_documented_numbers() {
+        assert_eq!(
+            (FLAP_REPLACEMENTS, FLAP_WINDOW),
+            (2, Duration::from_secs(60))
+        );
+        assert_eq!(PROBE_TIMEOUT, Duration::from_secs(5));
+        assert_eq!(CONFLICT_SHOWN, Duration::from_secs(10 * 60));
+    }
+
+    /// `ponte_request_duration_seconds` spans 1 ms … 60 s, as the README says.
+    #[test]
+    fn duration_buckets_span_1_ms_to_60_s() {
+        let b = crate::metrics::DURATION_BUCKETS;
+        assert_eq!((b[0], b[b.len() - 1]), (0.001, 60.0));
+        assert!(b.windows(2).all(|w| w[0] < w[1]), "{b:?}");
+    }
+}

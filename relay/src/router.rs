@@ -276,3 +276,37 @@ impl RouteError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What callers see for each failure: the statuses and codes DESIGN.md and the
+    /// README list.
+    #[test]
+    fn errors_map_to_the_documented_statuses_and_codes() {
+        let s = || String::from("x");
+        for (err, status, code) in [
+            (RouteError::Offline, 502, "CONNECTOR_OFFLINE"),
+            (RouteError::Disconnected, 502, "CONNECTOR_DISCONNECTED"),
+            (RouteError::Timeout, 504, "TIMEOUT"),
+            (RouteError::ConnectFailed(s()), 502, "CONNECT_FAILED"),
+            (RouteError::TargetForbidden(s()), 403, "TARGET_FORBIDDEN"),
+            (RouteError::Busy(s()), 429, "BUSY"),
+            (RouteError::BadRequest(s()), 400, "BAD_REQUEST"),
+            (RouteError::Cancelled, 499, "CANCELLED"),
+            (RouteError::BodyTooLarge(1), 413, "BODY_TOO_LARGE"),
+        ] {
+            assert_eq!((err.status(), err.code()), (status, code), "{err:?}");
+        }
+    }
+
+    /// A request names no timeouts unless its caller does: 60 s for the answer to
+    /// start, 60 s of silence between body chunks.
+    #[test]
+    fn a_request_waits_60_s_by_default() {
+        let r = ProxyRequest::new("http://127.0.0.1:1", "GET", "/");
+        assert_eq!(r.timeout, Duration::from_secs(60));
+        assert_eq!(r.idle_timeout, Duration::from_secs(60));
+    }
+}
