@@ -41,7 +41,8 @@ fn missing_or_invalid_config_is_exit_64_with_the_reason() {
 
     std::fs::write(
         &path,
-        "relay_url = 'ws://127.0.0.1:9/ws/connectors'\ntoken = 't'\nper_target_concurency = 3\n",
+        // `health_listen = 'off'`: were the mistake ever accepted, no default port is bound.
+        "relay_url = 'ws://127.0.0.1:9/ws/connectors'\ntoken = 't'\nhealth_listen = 'off'\nper_target_concurency = 3\n",
     )
     .unwrap();
     let out = bin().args(["run", "--config"]).arg(&path).output().unwrap();
@@ -52,7 +53,7 @@ fn missing_or_invalid_config_is_exit_64_with_the_reason() {
         "{err}"
     );
 
-    std::fs::write(&path, "relay_url = 'ws://127.0.0.1:9/ws/connectors'\ntoken = 't'\nallowed_targets = ['10.0.0.0/33']\n").unwrap();
+    std::fs::write(&path, "relay_url = 'ws://127.0.0.1:9/ws/connectors'\ntoken = 't'\nhealth_listen = 'off'\nallowed_targets = ['10.0.0.0/33']\n").unwrap();
     let out = bin().args(["run", "--config"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("10.0.0.0/33"));

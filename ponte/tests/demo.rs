@@ -529,6 +529,13 @@ fn demo_mistakes_leave_nothing_behind() {
     let addr = taken.local_addr().unwrap().to_string();
     let child = Command::new(PONTE)
         .args(["demo", "--api-listen", &addr])
+        // Never a default port, whatever the order the listeners are bound in.
+        .args([
+            "--relay-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ])
         .env("PONTE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
