@@ -431,6 +431,21 @@ impl TestCloud {
             ponte_relay::Router::is_online(&relay, &id)
         })
         .await;
+        // And recorded: the connect is written by a batch a moment later, and a page
+        // read before it would show the live ONLINE with the row's "never" heartbeat.
+        let store = Arc::clone(self.store());
+        crate::wait_for(
+            std::time::Duration::from_secs(10),
+            "the connect recorded",
+            || {
+                let store = Arc::clone(&store);
+                async move {
+                    let row = store.connector_of(tid).await.ok().flatten();
+                    row.is_some_and(|c| c.last_heartbeat.is_some())
+                }
+            },
+        )
+        .await;
         PairedConnector {
             connector,
             connector_id,
