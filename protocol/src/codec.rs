@@ -97,7 +97,7 @@ fn encode_chunk(ty: &str, c: &crate::Chunk) -> String {
 
 /// Decodes a frame sent by a connector.
 pub fn decode_connector(frame: &str) -> Result<ConnectorMsg, DecodeError> {
-    let msg: ConnectorMsg = decode(frame, CONNECTOR_TYPES)?;
+    let msg: ConnectorMsg = decode(frame, CONNECTOR_TYPES, connector_by_type)?;
     let (rid, sid) = connector_ids(&msg);
     check_ids(frame, rid, sid)?;
     Ok(msg)
@@ -105,10 +105,71 @@ pub fn decode_connector(frame: &str) -> Result<ConnectorMsg, DecodeError> {
 
 /// Decodes a frame sent by the cloud.
 pub fn decode_cloud(frame: &str) -> Result<CloudMsg, DecodeError> {
-    let msg: CloudMsg = decode(frame, CLOUD_TYPES)?;
+    let msg: CloudMsg = decode(frame, CLOUD_TYPES, cloud_by_type)?;
     let (rid, sid) = cloud_ids(&msg);
     check_ids(frame, rid, sid)?;
     Ok(msg)
+}
+
+/// The frame's message of type `ty`, read straight into its struct (the `type` key is
+/// ignored there like any unknown one); `None` for a type this side does not know.
+type ByType<M> = fn(&str, &str) -> Option<serde_json::Result<M>>;
+
+fn connector_by_type(ty: &str, frame: &str) -> Option<serde_json::Result<ConnectorMsg>> {
+    use serde_json::from_str as de;
+    use ConnectorMsg as M;
+    Some(match ty {
+        "HELLO" => de(frame).map(M::Hello),
+        "HTTP_RESPONSE_START" => de(frame).map(M::HttpResponseStart),
+        "HTTP_RESPONSE_CHUNK" => de(frame).map(M::HttpResponseChunk),
+        "HTTP_RESPONSE_END" => de(frame).map(M::HttpResponseEnd),
+        "HTTP_RESPONSE_ERROR" => de(frame).map(M::HttpResponseError),
+        "WINDOW_UPDATE" => de(frame).map(M::WindowUpdate),
+        "WS_OPENED" => de(frame).map(M::WsOpened),
+        "WS_MESSAGE" => de(frame).map(M::WsMessage),
+        "WS_CLOSE" => de(frame).map(M::WsClose),
+        "PING" => de(frame).map(M::Ping),
+        "PONG" => de(frame).map(M::Pong),
+        _ => return None,
+    })
+}
+
+fn cloud_by_type(ty: &str, frame: &str) -> Option<serde_json::Result<CloudMsg>> {
+    use serde_json::from_str as de;
+    use CloudMsg as M;
+    Some(match ty {
+        "HELLO" => de(frame).map(M::Hello),
+        "HTTP_REQUEST" => de(frame).map(M::HttpRequest),
+        "HTTP_REQUEST_CHUNK" => de(frame).map(M::HttpRequestChunk),
+        "HTTP_REQUEST_END" => de(frame).map(M::HttpRequestEnd),
+        "HTTP_CANCEL" => de(frame).map(M::HttpCancel),
+        "WINDOW_UPDATE" => de(frame).map(M::WindowUpdate),
+        "WS_OPEN" => de(frame).map(M::WsOpen),
+        "WS_MESSAGE" => de(frame).map(M::WsMessage),
+        "WS_CLOSE" => de(frame).map(M::WsClose),
+        "TOKEN_ROTATE" => de(frame).map(M::TokenRotate),
+        "PING" => de(frame).map(M::Ping),
+        "PONG" => de(frame).map(M::Pong),
+        _ => return None,
+    })
+}
+
+/// The frame's `type`. Our encoders write it first, so it is read off the front without
+/// a parse; anyone else's frame costs one pass that skips every other value.
+fn frame_type(frame: &str) -> Option<std::borrow::Cow<'_, str>> {
+    const FRONT: &str = r#"{"type":""#;
+    if let Some(rest) = frame.strip_prefix(FRONT) {
+        let end = rest.find(['"', '\\'])?;
+        if rest.as_bytes()[end] == b'"' {
+            return Some(rest[..end].into());
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Tag<'a> {
+        #[serde(borrow, rename = "type")]
+        ty: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_str::<Tag>(frame).ok().map(|t| t.ty)
 }
 
 const CONNECTOR_TYPES: &[&str] = &[
@@ -140,11 +201,30 @@ const CLOUD_TYPES: &[&str] = &[
     "PONG",
 ];
 
-fn decode<M: DeserializeOwned>(frame: &str, known: &[&str]) -> Result<M, DecodeError> {
+/// serde's own decoding of an internally tagged enum buffers the whole frame as
+/// `Content` first (an allocation per key and value, the body's base64 copied once
+/// more); reading the `type`, then the one struct it names, does neither. The enum's
+/// decoder stays the reference: what it refuses, this refuses too (tested).
+fn decode<M: DeserializeOwned>(
+    frame: &str,
+    known: &[&str],
+    by_type: ByType<M>,
+) -> Result<M, DecodeError> {
     if frame.len() > MAX_FRAME_LEN {
         return Err(DecodeError::TooLarge { len: frame.len() });
     }
-    serde_json::from_str(frame).map_err(|err| classify(frame, known, &err.to_string()))
+    // serde refuses a second `type` key; the struct would ignore it. One `"type"` in
+    // the text and no `\u` escape (which could spell another) rule a second one out.
+    let one_tag = frame.matches(r#""type""#).count() == 1 && !frame.contains(r"\u");
+    let direct = one_tag
+        .then(|| frame_type(frame))
+        .flatten()
+        .and_then(|ty| by_type(&ty, frame));
+    match direct {
+        Some(Ok(msg)) => Ok(msg),
+        // Anything else, a bad frame included, takes serde's way, which says what is wrong.
+        _ => serde_json::from_str(frame).map_err(|err| classify(frame, known, &err.to_string())),
+    }
 }
 
 /// Slow path, only on failure: re-read the frame loosely to find whom to blame.
@@ -274,6 +354,45 @@ mod tests {
             decode_cloud(r#"{"type":"PING","ts":1739823120000}"#),
             Ok(CloudMsg::Ping(_))
         ));
+    }
+
+    /// The decoder reads the `type`, then that one struct; serde's enum decoding is the
+    /// reference, frames that could read differently included.
+    #[test]
+    fn decoding_by_type_agrees_with_serde() {
+        let frames = [
+            r#"{"type":"PING","ts":1}"#,
+            r#"{"ts":1,"type":"PING"}"#,
+            // A second `type`: serde refuses it; so must we, whichever comes first.
+            r#"{"type":"PING","ts":1,"type":"PONG"}"#,
+            r#"{"type":"PING","ts":1,"typ\u0065":"PONG"}"#,
+            r#"{"typ\u0065":"PING","ts":1}"#,
+            r#"{"type":"P\u0049NG","ts":1}"#,
+            // A header named `type` is not a tag.
+            r#"{"type":"HTTP_RESPONSE_START","requestId":"r","statusCode":200,"headers":{"type":"x"}}"#,
+            r#"{"type":"HTTP_RESPONSE_START","requestId":"r","statusCode":"200","headers":{}}"#,
+            r#"{"type":"HTTP_RESPONSE_CHUNK","requestId":"r","data":"aGk=","index":0}"#,
+            r#"{"type":"HTTP_RESPONSE_CHUNK","requestId":"r","data":"a\/k=","index":0}"#,
+            r#"{"type":"HTTP_RESPONSE_END","requestId":"r"}"#,
+            r#"{"type":"NOPE","requestId":"r"}"#,
+            r#"{"type":1}"#,
+            r#"{"type":"PING""#,
+            r#"["PING"]"#,
+        ];
+        for f in frames {
+            let ours = decode_connector(f).ok();
+            let serde = serde_json::from_str::<ConnectorMsg>(f).ok();
+            assert_eq!(ours, serde, "{f}");
+            let ours = decode_cloud(f).ok();
+            let serde = serde_json::from_str::<CloudMsg>(f).ok();
+            assert_eq!(ours, serde, "{f}");
+        }
+        assert!(decode_connector(frames[2]).is_err() && decode_connector(frames[3]).is_err());
+        let e = decode_connector(r#"{"type":"HTTP_RESPONSE_END","requestId":7}"#).unwrap_err();
+        assert_eq!(
+            e.to_string().split(':').next(),
+            Some("malformed HTTP_RESPONSE_END frame")
+        );
     }
 
     #[test]
