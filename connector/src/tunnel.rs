@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, info_span, warn, Instrument};
+use tracing::{debug, debug_span, error, info, info_span, warn, Instrument};
 
 /// Frames queued for the writer. Full: request tasks wait (each is also bounded by its
 /// window), the reader never does (control frames go through `send_detached`).
@@ -656,7 +656,11 @@ fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
         .insert(rid.clone(), Arc::clone(&ctl));
     let sess = Arc::clone(sess);
     let path = loggable(&req.target.path).to_owned();
-    let span = info_span!("request", request_id = %rid, method = %req.target.method, %path);
+    let method = req.target.method.clone();
+    // A span only at debug level: at info, formatting its fields for every request
+    // cost more than the rest of the connector's logging together (the failure below
+    // names them itself).
+    let span = debug_span!("request", request_id = %rid, %method, %path);
     tokio::spawn(
         async move {
             let res = tokio::select! {
@@ -667,7 +671,8 @@ fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
                 None => debug!("request cancelled"),
                 Some(Ok(())) => debug!("request complete"),
                 Some(Err(e)) => {
-                    info!(code = e.code.as_str(), message = %e.message, "request failed");
+                    info!(request_id = %rid, %method, %path, code = e.code.as_str(),
+                        message = %e.message, "request failed");
                     sess.error(&rid, &e);
                 }
             }
