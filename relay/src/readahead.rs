@@ -5,10 +5,12 @@
 //! idle connectors). A 64 KiB body chunk then took 16 `recv` calls. Under it, this reads
 //! up to [`READ_AHEAD`] per call into a buffer that is given back by the first read that
 //! finds nothing (the socket would block, or ended), so an idle connection holds none of
-//! it and a busy one at most [`READ_AHEAD`].
+//! it and a busy one at most [`READ_AHEAD`]. Given-back buffers wait in a small pool for
+//! the next connection that reads: allocating and freeing 64 KiB per burst cost more
+//! than the reads saved (glibc consolidates its free lists on every free that large).
 //!
 //! Must never: hold more than [`READ_AHEAD`] bytes, or keep its buffer across a read that
-//! found nothing.
+//! found nothing; nor the pool more than [`POOLED`] buffers.
 
 use std::io;
 use std::pin::Pin;
@@ -18,11 +20,28 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// The most one read takes from the socket.
 pub const READ_AHEAD: usize = 64 * 1024;
 
+/// Buffers the pool keeps (1 MiB in all); one given back to a full pool is freed.
+pub const POOLED: usize = 16;
+
+static POOL: std::sync::Mutex<Vec<Box<[u8]>>> = std::sync::Mutex::new(Vec::new());
+
+fn take_buffer() -> Box<[u8]> {
+    let pooled = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    pooled.unwrap_or_else(|| vec![0; READ_AHEAD].into_boxed_slice())
+}
+
+fn give_back(buf: Box<[u8]>) {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.len() < POOLED {
+        pool.push(buf);
+    }
+}
+
 /// `inner`, read ahead by up to [`READ_AHEAD`] bytes; writes pass through.
 pub struct ReadAhead<S> {
     inner: S,
-    /// `READ_AHEAD` bytes while data flows, empty (no allocation) while idle.
-    buf: Vec<u8>,
+    /// `READ_AHEAD` bytes while data flows, none while idle.
+    buf: Option<Box<[u8]>>,
     /// `buf[pos..end]` is read and not yet handed on.
     pos: usize,
     end: usize,
@@ -32,7 +51,7 @@ impl<S> ReadAhead<S> {
     pub fn new(inner: S) -> Self {
         Self {
             inner,
-            buf: Vec::new(),
+            buf: None,
             pos: 0,
             end: 0,
         }
@@ -45,7 +64,9 @@ impl<S> ReadAhead<S> {
     }
 
     fn release(&mut self) {
-        self.buf = Vec::new();
+        if let Some(buf) = self.buf.take() {
+            give_back(buf);
+        }
         (self.pos, self.end) = (0, 0);
     }
 }
@@ -63,10 +84,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
                 this.release();
                 return Pin::new(&mut this.inner).poll_read(cx, out);
             }
-            if this.buf.is_empty() {
-                this.buf = vec![0; READ_AHEAD];
-            }
-            let mut rb = ReadBuf::new(&mut this.buf);
+            let buf = this.buf.get_or_insert_with(take_buffer);
+            let mut rb = ReadBuf::new(buf);
             match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
                     (this.pos, this.end) = (0, rb.filled().len());
@@ -84,7 +103,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         coop.made_progress();
         let n = (this.end - this.pos).min(out.remaining());
-        out.put_slice(&this.buf[this.pos..this.pos + n]);
+        let buf = this.buf.as_deref().unwrap_or_default();
+        out.put_slice(&buf[this.pos..this.pos + n]);
         // Drained, the buffer stays for the next read while data flows.
         this.pos += n;
         Poll::Ready(Ok(()))
@@ -145,7 +165,7 @@ mod tests {
         }
         assert_eq!(got, data);
         assert_eq!(r.buffered(), 0);
-        assert_eq!(r.buf.len(), 0, "a drained read-ahead keeps no buffer");
+        assert!(r.buf.is_none(), "a drained read-ahead keeps no buffer");
     }
 
     #[tokio::test]
@@ -170,10 +190,21 @@ mod tests {
             r.read_exact(&mut piece).await.unwrap();
         }
         assert_eq!(r.inner.1, 1, "16 reads of 4 KiB are one read of the socket");
-        assert!(!r.buf.is_empty(), "kept while data flows");
+        assert!(r.buf.is_some(), "kept while data flows");
         // The next read finds nothing: the buffer goes back, the connection is idle.
         use futures_util::FutureExt as _;
         assert!(r.read(&mut piece).now_or_never().is_none());
-        assert_eq!(r.buf.len(), 0, "an idle connection holds no read-ahead");
+        assert!(r.buf.is_none(), "an idle connection holds no read-ahead");
+    }
+
+    #[test]
+    fn the_pool_of_given_back_buffers_is_bounded() {
+        for _ in 0..2 * POOLED {
+            give_back(vec![0; READ_AHEAD].into_boxed_slice());
+        }
+        // (Other tests may take one meanwhile; none can add past the bound.)
+        assert!(POOL.lock().unwrap().len() <= POOLED);
+        let taken: Vec<_> = (0..POOLED + 1).map(|_| take_buffer()).collect();
+        assert!(taken.iter().all(|b| b.len() == READ_AHEAD));
     }
 }
