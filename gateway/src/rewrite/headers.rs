@@ -115,7 +115,13 @@ pub fn reserved_cookie(name: &str) -> bool {
 /// them, possibly out of the prefix), backslashes. The result is a clean path under the
 /// prefix, without query or fragment.
 pub fn service_worker_allowed(scope: &Scope, value: &str, script_path: &str) -> Option<String> {
-    let v = value.trim();
+    // The browser drops tabs and newlines from a URL before resolving it (`.\t./` is
+    // `../`): the checks below must see what it will see.
+    let v: String = value
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let v = v.trim();
     let path = if let Some(mapped) = scope.url(v) {
         mapped
     } else if v.starts_with('/') && !v.starts_with("//") {

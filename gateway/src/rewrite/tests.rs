@@ -936,6 +936,12 @@ fn refresh_urls_as_browsers_read_them() {
         ("0; urx=/x", None),
         ("x; url=/x", None),
         ("0;", None),
+        // A time may start with a dot (it then counts as 0), and a value with no time
+        // at all is no refresh to a browser.
+        (".5; url=/x", Some(".5; url=P/x")),
+        ("1.5;/x", Some("1.5;P/x")),
+        ("; url=/x", None),
+        ("url=/x", None),
     ] {
         assert_eq!(refresh(&s, input), want.map(p), "{input}");
     }
@@ -1281,4 +1287,70 @@ fn every_location_and_refresh_value_is_rewritten() {
     assert_eq!(all("location"), ["//cdn.example/a".to_owned(), p("P/x")]);
     assert_eq!(all("content-location"), [p("P/c"), p("P/y")]);
     assert_eq!(all("refresh"), ["5".to_owned(), p("0;P/r")]);
+}
+
+/// A device may not set Ponte's own cookies (the session grant, the console's sign-in),
+/// under any spelling a browser would treat as the same name; its other cookies pass.
+#[test]
+fn a_device_cannot_set_a_cookie_named_as_ponte_s_own() {
+    let s = scope();
+    for (input, want) in [
+        ("__ponte_rs=forged; Path=/", None),
+        ("__PONTE_RS=forged", None),
+        ("ponte_session=forged", None),
+        ("__Host-ponte_session=forged; Path=/; Secure", None),
+        ("__host-PONTE_x=forged; Path=/; Secure", None),
+        ("__Secure-ponte_x=forged; Secure", None),
+        ("__Secure-__ponte_rs=forged; Secure", None),
+        ("ponted=1", Some("__pd_ponted=1; Path=P/")),
+        ("my_ponte_x=1", Some("__pd_my_ponte_x=1; Path=P/")),
+        (
+            "__Host-sid=1; Secure",
+            Some("__pd___Host-sid=1; Secure; Path=P/"),
+        ),
+    ] {
+        assert_eq!(set_cookie(&s, input), want.map(p), "{input}");
+    }
+}
+
+/// The device's `Service-Worker-Allowed` never lets a worker control a URL outside the
+/// session prefix: `/` and device URLs map under it, relative ones resolve against the
+/// script's directory, and what could leave it (another host, dot segments, encoded or
+/// not, backslashes) is refused.
+#[test]
+fn service_worker_scope_never_leaves_the_session_prefix() {
+    let s = scope();
+    let script = p("P/sw/app.js");
+    for (input, want) in [
+        ("/", Some("P/")),
+        (" /app/ ", Some("P/app/")),
+        ("/app/?v=1#x", Some("P/app/")),
+        ("http://192.168.1.50/app/", Some("P/app/")),
+        ("P/app/", Some("P/app/")),
+        ("./", Some("P/sw/")),
+        ("./scope/", Some("P/sw/scope/")),
+        ("scope/", Some("P/sw/scope/")),
+        ("https://example.com/", None),
+        ("//cdn.example/", None),
+        ("javascript:x", None),
+        ("../", None),
+        ("a/./b/", None),
+        ("%2e%2e/", None),
+        ("%2E./x/", None),
+        ("a\\b/", None),
+        // The browser drops tabs from a URL before it resolves it: `/` of the gateway.
+        ("..\t/..\t/..\t/..\t/", None),
+        (".\t%2e/x/", None),
+        // Climbs out of the prefix as the browser reads it: the device path, kept in.
+        ("P/../", Some("P/remote/s/")),
+        // The bare prefix (no slash) is not under it: the browser's default scope rules.
+        ("/remote/s/3f2b8c1e-0000-4000-8000-00000000abcd", None),
+    ] {
+        let input = p(input);
+        assert_eq!(
+            service_worker_allowed(&s, &input, &script),
+            want.map(p),
+            "{input}"
+        );
+    }
 }
