@@ -373,7 +373,7 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
             return error(status, e.code(), &e.to_string());
         }
     };
-    let mut out_headers = HeaderMap::new();
+    let mut out_headers = HeaderMap::with_capacity(resp.headers.len() + 2);
     for (name, value) in resp.headers.iter() {
         match (
             header::HeaderName::from_bytes(name.as_bytes()),
