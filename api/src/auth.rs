@@ -304,23 +304,29 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+const PAIRING_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTWXYZ23456789";
+
 /// A pairing code like `K7QM-4XPD`: 8 characters from an alphabet without 0/O, 1/I/L, U/V.
 pub fn pairing_code() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTWXYZ23456789";
     let mut out = String::with_capacity(9);
     while out.len() < 9 {
         for b in random_bytes::<16>() {
-            // Rejection sampling keeps every character equally likely.
-            let limit = 256 - 256 % ALPHABET.len();
-            if (b as usize) < limit && out.len() < 9 {
+            if let Some(ch) = pairing_char(b).filter(|_| out.len() < 9) {
                 if out.len() == 4 {
                     out.push('-');
                 }
-                out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
+                out.push(ch);
             }
         }
     }
     out
+}
+
+/// The pairing character a random byte stands for, or `None` for the bytes that would
+/// bias the draw: rejection sampling keeps every character equally likely.
+fn pairing_char(b: u8) -> Option<char> {
+    let limit = 256 - 256 % PAIRING_ALPHABET.len();
+    ((b as usize) < limit).then(|| PAIRING_ALPHABET[b as usize % PAIRING_ALPHABET.len()] as char)
 }
 
 /// Normalises what a person typed: case, spaces, a missing or extra dash.
@@ -367,6 +373,20 @@ mod tests {
         }
         let distinct: std::collections::HashSet<_> = codes.iter().collect();
         assert_eq!(distinct.len(), codes.len(), "a pairing code repeated");
+    }
+
+    #[test]
+    fn every_pairing_character_is_equally_likely() {
+        // Over all 256 byte values each of the 29 characters comes out the same number of
+        // times (8), and only the 24 bytes that would bias the draw are rejected.
+        let mut counts = std::collections::BTreeMap::new();
+        for b in 0..=255u8 {
+            if let Some(ch) = pairing_char(b) {
+                *counts.entry(ch).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(counts.len(), PAIRING_ALPHABET.len());
+        assert!(counts.values().all(|&n| n == 8), "{counts:?}");
     }
 
     #[test]
