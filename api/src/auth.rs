@@ -304,23 +304,29 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+const PAIRING_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTWXYZ23456789";
+
 /// A pairing code like `K7QM-4XPD`: 8 characters from an alphabet without 0/O, 1/I/L, U/V.
 pub fn pairing_code() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTWXYZ23456789";
     let mut out = String::with_capacity(9);
     while out.len() < 9 {
         for b in random_bytes::<16>() {
-            // Rejection sampling keeps every character equally likely.
-            let limit = 256 - 256 % ALPHABET.len();
-            if (b as usize) < limit && out.len() < 9 {
+            if let Some(ch) = pairing_char(b).filter(|_| out.len() < 9) {
                 if out.len() == 4 {
                     out.push('-');
                 }
-                out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
+                out.push(ch);
             }
         }
     }
     out
+}
+
+/// The pairing character a random byte stands for, or `None` for the bytes that would
+/// bias the draw: rejection sampling keeps every character equally likely.
+fn pairing_char(b: u8) -> Option<char> {
+    let limit = 256 - 256 % PAIRING_ALPHABET.len();
+    ((b as usize) < limit).then(|| PAIRING_ALPHABET[b as usize % PAIRING_ALPHABET.len()] as char)
 }
 
 /// Normalises what a person typed: case, spaces, a missing or extra dash.
@@ -355,6 +361,154 @@ mod tests {
             assert!(!c.contains(['0', 'O', '1', 'I', 'L', 'U', 'V']), "{c}");
         }
         assert_ne!(pairing_code(), pairing_code());
+    }
+
+    #[test]
+    fn pairing_codes_use_the_whole_alphabet_and_vary() {
+        // A biased or truncated index (a few characters only) would shrink the code space
+        // a guesser has to cover; 2000 codes of 8 characters draw every one of 29.
+        let codes: Vec<String> = (0..2000).map(|_| pairing_code()).collect();
+        for ch in "ABCDEFGHJKMNPQRSTWXYZ23456789".chars() {
+            assert!(codes.iter().any(|c| c.contains(ch)), "{ch} never drawn");
+        }
+        let distinct: std::collections::HashSet<_> = codes.iter().collect();
+        assert_eq!(distinct.len(), codes.len(), "a pairing code repeated");
+    }
+
+    #[test]
+    fn every_pairing_character_is_equally_likely() {
+        // Over all 256 byte values each of the 29 characters comes out the same number of
+        // times (8), and only the 24 bytes that would bias the draw are rejected.
+        let mut counts = std::collections::BTreeMap::new();
+        for b in 0..=255u8 {
+            if let Some(ch) = pairing_char(b) {
+                *counts.entry(ch).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(counts.len(), PAIRING_ALPHABET.len());
+        assert!(counts.values().all(|&n| n == 8), "{counts:?}");
+    }
+
+    #[test]
+    fn hex_and_digest_are_the_documented_encodings() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(hex(&[]), "");
+        // SHA-256("abc") from FIPS 180-2: the store compares against this form.
+        assert_eq!(
+            digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_ne!(digest("abc"), digest("abd"));
+    }
+
+    #[test]
+    fn ids_are_128_random_bits_in_lowercase_hex() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| random_id()).collect();
+        assert_eq!(ids.len(), 1000, "an id repeated");
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{id}"
+            );
+        }
+        assert_ne!(random_bytes::<32>(), [0u8; 32]);
+    }
+
+    #[test]
+    fn debug_of_a_user_key_never_prints_the_secret() {
+        let key = UserKey::Hs256(b"hunter2-very-secret".to_vec());
+        assert_eq!(format!("{key:?}"), "Hs256(***)");
+        assert_eq!(
+            format!("{:?}", UserKey::Rs256Public(b"PEM".to_vec())),
+            "Rs256Public(..)"
+        );
+    }
+
+    fn connector_issuer(ttl: Duration) -> ConnectorIssuer {
+        ConnectorIssuer::from_rsa_pem(ponte_tests::CONNECTOR_KEY, ttl).unwrap()
+    }
+
+    /// Decodes a connector token with the fixture's public key, expiry not checked.
+    fn connector_claims(token: &str) -> serde_json::Value {
+        let mut v = Validation::new(Algorithm::RS256);
+        v.validate_exp = false;
+        v.set_required_spec_claims(&["exp"]);
+        let key = DecodingKey::from_rsa_pem(ponte_tests::CONNECTOR_PUB).unwrap();
+        jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
+            .unwrap()
+            .claims
+    }
+
+    #[test]
+    fn a_connector_token_expires_exactly_one_ttl_after_minting() {
+        let ttl = Duration::from_secs(3600);
+        let issuer = connector_issuer(ttl);
+        assert_eq!(issuer.ttl(), ttl);
+        let before = Utc::now().timestamp();
+        let t = issuer.mint(5, 6, 7);
+        let after = Utc::now().timestamp();
+        let c = connector_claims(&t.token);
+        let exp = c["exp"].as_i64().unwrap();
+        assert!(
+            (before + 3600..=after + 3600).contains(&exp),
+            "exp {exp}, minted in [{before}, {after}]"
+        );
+        assert_eq!(t.expires_at.and_utc().timestamp(), exp);
+        assert_eq!(c["sub"], "5");
+        assert_eq!(c["cli"], 6);
+        assert_eq!(c["tid"], 7);
+        assert_eq!(c["jti"], t.jti.as_str());
+        assert_eq!(t.jti.len(), 32);
+        assert_ne!(issuer.mint(5, 6, 7).jti, t.jti, "a jti repeated");
+        // A zero TTL still yields a token that is valid for a second, never one already dead.
+        let zero = connector_issuer(Duration::ZERO).mint(5, 6, 7);
+        assert!(zero.expires_at.and_utc().timestamp() > before);
+    }
+
+    fn temp_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ponte-auth-{}", random_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A given connector key spares the test an RSA key generation.
+        std::fs::write(
+            dir.join(KeyFiles::CONNECTOR_KEY),
+            ponte_tests::CONNECTOR_KEY,
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_generated_user_secret_is_kept_owner_only_and_reloaded() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = temp_dir();
+        let first = KeyFiles::load_or_create(&dir).unwrap();
+        let path = dir.join(KeyFiles::USER_SECRET);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{path:?} mode {mode:o}");
+        assert_eq!(std::fs::read(&path).unwrap(), first.user_secret);
+        assert_eq!(first.user_secret.len(), 64, "256 bits as hex");
+        assert!(
+            !dir.join("user-jwt.tmp").exists(),
+            "temporary file left behind"
+        );
+        let pub_pem = std::fs::read(dir.join(KeyFiles::CONNECTOR_PUB)).unwrap();
+        assert_eq!(pub_pem, first.connector_public_pem);
+        assert_eq!(first.connector_public_pem, ponte_tests::CONNECTOR_PUB);
+        let again = KeyFiles::load_or_create(&dir).unwrap();
+        assert_eq!(again.user_secret, first.user_secret);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_hand_written_user_secret_loses_its_trailing_newline() {
+        // `echo secret > user-jwt.secret` must give the same key as the SaaS's "secret".
+        let dir = temp_dir();
+        std::fs::write(dir.join(KeyFiles::USER_SECRET), b"s3cret \r\n").unwrap();
+        let keys = KeyFiles::load_or_create(&dir).unwrap();
+        assert_eq!(keys.user_secret, b"s3cret");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -137,3 +137,140 @@ impl ConnectorDirectory for StaticDirectory {
         events.push_back(event);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    const KEY: &[u8] = include_bytes!("../../tests/fixtures/connector-key.pem");
+    const PUB: &[u8] = include_bytes!("../../tests/fixtures/connector-key.pub.pem");
+    const OTHER_KEY: &[u8] = include_bytes!("../../tests/fixtures/other-key.pem");
+    const OTHER_PUB: &[u8] = include_bytes!("../../tests/fixtures/other-key.pub.pem");
+
+    fn now() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    /// Signs `claims` as the API's issuer does (RS256) with the private key `pem`.
+    fn sign(pem: &[u8], claims: &serde_json::Value) -> String {
+        let key = EncodingKey::from_rsa_pem(pem).unwrap();
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), claims, &key).unwrap()
+    }
+
+    fn claims(exp: i64) -> serde_json::Value {
+        serde_json::json!({"sub": "5", "cli": 6, "tid": 7, "jti": "j1", "exp": exp})
+    }
+
+    #[test]
+    fn a_token_signed_by_the_issuer_yields_its_claims() {
+        let v = TokenVerifier::from_rsa_pems(&[PUB]).unwrap();
+        let exp = now() + 600;
+        let c = v.verify(&sign(KEY, &claims(exp))).unwrap();
+        assert_eq!(
+            c,
+            ConnectorClaims {
+                sub: "5".into(),
+                cli: Some(6),
+                tid: Some(7),
+                jti: "j1".into(),
+                exp: exp as u64,
+            }
+        );
+    }
+
+    #[test]
+    fn expiry_is_refused_as_such_after_the_leeway() {
+        let v = TokenVerifier::from_rsa_pems(&[PUB]).unwrap();
+        // Within the 30 s leeway a slightly skewed clock is forgiven.
+        assert!(v.verify(&sign(KEY, &claims(now() - 5))).is_ok());
+        assert!(matches!(
+            v.verify(&sign(KEY, &claims(now() - 120))),
+            Err(AuthError::Expired)
+        ));
+    }
+
+    #[test]
+    fn a_token_signed_by_another_key_or_mangled_is_invalid() {
+        let v = TokenVerifier::from_rsa_pems(&[PUB]).unwrap();
+        let exp = now() + 600;
+        assert!(matches!(
+            v.verify(&sign(OTHER_KEY, &claims(exp))),
+            Err(AuthError::Invalid(_))
+        ));
+        let hs = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(exp),
+            &EncodingKey::from_secret(PUB),
+        )
+        .unwrap();
+        assert!(matches!(v.verify(&hs), Err(AuthError::Invalid(_))));
+        assert!(matches!(v.verify("not.a.jwt"), Err(AuthError::Invalid(_))));
+        let no_jti = serde_json::json!({"sub": "5", "exp": exp});
+        assert!(matches!(
+            v.verify(&sign(KEY, &no_jti)),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn during_a_key_rollover_either_key_verifies() {
+        let v = TokenVerifier::from_rsa_pems(&[OTHER_PUB, PUB]).unwrap();
+        let exp = now() + 600;
+        assert_eq!(v.verify(&sign(KEY, &claims(exp))).unwrap().sub, "5");
+        assert_eq!(v.verify(&sign(OTHER_KEY, &claims(exp))).unwrap().sub, "5");
+        // An expired token is expired whichever key comes first.
+        assert!(matches!(
+            v.verify(&sign(KEY, &claims(now() - 120))),
+            Err(AuthError::Expired)
+        ));
+        let none = TokenVerifier::from_rsa_pems(&[]).unwrap();
+        assert!(matches!(
+            none.verify(&sign(KEY, &claims(exp))),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn only_the_connectors_current_jti_is_accepted() {
+        let dir = StaticDirectory::new();
+        let c = |sub: &str, jti: &str| ConnectorClaims {
+            sub: sub.into(),
+            cli: None,
+            tid: None,
+            jti: jti.into(),
+            exp: 0,
+        };
+        assert!(!dir.token_is_current(&c("5", "j1")).await.unwrap());
+        dir.set_current("5", "j1");
+        assert!(dir.token_is_current(&c("5", "j1")).await.unwrap());
+        assert!(!dir.token_is_current(&c("5", "j0")).await.unwrap());
+        assert!(!dir.token_is_current(&c("6", "j1")).await.unwrap());
+        // Renewal replaces the jti: the old token is revoked at once.
+        dir.set_current("5", "j2");
+        assert!(!dir.token_is_current(&c("5", "j1")).await.unwrap());
+        assert!(dir.token_is_current(&c("5", "j2")).await.unwrap());
+    }
+
+    #[test]
+    fn the_directory_keeps_the_latest_ten_thousand_events() {
+        let dir = StaticDirectory::new();
+        for i in 0..10_001 {
+            dir.on_event(ConnectorEvent::Heartbeat {
+                connector_id: i.to_string(),
+            });
+        }
+        let events = dir.events();
+        assert_eq!(events.len(), 10_000);
+        let id = |e: &ConnectorEvent| match e {
+            ConnectorEvent::Heartbeat { connector_id } => connector_id.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(id(&events[0]), "1");
+        assert_eq!(id(&events[9_999]), "10000");
+    }
+}
