@@ -311,11 +311,24 @@ async fn echo(
     axum::Json(serde_json::json!({"headers": map, "body_len": body.len(), "body": String::from_utf8_lossy(&body)})).into_response()
 }
 
-async fn upload(State(stats): State<Arc<OriginStats>>, headers: HeaderMap, body: Body) -> Response {
+#[derive(Deserialize)]
+struct UploadQuery {
+    /// Read the body at this many bytes a second (a slow device); as fast as it comes
+    /// without.
+    rate: Option<u64>,
+}
+
+async fn upload(
+    State(stats): State<Arc<OriginStats>>,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     let mut len = 0u64;
     let mut s = body.into_data_stream();
+    let mut pace = q.rate.map(crate::Pace::new);
     while let Some(c) = s.next().await {
         let c = match c {
             Ok(c) => c,
@@ -327,6 +340,9 @@ async fn upload(State(stats): State<Arc<OriginStats>>, headers: HeaderMap, body:
         };
         len += c.len() as u64;
         h.update(&c);
+        if let Some(pace) = &mut pace {
+            pace.took(c.len()).await;
+        }
     }
     stats.uploads_finished.fetch_add(1, Ordering::SeqCst);
     stats.body_event.notify_waiters();
