@@ -97,7 +97,7 @@ fn encode_chunk(ty: &str, c: &crate::Chunk) -> String {
 
 /// Decodes a frame sent by a connector.
 pub fn decode_connector(frame: &str) -> Result<ConnectorMsg, DecodeError> {
-    let msg: ConnectorMsg = decode(frame, CONNECTOR_TYPES, connector_by_type)?;
+    let msg: ConnectorMsg = decode(frame, connector_by_type)?;
     let (rid, sid) = connector_ids(&msg);
     check_ids(frame, rid, sid)?;
     Ok(msg)
@@ -105,7 +105,7 @@ pub fn decode_connector(frame: &str) -> Result<ConnectorMsg, DecodeError> {
 
 /// Decodes a frame sent by the cloud.
 pub fn decode_cloud(frame: &str) -> Result<CloudMsg, DecodeError> {
-    let msg: CloudMsg = decode(frame, CLOUD_TYPES, cloud_by_type)?;
+    let msg: CloudMsg = decode(frame, cloud_by_type)?;
     let (rid, sid) = cloud_ids(&msg);
     check_ids(frame, rid, sid)?;
     Ok(msg)
@@ -172,44 +172,11 @@ fn frame_type(frame: &str) -> Option<std::borrow::Cow<'_, str>> {
     serde_json::from_str::<Tag>(frame).ok().map(|t| t.ty)
 }
 
-const CONNECTOR_TYPES: &[&str] = &[
-    "HELLO",
-    "HTTP_RESPONSE_START",
-    "HTTP_RESPONSE_CHUNK",
-    "HTTP_RESPONSE_END",
-    "HTTP_RESPONSE_ERROR",
-    "WINDOW_UPDATE",
-    "WS_OPENED",
-    "WS_MESSAGE",
-    "WS_CLOSE",
-    "PING",
-    "PONG",
-];
-
-const CLOUD_TYPES: &[&str] = &[
-    "HELLO",
-    "HTTP_REQUEST",
-    "HTTP_REQUEST_CHUNK",
-    "HTTP_REQUEST_END",
-    "HTTP_CANCEL",
-    "WINDOW_UPDATE",
-    "WS_OPEN",
-    "WS_MESSAGE",
-    "WS_CLOSE",
-    "TOKEN_ROTATE",
-    "PING",
-    "PONG",
-];
-
 /// serde's own decoding of an internally tagged enum buffers the whole frame as
 /// `Content` first (an allocation per key and value, the body's base64 copied once
 /// more); reading the `type`, then the one struct it names, does neither. The enum's
 /// decoder stays the reference: what it refuses, this refuses too (tested).
-fn decode<M: DeserializeOwned>(
-    frame: &str,
-    known: &[&str],
-    by_type: ByType<M>,
-) -> Result<M, DecodeError> {
+fn decode<M: DeserializeOwned>(frame: &str, by_type: ByType<M>) -> Result<M, DecodeError> {
     if frame.len() > MAX_FRAME_LEN {
         return Err(DecodeError::TooLarge { len: frame.len() });
     }
@@ -223,12 +190,14 @@ fn decode<M: DeserializeOwned>(
     match direct {
         Some(Ok(msg)) => Ok(msg),
         // Anything else, a bad frame included, takes serde's way, which says what is wrong.
-        _ => serde_json::from_str(frame).map_err(|err| classify(frame, known, &err.to_string())),
+        _ => serde_json::from_str(frame).map_err(|err| classify(frame, by_type, &err.to_string())),
     }
 }
 
 /// Slow path, only on failure: re-read the frame loosely to find whom to blame.
-fn classify(frame: &str, known: &[&str], reason: &str) -> DecodeError {
+fn classify<M>(frame: &str, by_type: ByType<M>, reason: &str) -> DecodeError {
+    // A type is known when it names a struct (the empty text then fails to be one).
+    let known = |t: &str| by_type(t, "").is_some();
     let value: Option<serde_json::Value> = serde_json::from_str(frame).ok();
     let field = |name: &str| {
         value
@@ -239,7 +208,7 @@ fn classify(frame: &str, known: &[&str], reason: &str) -> DecodeError {
     };
     let msg_type = field("type");
     match msg_type {
-        Some(t) if !known.contains(&t.as_str()) => DecodeError::UnknownType { msg_type: t },
+        Some(t) if !known(&t) => DecodeError::UnknownType { msg_type: t },
         t => DecodeError::Malformed {
             msg_type: t.unwrap_or_else(|| "untyped".to_owned()),
             reason: if value.is_none() {
