@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod directory;
 pub mod error;
+pub mod published;
 pub mod ratelimit;
 pub mod remote;
 mod routes;
@@ -86,6 +87,10 @@ pub struct ApiConfig {
     pub proxy_budget: usize,
     /// Trust the last `X-Forwarded-For` hop as the client address (behind nginx).
     pub trust_forwarded_for: bool,
+    /// Published routes: the domain their hosts are under (`pub.example.com`,
+    /// `localhost:8002`, as in `Host`); each route is `{slug}.<domain>`, with the gateway
+    /// public URL's scheme. `None`: routes cannot be published.
+    pub public_domain: Option<String>,
 }
 
 impl ApiConfig {
@@ -99,6 +104,17 @@ impl ApiConfig {
             }
             _ => format!("{base}/remote/launch/{code}"),
         }
+    }
+
+    /// A published route's URL: `<scheme>://{slug}.<public domain>`, the scheme that of
+    /// the gateway public URL. `None` without a public domain.
+    pub fn route_url(&self, slug: &str) -> Option<String> {
+        let domain = self.public_domain.as_deref()?;
+        let scheme = self
+            .gateway_public_url
+            .split_once("://")
+            .map_or("http", |(s, _)| s);
+        Some(format!("{scheme}://{slug}.{domain}"))
     }
 
     /// Host mode's remote domain: the gateway public URL's `host[:port]`, lower case,
@@ -140,6 +156,7 @@ impl Default for ApiConfig {
             proxy_max_request: 4 * 1024 * 1024,
             proxy_budget: 64 * 1024 * 1024,
             trust_forwarded_for: false,
+            public_domain: None,
         }
     }
 }
@@ -153,6 +170,8 @@ pub struct Api {
     pub users: UserAuth,
     pub issuer: ConnectorIssuer,
     pub sessions: Sessions,
+    /// Published routes: lookups, rate limits, counters, deletes.
+    pub routes: published::PublicRoutes,
     pub limits: RateLimits,
     /// The audit log's queue and writer.
     pub audit: Arc<audit::Auditor>,
@@ -188,6 +207,7 @@ impl Api {
             audit: auditor,
             proxy_budget: tokio::sync::Semaphore::new(cfg.proxy_budget),
             sessions: Sessions::new(Arc::clone(&store), cfg.sessions.clone()),
+            routes: published::PublicRoutes::new(Arc::clone(&store)),
             limits: RateLimits::new(cfg.rate_limits),
             cfg,
             store,
@@ -265,6 +285,7 @@ impl Api {
     pub async fn flush(&self, grace: Duration) -> usize {
         let lost = self.audit.close(grace).await;
         self.sessions.maintain().await;
+        self.routes.flush().await;
         lost
     }
 
@@ -274,6 +295,7 @@ impl Api {
         loop {
             self.rotate_tokens().await;
             self.sessions.maintain().await;
+            self.routes.flush().await;
             self.limits.prune();
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.maintenance_every) => {}
@@ -281,6 +303,7 @@ impl Api {
             }
         }
         self.sessions.maintain().await;
+        self.routes.flush().await;
     }
 
     /// Sends a fresh token to every connected connector whose token nears expiry. The

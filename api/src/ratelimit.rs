@@ -139,18 +139,7 @@ impl RateLimits {
     /// per-address buckets would give it billions of tries. Then the global bucket (an
     /// address over its own limit does not drain it).
     pub fn claim(&self, source: IpAddr) -> Result<(), Limited> {
-        let key = match source {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let mut o = v6.octets();
-                    o[8..].fill(0);
-                    IpAddr::V6(o.into())
-                }
-            },
-            v4 => v4,
-        };
-        check(&self.claim, &key)?;
+        check(&self.claim, &client_key(source))?;
         let Some(global) = &self.claim_global else {
             return Ok(());
         };
@@ -163,6 +152,85 @@ impl RateLimits {
         self.session.iter().for_each(|l| l.retain_recent());
         self.connector.iter().for_each(|l| l.retain_recent());
         self.claim.iter().for_each(|l| l.retain_recent());
+    }
+}
+
+/// An address as rate limits key it: IPv4 as is, IPv6 by its /64 (one host usually
+/// holds a whole /64, so per-address buckets would give it billions of tries).
+pub fn client_key(source: IpAddr) -> IpAddr {
+    match source {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::V6(o.into())
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// Client addresses one published route remembers between prunes. Past this the
+/// route's per-client buckets are pruned at once, and if that frees nothing they are
+/// dropped (every client starts full again): a flood of addresses costs at most this
+/// many entries (~100 bytes each), and the route's own bucket still holds.
+pub const ROUTE_CLIENTS_MAX: usize = 50_000;
+
+/// A published route's buckets: one for the route (`per_minute` sustained, half a
+/// minute's worth at once), one per client address (a quarter of that, with a burst of
+/// up to 20 so one page and its assets load at once).
+pub struct RouteBuckets {
+    route: DefaultDirectRateLimiter,
+    client_quota: Quota,
+    clients: std::sync::RwLock<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl RouteBuckets {
+    pub fn new(per_minute: u32) -> Self {
+        let per_minute = per_minute.max(1);
+        let route = Rate {
+            per_second: f64::from(per_minute) / 60.0,
+            burst: (per_minute / 2).max(1),
+        };
+        let client = Rate {
+            per_second: (f64::from(per_minute) / 4.0).max(1.0) / 60.0,
+            burst: (per_minute / 2).clamp(1, 20),
+        };
+        Self {
+            route: DefaultDirectRateLimiter::direct(route.quota()),
+            client_quota: client.quota(),
+            clients: std::sync::RwLock::new(DefaultKeyedRateLimiter::keyed(client.quota())),
+        }
+    }
+
+    /// The client's bucket first: a client over its share does not drain the route's.
+    pub fn check(&self, client: IpAddr) -> Result<(), Limited> {
+        let full = self.read_clients().len() >= ROUTE_CLIENTS_MAX;
+        if full {
+            let mut clients = self.clients.write().unwrap_or_else(|e| e.into_inner());
+            clients.retain_recent();
+            if clients.len() >= ROUTE_CLIENTS_MAX {
+                *clients = DefaultKeyedRateLimiter::keyed(self.client_quota);
+            }
+        }
+        let now = || DefaultClock::default().now();
+        self.read_clients()
+            .check_key(&client_key(client))
+            .map_err(|n| Limited {
+                retry_after: n.wait_time_from(now()),
+            })?;
+        self.route.check().map_err(|n| Limited {
+            retry_after: n.wait_time_from(now()),
+        })
+    }
+
+    fn read_clients(&self) -> std::sync::RwLockReadGuard<'_, DefaultKeyedRateLimiter<IpAddr>> {
+        self.clients.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn prune(&self) {
+        self.read_clients().retain_recent();
     }
 }
 
@@ -213,6 +281,26 @@ mod tests {
         assert_eq!(limited.retry_after_secs(), 1);
         // Buckets are per key.
         limits.session("b").unwrap();
+    }
+
+    #[test]
+    fn a_route_gives_each_client_a_share_and_holds_its_own_rate() {
+        let b = RouteBuckets::new(120);
+        let a = IpAddr::from([192, 0, 2, 1]);
+        for i in 0..20 {
+            assert!(b.check(a).is_ok(), "request {i}");
+        }
+        let limited = b.check(a).unwrap_err();
+        assert!(limited.retry_after_secs() >= 1, "{limited:?}");
+        // Others still get in, until the route's 60 are spent.
+        for i in 0..40 {
+            assert!(b.check(IpAddr::from([192, 0, 2, 10 + i as u8])).is_ok(), "{i}");
+        }
+        assert!(b.check(IpAddr::from([192, 0, 2, 99])).is_err());
+        // A small rate still lets one request through.
+        let one = RouteBuckets::new(1);
+        assert!(one.check(a).is_ok());
+        assert!(one.check(a).is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 mod console;
+mod public;
 
 type St = State<Arc<Api>>;
 type ApiResult<T> = Result<T, ApiError>;
@@ -66,6 +67,8 @@ fn router() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(unpair))
         .routes(routes!(put_equipment, get_equipment))
         .routes(routes!(list_audit))
+        .routes(routes!(public::create_route, public::list_routes))
+        .routes(routes!(public::delete_route))
         .routes(routes!(claim))
 }
 

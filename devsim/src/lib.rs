@@ -15,6 +15,8 @@
 //!   sets `lang` with `Path=/; Domain=<device-host>`.
 //! - The session is accepted from the cookie or `?session=`; a bad one gets
 //!   401 `{"error":"Invalid session"}`. Pages are sent chunked.
+//! - [`Devsim::spawn_pos`] runs a POS-like host instead (see [`pos`]): quotes approved
+//!   from public links under `/approve/`, an admin area that must stay private.
 //! - For tests: `/echo` answers with the request it received; `/download?bytes=N` and
 //!   `/big.html?bytes=N` stream large bodies; [`Devsim::seen`] lists what was asked.
 
@@ -58,8 +60,12 @@ pub struct Seen {
     pub authorization: Option<String>,
 }
 
+mod pos;
+
 struct Sim {
     name: String,
+    /// Quotes approved (POS mode), oldest first; at most [`SEEN_CAP`].
+    approved: Mutex<Vec<String>>,
     sessions: Mutex<HashSet<String>>,
     sequence: AtomicU64,
     seen: Mutex<VecDeque<Seen>>,
@@ -86,8 +92,27 @@ impl Devsim {
 
     /// A turnstile called `name` answering on `listener`.
     pub fn serve(listener: TcpListener, name: &str) -> std::io::Result<Self> {
+        Self::serve_app(listener, name, app)
+    }
+
+    /// A POS-like host called `name` on 127.0.0.1, any free port ([`pos`]).
+    pub async fn spawn_pos(name: &str) -> std::io::Result<Self> {
+        Self::serve_pos(TcpListener::bind("127.0.0.1:0").await?, name)
+    }
+
+    /// A POS-like host answering on `listener`.
+    pub fn serve_pos(listener: TcpListener, name: &str) -> std::io::Result<Self> {
+        Self::serve_app(listener, name, pos::app)
+    }
+
+    fn serve_app(
+        listener: TcpListener,
+        name: &str,
+        app: fn(Arc<Sim>) -> axum::Router,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let sim = Arc::new(Sim {
+            approved: Mutex::new(Vec::new()),
             name: name.to_owned(),
             sessions: Mutex::new(HashSet::new()),
             sequence: AtomicU64::new(0),
@@ -114,6 +139,11 @@ impl Devsim {
     /// What the device has been asked, oldest first (the last 10,000 requests).
     pub fn seen(&self) -> Vec<Seen> {
         self.sim.seen.lock().unwrap().iter().cloned().collect()
+    }
+
+    /// Quotes approved (POS mode), oldest first.
+    pub fn approved(&self) -> Vec<String> {
+        self.sim.approved.lock().unwrap().clone()
     }
 
     /// The session tokens the device has issued and not logged out.

@@ -12,6 +12,9 @@ struct Args {
     /// The device's name, shown on its pages.
     #[arg(long, env = "PONTE_DEVSIM_NAME", default_value = "Catraca Demo")]
     name: String,
+    /// Be a POS-like host instead (quotes approved under /approve/, a private /admin).
+    #[arg(long, env = "PONTE_DEVSIM_POS")]
+    pos: bool,
 }
 
 #[tokio::main]
@@ -30,18 +33,25 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(69);
         }
     };
-    let sim = match ponte_devsim::Devsim::serve(listener, &args.name) {
+    let served = match args.pos {
+        true => ponte_devsim::Devsim::serve_pos(listener, &args.name),
+        false => ponte_devsim::Devsim::serve(listener, &args.name),
+    };
+    let sim = match served {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ponte-devsim: {e}");
             return std::process::ExitCode::from(69);
         }
     };
-    println!(
-        "{} listening on {} (login admin / admin)",
-        sim.name(),
-        sim.base_url()
-    );
+    match args.pos {
+        true => println!("{} (POS) listening on {}", sim.name(), sim.base_url()),
+        false => println!(
+            "{} listening on {} (login admin / admin)",
+            sim.name(),
+            sim.base_url()
+        ),
+    }
     tokio::select! {
         () = sim.wait() => {}
         _ = tokio::signal::ctrl_c() => {}

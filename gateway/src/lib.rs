@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod authority;
+pub mod published;
 pub mod rewrite;
 mod server;
 
 pub use authority::{Admitted, Denied, Launched, SessionAuthority, GRANT_COOKIE};
+pub use published::{PublicConfig, Published, RouteAuthority, RouteDenied};
 pub use server::{app, Gateway, GatewayConfig};

@@ -7,6 +7,7 @@
 //! written into a response header except through [`http::HeaderValue`]'s checks.
 
 use crate::authority::{Admitted, Denied, SessionAuthority, GRANT_COOKIE};
+use crate::published::{self, PublicConfig, RouteAuthority};
 use crate::rewrite::{
     device_request_headers, rewrite_body, rewrite_response_headers, service_worker_allowed,
     shim_script, BodyPlan, Scope,
@@ -42,6 +43,9 @@ pub struct GatewayConfig {
     /// browser that stops reading for longer has that WebSocket closed, so what it holds
     /// (one message and the relay's queue for it) is given back.
     pub ws_write_timeout: std::time::Duration,
+    /// Published routes: requests to `{slug}.<public domain>` go to that route (with a
+    /// [`RouteAuthority`] given to [`Gateway::with_routes`]); `None`: no public side.
+    pub public: Option<PublicConfig>,
 }
 
 impl Default for GatewayConfig {
@@ -51,6 +55,7 @@ impl Default for GatewayConfig {
             secure_cookies: false,
             host_mode: None,
             ws_write_timeout: std::time::Duration::from_secs(30),
+            public: None,
         }
     }
 }
@@ -58,9 +63,10 @@ impl Default for GatewayConfig {
 /// Shared state of the gateway role.
 #[derive(Clone)]
 pub struct Gateway {
-    router: Arc<dyn Router>,
+    pub(crate) router: Arc<dyn Router>,
     sessions: Arc<dyn SessionAuthority>,
-    cfg: Arc<GatewayConfig>,
+    pub(crate) routes: Option<Arc<dyn RouteAuthority>>,
+    pub(crate) cfg: Arc<GatewayConfig>,
 }
 
 impl Gateway {
@@ -72,8 +78,15 @@ impl Gateway {
         Self {
             router,
             sessions,
+            routes: None,
             cfg: Arc::new(cfg),
         }
+    }
+
+    /// Serves published routes from `routes` (on the hosts of `GatewayConfig::public`).
+    pub fn with_routes(mut self, routes: Arc<dyn RouteAuthority>) -> Self {
+        self.routes = Some(routes);
+        self
     }
 }
 
@@ -86,7 +99,13 @@ pub fn app(gw: Gateway) -> axum::Router {
         .with_state(gw.clone());
     let router = match gw.cfg.host_mode {
         // Ahead of the routes: on a session's host every path is the device's.
-        Some(_) => router.layer(axum::middleware::from_fn_with_state(gw, session_host)),
+        Some(_) => router.layer(axum::middleware::from_fn_with_state(gw.clone(), session_host)),
+        None => router,
+    };
+    let router = match gw.cfg.public {
+        // Outermost: a published route's host serves that route and nothing of the
+        // gateway's own (no launch links, no sessions, no Referer fallback).
+        Some(_) => router.layer(axum::middleware::from_fn_with_state(gw, public_host)),
         None => router,
     };
     router.layer(axum::middleware::from_fn(|req, next| {
@@ -99,6 +118,23 @@ pub fn app(gw: Gateway) -> axum::Router {
 enum Mode {
     Path,
     Host,
+}
+
+/// Requests to `{slug}.<public domain>` go to that published route, whatever the path.
+async fn public_host(
+    State(gw): State<Gateway>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let slug = gw
+        .cfg
+        .public
+        .as_ref()
+        .and_then(|p| published::host_route(p, req.headers()));
+    match slug {
+        Some(slug) => published::serve(gw, slug, req).await,
+        None => next.run(req).await,
+    }
 }
 
 /// Host mode: requests to `s-{sid}.<domain>` go to that session (its launch link
@@ -426,11 +462,7 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
             None => {}
         }
     }
-    let mut usage = Usage {
-        sessions: gw.sessions.clone(),
-        sid,
-        bytes: 0,
-    };
+    let mut usage = SessionMeter::usage(gw.sessions.clone(), sid);
     let body = resp.body.into_stream().map_err(std::io::Error::other);
     let body = futures_util::stream::iter(shim.map(Ok))
         .chain(rewrite_body(plan, scope, gw.cfg.max_html_memory, body))
@@ -454,7 +486,7 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
 /// up. A watcher task drops the device stream when the session ends, and the browser then
 /// sees the body end; the watcher ends with the response (a drop guard), so nothing is
 /// left behind per request.
-fn cut_on_end<T: Send + 'static>(
+pub(crate) fn cut_on_end<T: Send + 'static>(
     body: futures_util::stream::BoxStream<'static, T>,
     ended: tokio_util::sync::CancellationToken,
 ) -> impl futures_util::Stream<Item = T> + Send + 'static {
@@ -479,7 +511,7 @@ fn cut_on_end<T: Send + 'static>(
 
 /// Largest WebSocket message carried either way: what one tunnel frame holds (the
 /// connector's limit). A bigger one from the browser closes its socket with 1009.
-const MAX_WS_MESSAGE: usize = ponte_protocol::limits::MAX_WS_MESSAGE;
+pub(crate) const MAX_WS_MESSAGE: usize = ponte_protocol::limits::MAX_WS_MESSAGE;
 
 /// A device WebSocket reports its traffic to the session (bytes, idle expiry) at most
 /// this often, so a busy socket costs no store work per message.
@@ -525,11 +557,7 @@ async fn websocket(
         Some(p) => upgrade.protocols([p]),
         None => upgrade,
     };
-    let usage = Usage {
-        sessions: gw.sessions.clone(),
-        sid,
-        bytes: 0,
-    };
+    let usage = SessionMeter::usage(gw.sessions.clone(), sid);
     let write_timeout = gw.cfg.ws_write_timeout;
     upgrade
         .max_message_size(MAX_WS_MESSAGE)
@@ -557,7 +585,7 @@ impl WsActivity {
     fn add(&mut self, usage: &mut Usage, bytes: u64) {
         self.pending += bytes;
         if self.last.elapsed() >= WS_ACTIVITY_EVERY {
-            usage.sessions.activity(&usage.sid, self.pending);
+            usage.meter.activity(self.pending);
             self.pending = 0;
             self.last = tokio::time::Instant::now();
         }
@@ -586,7 +614,7 @@ fn browser_error_close(e: axum::Error) -> Option<(u16, &'static str)> {
 /// from the tunnel (the relay then ends the stream once its per-stream queue is full,
 /// rather than buffer), and a congested tunnel stops it reading from the browser.
 /// Every wait also watches the session's end.
-async fn pump_ws(
+pub(crate) async fn pump_ws(
     mut browser: WebSocket,
     mut device: WsChannel,
     ended: tokio_util::sync::CancellationToken,
@@ -625,7 +653,7 @@ async fn pump_ws(
                             () = ended.cancelled() => Ok(()),
                         };
                         if let Some((code, reason)) = close {
-                            debug!(session_id = %usage.sid, code, "browser WebSocket closed: {reason}");
+                            debug!(stream = %usage.meter.name(), code, "browser WebSocket closed: {reason}");
                             let _ = tokio::time::timeout(
                                 CLOSE_GRACE,
                                 browser.send(close_message(Some(code), reason)),
@@ -674,7 +702,7 @@ async fn pump_ws(
                 };
                 let Ok(sent) = sent else {
                     warn!(
-                        session_id = %usage.sid,
+                        stream = %usage.meter.name(),
                         timeout_s = write_timeout.as_secs_f64(),
                         "browser stopped reading a device WebSocket; closing it"
                     );
@@ -718,7 +746,7 @@ fn ws_len(frame: &WsFrame) -> u64 {
 /// A close frame for the browser. Codes an endpoint may send pass (1000–1003,
 /// 1007–1014, 3000–4999); 1005/1006/1015 (which only describe a close) mean no code;
 /// anything else becomes 1011.
-fn close_message(code: Option<u16>, reason: &str) -> Message {
+pub(crate) fn close_message(code: Option<u16>, reason: &str) -> Message {
     let frame = code.filter(|c| !matches!(c, 1005 | 1006 | 1015)).map(|c| {
         let code = match c {
             1000..=1003 | 1007..=1014 | 3000..=4999 => c,
@@ -733,7 +761,7 @@ fn close_message(code: Option<u16>, reason: &str) -> Message {
     Message::Close(frame)
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -741,16 +769,61 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Counts what one response delivered; recorded once, when the body is done or dropped.
-struct Usage {
+/// Where a stream's traffic is counted: its remote session, or its published route.
+pub(crate) trait Meter: Send + Sync + 'static {
+    /// One request and the bytes it delivered.
+    fn record(&self, bytes: u64);
+    /// Traffic of a stream that outlives its request (about once a second at most).
+    fn activity(&self, bytes: u64);
+    /// What the stream belongs to, for logs (`session <id>`, `route <slug>`).
+    fn name(&self) -> &str;
+}
+
+/// A remote session's traffic.
+struct SessionMeter {
     sessions: Arc<dyn SessionAuthority>,
     sid: String,
-    bytes: u64,
+    name: String,
+}
+
+impl SessionMeter {
+    fn usage(sessions: Arc<dyn SessionAuthority>, sid: String) -> Usage {
+        let name = format!("session {sid}");
+        Usage::new(Arc::new(Self {
+            sessions,
+            sid,
+            name,
+        }))
+    }
+}
+
+impl Meter for SessionMeter {
+    fn record(&self, bytes: u64) {
+        self.sessions.record(&self.sid, bytes);
+    }
+    fn activity(&self, bytes: u64) {
+        self.sessions.activity(&self.sid, bytes);
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Counts what one response delivered; recorded once, when the body is done or dropped.
+pub(crate) struct Usage {
+    meter: Arc<dyn Meter>,
+    pub(crate) bytes: u64,
+}
+
+impl Usage {
+    pub(crate) fn new(meter: Arc<dyn Meter>) -> Self {
+        Self { meter, bytes: 0 }
+    }
 }
 
 impl Drop for Usage {
     fn drop(&mut self) {
-        self.sessions.record(&self.sid, self.bytes);
+        self.meter.record(self.bytes);
     }
 }
 
@@ -792,7 +865,7 @@ async fn admit(gw: &Gateway, sid: &str, headers: &HeaderMap) -> Result<Admitted,
     Err(refused)
 }
 
-fn is_upgrade(headers: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
@@ -899,7 +972,7 @@ fn denied(d: &Denied) -> Response {
     resp
 }
 
-fn error(status: StatusCode, code: &'static str, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &'static str, message: &str) -> Response {
     ponte_relay::metrics::error("gateway", code);
     let body = serde_json::json!({"error": {"code": code, "message": message}});
     (

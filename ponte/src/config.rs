@@ -22,6 +22,7 @@ pub struct ServeLayer {
     pub relay_public_url: Option<String>,
     pub gateway_public_url: Option<String>,
     pub remote_host_mode: Option<bool>,
+    pub public_domain: Option<String>,
     pub user_jwt_secret_file: Option<PathBuf>,
     pub user_jwt_public_key: Option<PathBuf>,
     pub connector_token_ttl: Option<String>,
@@ -75,6 +76,9 @@ pub struct ServeSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_public_url: Option<String>,
     pub remote_host_mode: bool,
+    /// Published routes live on `{slug}.<public_domain>`; `None`: none can be published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_domain: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_jwt_secret_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -173,6 +177,7 @@ impl ServeLayer {
             relay_public_url: self.relay_public_url.or(base.relay_public_url),
             gateway_public_url: self.gateway_public_url.or(base.gateway_public_url),
             remote_host_mode: self.remote_host_mode.or(base.remote_host_mode),
+            public_domain: self.public_domain.or(base.public_domain),
             user_jwt_secret_file: secret,
             user_jwt_public_key: public,
             connector_token_ttl: self.connector_token_ttl.or(base.connector_token_ttl),
@@ -326,6 +331,7 @@ impl ServeSettings {
             )?,
             roles,
             remote_host_mode: l.remote_host_mode.unwrap_or(false),
+            public_domain: public_domain(l.public_domain)?,
             user_jwt_secret_file: l.user_jwt_secret_file,
             user_jwt_public_key: l.user_jwt_public_key,
             connector_token_ttl,
@@ -403,6 +409,35 @@ impl ServeSettings {
         shown.nats = shown.nats.as_deref().map(crate::redact);
         toml::to_string(&shown).unwrap_or_default()
     }
+}
+
+/// `public_domain`: a DNS name with an optional port, as browsers send it in `Host`
+/// (`pub.example.com`, `localhost:8002`); lower-cased. Not an address (an address has
+/// no subdomains) and not a URL.
+fn public_domain(v: Option<String>) -> Result<Option<String>, String> {
+    let Some(v) = v.map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let (host, port) = match v.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (v.as_str(), None),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let ip = host.parse::<std::net::Ipv4Addr>().is_ok();
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if ip || !port_ok || host.len() > 200 || !host.split('.').all(label_ok) {
+        return Err(format!(
+            "public_domain: {v:?} is not a domain name (with an optional port) such as \
+             pub.example.com or localhost:8002; routes are served on <slug>.<public_domain>"
+        ));
+    }
+    Ok(Some(v))
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //! the cloud on the embedded SQLite default, simulated ControlID turnstiles (devsim) on
 //! the "LAN" (two with the remote-access addon, one without), and a connector paired through the real flow (the API issues
 //! a pairing code, `ponte-connector pair` claims it over HTTP, the connector dials the
-//! relay). It ends with a one-time link that signs the browser in to the console as
-//! the demo admin.
+//! relay). A POS-like host on the same LAN gets a published route, `/approve/*` on
+//! `<slug>.pub.localhost` (browsers resolve `*.localhost` to loopback), as the Nexora POS
+//! uses Cloudflare Tunnel for today. It ends with a one-time link that signs the browser
+//! in to the console as the demo admin.
 
 use crate::{Cloud, CloudOptions};
 use anyhow::Context as _;
@@ -19,6 +21,12 @@ use tokio_util::sync::CancellationToken;
 pub const CLIENT: i32 = 1;
 pub const INSTITUTION: i32 = 2;
 pub const ADMIN_USER: i32 = 1;
+/// The POS's equipment id, the slug of its route and the quote in the printed link.
+pub const POS_EQUIPMENT: i32 = 110;
+pub const POS_SLUG: &str = "nexora-pos";
+pub const POS_QUOTE: &str = "Q-1001";
+/// Published routes live under this name (with the gateway's port).
+pub const PUBLIC_DOMAIN: &str = "pub.localhost";
 
 /// What `ponte demo` was asked for.
 #[derive(Debug, Clone)]
@@ -40,6 +48,10 @@ pub struct Demo {
     pub gateway_addr: std::net::SocketAddr,
     /// The simulated turnstiles, as (equipment id, device).
     pub devices: Vec<(i32, Devsim)>,
+    /// The POS-like host and its equipment id.
+    pub pos: (i32, Devsim),
+    /// A quote's approval link on the POS's published route (anyone may open it).
+    pub public_url: String,
     /// `http://…/entrar/<code>`: signs the browser in as the demo admin, once.
     pub console_url: String,
     /// A user JWT for the demo admin (8 h), for `curl` against the API.
@@ -117,6 +129,8 @@ pub async fn start(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Re
         false => format!("http://{gateway_addr}"),
     };
     cloud_opts.api.remote_host_mode = opts.remote_host_mode;
+    // Published routes get names of their own, beside host mode's s-<id>.localhost.
+    cloud_opts.api.public_domain = Some(format!("{PUBLIC_DOMAIN}:{}", gateway_addr.port()));
     let cloud = crate::start(cloud_opts, api_l, relay_l, shutdown.clone()).await?;
     cloud.serve_gateway(gateway_l, shutdown.child_token())?;
     let api_url = format!("http://{}", cloud.api_addr);
@@ -152,6 +166,23 @@ pub async fn start(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Re
         .await?;
         devices.push((id, device));
     }
+
+    let pos = Devsim::spawn_pos("Nexora POS").await.context("starting the POS host")?;
+    s.put_equipment(&store::Equipment {
+        id: POS_EQUIPMENT,
+        tenant_id: INSTITUTION,
+        name: "Nexora POS".into(),
+        brand: Some("Nexora".into()),
+        model: Some("POS (devsim)".into()),
+        ip: Some(pos.base_url().trim_start_matches("http://").into()),
+        active: true,
+        uses_addon: true,
+        config: Some(store::Json(EquipmentConfig {
+            local_base_url: Some(pos.base_url()),
+            ..Default::default()
+        })),
+    })
+    .await?;
 
     // The demo admin, signed with the data directory's user key as the SaaS would.
     let keys = KeyFiles::load_or_create(&data_dir)?;
@@ -217,6 +248,29 @@ pub async fn start(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Re
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The POS's quote links, public as the SaaS would publish them.
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{api_url}/api/instituicao/{INSTITUTION}/equipamento/{POS_EQUIPMENT}/rotas-publicas"
+        ))
+        .bearer_auth(&admin_token)
+        .json(&serde_json::json!({
+            "slug": POS_SLUG, "paths": ["/approve/*"], "methods": ["GET", "POST"],
+            "requestsPerMinute": 120,
+        }))
+        .send()
+        .await
+        .context("publishing the POS route")?;
+    anyhow::ensure!(
+        resp.status() == 201,
+        "publishing the POS route refused: {}",
+        resp.status()
+    );
+    let route: serde_json::Value = resp.json().await?;
+    let public_url = format!(
+        "{}/approve/{POS_QUOTE}",
+        route["url"].as_str().context("no url in the answer")?
+    );
     let link = cloud
         .api
         .console_link(admin_token.clone(), Duration::from_secs(15 * 60));
@@ -225,6 +279,8 @@ pub async fn start(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Re
         gateway_addr,
         cloud,
         devices,
+        pos: (POS_EQUIPMENT, pos),
+        public_url,
         admin_token,
         pairing_code: code,
         data_dir,

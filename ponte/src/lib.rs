@@ -102,16 +102,34 @@ impl Cloud {
             })?),
             false => None,
         };
+        let https = public.starts_with("https://");
+        let published = self.api.cfg.public_domain.as_ref().map(|domain| {
+            let mut p = ponte_gateway::PublicConfig::new(domain);
+            p.https = https;
+            p.trust_forwarded_for = self.api.cfg.trust_forwarded_for;
+            p
+        });
+        if let (Some(p), Some(remote)) = (&published, &host_mode) {
+            // `{slug}.<domain>` and `s-{sid}.<domain>` would be siblings: a route's page
+            // would be same-site with every session's.
+            anyhow::ensure!(
+                &p.domain != remote,
+                "public_domain must differ from the host-mode remote domain {remote:?}: \
+                 published routes and remote sessions need origins of their own"
+            );
+        }
         let gateway = ponte_gateway::Gateway::new(
             Arc::new(self.relay.clone()),
             authority,
             ponte_gateway::GatewayConfig {
-                secure_cookies: public.starts_with("https://"),
+                secure_cookies: https,
                 host_mode,
                 ws_write_timeout: self.api.cfg.remote_ws_write_timeout,
+                public: published,
                 ..Default::default()
             },
-        );
+        )
+        .with_routes(ponte_api::published::RouteDesk::new(Arc::clone(&self.api)));
         let app = ponte_gateway::app(gateway);
         // Stops on the caller's shutdown or on a drain, whichever comes first.
         let stop = self.http_stop.child_token();

@@ -94,6 +94,10 @@ struct ServeArgs {
     /// wildcard DNS and certificate; *.localhost works without either) [default: false]
     #[arg(long, env = "PONTE_REMOTE_HOST_MODE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     remote_host_mode: Option<bool>,
+    /// Serve published routes on <slug>.<DOMAIN> (a wildcard DNS name with an optional
+    /// port, e.g. pub.example.com; *.localhost works without DNS) [default: none]
+    #[arg(long, env = "PONTE_PUBLIC_DOMAIN", value_name = "DOMAIN")]
+    public_domain: Option<String>,
     /// Verify user JWTs with this HS256 secret (file) [default: the data directory's]
     #[arg(long, env = "PONTE_USER_JWT_SECRET_FILE", value_name = "FILE")]
     user_jwt_secret_file: Option<PathBuf>,
@@ -167,6 +171,7 @@ impl ServeArgs {
             relay_public_url: self.relay_public_url.clone(),
             gateway_public_url: self.gateway_public_url.clone(),
             remote_host_mode: self.remote_host_mode,
+            public_domain: self.public_domain.clone(),
             user_jwt_secret_file: self.user_jwt_secret_file.clone(),
             user_jwt_public_key: self.user_jwt_public_key.clone(),
             connector_token_ttl: self.connector_token_ttl.clone(),
@@ -393,6 +398,7 @@ async fn serve(a: ServeArgs) -> Result<(), Failure> {
         (None, None) => "http://127.0.0.1:8002".into(),
     };
     opts.api.remote_host_mode = cfg.remote_host_mode;
+    opts.api.public_domain = cfg.public_domain.clone();
     opts.api.trust_forwarded_for = cfg.trust_forwarded_for;
     cfg.apply_limits(&mut opts.api);
     opts.listen = cfg.listen_limits();
@@ -500,10 +506,17 @@ async fn demo(a: DemoArgs) -> Result<(), Failure> {
          \n  Metrics   http://{api}/metrics\
          \n  Data      {data}{temp}\
          \n  Turnstiles on the simulated LAN:{devices}\
+         \n    {pos_id}  {pos_name:<28} {pos_url}  (POS: quotes under /approve/, back office /admin)\
+         \n  Public    {public}\
+         \n            (the POS quote's approval link: a published route, /approve/* only, no login)\
          \n\n  Admin token (8 h): {token}\
          \n  Try: TOKEN=<the token>; curl -s -H \"authorization: Bearer $TOKEN\" http://{api}/api/instituicao/2/connector/status\
          \n\nOpen the console, pick a turnstile, click \"Gerenciar Remotamente\". Ctrl-C stops everything.",
         console = demo.console_url,
+        pos_id = demo.pos.0,
+        pos_name = demo.pos.1.name(),
+        pos_url = demo.pos.1.base_url(),
+        public = demo.public_url,
         relay = demo.cloud.relay_addr,
         gw = demo.gateway_addr,
         code = demo.pairing_code,

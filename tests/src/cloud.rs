@@ -194,6 +194,8 @@ impl TestCloud {
         let gateway_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway_addr = gateway_l.local_addr().unwrap();
         opts.api.gateway_public_url = format!("http://{gateway_addr}");
+        // Published routes on `<slug>.pub.localhost:<gateway port>`, as in the demo.
+        opts.api.public_domain = Some(format!("pub.localhost:{}", gateway_addr.port()));
         tweak(&mut opts);
         let shutdown = CancellationToken::new();
         let cloud = ponte::start(opts, api_l, relay_l, shutdown.clone())

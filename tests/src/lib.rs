@@ -506,3 +506,21 @@ where
     .await
     .expect("the peer closes the socket")
 }
+
+/// One HTTP/1.1 exchange with the request exactly as written (no client-side path
+/// normalisation, any `Host`); `request` ends with its empty line. The server is asked
+/// to close (`Connection: close` must be in `request`), and the whole answer is read.
+/// Returns the status and the answer as text.
+pub async fn raw_http(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
+        .await
+        .expect("the server answers and closes within 30 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}

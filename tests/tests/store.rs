@@ -34,7 +34,8 @@ on_both!(
     tenants_users_and_equipment,
     pairing_codes_work_once,
     tokens_and_liveness,
-    sessions_and_audit
+    sessions_and_audit,
+    published_routes
 );
 
 fn equipment(id: i32, tenant: i32) -> Equipment {
@@ -404,4 +405,63 @@ async fn sessions_and_audit(b: Backend) {
         ("proxy-http", Some(200), 42, Some(7))
     );
     assert!(s.list_audit(3, 10).await.unwrap().is_empty());
+}
+
+async fn published_routes(b: Backend) {
+    let s = store(b).await;
+    let t = now();
+    s.ensure_user(7, "Ana", None).await.unwrap();
+    s.put_equipment(&equipment(100, 2)).await.unwrap();
+    s.put_equipment(&equipment(200, 3)).await.unwrap();
+    let new = |slug: &str, tenant: i32, eq: i32| NewPublicRoute {
+        slug: slug.into(),
+        equipment_id: eq,
+        tenant_id: tenant,
+        user_id: Some(7),
+        paths: vec!["/approve/*".into(), "/status".into()],
+        methods: vec!["GET".into(), "POST".into()],
+        websocket: false,
+        requests_per_minute: 120,
+        expires_at: Some(t + TimeDelta::hours(1)),
+    };
+    let a = s.create_route(&new("nexora", 2, 100)).await.unwrap();
+    assert_eq!(a.slug, "nexora");
+    assert_eq!(a.paths.0, ["/approve/*", "/status"]);
+    assert_eq!(a.methods.0, ["GET", "POST"]);
+    assert_eq!((a.requests, a.bytes, a.last_used_at), (0, 0, None));
+    assert_eq!(a.expires_at, Some(t + TimeDelta::hours(1)));
+    // A slug is one host: taken is taken, by any tenant.
+    assert!(matches!(
+        s.create_route(&new("nexora", 3, 200)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let other = s.create_route(&new("outra", 3, 200)).await.unwrap();
+    assert_eq!(s.route_by_slug("nexora").await.unwrap(), Some(a.clone()));
+    assert_eq!(s.route_by_slug("none").await.unwrap(), None);
+    assert_eq!(s.list_routes(2, 100).await.unwrap(), [a.clone()]);
+    assert!(s.list_routes(2, 200).await.unwrap().is_empty());
+
+    let later = t + TimeDelta::seconds(5);
+    s.add_route_usage(&[
+        RouteUsage { route_id: a.id, requests: 3, bytes: 300, last_used_at: later },
+        RouteUsage { route_id: a.id, requests: 1, bytes: 1, last_used_at: t },
+    ])
+    .await
+    .unwrap();
+    let used = s.route_by_slug("nexora").await.unwrap().unwrap();
+    // Counts add up; the last use never goes back.
+    assert_eq!((used.requests, used.bytes, used.last_used_at), (4, 301, Some(later)));
+
+    // Deleting is tenant- and equipment-scoped.
+    assert_eq!(s.delete_route(3, 200, a.id).await.unwrap(), None);
+    assert_eq!(s.delete_route(2, 100, other.id).await.unwrap(), None);
+    assert_eq!(s.delete_route(2, 100, a.id).await.unwrap().map(|r| r.id), Some(a.id));
+    assert_eq!(s.route_by_slug("nexora").await.unwrap(), None);
+    assert_eq!(s.delete_route(2, 100, a.id).await.unwrap(), None);
+    // A deleted route's late counts touch nothing; its slug may be published again.
+    s.add_route_usage(&[RouteUsage { route_id: a.id, requests: 1, bytes: 1, last_used_at: t }])
+        .await
+        .unwrap();
+    s.create_route(&new("nexora", 2, 100)).await.unwrap();
+    assert_eq!(s.route_by_slug("outra").await.unwrap().unwrap().requests, 0);
 }

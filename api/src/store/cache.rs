@@ -374,6 +374,29 @@ impl Store for CachedStore {
         self.inner.list_sessions(tenant_id, limit).await
     }
 
+    async fn create_route(&self, r: &NewPublicRoute) -> Result<PublicRoute> {
+        self.inner.create_route(r).await
+    }
+    /// Not cached here: the published-route service keeps its own short cache, which a
+    /// delete clears at once.
+    async fn route_by_slug(&self, slug: &str) -> Result<Option<PublicRoute>> {
+        self.inner.route_by_slug(slug).await
+    }
+    async fn list_routes(&self, tenant_id: i32, equipment_id: i32) -> Result<Vec<PublicRoute>> {
+        self.inner.list_routes(tenant_id, equipment_id).await
+    }
+    async fn delete_route(
+        &self,
+        tenant_id: i32,
+        equipment_id: i32,
+        id: i32,
+    ) -> Result<Option<PublicRoute>> {
+        self.inner.delete_route(tenant_id, equipment_id, id).await
+    }
+    async fn add_route_usage(&self, batch: &[RouteUsage]) -> Result<()> {
+        self.inner.add_route_usage(batch).await
+    }
+
     async fn audit(&self, batch: &[AuditEntry]) -> Result<()> {
         self.inner.audit(batch).await
     }

@@ -302,6 +302,63 @@ pub struct SessionListing {
     pub equipment_name: String,
 }
 
+/// A published route (`ROTRotaPublica`): paths of one device the public may reach on the
+/// route's own origin.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PublicRoute {
+    #[sqlx(rename = "ROTCodigo")]
+    pub id: i32,
+    #[sqlx(rename = "ROTSlug")]
+    pub slug: String,
+    #[sqlx(rename = "EQPCodigo")]
+    pub equipment_id: i32,
+    #[sqlx(rename = "INSInstituicaoCodigo")]
+    pub tenant_id: i32,
+    #[sqlx(rename = "USRCodigo")]
+    pub user_id: Option<i32>,
+    #[sqlx(rename = "ROTCaminhos")]
+    pub paths: sqlx::types::Json<Vec<String>>,
+    #[sqlx(rename = "ROTMetodos")]
+    pub methods: sqlx::types::Json<Vec<String>>,
+    #[sqlx(rename = "ROTWebsocket")]
+    pub websocket: bool,
+    #[sqlx(rename = "ROTRequisicoesPorMinuto")]
+    pub requests_per_minute: i32,
+    #[sqlx(rename = "ROTExpiraEm")]
+    pub expires_at: Option<Ts>,
+    #[sqlx(rename = "ROTRequisicoes")]
+    pub requests: i32,
+    #[sqlx(rename = "ROTBytes")]
+    pub bytes: i64,
+    #[sqlx(rename = "ROTUltimoUsoEm")]
+    pub last_used_at: Option<Ts>,
+    #[sqlx(rename = "createdAt")]
+    pub created_at: Ts,
+}
+
+/// A route to publish; the slug is already checked and unique-looking.
+#[derive(Debug, Clone)]
+pub struct NewPublicRoute {
+    pub slug: String,
+    pub equipment_id: i32,
+    pub tenant_id: i32,
+    pub user_id: Option<i32>,
+    pub paths: Vec<String>,
+    pub methods: Vec<String>,
+    pub websocket: bool,
+    pub requests_per_minute: i32,
+    pub expires_at: Option<Ts>,
+}
+
+/// Requests and bytes a route served since the last flush, and when it was last used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteUsage {
+    pub route_id: i32,
+    pub requests: i32,
+    pub bytes: i64,
+    pub last_used_at: Ts,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditEntry {
     /// When it happened (written later, in a batch).
@@ -469,6 +526,22 @@ pub trait Store: Send + Sync + 'static {
     /// ATIVA sessions past their expiry → EXPIRADA. Returns their ids.
     async fn expire_sessions(&self, now: Ts) -> Result<Vec<String>>;
     async fn list_sessions(&self, tenant_id: i32, limit: i64) -> Result<Vec<SessionListing>>;
+
+    // -- published routes --
+    /// `Conflict` when the slug is taken.
+    async fn create_route(&self, r: &NewPublicRoute) -> Result<PublicRoute>;
+    async fn route_by_slug(&self, slug: &str) -> Result<Option<PublicRoute>>;
+    /// The equipment's routes, oldest first.
+    async fn list_routes(&self, tenant_id: i32, equipment_id: i32) -> Result<Vec<PublicRoute>>;
+    /// Removes a route. `None` when no such route in that tenant and equipment.
+    async fn delete_route(
+        &self,
+        tenant_id: i32,
+        equipment_id: i32,
+        id: i32,
+    ) -> Result<Option<PublicRoute>>;
+    /// Adds request and byte counts and the last use (batched by the caller).
+    async fn add_route_usage(&self, batch: &[RouteUsage]) -> Result<()>;
 
     // -- audit --
     /// Writes a batch of audit entries in one transaction (all or none).

@@ -561,6 +561,68 @@ impl Store for SqlStore {
             .filter(|s| s.tenant_id == tenant_id && s.equipment_id == equipment_id))
     }
 
+    async fn create_route(&self, r: &NewPublicRoute) -> Result<PublicRoute> {
+        let rows: Vec<PublicRoute> = on!(self, p => returning!(p, sqlx::query_as(
+            r#"INSERT INTO "ROTRotaPublica" ("ROTSlug", "EQPCodigo", "INSInstituicaoCodigo",
+                 "USRCodigo", "ROTCaminhos", "ROTMetodos", "ROTWebsocket", "ROTRequisicoesPorMinuto",
+                 "ROTExpiraEm")
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               ON CONFLICT ("ROTSlug") DO NOTHING RETURNING *"#)
+            .bind(&r.slug).bind(r.equipment_id).bind(r.tenant_id).bind(r.user_id)
+            .bind(Json(&r.paths)).bind(Json(&r.methods)).bind(r.websocket)
+            .bind(r.requests_per_minute).bind(r.expires_at)))?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Conflict(format!("slug {:?} is already in use", r.slug)))
+    }
+
+    async fn route_by_slug(&self, slug: &str) -> Result<Option<PublicRoute>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"SELECT * FROM "ROTRotaPublica" WHERE "ROTSlug" = $1"#)
+            .bind(slug).fetch_optional(p).await?))
+    }
+
+    async fn list_routes(&self, tenant_id: i32, equipment_id: i32) -> Result<Vec<PublicRoute>> {
+        Ok(on!(self, p => sqlx::query_as(
+            r#"SELECT * FROM "ROTRotaPublica" WHERE "INSInstituicaoCodigo" = $1 AND "EQPCodigo" = $2
+               ORDER BY "ROTCodigo""#)
+            .bind(tenant_id).bind(equipment_id).fetch_all(p).await?))
+    }
+
+    async fn delete_route(
+        &self,
+        tenant_id: i32,
+        equipment_id: i32,
+        id: i32,
+    ) -> Result<Option<PublicRoute>> {
+        let rows: Vec<PublicRoute> = on!(self, p => returning!(p, sqlx::query_as(
+            r#"DELETE FROM "ROTRotaPublica"
+               WHERE "INSInstituicaoCodigo" = $1 AND "EQPCodigo" = $2 AND "ROTCodigo" = $3
+               RETURNING *"#)
+            .bind(tenant_id).bind(equipment_id).bind(id)))?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn add_route_usage(&self, batch: &[RouteUsage]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        on!(self, p => in_tx!(p, tx => async {
+            for u in batch {
+                // A route deleted since is simply not found: its counts go with it.
+                sqlx::query(
+                    r#"UPDATE "ROTRotaPublica" SET "ROTRequisicoes" = "ROTRequisicoes" + $2,
+                         "ROTBytes" = "ROTBytes" + $3,
+                         "ROTUltimoUsoEm" = CASE WHEN "ROTUltimoUsoEm" IS NULL OR "ROTUltimoUsoEm" < $4
+                           THEN $4 ELSE "ROTUltimoUsoEm" END
+                       WHERE "ROTCodigo" = $1"#)
+                    .bind(u.route_id).bind(u.requests).bind(u.bytes).bind(u.last_used_at)
+                    .execute(&mut *tx).await?;
+            }
+            Ok::<_, StoreError>(())
+        }.await))
+    }
+
     async fn expire_sessions(&self, now: Ts) -> Result<Vec<String>> {
         on!(self, p => returning!(p, sqlx::query_scalar(
             r#"UPDATE "RMTSessaoRemota" SET "RMTStatus" = $2, "RMTCodigoLancamento" = NULL, "updatedAt" = $1

@@ -1,0 +1,284 @@
+//! Published routes, the API's side: the checks of a new route, the gateway's lookup of
+//! a route by its host ([`RouteAuthority`]), its rate limits, usage counters, and its
+//! end (a delete cuts its open streams at once).
+//!
+//! A route read from the store is kept for [`ROUTE_CACHE_TTL`], so a page and its
+//! assets cost one read; deleting it here drops it from that cache at once. Counters are
+//! summed in memory and written by [`PublicRoutes::flush`] (the maintenance loop, the
+//! list, and the graceful stop).
+
+use crate::ratelimit::RouteBuckets;
+use crate::store::{self, NewPublicRoute, PublicRoute, RouteUsage, Store, StoreError, Ts};
+use crate::Api;
+use ponte_gateway::{Published, RouteAuthority, RouteDenied};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// How long a route read from the store answers lookups without reading it again.
+pub const ROUTE_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Routes kept in the lookup cache; past this it starts over (one read each).
+const ROUTE_CACHE_MAX: usize = 4096;
+/// Methods a route may publish.
+pub const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+/// Globs per route, at most.
+pub const MAX_PATHS: usize = 32;
+/// `requestsPerMinute` when a route names none, and the most it may name.
+pub const DEFAULT_RPM: u32 = 120;
+pub const MAX_RPM: u32 = 60_000;
+
+/// What a route's traffic adds up to between flushes.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    requests: i32,
+    bytes: i64,
+    last: Ts,
+}
+
+#[derive(Default)]
+struct State {
+    /// slug → (route, when read). Bounded by [`ROUTE_CACHE_MAX`].
+    cache: HashMap<String, (Arc<PublicRoute>, Instant)>,
+    /// route id → token its streams hang on, and when the route expires. An entry per
+    /// route looked up since it was created: bounded by the routes in the store (a
+    /// delete drops it).
+    live: HashMap<i32, (CancellationToken, Option<Ts>)>,
+    /// route id → its buckets (rate as created); bounded the same way.
+    buckets: HashMap<i32, Arc<RouteBuckets>>,
+    /// route id → counts not yet written; bounded the same way.
+    usage: HashMap<i32, Pending>,
+}
+
+pub struct PublicRoutes {
+    store: Arc<dyn Store>,
+    state: Mutex<State>,
+}
+
+impl PublicRoutes {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub async fn create(&self, r: &NewPublicRoute) -> Result<PublicRoute, StoreError> {
+        let route = self.store.create_route(r).await?;
+        // A slug deleted and published again must not be served from a stale entry.
+        self.state().cache.remove(&route.slug);
+        Ok(route)
+    }
+
+    /// The route on `slug`'s host, while it exists and has not expired.
+    pub async fn live(&self, slug: &str) -> Result<Option<Arc<PublicRoute>>, StoreError> {
+        let cached = self
+            .state()
+            .cache
+            .get(slug)
+            .filter(|(_, at)| at.elapsed() < ROUTE_CACHE_TTL)
+            .map(|(r, _)| Arc::clone(r));
+        let route = match cached {
+            Some(r) => Some(r),
+            None => {
+                let read = self.store.route_by_slug(slug).await?.map(Arc::new);
+                let mut st = self.state();
+                if st.cache.len() >= ROUTE_CACHE_MAX {
+                    st.cache.clear();
+                }
+                match &read {
+                    Some(r) => {
+                        st.cache
+                            .insert(slug.to_owned(), (Arc::clone(r), Instant::now()));
+                    }
+                    None => {
+                        st.cache.remove(slug);
+                    }
+                }
+                read
+            }
+        };
+        Ok(route.filter(|r| r.expires_at.is_none_or(|e| e > store::now())))
+    }
+
+    /// Removes a route: new requests get 404 at once and its open streams are cut.
+    pub async fn delete(
+        &self,
+        tenant_id: i32,
+        equipment_id: i32,
+        id: i32,
+    ) -> Result<Option<PublicRoute>, StoreError> {
+        let gone = self.store.delete_route(tenant_id, equipment_id, id).await?;
+        if let Some(r) = &gone {
+            let mut st = self.state();
+            st.cache.remove(&r.slug);
+            st.buckets.remove(&r.id);
+            if let Some((token, _)) = st.live.remove(&r.id) {
+                token.cancel();
+            }
+        }
+        Ok(gone)
+    }
+
+    /// A token for one stream of `route`, cancelled when the route is deleted or expires.
+    fn streams(&self, route: &PublicRoute) -> CancellationToken {
+        let mut st = self.state();
+        let entry = st
+            .live
+            .entry(route.id)
+            .or_insert_with(|| (CancellationToken::new(), route.expires_at));
+        entry.1 = route.expires_at;
+        entry.0.child_token()
+    }
+
+    fn buckets(&self, route: &Published) -> Arc<RouteBuckets> {
+        Arc::clone(
+            self.state()
+                .buckets
+                .entry(route.id)
+                .or_insert_with(|| Arc::new(RouteBuckets::new(route.requests_per_minute))),
+        )
+    }
+
+    fn count(&self, route_id: i32, requests: i32, bytes: u64) {
+        let mut st = self.state();
+        let now = store::now();
+        let e = st.usage.entry(route_id).or_insert(Pending {
+            requests: 0,
+            bytes: 0,
+            last: now,
+        });
+        e.requests = e.requests.saturating_add(requests);
+        e.bytes = e
+            .bytes
+            .saturating_add(i64::try_from(bytes).unwrap_or(i64::MAX));
+        e.last = now;
+    }
+
+    /// Writes the pending counters; on a store error they are merged back and retried
+    /// on the next pass. Also cuts the streams of routes that have expired.
+    pub async fn flush(&self) {
+        let now = store::now();
+        let batch: Vec<RouteUsage> = {
+            let mut st = self.state();
+            st.live.retain(|_, (token, expires)| {
+                let over = expires.is_some_and(|e| e <= now);
+                if over {
+                    token.cancel();
+                }
+                !over
+            });
+            for b in st.buckets.values() {
+                b.prune();
+            }
+            std::mem::take(&mut st.usage)
+                .into_iter()
+                .map(|(route_id, p)| RouteUsage {
+                    route_id,
+                    requests: p.requests,
+                    bytes: p.bytes,
+                    last_used_at: p.last,
+                })
+                .collect()
+        };
+        if let Err(err) = self.store.add_route_usage(&batch).await {
+            warn!(%err, routes = batch.len(), "could not record route usage; will retry");
+            let mut st = self.state();
+            for u in batch {
+                let e = st.usage.entry(u.route_id).or_insert(Pending {
+                    requests: 0,
+                    bytes: 0,
+                    last: u.last_used_at,
+                });
+                e.requests = e.requests.saturating_add(u.requests);
+                e.bytes = e.bytes.saturating_add(u.bytes);
+                e.last = e.last.max(u.last_used_at);
+            }
+        }
+    }
+}
+
+/// The gateway's view of the published routes.
+pub struct RouteDesk {
+    api: Arc<Api>,
+}
+
+impl RouteDesk {
+    pub fn new(api: Arc<Api>) -> Arc<Self> {
+        Arc::new(Self { api })
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> RouteDenied {
+    RouteDenied::Unavailable(e.to_string())
+}
+
+#[async_trait::async_trait]
+impl RouteAuthority for RouteDesk {
+    async fn route(&self, slug: &str) -> Result<Published, RouteDenied> {
+        let routes = &self.api.routes;
+        let r = routes
+            .live(slug)
+            .await
+            .map_err(unavailable)?
+            .ok_or(RouteDenied::NotFound)?;
+        let eq = self
+            .api
+            .store
+            .equipment(r.tenant_id, r.equipment_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| unavailable("the equipment was removed"))?;
+        if !eq.uses_addon {
+            return Err(unavailable("the equipment no longer uses the connector addon"));
+        }
+        let base_url = eq
+            .base_url()
+            .ok_or_else(|| unavailable("the equipment has no localBaseUrl"))?;
+        let con = self
+            .api
+            .store
+            .connector_of(r.tenant_id)
+            .await
+            .map_err(unavailable)?
+            .filter(|c| c.token_id.is_some())
+            .ok_or_else(|| unavailable("the institution has no paired connector"))?;
+        Ok(Published {
+            id: r.id,
+            slug: r.slug.clone(),
+            connector_id: con.id.to_string(),
+            base_url,
+            tls_insecure: eq.tls_insecure(),
+            timeout: eq.timeout().unwrap_or(crate::remote::DEVICE_TIMEOUT),
+            paths: r.paths.0.clone().into(),
+            methods: r.methods.0.clone().into(),
+            websocket: r.websocket,
+            requests_per_minute: u32::try_from(r.requests_per_minute).unwrap_or(1),
+            ended: routes.streams(&r),
+        })
+    }
+
+    fn admit(&self, route: &Published, client: IpAddr) -> Result<(), RouteDenied> {
+        self.api
+            .routes
+            .buckets(route)
+            .check(client)
+            .map_err(|l| RouteDenied::Limited {
+                retry_after_secs: l.retry_after_secs(),
+            })
+    }
+
+    fn record(&self, route_id: i32, bytes: u64) {
+        self.api.routes.count(route_id, 1, bytes);
+    }
+
+    fn activity(&self, route_id: i32, bytes: u64) {
+        self.api.routes.count(route_id, 0, bytes);
+    }
+}

@@ -1,0 +1,501 @@
+//! Published routes: chosen paths of a device reachable by the public on the route's own
+//! origin, `{slug}.<public domain>`, with no Ponte login (DESIGN.md "Published routes").
+//!
+//! A request is decided before anything reaches the device, in this order: the route
+//! (unknown, deleted or expired: 404), the path after [`path::normalize`] (malformed:
+//! 400; outside the globs: 404), the method (405), a WebSocket upgrade (403 unless the
+//! route allows it), the rate limits (429), the body's declared size (413). The device
+//! then gets the normalised path, its own `Host`, `X-Forwarded-For/-Proto/-Host`, and
+//! everything else the client sent but hop-by-hop headers and Ponte's own cookies.
+//! Nothing is rewritten either way, except that a device's `Set-Cookie` loses its
+//! `Domain` (so a route's page cannot set cookies for its sibling hosts or the parent
+//! domain, where the console or the SaaS may live).
+//!
+//! Must never: read or set a Ponte credential on these origins; send the device a path
+//! other than the one the globs were matched against; keep a stream open once its route
+//! is deleted.
+
+pub mod path;
+
+use crate::server::{
+    cut_on_end, error, is_upgrade, pump_ws, Gateway, Meter, Usage, MAX_WS_MESSAGE,
+};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use futures_util::{StreamExt, TryStreamExt};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use ponte_protocol::Headers;
+use ponte_relay::{ProxyRequest, RequestBody, RouteError, WsRequest};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Settings of the public side of the gateway.
+#[derive(Debug, Clone)]
+pub struct PublicConfig {
+    /// The public domain as it appears in `Host` (`pub.example.com`, `localhost:8002`):
+    /// a request to `{slug}.<domain>` belongs to route `slug`, whatever its path.
+    pub domain: String,
+    /// The routes are served over https (`X-Forwarded-Proto: https`).
+    pub https: bool,
+    /// Largest request body passed to a device (larger: 413).
+    pub max_body: u64,
+    /// Take the client's address from the last `X-Forwarded-For` hop (behind nginx).
+    pub trust_forwarded_for: bool,
+}
+
+impl PublicConfig {
+    pub fn new(domain: impl Into<String>) -> Self {
+        Self {
+            domain: domain.into().to_ascii_lowercase(),
+            https: false,
+            max_body: 8 * 1024 * 1024,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// A live route, as the gateway needs it for one request.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub id: i32,
+    pub slug: String,
+    pub connector_id: String,
+    /// The equipment's `localBaseUrl`.
+    pub base_url: String,
+    pub tls_insecure: bool,
+    /// Wait for the device's response head.
+    pub timeout: Duration,
+    /// Path globs ([`path::valid_glob`]).
+    pub paths: Arc<[String]>,
+    /// Upper-case methods; `GET` allows `HEAD`.
+    pub methods: Arc<[String]>,
+    pub websocket: bool,
+    /// The route's rate (the authority's buckets).
+    pub requests_per_minute: u32,
+    /// Cancelled when the route is deleted: its open streams stop.
+    pub ended: CancellationToken,
+}
+
+/// Why a public request is refused before it reaches a device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteDenied {
+    /// No such route, deleted, or expired: 404.
+    #[error("no such public route")]
+    NotFound,
+    /// Per route or per client address: 429 with Retry-After.
+    #[error("too many requests")]
+    Limited { retry_after_secs: u64 },
+    /// The equipment left the addon, the connector is unpaired, or the store failed: 503.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The published routes as the gateway sees them. The API implements it.
+#[async_trait::async_trait]
+pub trait RouteAuthority: Send + Sync + 'static {
+    /// The live route named `slug`: not deleted, not expired, its equipment on the addon.
+    async fn route(&self, slug: &str) -> Result<Published, RouteDenied>;
+    /// Takes one request from the route's rate and from `client`'s share of it.
+    fn admit(&self, route: &Published, client: IpAddr) -> Result<(), RouteDenied>;
+    /// One request and the bytes it delivered (batched by the implementation).
+    fn record(&self, route_id: i32, bytes: u64);
+    /// Bytes of a device WebSocket (not a request).
+    fn activity(&self, route_id: i32, bytes: u64);
+}
+
+/// The route a `Host` of `{slug}.<public domain>` names.
+pub(crate) fn host_route(cfg: &PublicConfig, headers: &HeaderMap) -> Option<String> {
+    let host = headers
+        .get(header::HOST)?
+        .to_str()
+        .ok()?
+        .to_ascii_lowercase();
+    let (label, rest) = host.split_once('.')?;
+    (rest == cfg.domain && valid_slug(label)).then(|| label.to_owned())
+}
+
+/// A route's host label: 3–40 of `a-z 0-9 -`, no `-` at either end, not `s-…` (the
+/// shape of a host-mode session's label), no `--` (punycode and its kin).
+pub fn valid_slug(s: &str) -> bool {
+    (3..=40).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.starts_with("s-")
+        && !s.contains("--")
+}
+
+/// Headers that describe one hop (RFC 9110 §7.6.1), or that the gateway sets itself.
+const HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// Removes hop-by-hop headers, those `Connection` names and `Proxy-*`.
+fn drop_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<header::HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP {
+        headers.remove(*name);
+    }
+    let proxy: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+}
+
+/// The client's address: the peer, or with `trust_forwarded_for` the last
+/// `X-Forwarded-For` hop (what nginx in front of us saw).
+fn client_addr(cfg: &PublicConfig, req: &Request) -> Option<IpAddr> {
+    if cfg.trust_forwarded_for {
+        let last = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+            .next_back();
+        if last.is_some() {
+            return last;
+        }
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The request's headers as the device gets them.
+fn device_headers(cfg: &PublicConfig, base_url: &str, client: IpAddr, incoming: &HeaderMap) -> Headers {
+    let mut h = incoming.clone();
+    drop_hop_by_hop(&mut h);
+    // Ponte's cookies are never read here, nor passed on (a sibling host's, planted with
+    // a parent `Domain`).
+    h.remove(header::COOKIE);
+    let kept: Vec<&str> = incoming
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .filter(|c| !crate::rewrite::reserved_cookie(c.split('=').next().unwrap_or(c)))
+        .collect();
+    let mut out = Headers::new();
+    for (name, value) in h.iter() {
+        // Values that are not text cannot travel in the JSON envelope.
+        if let Ok(v) = value.to_str() {
+            out.append(name.as_str(), v);
+        }
+    }
+    if !kept.is_empty() {
+        out.append("cookie", &kept.join("; "));
+    }
+    if is_upgrade(incoming) {
+        out.append("upgrade", "websocket");
+        out.append("connection", "upgrade");
+    }
+    let authority = base_url.split_once("://").map_or("", |(_, a)| a);
+    let authority = authority.split('/').next().unwrap_or_default();
+    if !authority.is_empty() {
+        out.append("host", authority);
+    }
+    out.append("x-forwarded-for", &client.to_string());
+    out.append("x-forwarded-proto", if cfg.https { "https" } else { "http" });
+    if let Some(host) = incoming.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        out.append("x-forwarded-host", host);
+    }
+    out
+}
+
+/// A device's response headers for the public: hop-by-hop ones go, and a `Set-Cookie`
+/// loses its `Domain` (host-only: it reaches this route's host and no other).
+fn response_headers(route: &Published, headers: &Headers) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers.iter() {
+        let value = if name.eq_ignore_ascii_case("set-cookie") {
+            match cookie::Cookie::parse(value) {
+                Ok(mut c) => {
+                    c.unset_domain();
+                    c.to_string()
+                }
+                Err(_) => {
+                    warn!(route = %route.slug, "device Set-Cookie dropped: it does not parse");
+                    continue;
+                }
+            }
+        } else {
+            value.to_owned()
+        };
+        match (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                out.append(n, v);
+            }
+            _ => warn!(route = %route.slug, header = %name, "device header dropped: not valid"),
+        }
+    }
+    drop_hop_by_hop(&mut out);
+    out
+}
+
+fn allows(route: &Published, method: &Method) -> bool {
+    let m = method.as_str();
+    route
+        .methods
+        .iter()
+        .any(|a| a == m || (m == "HEAD" && a == "GET"))
+}
+
+fn refused(d: &RouteDenied) -> Response {
+    let (status, code) = match d {
+        RouteDenied::NotFound => (StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND"),
+        RouteDenied::Limited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+        RouteDenied::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+    };
+    if status.is_server_error() {
+        warn!(code, "public request refused: {d}");
+    }
+    let mut resp = error(status, code, &d.to_string());
+    if let RouteDenied::Limited { retry_after_secs } = d {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, (*retry_after_secs).into());
+    }
+    resp
+}
+
+/// A route's traffic, counted on the route.
+struct RouteMeter {
+    routes: Arc<dyn RouteAuthority>,
+    id: i32,
+    name: String,
+}
+
+impl Meter for RouteMeter {
+    fn record(&self, bytes: u64) {
+        self.routes.record(self.id, bytes);
+    }
+    fn activity(&self, bytes: u64) {
+        self.routes.activity(self.id, bytes);
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Serves one request to route `slug`.
+pub(crate) async fn serve(gw: Gateway, slug: String, req: Request) -> Response {
+    let (Some(cfg), Some(routes)) = (gw.cfg.public.clone(), gw.routes.clone()) else {
+        return refused(&RouteDenied::NotFound);
+    };
+    let route = match routes.route(&slug).await {
+        Ok(r) => r,
+        Err(d) => return refused(&d),
+    };
+    let path = match path::normalize(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => {
+            debug!(route = %slug, "public request refused: {e}");
+            return error(StatusCode::BAD_REQUEST, "BAD_PATH", &e.to_string());
+        }
+    };
+    if !route.paths.iter().any(|g| path::matches(g, &path.decoded)) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "this path is not published",
+        );
+    }
+    if !allows(&route, req.method()) {
+        let mut resp = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "this method is not published for this path",
+        );
+        let mut allow: Vec<&str> = route.methods.iter().map(String::as_str).collect();
+        if allow.contains(&"GET") && !allow.contains(&"HEAD") {
+            allow.push("HEAD");
+        }
+        if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+            resp.headers_mut().insert(header::ALLOW, v);
+        }
+        return resp;
+    }
+    let upgrade = is_upgrade(req.headers());
+    if upgrade && !route.websocket {
+        return error(
+            StatusCode::FORBIDDEN,
+            "WEBSOCKET_NOT_ALLOWED",
+            "this route does not carry WebSockets",
+        );
+    }
+    let Some(client) = client_addr(&cfg, &req) else {
+        return refused(&RouteDenied::Unavailable("no client address".into()));
+    };
+    if let Err(d) = routes.admit(&route, client) {
+        return refused(&d);
+    }
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|n| n > cfg.max_body) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BODY_TOO_LARGE",
+            "request body too large",
+        );
+    }
+    let device_path = match req.uri().query() {
+        Some(q) => format!("{}?{q}", path.encoded),
+        None => path.encoded,
+    };
+    let headers = device_headers(&cfg, &route.base_url, client, req.headers());
+    let usage = Usage::new(Arc::new(RouteMeter {
+        routes,
+        id: route.id,
+        name: format!("route {}", route.slug),
+    }));
+    let (mut parts, body) = req.into_parts();
+    if upgrade {
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(ws) => websocket(gw, route, device_path, headers, &parts.headers, ws, usage).await,
+            Err(rejection) => rejection.into_response(),
+        };
+    }
+    let has_body =
+        length.is_some_and(|n| n > 0) || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let mut pr = ProxyRequest::new(&route.base_url, parts.method.as_str(), device_path);
+    pr.headers = headers;
+    pr.timeout = route.timeout;
+    pr.tls_insecure = route.tls_insecure;
+    if has_body && parts.method != Method::GET && parts.method != Method::HEAD {
+        // A body without a length is cut at the cap: the device's request fails rather
+        // than the gateway forward more than it allows.
+        let cap = cfg.max_body;
+        let mut seen = 0u64;
+        pr.body = RequestBody::Stream {
+            length,
+            stream: body
+                .into_data_stream()
+                .map_err(std::io::Error::other)
+                .and_then(move |chunk| {
+                    seen += chunk.len() as u64;
+                    let over = seen > cap;
+                    async move {
+                        match over {
+                            true => Err(std::io::Error::other("request body over the limit")),
+                            false => Ok(chunk),
+                        }
+                    }
+                })
+                .boxed(),
+        };
+    }
+    let sent = tokio::select! {
+        r = gw.router.send(&route.connector_id, pr) => r,
+        () = route.ended.cancelled() => Err(RouteError::Cancelled),
+    };
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            debug!(route = %route.slug, %e, "public request failed");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+            return error(status, e.code(), &e.to_string());
+        }
+    };
+    let out_headers = response_headers(&route, &resp.headers);
+    let mut usage = usage;
+    let body = resp
+        .body
+        .into_stream()
+        .map_err(std::io::Error::other)
+        .inspect(move |c| {
+            // The whole `usage` moves in: its drop records.
+            let usage = &mut usage;
+            if let Ok(c) = c {
+                usage.bytes += c.len() as u64;
+            }
+        })
+        .boxed();
+    let mut response = Response::new(Body::from_stream(cut_on_end(body, route.ended)));
+    *response.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.headers_mut() = out_headers;
+    response
+}
+
+/// A device WebSocket on a route that allows them; the device side is opened first.
+async fn websocket(
+    gw: Gateway,
+    route: Published,
+    device_path: String,
+    headers: Headers,
+    incoming: &HeaderMap,
+    upgrade: WebSocketUpgrade,
+    usage: Usage,
+) -> Response {
+    let protocols: Vec<String> = incoming
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut wr = WsRequest::new(&route.base_url, device_path);
+    wr.headers = headers;
+    wr.protocols = protocols;
+    wr.tls_insecure = route.tls_insecure;
+    wr.timeout = route.timeout;
+    let opened = tokio::select! {
+        r = gw.router.open_ws(&route.connector_id, wr) => r,
+        () = route.ended.cancelled() => Err(RouteError::Cancelled),
+    };
+    let device = match opened {
+        Ok(d) => d,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+            return error(status, e.code(), &e.to_string());
+        }
+    };
+    let upgrade = match device.protocol.clone() {
+        Some(p) => upgrade.protocols([p]),
+        None => upgrade,
+    };
+    let write_timeout = gw.cfg.ws_write_timeout;
+    let ended = route.ended;
+    upgrade
+        .max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| pump_ws(socket, device, ended, usage, write_timeout))
+}
