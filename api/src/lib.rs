@@ -407,6 +407,10 @@ mod tests {
         assert_eq!(cfg.proxy_max_response, 8 << 20);
         assert_eq!(cfg.proxy_max_request, 4 << 20);
         assert!(!cfg.trust_forwarded_for);
+        assert_eq!(cfg.public_domain, None);
+        assert_eq!(crate::published::ROUTE_CACHE_TTL, Duration::from_secs(2));
+        assert_eq!(crate::published::DEFAULT_RPM, 120);
+        assert_eq!(crate::ratelimit::ROUTE_CLIENTS_MAX, 50_000);
         let s = &cfg.sessions;
         assert_eq!((s.idle, s.max, s.launch_ttl), (min(10), min(240), min(2)));
         // The idle expiry is written at most every 30 s (a twentieth of a short TTL).
@@ -474,6 +478,14 @@ mod tests {
             assert_eq!(cfg(url, host).launch_url("S", "C"), want, "{url}");
         }
         assert_eq!(cfg("http://127.0.0.1:8002", true).remote_domain(), None);
+        // Published routes: `{slug}.<public domain>`, with the gateway's scheme.
+        let mut c = cfg("https://remote.example.com", false);
+        assert_eq!(c.route_url("nexora"), None);
+        c.public_domain = Some("pub.example.com".into());
+        assert_eq!(
+            c.route_url("nexora").as_deref(),
+            Some("https://nexora.pub.example.com")
+        );
         assert_eq!(
             cfg("http://localhost:80", true).remote_domain().as_deref(),
             Some("localhost")

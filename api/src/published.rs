@@ -236,7 +236,9 @@ impl RouteAuthority for RouteDesk {
             .map_err(unavailable)?
             .ok_or_else(|| unavailable("the equipment was removed"))?;
         if !eq.uses_addon {
-            return Err(unavailable("the equipment no longer uses the connector addon"));
+            return Err(unavailable(
+                "the equipment no longer uses the connector addon",
+            ));
         }
         let base_url = eq
             .base_url()

@@ -294,7 +294,10 @@ mod tests {
         assert!(limited.retry_after_secs() >= 1, "{limited:?}");
         // Others still get in, until the route's 60 are spent.
         for i in 0..40 {
-            assert!(b.check(IpAddr::from([192, 0, 2, 10 + i as u8])).is_ok(), "{i}");
+            assert!(
+                b.check(IpAddr::from([192, 0, 2, 10 + i as u8])).is_ok(),
+                "{i}"
+            );
         }
         assert!(b.check(IpAddr::from([192, 0, 2, 99])).is_err());
         // A small rate still lets one request through.

@@ -31,7 +31,12 @@ fn page(title: &str, body: &str) -> String {
 }
 
 fn html(status: StatusCode, page: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
 }
 
 async fn home(State(sim): State<Arc<Sim>>) -> Response {
@@ -57,7 +62,10 @@ async fn quote(
     Path(token): Path<String>,
 ) -> Response {
     if !valid_token(&token) {
-        return json(StatusCode::NOT_FOUND, serde_json::json!({"error": "no such quote"}));
+        return json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "no such quote"}),
+        );
     }
     let approved = sim.approved.lock().unwrap().contains(&token);
     let state = if approved {
@@ -78,7 +86,10 @@ async fn quote(
 
 async fn approve(State(sim): State<Arc<Sim>>, Path(token): Path<String>) -> Response {
     if !valid_token(&token) {
-        return json(StatusCode::NOT_FOUND, serde_json::json!({"error": "no such quote"}));
+        return json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "no such quote"}),
+        );
     }
     let mut approved = sim.approved.lock().unwrap();
     if !approved.contains(&token) {
@@ -95,6 +106,9 @@ async fn approve(State(sim): State<Arc<Sim>>, Path(token): Path<String>) -> Resp
 async fn admin() -> Response {
     html(
         StatusCode::OK,
-        page("Administração", "<h1>Área administrativa</h1><p id=admin>Vendas, caixa, usuários</p>"),
+        page(
+            "Administração",
+            "<h1>Área administrativa</h1><p id=admin>Vendas, caixa, usuários</p>",
+        ),
     )
 }

@@ -99,7 +99,10 @@ pub fn app(gw: Gateway) -> axum::Router {
         .with_state(gw.clone());
     let router = match gw.cfg.host_mode {
         // Ahead of the routes: on a session's host every path is the device's.
-        Some(_) => router.layer(axum::middleware::from_fn_with_state(gw.clone(), session_host)),
+        Some(_) => router.layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            session_host,
+        )),
         None => router,
     };
     let router = match gw.cfg.public {

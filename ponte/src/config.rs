@@ -415,7 +415,10 @@ impl ServeSettings {
 /// (`pub.example.com`, `localhost:8002`); lower-cased. Not an address (an address has
 /// no subdomains) and not a URL.
 fn public_domain(v: Option<String>) -> Result<Option<String>, String> {
-    let Some(v) = v.map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty()) else {
+    let Some(v) = v
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+    else {
         return Ok(None);
     };
     let (host, port) = match v.rsplit_once(':') {
@@ -615,5 +618,37 @@ mod tests {
         };
         let s = ServeSettings::resolve(flags.over(file), None).unwrap();
         assert!(s.user_jwt_public_key.is_none() && s.user_jwt_secret_file.is_some());
+    }
+
+    #[test]
+    fn the_public_domain_is_a_name_with_an_optional_port() {
+        let domain = |v: &str| {
+            ServeSettings::resolve(layer(&format!("public_domain = {v:?}")), None)
+                .map(|s| s.public_domain)
+        };
+        assert_eq!(
+            domain("Pub.Example.com").unwrap().as_deref(),
+            Some("pub.example.com")
+        );
+        assert_eq!(
+            domain("localhost:8002").unwrap().as_deref(),
+            Some("localhost:8002")
+        );
+        assert_eq!(domain("").unwrap(), None);
+        for bad in [
+            "https://pub.example.com",
+            "pub.example.com/x",
+            "127.0.0.1",
+            "*.example.com",
+            "pub..example.com",
+            "-pub.example.com",
+            "pub.example.com:0",
+            "pub.example.com:99999",
+        ] {
+            let e = domain(bad).unwrap_err();
+            assert!(e.starts_with("public_domain: "), "{bad}: {e}");
+        }
+        let s = ServeSettings::resolve(layer("api_listen = \"127.0.0.1:7000\""), None).unwrap();
+        assert_eq!(s.public_domain, None, "no routes unless asked for");
     }
 }

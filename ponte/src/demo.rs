@@ -167,7 +167,9 @@ pub async fn start(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Re
         devices.push((id, device));
     }
 
-    let pos = Devsim::spawn_pos("Nexora POS").await.context("starting the POS host")?;
+    let pos = Devsim::spawn_pos("Nexora POS")
+        .await
+        .context("starting the POS host")?;
     s.put_equipment(&store::Equipment {
         id: POS_EQUIPMENT,
         tenant_id: INSTITUTION,

@@ -16,6 +16,8 @@ struct Demo {
     api: String,
     token: String,
     console_url: String,
+    /// The POS quote's approval link (a published route).
+    public_url: String,
     data_dir: String,
     stderr: std::sync::mpsc::Receiver<String>,
 }
@@ -53,6 +55,7 @@ fn spawn_demo_with(extra: &[&str]) -> Demo {
     });
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let (mut console_url, mut api, mut data_dir, mut token) = (None, None, None, None);
+    let mut public_url = None;
     let mut printed = String::new();
     loop {
         let mut line = String::new();
@@ -63,6 +66,7 @@ fn spawn_demo_with(extra: &[&str]) -> Demo {
         let word = |i: usize| line.split_whitespace().nth(i).map(str::to_owned);
         match line.split_whitespace().next() {
             Some("Console") => console_url = word(1),
+            Some("Public") => public_url = word(1),
             Some("API") => api = word(1).map(|u| u.trim_end_matches("/api").to_owned()),
             Some("Data") => data_dir = word(1),
             Some("Admin") => token = line.split(": ").nth(1).map(|t| t.trim().to_owned()),
@@ -76,6 +80,7 @@ fn spawn_demo_with(extra: &[&str]) -> Demo {
         child,
         api: api.expect("API line"),
         console_url: console_url.expect("Console line"),
+        public_url: public_url.expect("Public line"),
         data_dir: data_dir.expect("Data line"),
         token: token.expect("Admin token line"),
         stderr,
@@ -158,6 +163,26 @@ async fn demo_console_leads_into_the_device_and_sigterm_lets_a_download_finish()
             .send()
     };
     let page = get("/instituicao/2").await.unwrap().text().await.unwrap();
+
+    // The printed public link opens the POS quote for anyone (`*.localhost` is loopback:
+    // the client is told so, as browsers know it), and nothing else of the POS.
+    let url = reqwest::Url::parse(&demo.public_url).unwrap();
+    assert!(url.path().starts_with("/approve/"), "{url}");
+    let host = url.host_str().unwrap().to_owned();
+    assert!(host.ends_with(".pub.localhost"), "{host}");
+    let public = reqwest::Client::builder()
+        .resolve(&host, ([127, 0, 0, 1], url.port().unwrap()).into())
+        .build()
+        .unwrap();
+    let quote = public.get(url.clone()).send().await.unwrap();
+    assert_eq!(quote.status(), 200);
+    assert!(quote.text().await.unwrap().contains("aprovar"));
+    let admin = public
+        .get(url.join("/admin").unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 404);
     assert!(page.contains(r#"id="connector-status">ONLINE<"#), "{page}");
     for name in ["Catraca Entrada", "Catraca Saída", "Catraca Bloco B"] {
         assert!(page.contains(name), "{name} missing");
@@ -635,6 +660,7 @@ fn help_lists_every_command_and_setting() {
         "--relay-public-url",
         "--gateway-public-url",
         "--remote-host-mode",
+        "--public-domain",
         "--user-jwt-secret-file",
         "--user-jwt-public-key",
         "--connector-token-ttl",

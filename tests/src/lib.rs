@@ -521,6 +521,10 @@ pub async fn raw_http(addr: std::net::SocketAddr, request: &str) -> (u16, String
         .expect("the server answers and closes within 30 s")
         .unwrap();
     let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, text)
 }

@@ -43,7 +43,12 @@ impl Setup {
     async fn publish(&self, body: Value) -> Value {
         let (status, _, created) = self
             .cloud
-            .call("POST", &self.routes_path(POS), Some(&self.admin), Some(body))
+            .call(
+                "POST",
+                &self.routes_path(POS),
+                Some(&self.admin),
+                Some(body),
+            )
             .await;
         assert_eq!(status, 201, "{created}");
         created
@@ -56,7 +61,14 @@ impl Setup {
 
     /// `method path` on route `slug`'s host, exactly as written, with `extra` headers
     /// (each ending in CRLF) and `body`.
-    async fn public(&self, slug: &str, method: &str, path: &str, extra: &str, body: &str) -> (u16, String) {
+    async fn public(
+        &self,
+        slug: &str,
+        method: &str,
+        path: &str,
+        extra: &str,
+        body: &str,
+    ) -> (u16, String) {
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.host(slug),
@@ -95,7 +107,10 @@ async fn a_route_serves_its_paths_and_nothing_else(backend: Backend) {
         .publish(json!({"slug": "nexora", "paths": ["/approve/*"], "methods": ["GET", "POST"]}))
         .await;
     let port = s.cloud.gateway_addr.port();
-    assert_eq!(created["url"], format!("http://nexora.pub.localhost:{port}"));
+    assert_eq!(
+        created["url"],
+        format!("http://nexora.pub.localhost:{port}")
+    );
     assert_eq!(created["requestsPerMinute"], 120);
 
     let (status, page) = s.public("nexora", "GET", "/approve/Q-1", "", "").await;
@@ -107,7 +122,10 @@ async fn a_route_serves_its_paths_and_nothing_else(backend: Backend) {
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .unwrap_or_else(|| panic!("no Set-Cookie: {page}"));
     assert!(set_cookie.contains("pos_visto=Q-1"), "{set_cookie}");
-    assert!(!set_cookie.to_ascii_lowercase().contains("domain"), "{set_cookie}");
+    assert!(
+        !set_cookie.to_ascii_lowercase().contains("domain"),
+        "{set_cookie}"
+    );
 
     let (status, page) = s.public("nexora", "POST", "/approve/Q-1", "", "").await;
     assert_eq!(status, 200, "{page}");
@@ -129,11 +147,23 @@ async fn a_route_serves_its_paths_and_nothing_else(backend: Backend) {
     assert_eq!(echo["target"], "/approve/echo?x=1");
     let h = &echo["headers"];
     assert_eq!(h["host"], json!([s.pos.addr.to_string()]));
-    assert_eq!(h["x-forwarded-for"], json!(["127.0.0.1"]), "the client's own XFF is not trusted");
+    assert_eq!(
+        h["x-forwarded-for"],
+        json!(["127.0.0.1"]),
+        "the client's own XFF is not trusted"
+    );
     assert_eq!(h["x-forwarded-proto"], json!(["http"]));
     assert_eq!(h["x-forwarded-host"], json!([s.host("nexora")]));
-    assert_eq!(h["cookie"], json!(["app=1"]), "Ponte's cookies never reach the device");
-    assert_eq!(h["authorization"], json!(["Bearer app-token"]), "the app's own credentials pass");
+    assert_eq!(
+        h["cookie"],
+        json!(["app=1"]),
+        "Ponte's cookies never reach the device"
+    );
+    assert_eq!(
+        h["authorization"],
+        json!(["Bearer app-token"]),
+        "the app's own credentials pass"
+    );
     let reached = s.seen().len();
     assert_eq!(reached, 3, "{:?}", s.seen());
 
@@ -155,7 +185,13 @@ async fn a_route_serves_its_paths_and_nothing_else(backend: Backend) {
         ("GET", "/approve/ws", ws, 403, "WEBSOCKET_NOT_ALLOWED"),
         // The gateway's own paths are not served on a route's host.
         ("GET", "/remote/launch/abc", "", 404, "NOT_FOUND"),
-        ("GET", "/remote/s/00000000-0000-4000-8000-000000000000/", "", 404, "NOT_FOUND"),
+        (
+            "GET",
+            "/remote/s/00000000-0000-4000-8000-000000000000/",
+            "",
+            404,
+            "NOT_FOUND",
+        ),
     ] {
         let (status, answer) = s.public("nexora", method, path, extra, "").await;
         assert_eq!(status, want, "{method} {path}: {answer}");
@@ -166,7 +202,9 @@ async fn a_route_serves_its_paths_and_nothing_else(backend: Backend) {
     }
     // Another route's host, an unknown one, one of another tenant's equipment.
     let turnstile = Devsim::spawn("Catraca").await.unwrap();
-    s.cloud.add_equipment(TID, 100, &turnstile.base_url(), true).await;
+    s.cloud
+        .add_equipment(TID, 100, &turnstile.base_url(), true)
+        .await;
     let (status, _, _) = s
         .cloud
         .call(
@@ -178,15 +216,35 @@ async fn a_route_serves_its_paths_and_nothing_else(backend: Backend) {
         .await;
     assert_eq!(status, 201);
     let (status, answer) = s.public("catraca", "GET", "/approve/Q-1", "", "").await;
-    assert_eq!((status, error_code(&answer)), (404, "NOT_FOUND".into()), "{answer}");
+    assert_eq!(
+        (status, error_code(&answer)),
+        (404, "NOT_FOUND".into()),
+        "{answer}"
+    );
     let (status, answer) = s.public("nobody", "GET", "/approve/Q-1", "", "").await;
-    assert_eq!((status, error_code(&answer)), (404, "ROUTE_NOT_FOUND".into()), "{answer}");
-    assert_eq!(s.seen().len(), reached, "a refused request reached the POS: {:?}", s.seen());
+    assert_eq!(
+        (status, error_code(&answer)),
+        (404, "ROUTE_NOT_FOUND".into()),
+        "{answer}"
+    );
+    assert_eq!(
+        s.seen().len(),
+        reached,
+        "a refused request reached the POS: {:?}",
+        s.seen()
+    );
     assert!(turnstile.seen().is_empty(), "{:?}", turnstile.seen().len());
-    assert!(!s.seen().iter().any(|r| r.contains("admin")), "{:?}", s.seen());
+    assert!(
+        !s.seen().iter().any(|r| r.contains("admin")),
+        "{:?}",
+        s.seen()
+    );
 
     // The list counts what was served.
-    let (status, _, list) = s.cloud.call("GET", &s.routes_path(POS), Some(&s.admin), None).await;
+    let (status, _, list) = s
+        .cloud
+        .call("GET", &s.routes_path(POS), Some(&s.admin), None)
+        .await;
     assert_eq!(status, 200, "{list}");
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 1, "{list:?}");
@@ -212,7 +270,9 @@ async fn a_route_serves_its_paths_and_nothing_else_postgres() {
 async fn deleted_and_expired_routes_answer_404_at_once() {
     let s = Setup::start(Backend::Sqlite).await;
     let turnstile = Devsim::spawn("Catraca").await.unwrap();
-    s.cloud.add_equipment(TID, 100, &turnstile.base_url(), true).await;
+    s.cloud
+        .add_equipment(TID, 100, &turnstile.base_url(), true)
+        .await;
     let (status, _, created) = s
         .cloud
         .call(
@@ -229,17 +289,31 @@ async fn deleted_and_expired_routes_answer_404_at_once() {
         .resolve(&format!("downloads.pub.localhost"), s.cloud.gateway_addr)
         .build()
         .unwrap();
-    let url = format!("{}/download?bytes=500000000", created["url"].as_str().unwrap());
+    let url = format!(
+        "{}/download?bytes=500000000",
+        created["url"].as_str().unwrap()
+    );
     let mut resp = client.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(!resp.chunk().await.unwrap().unwrap().is_empty());
     let (status, _, _) = s
         .cloud
-        .call("DELETE", &format!("{}/{id}", s.routes_path(100)), Some(&s.admin), None)
+        .call(
+            "DELETE",
+            &format!("{}/{id}", s.routes_path(100)),
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
-    let (status, answer) = s.public("downloads", "GET", "/download?bytes=10", "", "").await;
-    assert_eq!((status, error_code(&answer)), (404, "ROUTE_NOT_FOUND".into()), "{answer}");
+    let (status, answer) = s
+        .public("downloads", "GET", "/download?bytes=10", "", "")
+        .await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (404, "ROUTE_NOT_FOUND".into()),
+        "{answer}"
+    );
     let mut got = 0usize;
     let cut = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -255,7 +329,12 @@ async fn deleted_and_expired_routes_answer_404_at_once() {
     // Deleting again, or through another equipment: 404.
     let (status, _, _) = s
         .cloud
-        .call("DELETE", &format!("{}/{id}", s.routes_path(100)), Some(&s.admin), None)
+        .call(
+            "DELETE",
+            &format!("{}/{id}", s.routes_path(100)),
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(status, 404);
 
@@ -306,28 +385,100 @@ async fn routes_are_tenant_scoped_and_checked() {
     // Through another equipment of the same tenant: no such route.
     let (status, _, _) = s
         .cloud
-        .call("DELETE", &format!("{}/{id}", s.routes_path(999)), Some(&s.admin), None)
+        .call(
+            "DELETE",
+            &format!("{}/{id}", s.routes_path(999)),
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(status, 404);
 
-    s.cloud.add_equipment(TID, 120, "http://127.0.0.1:9", false).await;
+    s.cloud
+        .add_equipment(TID, 120, "http://127.0.0.1:9", false)
+        .await;
     for (eid, body, want, code) in [
-        (POS, json!({"slug": "Nexora", "paths": ["/x"], "methods": ["GET"]}), 400, "BAD_REQUEST"),
-        (POS, json!({"slug": "s-abc", "paths": ["/x"], "methods": ["GET"]}), 400, "BAD_REQUEST"),
-        (POS, json!({"paths": ["/approve*"], "methods": ["GET"]}), 400, "BAD_REQUEST"),
-        (POS, json!({"paths": ["/a/../b"], "methods": ["GET"]}), 400, "BAD_REQUEST"),
-        (POS, json!({"paths": [], "methods": ["GET"]}), 400, "BAD_REQUEST"),
-        (POS, json!({"paths": ["/x"], "methods": ["TRACE"]}), 400, "BAD_REQUEST"),
-        (POS, json!({"paths": ["/x"], "methods": ["GET"], "requestsPerMinute": 0}), 400, "BAD_REQUEST"),
-        (POS, json!({"paths": ["/x"], "methods": ["GET"], "expiresAt": "2020-01-01T00:00:00Z"}), 400, "BAD_REQUEST"),
-        (POS, json!({"paths": ["/x"], "methods": ["GET"], "extra": 1}), 400, "BAD_REQUEST"),
-        (POS, json!({"slug": slug, "paths": ["/x"], "methods": ["GET"]}), 409, "SLUG_TAKEN"),
-        (120, json!({"paths": ["/x"], "methods": ["GET"]}), 409, "ADDON_DISABLED"),
-        (999, json!({"paths": ["/x"], "methods": ["GET"]}), 404, "EQUIPMENT_NOT_FOUND"),
+        (
+            POS,
+            json!({"slug": "Nexora", "paths": ["/x"], "methods": ["GET"]}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            POS,
+            json!({"slug": "s-abc", "paths": ["/x"], "methods": ["GET"]}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            POS,
+            json!({"paths": ["/approve*"], "methods": ["GET"]}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            POS,
+            json!({"paths": ["/a/../b"], "methods": ["GET"]}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            POS,
+            json!({"paths": [], "methods": ["GET"]}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            POS,
+            json!({"paths": ["/x"], "methods": ["TRACE"]}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            POS,
+            json!({"paths": ["/x"], "methods": ["GET"], "requestsPerMinute": 0}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            POS,
+            json!({"paths": ["/x"], "methods": ["GET"], "expiresAt": "2020-01-01T00:00:00Z"}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            POS,
+            json!({"paths": ["/x"], "methods": ["GET"], "extra": 1}),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            POS,
+            json!({"slug": slug, "paths": ["/x"], "methods": ["GET"]}),
+            409,
+            "SLUG_TAKEN",
+        ),
+        (
+            120,
+            json!({"paths": ["/x"], "methods": ["GET"]}),
+            409,
+            "ADDON_DISABLED",
+        ),
+        (
+            999,
+            json!({"paths": ["/x"], "methods": ["GET"]}),
+            404,
+            "EQUIPMENT_NOT_FOUND",
+        ),
     ] {
         let (status, _, answer) = s
             .cloud
-            .call("POST", &s.routes_path(eid), Some(&s.admin), Some(body.clone()))
+            .call(
+                "POST",
+                &s.routes_path(eid),
+                Some(&s.admin),
+                Some(body.clone()),
+            )
             .await;
         assert_eq!(status, want, "{body}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
@@ -338,7 +489,12 @@ async fn routes_are_tenant_scoped_and_checked() {
     ponte_tests::wait_for(Duration::from_secs(10), "the audit entries", || async {
         let (_, _, audit) = s
             .cloud
-            .call("GET", &format!("/api/instituicao/{TID}/auditoria"), Some(&s.admin), None)
+            .call(
+                "GET",
+                &format!("/api/instituicao/{TID}/auditoria"),
+                Some(&s.admin),
+                None,
+            )
             .await;
         let actions: Vec<&str> = audit
             .as_array()
@@ -365,7 +521,11 @@ async fn a_route_over_its_rate_answers_429() {
     assert_eq!(error_code(&answer), "RATE_LIMITED");
     let retry: u64 = answer
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("retry-after: ").map(str::to_owned))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("retry-after: ")
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| panic!("no Retry-After: {answer}"))
         .trim()
         .parse()
@@ -390,14 +550,79 @@ async fn chromium_an_anonymous_visitor_approves_a_quote() {
     assert_eq!(s.pos.approved(), ["Q-7"]);
     assert_eq!(b.url().await, link);
     for (url, status, kind) in b.requests().await {
-        assert!(url.starts_with(&created["url"].as_str().unwrap().to_string()), "{kind} {url}");
+        assert!(
+            url.starts_with(&created["url"].as_str().unwrap().to_string()),
+            "{kind} {url}"
+        );
         assert!((200..300).contains(&status), "{kind} {url}: {status}");
     }
     // The page cannot read a cookie of Ponte's (there is none), nor the app's HttpOnly one.
     assert_eq!(b.js("return document.cookie", vec![]).await, "");
     // The admin area stays out of reach, from the browser too.
-    b.goto(&format!("{}/admin", created["url"].as_str().unwrap())).await;
+    b.goto(&format!("{}/admin", created["url"].as_str().unwrap()))
+        .await;
     assert!(!b.has("#admin").await);
-    assert!(!s.seen().iter().any(|r| r.contains("admin")), "{:?}", s.seen());
+    assert!(
+        !s.seen().iter().any(|r| r.contains("admin")),
+        "{:?}",
+        s.seen()
+    );
     b.close().await;
+}
+
+/// The console's equipment page lists the routes with their link and use, and its
+/// "Encerrar" button ends one at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_lists_routes_and_ends_them() {
+    let s = Setup::start(Backend::Sqlite).await;
+    let created = s
+        .publish(json!({"slug": "painel", "paths": ["/approve/*"], "methods": ["GET"]}))
+        .await;
+    let id = created["id"].as_i64().unwrap();
+    let (status, _) = s.public("painel", "GET", "/approve/Q-9", "", "").await;
+    assert_eq!(status, 200);
+    let login = s.cloud.console_login(&s.admin).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(
+            s.cloud
+                .url(&format!("/instituicao/{TID}/equipamento/{POS}")),
+        )
+        .header("cookie", &login.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = page
+        .split(&format!("<tr data-route=\"{id}\">"))
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_else(|| panic!("route {id} not listed: {page}"));
+    assert!(row.contains(created["url"].as_str().unwrap()), "{row}");
+    assert!(
+        row.contains("/approve/*") && row.contains("<td>1</td>"),
+        "{row}"
+    );
+    let end = format!("/instituicao/{TID}/equipamento/{POS}/rotas-publicas/{id}/encerrar");
+    assert!(row.contains(&end), "{row}");
+    let r = http
+        .post(s.cloud.url(&end))
+        .header("origin", s.cloud.url(""))
+        .header("cookie", &login.cookie)
+        .form(&[("_login", &login.key)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let (status, answer) = s.public("painel", "GET", "/approve/Q-9", "", "").await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (404, "ROUTE_NOT_FOUND".into()),
+        "{answer}"
+    );
 }

@@ -443,25 +443,46 @@ async fn published_routes(b: Backend) {
 
     let later = t + TimeDelta::seconds(5);
     s.add_route_usage(&[
-        RouteUsage { route_id: a.id, requests: 3, bytes: 300, last_used_at: later },
-        RouteUsage { route_id: a.id, requests: 1, bytes: 1, last_used_at: t },
+        RouteUsage {
+            route_id: a.id,
+            requests: 3,
+            bytes: 300,
+            last_used_at: later,
+        },
+        RouteUsage {
+            route_id: a.id,
+            requests: 1,
+            bytes: 1,
+            last_used_at: t,
+        },
     ])
     .await
     .unwrap();
     let used = s.route_by_slug("nexora").await.unwrap().unwrap();
     // Counts add up; the last use never goes back.
-    assert_eq!((used.requests, used.bytes, used.last_used_at), (4, 301, Some(later)));
+    assert_eq!(
+        (used.requests, used.bytes, used.last_used_at),
+        (4, 301, Some(later))
+    );
 
     // Deleting is tenant- and equipment-scoped.
     assert_eq!(s.delete_route(3, 200, a.id).await.unwrap(), None);
     assert_eq!(s.delete_route(2, 100, other.id).await.unwrap(), None);
-    assert_eq!(s.delete_route(2, 100, a.id).await.unwrap().map(|r| r.id), Some(a.id));
+    assert_eq!(
+        s.delete_route(2, 100, a.id).await.unwrap().map(|r| r.id),
+        Some(a.id)
+    );
     assert_eq!(s.route_by_slug("nexora").await.unwrap(), None);
     assert_eq!(s.delete_route(2, 100, a.id).await.unwrap(), None);
     // A deleted route's late counts touch nothing; its slug may be published again.
-    s.add_route_usage(&[RouteUsage { route_id: a.id, requests: 1, bytes: 1, last_used_at: t }])
-        .await
-        .unwrap();
+    s.add_route_usage(&[RouteUsage {
+        route_id: a.id,
+        requests: 1,
+        bytes: 1,
+        last_used_at: t,
+    }])
+    .await
+    .unwrap();
     s.create_route(&new("nexora", 2, 100)).await.unwrap();
     assert_eq!(s.route_by_slug("outra").await.unwrap().unwrap().requests, 0);
 }

@@ -20,6 +20,7 @@
 //! Must never: render a value unescaped, or show a pairing code or token after the
 //! response that created it (they are stored hashed; `Cache-Control: no-store`).
 
+use super::public::{delete_route, list_routes};
 use super::{
     connector_status, create_session, end_session, get_equipment, list_sessions, pair, renew_token,
     tenant, unpair, P,
@@ -76,6 +77,10 @@ pub(super) fn routes() -> axum::Router<Arc<Api>> {
         .route(
             "/instituicao/{tid}/equipamento/{eid}/sessoes/{sid}/encerrar",
             post(end),
+        )
+        .route(
+            "/instituicao/{tid}/equipamento/{eid}/rotas-publicas/{id}/encerrar",
+            post(end_route),
         )
 }
 
@@ -711,12 +716,58 @@ async fn equipment_page(
         let v = if v.is_empty() { "—".to_owned() } else { v };
         let _ = write!(b, "<dt>{k}</dt><dd>{}</dd>", esc(&v));
     }
+    b.push_str("</dl></section>");
+    if eq.usa_addon {
+        let Json(routes) =
+            list_routes(State(Arc::clone(&api)), user.clone(), P((tid, eid))).await?;
+        b.push_str(
+            r#"<section class="card"><h2>Rotas públicas</h2><p class="sub">Caminhos deste equipamento abertos ao público, sem login (publicados pela API: POST …/rotas-publicas).</p><table id="rotas"><thead><tr><th>Endereço</th><th>Caminhos</th><th>Métodos</th><th>Expira</th><th>Requisições</th><th>Último uso</th><th></th></tr></thead><tbody>"#,
+        );
+        for r in &routes {
+            let when = |t: &Option<String>| {
+                t.as_deref()
+                    .and_then(parse_ts)
+                    .map(local)
+                    .unwrap_or_else(|| "—".into())
+            };
+            let _ = write!(
+                b,
+                r#"<tr data-route="{id}"><td><a href="{url}" rel="noreferrer noopener" target="_blank">{url}</a></td><td>{paths}</td><td>{methods}</td><td>{expires}</td><td>{req}</td><td>{last}</td><td><form method="post" action="/instituicao/{tid}/equipamento/{eid}/rotas-publicas/{id}/encerrar"><button class="small">Encerrar</button></form></td></tr>"#,
+                id = r.id,
+                url = esc(&r.url),
+                paths = esc(&r.paths.join(" ")),
+                methods = esc(&r.methods.join(" ")),
+                expires = esc(&when(&r.expires_at)),
+                req = r.requests,
+                last = esc(&when(&r.last_used_at)),
+            );
+        }
+        if routes.is_empty() {
+            b.push_str(r#"<tr><td colspan="7">Nenhuma rota pública.</td></tr>"#);
+        }
+        b.push_str("</tbody></table></section>");
+    }
     let _ = write!(
         b,
-        r#"</dl></section>
-<p><a href="/instituicao/{tid}">Voltar à instituição</a> · <a href="/instituicao/{tid}/sessoes">Sessões remotas</a></p>"#
+        r#"<p><a href="/instituicao/{tid}">Voltar à instituição</a> · <a href="/instituicao/{tid}/sessoes">Sessões remotas</a></p>"#
     );
     Ok(Page::new(&eq.name, Some(&user)).body(b).into_response())
+}
+
+/// The route's "Encerrar" button: deletes it (open requests are cut) and shows the
+/// equipment again.
+async fn end_route(
+    State(api): St,
+    headers: HeaderMap,
+    P((tid, eid, id)): P<(i32, i32, i32)>,
+    user: BoundUser,
+) -> PageResult {
+    if let Err(r) = same_origin(&headers) {
+        return Ok(r);
+    }
+    let BoundUser(user) = user;
+    delete_route(State(Arc::clone(&api)), user, P((tid, eid, id))).await?;
+    Ok(Redirect::to(&format!("/instituicao/{tid}/equipamento/{eid}")).into_response())
 }
 
 async fn remote(

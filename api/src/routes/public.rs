@@ -43,20 +43,20 @@ pub(super) struct NewRoute {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct RouteView {
-    id: i32,
-    slug: String,
+    pub(super) id: i32,
+    pub(super) slug: String,
     /// Its public origin: `<scheme>://{slug}.<public domain>`.
-    url: String,
-    paths: Vec<String>,
-    methods: Vec<String>,
-    websocket: bool,
-    requests_per_minute: i32,
-    expires_at: Option<String>,
+    pub(super) url: String,
+    pub(super) paths: Vec<String>,
+    pub(super) methods: Vec<String>,
+    pub(super) websocket: bool,
+    pub(super) requests_per_minute: i32,
+    pub(super) expires_at: Option<String>,
     /// Requests served (written in batches, so a few seconds behind).
-    requests: i32,
-    bytes: i64,
-    last_used_at: Option<String>,
-    created_at: String,
+    pub(super) requests: i32,
+    pub(super) bytes: i64,
+    pub(super) last_used_at: Option<String>,
+    pub(super) created_at: String,
 }
 
 pub(super) fn view(api: &crate::Api, r: PublicRoute) -> RouteView {
@@ -92,7 +92,12 @@ fn random_slug() -> String {
 
 /// Checks a new route for equipment `eid` of `tid`; the error says what is wrong with
 /// which field. The flag: the slug was given (a taken one is the caller's mistake).
-fn checked(body: NewRoute, tid: i32, eid: i32, user: &User) -> Result<(NewPublicRoute, bool), ApiError> {
+fn checked(
+    body: NewRoute,
+    tid: i32,
+    eid: i32,
+    user: &User,
+) -> Result<(NewPublicRoute, bool), ApiError> {
     if let Some(s) = &body.slug {
         if !valid_slug(s) {
             return Err(ApiError::bad_request(
@@ -126,7 +131,9 @@ fn checked(body: NewRoute, tid: i32, eid: i32, user: &User) -> Result<(NewPublic
         }
     }
     if methods.is_empty() {
-        return Err(ApiError::bad_request("methods must name at least one method"));
+        return Err(ApiError::bad_request(
+            "methods must name at least one method",
+        ));
     }
     let rpm = body.requests_per_minute.unwrap_or(DEFAULT_RPM);
     if rpm == 0 || rpm > MAX_RPM {
@@ -261,11 +268,9 @@ pub(super) async fn delete_route(
     P((tid, eid, id)): P<(i32, i32, i32)>,
 ) -> ApiResult<StatusCode> {
     tenant(&api, &user, tid).await?;
-    let gone = api
-        .routes
-        .delete(tid, eid, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("ROUTE_NOT_FOUND", "no such route for this equipment"))?;
+    let gone = api.routes.delete(tid, eid, id).await?.ok_or_else(|| {
+        ApiError::not_found("ROUTE_NOT_FOUND", "no such route for this equipment")
+    })?;
     let mut entry = audit_entry("route.delete", Some(&user), tid);
     entry.equipment_id = Some(eid);
     entry.detail = Some(serde_json::json!({"routeId": gone.id, "slug": gone.slug}));

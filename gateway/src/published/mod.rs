@@ -193,7 +193,12 @@ fn client_addr(cfg: &PublicConfig, req: &Request) -> Option<IpAddr> {
 }
 
 /// The request's headers as the device gets them.
-fn device_headers(cfg: &PublicConfig, base_url: &str, client: IpAddr, incoming: &HeaderMap) -> Headers {
+fn device_headers(
+    cfg: &PublicConfig,
+    base_url: &str,
+    client: IpAddr,
+    incoming: &HeaderMap,
+) -> Headers {
     let mut h = incoming.clone();
     drop_hop_by_hop(&mut h);
     // Ponte's cookies are never read here, nor passed on (a sibling host's, planted with
@@ -228,7 +233,10 @@ fn device_headers(cfg: &PublicConfig, base_url: &str, client: IpAddr, incoming: 
         out.append("host", authority);
     }
     out.append("x-forwarded-for", &client.to_string());
-    out.append("x-forwarded-proto", if cfg.https { "https" } else { "http" });
+    out.append(
+        "x-forwarded-proto",
+        if cfg.https { "https" } else { "http" },
+    );
     if let Some(host) = incoming.get(header::HOST).and_then(|v| v.to_str().ok()) {
         out.append("x-forwarded-host", host);
     }
@@ -498,4 +506,104 @@ async fn websocket(
         .max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
         .on_upgrade(move |socket| pump_ws(socket, device, ended, usage, write_timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        h
+    }
+
+    #[test]
+    fn a_routes_host_is_its_slug_under_the_public_domain() {
+        let cfg = PublicConfig::new("Pub.Localhost:8002");
+        let route = |h: &str| host_route(&cfg, &headers(h));
+        assert_eq!(
+            route("nexora.pub.localhost:8002").as_deref(),
+            Some("nexora")
+        );
+        assert_eq!(
+            route("NEXORA.Pub.Localhost:8002").as_deref(),
+            Some("nexora")
+        );
+        for other in [
+            "pub.localhost:8002",
+            "nexora.pub.localhost",
+            "nexora.pub.localhost:8003",
+            "a.nexora.pub.localhost:8002",
+            "nexora.pub.localhost.:8002",
+            "s-0000.pub.localhost:8002",
+            "x.pub.localhost:8002",
+        ] {
+            assert_eq!(route(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn slugs_are_plain_dns_labels() {
+        for ok in ["nexora", "pos-1", "a1b2c3", &"a".repeat(40)] {
+            assert!(valid_slug(ok), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "Nexora",
+            "-pos",
+            "pos-",
+            "s-abc",
+            "xn--pos",
+            "po_s",
+            "po.s",
+            &"a".repeat(41),
+        ] {
+            assert!(!valid_slug(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_device_gets_its_host_the_forwarding_headers_and_no_ponte_cookie() {
+        let cfg = PublicConfig {
+            https: true,
+            ..PublicConfig::new("pub.example.com")
+        };
+        let mut incoming = headers("nexora.pub.example.com");
+        for (n, v) in [
+            ("cookie", "__ponte_rs=g; app=1"),
+            ("cookie", "ponte_console=c; other=2"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-real-ip", "203.0.113.9"),
+            ("forwarded", "for=203.0.113.9"),
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "hop"),
+            ("proxy-authorization", "Basic eA=="),
+            ("te", "trailers"),
+            ("authorization", "Bearer app"),
+            ("accept", "text/html"),
+        ] {
+            incoming.append(n, HeaderValue::from_static(v));
+        }
+        let client: IpAddr = "198.51.100.7".parse().unwrap();
+        let out = device_headers(&cfg, "http://192.168.1.50:3000", client, &incoming);
+        let get = |n: &str| out.get_all(n).map(str::to_owned).collect::<Vec<String>>();
+        assert_eq!(get("host"), ["192.168.1.50:3000"]);
+        assert_eq!(get("x-forwarded-for"), ["198.51.100.7"]);
+        assert_eq!(get("x-forwarded-proto"), ["https"]);
+        assert_eq!(get("x-forwarded-host"), ["nexora.pub.example.com"]);
+        assert_eq!(get("cookie"), ["app=1; other=2"]);
+        assert_eq!(get("authorization"), ["Bearer app"]);
+        assert_eq!(get("accept"), ["text/html"]);
+        for gone in [
+            "x-real-ip",
+            "forwarded",
+            "connection",
+            "x-secret",
+            "proxy-authorization",
+            "te",
+        ] {
+            assert!(get(gone).is_empty(), "{gone}");
+        }
+    }
 }

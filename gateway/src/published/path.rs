@@ -126,7 +126,8 @@ pub fn normalize(raw: &str) -> Result<Normalized, BadPath> {
 fn disguised_dots(seg: &[u8]) -> bool {
     let head = seg.split(|&b| b == b';').next().unwrap_or_default();
     let only_dots = |s: &[u8]| !s.is_empty() && s.iter().all(|&b| b == b'.' || b == b' ');
-    (head != seg && only_dots(head)) || (only_dots(seg) && seg.contains(&b'.') && seg != b"." && seg != b"..")
+    (head != seg && only_dots(head))
+        || (only_dots(seg) && seg.contains(&b'.') && seg != b"." && seg != b"..")
 }
 
 /// Percent-encodes what a path may not hold as is: everything but RFC 3986's unreserved
@@ -278,12 +279,32 @@ mod tests {
 
     #[test]
     fn only_clean_globs_can_be_published() {
-        for ok in ["/", "/*", "/approve/*", "/status", "/a/b/c", "/api/v1/quote:approve"] {
+        for ok in [
+            "/",
+            "/*",
+            "/approve/*",
+            "/status",
+            "/a/b/c",
+            "/api/v1/quote:approve",
+        ] {
             assert!(valid_glob(ok), "{ok}");
         }
         for bad in [
-            "", "approve/*", "/approve*", "/ap*ve", "/*/x", "/approve/../admin", "/./x",
-            "//x", "/a//b", "/%61", "/a b", "/a\\b", "/a?x", "/a#x", "/..;/x",
+            "",
+            "approve/*",
+            "/approve*",
+            "/ap*ve",
+            "/*/x",
+            "/approve/../admin",
+            "/./x",
+            "//x",
+            "/a//b",
+            "/%61",
+            "/a b",
+            "/a\\b",
+            "/a?x",
+            "/a#x",
+            "/..;/x",
         ] {
             assert!(!valid_glob(bad), "{bad}");
         }
