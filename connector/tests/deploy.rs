@@ -57,6 +57,7 @@ const CLOUD_KEYS: &[&str] = &[
     "relay_public_url",
     "gateway_public_url",
     "remote_host_mode",
+    "public_domain",
     "user_jwt_secret_file",
     "user_jwt_public_key",
     "connector_token_ttl",
@@ -497,7 +498,7 @@ fn nginx_site_passes_nginx_t() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    assert_eq!(v6, 3, "every server listens on IPv6 too");
+    assert_eq!(v6, 4, "every server listens on IPv6 too");
     std::fs::write(dir.0.join("ponte.conf"), site).unwrap();
     std::fs::write(
         dir.0.join("nginx.conf"),
@@ -636,6 +637,35 @@ fn nginx_site_routes_match_the_cloud_config() {
         body == "0" || body.ends_with('g') || body.ends_with('G'),
         "uploads: {body}"
     );
+
+    // Published routes: the wildcard of public_domain, a server (and certificate) of its
+    // own, to the gateway with the Host as sent and the visitor's address appended.
+    let public = format!("*.{}", cfg["public_domain"].as_str().unwrap());
+    assert!(!public.ends_with(remote_host) && !public.ends_with(api_host));
+    let plain = server_for(&http, &public, false);
+    assert!(plain
+        .location("/")
+        .has("return", "301 https://$host$request_uri"));
+    let pb = server_for(&http, &public, true);
+    assert_eq!(pb.values("server_name"), [public.clone()]);
+    assert_ne!(pb.values("ssl_certificate"), gw.values("ssl_certificate"));
+    assert_ne!(pb.values("ssl_certificate"), api.values("ssl_certificate"));
+    let root = pb.location("/");
+    for (name, args) in [
+        ("proxy_pass", "http://ponte_gateway"),
+        ("proxy_set_header", "Host $http_host"),
+        (
+            "proxy_set_header",
+            "X-Forwarded-For $proxy_add_x_forwarded_for",
+        ),
+        ("proxy_set_header", "X-Forwarded-Proto $scheme"),
+    ] {
+        assert!(
+            root.has(name, args),
+            "public location / lacks {name} {args}"
+        );
+    }
+    assert!(cfg["trust_forwarded_for"].as_bool() == Some(true));
 }
 
 // --- Docker, compose, .deb ----------------------------------------------------------
