@@ -28,6 +28,7 @@ targets=(
     rewrite_css:seeds-css
     rewrite_url_scope:seeds-url
     rewrite_headers:seeds-headers
+    public_path:seeds-path
 )
 
 flags=(--sanitizer none --codegen-units 16)
