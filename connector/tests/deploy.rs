@@ -647,7 +647,7 @@ fn nginx_site_routes_match_the_cloud_config() {
         .location("/")
         .has("return", "301 https://$host$request_uri"));
     let pb = server_for(&http, &public, true);
-    assert_eq!(pb.values("server_name"), [public.clone()]);
+    assert_eq!(pb.values("server_name"), std::slice::from_ref(&public));
     assert_ne!(pb.values("ssl_certificate"), gw.values("ssl_certificate"));
     assert_ne!(pb.values("ssl_certificate"), api.values("ssl_certificate"));
     let root = pb.location("/");

@@ -286,7 +286,7 @@ async fn deleted_and_expired_routes_answer_404_at_once() {
     let id = created["id"].as_i64().unwrap();
     // A 500 MB download, read a little, then the route is deleted under it.
     let client = reqwest::Client::builder()
-        .resolve(&format!("downloads.pub.localhost"), s.cloud.gateway_addr)
+        .resolve("downloads.pub.localhost", s.cloud.gateway_addr)
         .build()
         .unwrap();
     let url = format!(

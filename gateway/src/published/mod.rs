@@ -221,7 +221,7 @@ fn device_headers(
         }
     }
     if !kept.is_empty() {
-        out.append("cookie", &kept.join("; "));
+        out.append("cookie", kept.join("; "));
     }
     if is_upgrade(incoming) {
         out.append("upgrade", "websocket");
@@ -232,7 +232,7 @@ fn device_headers(
     if !authority.is_empty() {
         out.append("host", authority);
     }
-    out.append("x-forwarded-for", &client.to_string());
+    out.append("x-forwarded-for", client.to_string());
     out.append(
         "x-forwarded-proto",
         if cfg.https { "https" } else { "http" },
