@@ -371,11 +371,23 @@ const TENANT_ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/instituicao/{t}/equipamento/100"),
     ("GET", "/api/instituicao/{t}/equipamento/100"),
     ("GET", "/api/instituicao/{t}/auditoria"),
+    (
+        "POST",
+        "/api/instituicao/{t}/equipamento/100/rotas-publicas",
+    ),
+    ("GET", "/api/instituicao/{t}/equipamento/100/rotas-publicas"),
+    (
+        "DELETE",
+        "/api/instituicao/{t}/equipamento/100/rotas-publicas/7",
+    ),
 ];
 
 fn body_for(method: &str, path: &str) -> Option<Value> {
     match (method, path.ends_with("proxy-http"), path.ends_with("/100")) {
         (_, true, _) => Some(json!({"method": "GET", "path": "/"})),
+        ("POST", _, _) if path.ends_with("/rotas-publicas") => {
+            Some(json!({"paths": ["/x"], "methods": ["GET"]}))
+        }
         ("PUT", _, true) => Some(json!({"name": "Catraca", "usaAddon": true})),
         _ => None,
     }
@@ -1067,7 +1079,8 @@ async fn openapi_is_generated_for_every_route() {
             let p = p
                 .replace("{t}", "{tid}")
                 .replace("/100", "/{eid}")
-                .replace("/abc", "/{sid}");
+                .replace("/abc", "/{sid}")
+                .replace("rotas-publicas/7", "rotas-publicas/{id}");
             (m.to_lowercase(), p)
         })
         .collect();
