@@ -626,3 +626,61 @@ async fn the_console_lists_routes_and_ends_them() {
         "{answer}"
     );
 }
+
+/// A route with `websocket: true` carries the device's WebSocket both ways, and its delete
+/// closes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_route_carries_the_device_socket_until_it_is_deleted() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let s = Setup::start(Backend::Sqlite).await;
+    let origin = ponte_tests::origin::Origin::spawn().await;
+    s.cloud
+        .add_equipment(TID, 130, &origin.base_url(), true)
+        .await;
+    let (status, _, created) = s
+        .cloud
+        .call(
+            "POST",
+            &s.routes_path(130),
+            Some(&s.admin),
+            Some(
+                json!({"slug": "aovivo", "paths": ["/ws"], "methods": ["GET"], "websocket": true}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    // The socket goes to the gateway's address with the route's Host.
+    let tcp = tokio::net::TcpStream::connect(s.cloud.gateway_addr)
+        .await
+        .unwrap();
+    let url = format!("ws://{}/ws", s.host("aovivo"));
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    ws.send(Message::text("olá")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, Message::text("echo:olá"));
+    let (status, _, _) = s
+        .cloud
+        .call(
+            "DELETE",
+            &format!("{}/{}", s.routes_path(130), created["id"]),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the WebSocket outlived its route");
+}
