@@ -38,10 +38,17 @@ struct Pending {
     last: Ts,
 }
 
+/// Deleted route ids remembered, so a lookup that read a route just before its delete
+/// neither serves it nor caches it again (ids are never reused). The oldest is forgotten
+/// first; a lookup that slow is long over.
+const TOMBSTONES: usize = 4096;
+
 #[derive(Default)]
 struct State {
-    /// slug → (route, when read). Bounded by [`ROUTE_CACHE_MAX`].
-    cache: HashMap<String, (Arc<PublicRoute>, Instant)>,
+    /// slug → (route or its absence, when read). Bounded by [`ROUTE_CACHE_MAX`].
+    cache: HashMap<String, (Option<Arc<PublicRoute>>, Instant)>,
+    /// Ids deleted here, newest last; at most [`TOMBSTONES`].
+    deleted: std::collections::VecDeque<i32>,
     /// route id → token its streams hang on, and when the route expires. An entry per
     /// route looked up since it was created: bounded by the routes in the store (a
     /// delete drops it).
@@ -76,31 +83,40 @@ impl PublicRoutes {
         Ok(route)
     }
 
-    /// The route on `slug`'s host, while it exists and has not expired.
-    pub async fn live(&self, slug: &str) -> Result<Option<Arc<PublicRoute>>, StoreError> {
+    /// The route on `slug`'s host, while it exists and has not expired. A slug found
+    /// (or not) in the last [`ROUTE_CACHE_TTL`] is answered from memory; otherwise
+    /// `may_read` decides whether the store is asked (the client's lookup budget).
+    pub async fn live(
+        &self,
+        slug: &str,
+        may_read: impl FnOnce() -> bool,
+    ) -> Result<Option<Arc<PublicRoute>>, LiveError> {
         let cached = self
             .state()
             .cache
             .get(slug)
             .filter(|(_, at)| at.elapsed() < ROUTE_CACHE_TTL)
-            .map(|(r, _)| Arc::clone(r));
+            .map(|(r, _)| r.clone());
         let route = match cached {
-            Some(r) => Some(r),
+            Some(r) => r,
             None => {
-                let read = self.store.route_by_slug(slug).await?.map(Arc::new);
+                if !may_read() {
+                    return Err(LiveError::Limited);
+                }
+                let read = self
+                    .store
+                    .route_by_slug(slug)
+                    .await
+                    .map_err(LiveError::Store)?
+                    .map(Arc::new);
                 let mut st = self.state();
+                // Deleted while this read was on its way: gone.
+                let read = read.filter(|r| !st.deleted.contains(&r.id));
                 if st.cache.len() >= ROUTE_CACHE_MAX {
                     st.cache.clear();
                 }
-                match &read {
-                    Some(r) => {
-                        st.cache
-                            .insert(slug.to_owned(), (Arc::clone(r), Instant::now()));
-                    }
-                    None => {
-                        st.cache.remove(slug);
-                    }
-                }
+                st.cache
+                    .insert(slug.to_owned(), (read.clone(), Instant::now()));
                 read
             }
         };
@@ -118,6 +134,10 @@ impl PublicRoutes {
         if let Some(r) = &gone {
             let mut st = self.state();
             st.cache.remove(&r.slug);
+            if st.deleted.len() >= TOMBSTONES {
+                st.deleted.pop_front();
+            }
+            st.deleted.push_back(r.id);
             st.buckets.remove(&r.id);
             if let Some((token, _)) = st.live.remove(&r.id) {
                 token.cancel();
@@ -126,15 +146,29 @@ impl PublicRoutes {
         Ok(gone)
     }
 
-    /// A token for one stream of `route`, cancelled when the route is deleted or expires.
-    fn streams(&self, route: &PublicRoute) -> CancellationToken {
+    /// A token for one stream of `route`, cancelled when the route is deleted or when it
+    /// expires (a timer per route, which ends with the route's token); `None` when the
+    /// route was deleted already.
+    fn streams(&self, route: &PublicRoute) -> Option<CancellationToken> {
         let mut st = self.state();
-        let entry = st
-            .live
-            .entry(route.id)
-            .or_insert_with(|| (CancellationToken::new(), route.expires_at));
-        entry.1 = route.expires_at;
-        entry.0.child_token()
+        if st.deleted.contains(&route.id) {
+            return None;
+        }
+        let entry = st.live.entry(route.id).or_insert_with(|| {
+            let token = CancellationToken::new();
+            if let Some(at) = route.expires_at {
+                let left = (at - store::now()).to_std().unwrap_or_default();
+                let t = token.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = tokio::time::sleep(left) => t.cancel(),
+                        () = t.cancelled() => {}
+                    }
+                });
+            }
+            (token, route.expires_at)
+        });
+        Some(entry.0.child_token())
     }
 
     fn buckets(&self, route: &Published) -> Arc<RouteBuckets> {
@@ -204,6 +238,22 @@ impl PublicRoutes {
     }
 }
 
+/// Why [`PublicRoutes::live`] gave no answer.
+#[derive(Debug)]
+pub enum LiveError {
+    /// The client spent its lookup budget.
+    Limited,
+    Store(StoreError),
+}
+
+/// Store lookups of route names one client address may cause: 5 a second, 50 at once.
+/// Names already known (or known not to exist) in the last [`ROUTE_CACHE_TTL`] cost
+/// nothing.
+pub const LOOKUP_RATE: crate::ratelimit::Rate = crate::ratelimit::Rate {
+    per_second: 5.0,
+    burst: 50,
+};
+
 /// The gateway's view of the published routes.
 pub struct RouteDesk {
     api: Arc<Api>,
@@ -221,13 +271,22 @@ fn unavailable(e: impl std::fmt::Display) -> RouteDenied {
 
 #[async_trait::async_trait]
 impl RouteAuthority for RouteDesk {
-    async fn route(&self, slug: &str) -> Result<Published, RouteDenied> {
+    async fn route(&self, slug: &str, client: IpAddr) -> Result<Published, RouteDenied> {
         let routes = &self.api.routes;
+        let lookups = &self.api.limits;
         let r = routes
-            .live(slug)
+            .live(slug, || lookups.route_lookup(client).is_ok())
             .await
-            .map_err(unavailable)?
+            .map_err(|e| match e {
+                LiveError::Limited => RouteDenied::Limited {
+                    retry_after_secs: 1,
+                },
+                LiveError::Store(e) => unavailable(e),
+            })?
             .ok_or(RouteDenied::NotFound)?;
+        // Taken before the reads below: a delete from here on cancels it, and one that
+        // came first is seen.
+        let ended = routes.streams(&r).ok_or(RouteDenied::NotFound)?;
         let eq = self
             .api
             .store
@@ -262,7 +321,7 @@ impl RouteAuthority for RouteDesk {
             methods: r.methods.0.clone().into(),
             websocket: r.websocket,
             requests_per_minute: u32::try_from(r.requests_per_minute).unwrap_or(1),
-            ended: routes.streams(&r),
+            ended,
         })
     }
 
@@ -282,5 +341,96 @@ impl RouteAuthority for RouteDesk {
 
     fn activity(&self, route_id: i32, bytes: u64) {
         self.api.routes.count(route_id, 0, bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Equipment, SqlStore};
+
+    async fn routes_with_one() -> (PublicRoutes, PublicRoute) {
+        let store: Arc<dyn Store> = Arc::new(SqlStore::connect("sqlite::memory:").await.unwrap());
+        store.upsert_client(1, "C").await.unwrap();
+        store.upsert_institution(1, 2, "I").await.unwrap();
+        store
+            .put_equipment(&Equipment {
+                id: 100,
+                tenant_id: 2,
+                name: "POS".into(),
+                brand: None,
+                model: None,
+                ip: None,
+                active: true,
+                uses_addon: true,
+                config: None,
+            })
+            .await
+            .unwrap();
+        let routes = PublicRoutes::new(store);
+        let r = routes
+            .create(&NewPublicRoute {
+                slug: "nexora".into(),
+                equipment_id: 100,
+                tenant_id: 2,
+                user_id: None,
+                paths: vec!["/approve/*".into()],
+                methods: vec!["GET".into()],
+                websocket: false,
+                requests_per_minute: 120,
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        (routes, r)
+    }
+
+    /// A lookup that read the route just before its delete neither serves it, nor puts
+    /// it back in the cache, nor gets a stream token that nothing would cancel.
+    #[tokio::test]
+    async fn a_delete_overtaking_a_lookup_wins() {
+        let (routes, r) = routes_with_one().await;
+        let read = routes.live("nexora", || true).await.unwrap().unwrap();
+        let token = routes.streams(&read).unwrap();
+        routes.delete(2, 100, r.id).await.unwrap().unwrap();
+        assert!(
+            token.is_cancelled(),
+            "a stream taken before the delete is cut"
+        );
+        assert!(
+            routes.streams(&read).is_none(),
+            "no new stream after the delete"
+        );
+        assert!(routes.live("nexora", || true).await.unwrap().is_none());
+        // A stale read landing after the delete is not cached.
+        routes.state().cache.clear();
+        assert!(routes.live("nexora", || true).await.unwrap().is_none());
+        assert!(!routes.state().live.contains_key(&r.id));
+    }
+
+    /// Names are answered from memory, found or not; past that the client's budget
+    /// decides whether the store is read.
+    #[tokio::test]
+    async fn lookups_cost_a_read_only_when_not_in_memory() {
+        let (routes, _) = routes_with_one().await;
+        assert!(routes.live("nexora", || true).await.unwrap().is_some());
+        assert!(routes.live("nexora", || false).await.unwrap().is_some());
+        assert!(routes.live("nada", || true).await.unwrap().is_none());
+        assert!(routes.live("nada", || false).await.unwrap().is_none());
+        assert!(matches!(
+            routes.live("outra", || false).await,
+            Err(LiveError::Limited)
+        ));
+    }
+
+    /// A route with an expiry cuts its open streams at that moment.
+    #[tokio::test]
+    async fn an_expiry_cuts_the_streams_at_once() {
+        let (routes, mut r) = routes_with_one().await;
+        r.expires_at = Some(store::now() + chrono::TimeDelta::milliseconds(200));
+        let token = routes.streams(&r).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), token.cancelled())
+            .await
+            .expect("cut at the expiry");
     }
 }

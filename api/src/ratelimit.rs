@@ -97,6 +97,8 @@ pub struct RateLimits {
     connector: Option<DefaultKeyedRateLimiter<i32>>,
     claim: Option<DefaultKeyedRateLimiter<IpAddr>>,
     claim_global: Option<DefaultDirectRateLimiter>,
+    /// Store lookups of published-route names per client address.
+    route_lookup: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 fn check<K: Hash + Eq + Clone>(
@@ -120,6 +122,7 @@ impl RateLimits {
             session: keyed(cfg.session),
             connector: keyed(cfg.connector),
             claim: keyed(cfg.claim),
+            route_lookup: keyed(crate::published::LOOKUP_RATE),
             claim_global: cfg
                 .claim_global
                 .limits()
@@ -148,7 +151,13 @@ impl RateLimits {
         })
     }
 
+    /// A store lookup of a published route's name for `source` (IPv6: its /64).
+    pub fn route_lookup(&self, source: IpAddr) -> Result<(), Limited> {
+        check(&self.route_lookup, &client_key(source))
+    }
+
     pub fn prune(&self) {
+        self.route_lookup.iter().for_each(|l| l.retain_recent());
         self.session.iter().for_each(|l| l.retain_recent());
         self.connector.iter().for_each(|l| l.retain_recent());
         self.claim.iter().for_each(|l| l.retain_recent());

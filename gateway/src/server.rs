@@ -123,19 +123,20 @@ enum Mode {
     Host,
 }
 
-/// Requests to `{slug}.<public domain>` go to that published route, whatever the path.
+/// Requests to `{slug}.<public domain>` go to that published route, whatever the path;
+/// any other name under the public domain serves nothing.
 async fn public_host(
     State(gw): State<Gateway>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let slug = gw
+    let host = gw
         .cfg
         .public
         .as_ref()
-        .and_then(|p| published::host_route(p, req.headers()));
-    match slug {
-        Some(slug) => published::serve(gw, slug, req).await,
+        .and_then(|p| published::public_host(p, req.headers()));
+    match host {
+        Some(host) => published::serve(gw, host, req).await,
         None => next.run(req).await,
     }
 }

@@ -109,14 +109,23 @@ impl Cloud {
             p.trust_forwarded_for = self.api.cfg.trust_forwarded_for;
             p
         });
-        if let (Some(p), Some(remote)) = (&published, &host_mode) {
-            // `{slug}.<domain>` and `s-{sid}.<domain>` would be siblings: a route's page
-            // would be same-site with every session's.
-            anyhow::ensure!(
-                &p.domain != remote,
-                "public_domain must differ from the host-mode remote domain {remote:?}: \
-                 published routes and remote sessions need origins of their own"
-            );
+        if let Some(p) = &published {
+            // A route's page runs the device's script: on a name related to the gateway's
+            // or the API's it could set cookies for them (and the reverse).
+            for (what, url) in [
+                ("gateway_public_url", public.as_str()),
+                ("relay_public_url", self.api.cfg.relay_public_url.as_str()),
+            ] {
+                if let Some(host) = url_host(url) {
+                    anyhow::ensure!(
+                        !related_names(&p.domain, &host),
+                        "public_domain {:?} is too close to {what}'s host {host:?}: published \
+                         routes need a domain of their own (not the same name, a parent, a \
+                         child or a sibling), e.g. pub.example.net beside remote.example.com",
+                        p.domain
+                    );
+                }
+            }
         }
         let gateway = ponte_gateway::Gateway::new(
             Arc::new(self.relay.clone()),
@@ -276,5 +285,70 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    }
+}
+
+/// The host name of a URL, lower case, without port.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = match authority.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+/// Whether two host names (ports ignored) are the same, one under the other, or siblings
+/// under one parent: names whose pages could set cookies for each other without a public
+/// suffix between them. Loopback names (`localhost`, `*.localhost`) are for trying Ponte
+/// on one machine and never related.
+pub fn related_names(a: &str, b: &str) -> bool {
+    let bare = |n: &str| {
+        let n = n.to_ascii_lowercase();
+        let n = match n.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h.to_owned(),
+            _ => n,
+        };
+        n.trim_end_matches('.').to_owned()
+    };
+    let (a, b) = (bare(a), bare(b));
+    let local = |n: &str| n == "localhost" || n.ends_with(".localhost");
+    if local(&a)
+        || local(&b)
+        || a.parse::<std::net::IpAddr>().is_ok()
+        || b.parse::<std::net::IpAddr>().is_ok()
+    {
+        return false;
+    }
+    let under = |x: &str, y: &str| x == y || x.ends_with(&format!(".{y}"));
+    let parent = |n: &str| n.split_once('.').map(|(_, p)| p.to_owned());
+    under(&a, &b)
+        || under(&b, &a)
+        || matches!((parent(&a), parent(&b)), (Some(pa), Some(pb)) if pa == pb && pa.contains('.'))
+}
+
+#[cfg(test)]
+mod related_tests {
+    use super::related_names;
+
+    #[test]
+    fn public_domains_close_to_the_gateway_are_refused() {
+        for (a, b) in [
+            ("pub.example.com", "remote.example.com"),
+            ("pub.example.com", "example.com"),
+            ("remote.pub.example.com", "pub.example.com"),
+            ("pub.example.com:443", "PUB.example.com"),
+        ] {
+            assert!(related_names(a, b), "{a} {b}");
+        }
+        for (a, b) in [
+            ("pub.example.net", "remote.example.com"),
+            ("pub.localhost:8002", "localhost"),
+            ("pub.localhost:8002", "127.0.0.1"),
+            ("rotas.empresa.com.br", "remoto.outra.com.br"),
+        ] {
+            assert!(!related_names(a, b), "{a} {b}");
+        }
     }
 }

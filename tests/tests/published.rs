@@ -180,6 +180,14 @@ async fn a_route_serves_its_paths_and_nothing_else(backend: Backend) {
         ("GET", "/approve/%252e%252e/admin", "", 400, "BAD_PATH"),
         ("GET", "/approve/..;/admin", "", 400, "BAD_PATH"),
         ("GET", "/approve/%00", "", 400, "BAD_PATH"),
+        ("GET", "/approve/%c0%ae%c0%ae/admin", "", 400, "BAD_PATH"),
+        (
+            "GET",
+            "/approve/%ef%bc%8e%ef%bc%8e/admin",
+            "",
+            400,
+            "BAD_PATH",
+        ),
         ("PUT", "/approve/Q-1", "", 405, "METHOD_NOT_ALLOWED"),
         ("DELETE", "/approve/Q-1", "", 405, "METHOD_NOT_ALLOWED"),
         ("GET", "/approve/ws", ws, 403, "WEBSOCKET_NOT_ALLOWED"),
@@ -227,6 +235,24 @@ async fn a_route_serves_its_paths_and_nothing_else(backend: Backend) {
         (404, "ROUTE_NOT_FOUND".into()),
         "{answer}"
     );
+    // Every other name under the public domain is public too, and serves nothing: no
+    // launch page or session of the gateway's own on a route's sibling.
+    let port = s.cloud.gateway_addr.port();
+    for host in [
+        format!("pub.localhost:{port}"),
+        format!("a.nexora.pub.localhost:{port}"),
+        format!("s-abc.pub.localhost:{port}"),
+        format!("nexora.pub.localhost.:{port}"),
+    ] {
+        let req =
+            format!("GET /remote/launch/abc HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let (status, answer) = raw_http(s.cloud.gateway_addr, &req).await;
+        assert_eq!(status, 404, "{host}: {answer}");
+        assert!(
+            !answer.contains("Acesso remoto"),
+            "{host}: the launch page: {answer}"
+        );
+    }
     assert_eq!(
         s.seen().len(),
         reached,
@@ -338,22 +364,108 @@ async fn deleted_and_expired_routes_answer_404_at_once() {
         .await;
     assert_eq!(status, 404);
 
-    // Expiry: published for 2 s.
-    let expires = chrono::Utc::now() + chrono::TimeDelta::seconds(2);
-    s.publish(json!({
-        "slug": "brief", "paths": ["/approve/*"], "methods": ["GET"],
-        "expiresAt": expires.to_rfc3339(),
-    }))
-    .await;
-    let (status, answer) = s.public("brief", "GET", "/approve/Q-2", "", "").await;
+    // Expiry: published for 3 s, with a download open across it.
+    let expires = chrono::Utc::now() + chrono::TimeDelta::seconds(3);
+    let (status, _, brief) = s
+        .cloud
+        .call(
+            "POST",
+            &s.routes_path(100),
+            Some(&s.admin),
+            Some(json!({
+                "slug": "brief", "paths": ["/download"], "methods": ["GET"],
+                "expiresAt": expires.to_rfc3339(),
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{brief}");
+    let client = reqwest::Client::builder()
+        .resolve("brief.pub.localhost", s.cloud.gateway_addr)
+        .build()
+        .unwrap();
+    let url = format!(
+        "{}/download?bytes=4000000000",
+        brief["url"].as_str().unwrap()
+    );
+    let mut resp = client.get(&url).send().await.unwrap();
     if chrono::Utc::now() < expires {
-        assert_eq!(status, 200, "{answer}");
+        assert_eq!(resp.status(), 200);
     }
-    ponte_tests::wait_for(Duration::from_secs(10), "the route to expire", || async {
-        s.public("brief", "GET", "/approve/Q-2", "", "").await.0 == 404
+    // The download ends at the expiry (not at the next maintenance pass, 30 s on).
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match resp.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return chrono::Utc::now(),
+            }
+        }
     })
+    .await
+    .expect("the download outlived its route's expiry");
+    assert!(ended >= expires, "cut before its expiry");
+    let (status, answer) = s.public("brief", "GET", "/download?bytes=1", "", "").await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (404, "ROUTE_NOT_FOUND".into()),
+        "{answer}"
+    );
+}
+
+/// What goes wrong behind a route is told to the public by status and code only: not the
+/// device's LAN address, nor why the route is unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_learns_no_detail_of_a_failure() {
+    let s = Setup::start(Backend::Sqlite).await;
+    // Nothing listens on port 9 of loopback: the connector's connect fails.
+    s.cloud
+        .add_equipment(TID, 140, "http://127.0.0.1:9/base-interna", true)
+        .await;
+    let (status, _, _) = s
+        .cloud
+        .call(
+            "POST",
+            &s.routes_path(140),
+            Some(&s.admin),
+            Some(json!({"slug": "morto", "paths": ["/*"], "methods": ["GET"]})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, answer) = s.public("morto", "GET", "/x?segredo=1", "", "").await;
+    assert_eq!(status, 502, "{answer}");
+    assert_eq!(error_code(&answer), "CONNECT_FAILED");
+    for secret in ["127.0.0.1:9", "base-interna", "segredo"] {
+        assert!(
+            !answer.contains(secret),
+            "{secret} told to the public: {answer}"
+        );
+    }
+    // The equipment leaves the addon: 503 without the reason.
+    s.cloud
+        .add_equipment(TID, 140, "http://127.0.0.1:9/base-interna", false)
+        .await;
+    ponte_tests::wait_for(
+        Duration::from_secs(10),
+        "the route to see the change",
+        || async { s.public("morto", "GET", "/x", "", "").await.0 == 503 },
+    )
     .await;
-    assert!(chrono::Utc::now() >= expires, "refused before its expiry");
+    let (_, answer) = s.public("morto", "GET", "/x", "", "").await;
+    assert_eq!(error_code(&answer), "UNAVAILABLE");
+    assert!(!answer.contains("addon"), "{answer}");
+    // A client making up route names gets 429 once it has cost the store enough reads.
+    let mut limited = 0;
+    for i in 0..80 {
+        let (status, _) = s
+            .public(&format!("inventada{i}"), "GET", "/x", "", "")
+            .await;
+        assert!(status == 404 || status == 429, "{status}");
+        limited += usize::from(status == 429);
+    }
+    assert!(
+        limited >= 20,
+        "made-up names read the store {} times",
+        80 - limited
+    );
 }
 
 /// Only the route's tenant may publish, list and delete; mistakes are 400/409 with a

@@ -8,8 +8,10 @@
 //! then gets the normalised path, its own `Host`, `X-Forwarded-For/-Proto/-Host`, and
 //! everything else the client sent but hop-by-hop headers and Ponte's own cookies.
 //! Nothing is rewritten either way, except that a device's `Set-Cookie` loses its
-//! `Domain` (so a route's page cannot set cookies for its sibling hosts or the parent
-//! domain, where the console or the SaaS may live).
+//! `Domain`, so a device's own headers do not set cookies for its sibling hosts. (Its
+//! pages still can, from script: every route is same-site with every other unless the
+//! public domain is a public suffix. `ponte serve` refuses a public domain that shares a
+//! parent with the gateway's or the API's host, and the README says to register it.)
 //!
 //! Must never: read or set a Ponte credential on these origins; send the device a path
 //! other than the one the globs were matched against; keep a stream open once its route
@@ -98,7 +100,9 @@ pub enum RouteDenied {
 #[async_trait::async_trait]
 pub trait RouteAuthority: Send + Sync + 'static {
     /// The live route named `slug`: not deleted, not expired, its equipment on the addon.
-    async fn route(&self, slug: &str) -> Result<Published, RouteDenied>;
+    /// `client` pays for lookups the implementation cannot answer from memory (a flood of
+    /// made-up names must not become a flood of store reads).
+    async fn route(&self, slug: &str, client: IpAddr) -> Result<Published, RouteDenied>;
     /// Takes one request from the route's rate and from `client`'s share of it.
     fn admit(&self, route: &Published, client: IpAddr) -> Result<(), RouteDenied>;
     /// One request and the bytes it delivered (batched by the implementation).
@@ -107,15 +111,56 @@ pub trait RouteAuthority: Send + Sync + 'static {
     fn activity(&self, route_id: i32, bytes: u64);
 }
 
-/// The route a `Host` of `{slug}.<public domain>` names.
-pub(crate) fn host_route(cfg: &PublicConfig, headers: &HeaderMap) -> Option<String> {
+/// Where a request's `Host` puts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PublicHost {
+    /// `{slug}.<public domain>`: that route.
+    Route(String),
+    /// The public domain itself, or any other name under it (`a.b.<domain>`, a label
+    /// that is no slug): a public origin that serves nothing, never the gateway's own
+    /// routes (launch links and sessions must not live on a route's sibling).
+    Nothing,
+}
+
+/// The public host a `Host` names, if it is under the public domain (one trailing dot,
+/// as a browser may send it, is the same name).
+pub(crate) fn public_host(cfg: &PublicConfig, headers: &HeaderMap) -> Option<PublicHost> {
     let host = headers
         .get(header::HOST)?
         .to_str()
         .ok()?
         .to_ascii_lowercase();
-    let (label, rest) = host.split_once('.')?;
-    (rest == cfg.domain && valid_slug(label)).then(|| label.to_owned())
+    let (name, port) = split_port(&host);
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let (domain, domain_port) = split_port(&cfg.domain);
+    if port != domain_port {
+        return None;
+    }
+    if name == domain {
+        return Some(PublicHost::Nothing);
+    }
+    let under = name.strip_suffix(domain)?.strip_suffix('.')?;
+    Some(match valid_slug(under) {
+        true => PublicHost::Route(under.to_owned()),
+        false => PublicHost::Nothing,
+    })
+}
+
+/// `name:port` → (`name`, `Some(port)`); IPv6 literals have no subdomains and never match.
+fn split_port(host: &str) -> (&str, Option<&str>) {
+    match host.rsplit_once(':') {
+        Some((n, p)) if !n.contains(':') => (n, Some(p)),
+        _ => (host, None),
+    }
+}
+
+/// The route a `Host` of `{slug}.<public domain>` names.
+#[cfg(test)]
+fn host_route(cfg: &PublicConfig, headers: &HeaderMap) -> Option<String> {
+    match public_host(cfg, headers)? {
+        PublicHost::Route(slug) => Some(slug),
+        PublicHost::Nothing => None,
+    }
 }
 
 /// A route's host label: 3–40 of `a-z 0-9 -`, no `-` at either end, not `s-…` (the
@@ -285,20 +330,46 @@ fn allows(route: &Published, method: &Method) -> bool {
 }
 
 fn refused(d: &RouteDenied) -> Response {
-    let (status, code) = match d {
-        RouteDenied::NotFound => (StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND"),
-        RouteDenied::Limited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
-        RouteDenied::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+    // The public hears what happened, never why in detail (the log has it).
+    let (status, code, message) = match d {
+        RouteDenied::NotFound => (
+            StatusCode::NOT_FOUND,
+            "ROUTE_NOT_FOUND",
+            "no such public route",
+        ),
+        RouteDenied::Limited { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "too many requests",
+        ),
+        RouteDenied::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "this route is unavailable right now",
+        ),
     };
     if status.is_server_error() {
         warn!(code, "public request refused: {d}");
     }
-    let mut resp = error(status, code, &d.to_string());
+    let mut resp = error(status, code, message);
     if let RouteDenied::Limited { retry_after_secs } = d {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, (*retry_after_secs).into());
     }
     resp
+}
+
+/// A device that could not answer: its status and code for the public, the detail (the
+/// device's LAN address, the connector's words) for the log only.
+fn device_failed(route: &Published, e: &RouteError) -> Response {
+    warn!(route = %route.slug, code = e.code(), "public request failed: {e}");
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let message = match status.as_u16() {
+        504 => "the device did not answer in time",
+        429 | 503 => "the device is busy; retry shortly",
+        _ => "the device could not be reached",
+    };
+    error(status, e.code(), message)
 }
 
 /// A route's traffic, counted on the route.
@@ -320,12 +391,18 @@ impl Meter for RouteMeter {
     }
 }
 
-/// Serves one request to route `slug`.
-pub(crate) async fn serve(gw: Gateway, slug: String, req: Request) -> Response {
+/// Serves one request to a host under the public domain.
+pub(crate) async fn serve(gw: Gateway, host: PublicHost, req: Request) -> Response {
+    let PublicHost::Route(slug) = host else {
+        return refused(&RouteDenied::NotFound);
+    };
     let (Some(cfg), Some(routes)) = (gw.cfg.public.clone(), gw.routes.clone()) else {
         return refused(&RouteDenied::NotFound);
     };
-    let route = match routes.route(&slug).await {
+    let Some(client) = client_addr(&cfg, &req) else {
+        return refused(&RouteDenied::Unavailable("no client address".into()));
+    };
+    let route = match routes.route(&slug, client).await {
         Ok(r) => r,
         Err(d) => return refused(&d),
     };
@@ -366,9 +443,6 @@ pub(crate) async fn serve(gw: Gateway, slug: String, req: Request) -> Response {
             "this route does not carry WebSockets",
         );
     }
-    let Some(client) = client_addr(&cfg, &req) else {
-        return refused(&RouteDenied::Unavailable("no client address".into()));
-    };
     if let Err(d) = routes.admit(&route, client) {
         return refused(&d);
     }
@@ -436,11 +510,7 @@ pub(crate) async fn serve(gw: Gateway, slug: String, req: Request) -> Response {
     };
     let resp = match sent {
         Ok(r) => r,
-        Err(e) => {
-            debug!(route = %route.slug, %e, "public request failed");
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-            return error(status, e.code(), &e.to_string());
-        }
+        Err(e) => return device_failed(&route, &e),
     };
     let out_headers = response_headers(&route, &resp.headers);
     let mut usage = usage;
@@ -491,10 +561,7 @@ async fn websocket(
     };
     let device = match opened {
         Ok(d) => d,
-        Err(e) => {
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-            return error(status, e.code(), &e.to_string());
-        }
+        Err(e) => return device_failed(&route, &e),
     };
     let upgrade = match device.protocol.clone() {
         Some(p) => upgrade.protocols([p]),

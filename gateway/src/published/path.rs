@@ -6,8 +6,9 @@
 //! glob as one path and reach the device as another.
 //!
 //! Must never: pass a path whose decoded form still holds a `%` (double encoding: a
-//! device that decodes again would see another path), a control byte, or a segment a
-//! server could read as a dot segment (`..;`, `.. `, `...`).
+//! device that decodes again would see another path), a control byte, bytes that are not
+//! UTF-8 (overlong `%c0%ae` is `.` to some servers), or a segment a server could read as
+//! a dot segment (`..;`, `.. `, `...`, full-width dots).
 
 use std::fmt;
 
@@ -22,6 +23,9 @@ pub enum BadPath {
     Control,
     /// A segment of dots with something a server may strip (`..;x`, `.. `, `...`).
     DotSegment,
+    /// Not UTF-8 once decoded (overlong forms of `.` and `/` among them), or holding a
+    /// character some servers fold into a dot (U+FF0E, U+2024, U+FE52).
+    NotText,
     /// Longer than [`MAX_PATH`].
     TooLong,
 }
@@ -33,6 +37,7 @@ impl fmt::Display for BadPath {
             BadPath::DoubleEncoded => "the path is percent-encoded twice",
             BadPath::Control => "the path holds a control character",
             BadPath::DotSegment => "the path holds a disguised dot segment",
+            BadPath::NotText => "the path is not plain UTF-8 text",
             BadPath::TooLong => "the path is too long",
         })
     }
@@ -90,6 +95,10 @@ pub fn normalize(raw: &str) -> Result<Normalized, BadPath> {
         }
         decoded.push(if b == b'\\' { b'/' } else { b });
         i += 1;
+    }
+    match std::str::from_utf8(&decoded) {
+        Ok(text) if !text.contains(['\u{ff0e}', '\u{2024}', '\u{fe52}']) => {}
+        _ => return Err(BadPath::NotText),
     }
     let mut segments: Vec<&[u8]> = Vec::new();
     let mut trailing = false;
@@ -221,7 +230,6 @@ mod tests {
             ("/q%3Fx", "/q%3Fx"),
             ("/h%23x", "/h%23x"),
             ("/caf%C3%A9", "/caf%C3%A9"),
-            ("/%ff", "/%FF"),
             ("/a;b=c", "/a;b=c"),
         ] {
             assert_eq!(norm(raw).as_deref(), Ok(want), "{raw}");
@@ -243,6 +251,10 @@ mod tests {
             ("/approve/.. /admin", BadPath::DotSegment),
             ("/approve/.../admin", BadPath::DotSegment),
             ("/approve/%2e%2e%3b/admin", BadPath::DotSegment),
+            ("/approve/%c0%ae%c0%ae/admin", BadPath::NotText),
+            ("/approve/%ef%bc%8e%ef%bc%8e/admin", BadPath::NotText),
+            ("/approve/\u{2024}\u{2024}/admin", BadPath::NotText),
+            ("/%ff", BadPath::NotText),
         ] {
             assert_eq!(norm(raw), Err(why), "{raw}");
         }
