@@ -39,7 +39,84 @@ pub struct App {
     _child: tokio::process::Child,
 }
 
+/// The bundler a Next.js build uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bundler {
+    /// Next.js 16's default.
+    Turbopack,
+    Webpack,
+}
+
 impl App {
+    /// `tools/nextjs`: a Next.js production build (`next build`, with `bundler`) served
+    /// by `next start` on 127.0.0.1. Built once per bundler per process, into a directory
+    /// of its own; telemetry off.
+    pub async fn nextjs(bundler: Bundler) -> Self {
+        static BUILT: Mutex<Vec<Bundler>> = Mutex::new(Vec::new());
+        let dir = npm_ci("nextjs");
+        let dist = match bundler {
+            Bundler::Turbopack => ".next-turbopack",
+            Bundler::Webpack => ".next-webpack",
+        };
+        {
+            let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+            if !built.contains(&bundler) {
+                let mut cmd = std::process::Command::new("node");
+                cmd.args(["node_modules/next/dist/bin/next", "build"]);
+                if bundler == Bundler::Webpack {
+                    cmd.arg("--webpack");
+                }
+                let out = cmd
+                    .env("NEXT_TELEMETRY_DISABLED", "1")
+                    .env("CORPUS_DIST", dist)
+                    .current_dir(&dir)
+                    .output()
+                    .expect("run node (is Node.js installed?)");
+                assert!(
+                    out.status.success(),
+                    "next build ({bundler:?}) failed:\n{}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                built.push(bundler);
+            }
+        }
+        let mut child = tokio::process::Command::new("node")
+            .args([
+                "node_modules/next/dist/bin/next",
+                "start",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                "0",
+            ])
+            .env("NEXT_TELEMETRY_DISABLED", "1")
+            .env("CORPUS_DIST", dist)
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run node (is Node.js installed?)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base_url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(url) = line.trim().strip_prefix("- Local:") {
+                    return url.trim().trim_end_matches('/').to_owned();
+                }
+            }
+            panic!("next start exited before it listened");
+        })
+        .await
+        .expect("next start listens within 60 s");
+        assert!(base_url.starts_with("http://127.0.0.1:"), "{base_url}");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            base_url,
+            _child: child,
+        }
+    }
+
     /// `tools/fastify/app.js`: Fastify with @fastify/websocket and @fastify/static.
     pub async fn fastify() -> Self {
         let dir = npm_ci("fastify");

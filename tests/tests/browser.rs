@@ -841,3 +841,102 @@ async fn fastify_app(host_mode: bool) {
     );
     b.close().await;
 }
+
+/// The Next.js app of the corpus (`tools/nextjs`, as the Nexora POS is built: a
+/// production build with the app router, client components, `next/link`, an API route,
+/// `next/image` and a service worker), built with Turbopack (Next.js 16's default) and
+/// with webpack, behind the gateway in path mode and in host mode. It must hydrate (a
+/// click changes state), navigate on the client (the same window), reach its API route and
+/// register its worker; every request stays in the session (no 307 rescue) and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_nextjs_turbopack_works_in_path_mode() {
+    nextjs_app(ponte_tests::apps::Bundler::Turbopack, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_nextjs_turbopack_works_in_host_mode() {
+    nextjs_app(ponte_tests::apps::Bundler::Turbopack, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_nextjs_webpack_works_in_path_mode() {
+    nextjs_app(ponte_tests::apps::Bundler::Webpack, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_nextjs_webpack_works_in_host_mode() {
+    nextjs_app(ponte_tests::apps::Bundler::Webpack, true).await;
+}
+
+/// The Next.js app's own success signals: hydrated, its API route, its service worker; a
+/// click handled by React; a client-side navigation to /about and back.
+async fn nextjs_steps(b: &Browser) {
+    for step in ["hydrated", "api", "service-worker"] {
+        b.wait_css(&format!("#ok-{step}")).await;
+    }
+    b.click("#contar").await;
+    b.wait_js(
+        "document.getElementById('contagem').textContent === '1'",
+        "React to handle the click",
+    )
+    .await;
+    b.js("window.__sameWindow = 'sim'", vec![]).await;
+    b.click("#ir-sobre").await;
+    b.wait_js(
+        "document.getElementById('pagina') && document.getElementById('pagina').textContent === 'Sobre'",
+        "the client-side navigation to /about",
+    )
+    .await;
+    b.wait_css("#ok-client-navigation").await;
+    assert_eq!(
+        b.js("return window.__sameWindow || 'recarregou'", vec![])
+            .await,
+        "sim",
+        "the link reloaded the page instead of navigating on the client"
+    );
+    b.click("#ir-inicio").await;
+    b.wait_js(
+        "document.getElementById('pagina').textContent === 'Início'",
+        "the client-side navigation back",
+    )
+    .await;
+}
+
+async fn nextjs_app(bundler: ponte_tests::apps::Bundler, host_mode: bool) {
+    let app = ponte_tests::apps::App::nextjs(bundler).await;
+    let b = Browser::start().await;
+    b.goto(&format!("{}/", app.base_url)).await;
+    nextjs_steps(&b).await;
+    let direct_errors = b.console_errors().await;
+
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        if host_mode {
+            o.api.remote_host_mode = true;
+            o.api.gateway_public_url = o.api.gateway_public_url.replace("127.0.0.1", "localhost");
+        }
+    })
+    .await;
+    cloud.add_equipment(2, 100, &app.base_url, true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    let prefix = match host_mode {
+        true => "/".to_owned(),
+        false => format!("/remote/s/{sid}/"),
+    };
+    b.goto(&url).await;
+    nextjs_steps(&b).await;
+    assert!(b.url().await.ends_with(&prefix), "{}", b.url().await);
+    let page = assert_all_succeeded_under(&b, &prefix).await;
+    let errors: Vec<String> = b
+        .console_errors()
+        .await
+        .into_iter()
+        .filter(|e| !direct_errors.contains(e))
+        .collect();
+    assert_eq!(errors, Vec::<String>::new());
+    println!(
+        "nextjs {bundler:?} ({}): {page} requests, all in the session",
+        if host_mode { "host mode" } else { "path mode" },
+    );
+    b.close().await;
+}

@@ -317,7 +317,9 @@ impl Tag for El<'_, '_> {
 enum Name {
     /// One URL.
     Url(&'static str),
-    Srcset,
+    /// `srcset`, and `imagesrcset` (`<link rel=preload as=image>`, as Next.js's
+    /// `next/image` writes it).
+    Srcset(&'static str),
     Style,
     /// `object[data]`: a URL on `<object>` only.
     Data,
@@ -332,7 +334,7 @@ enum Name {
 impl Name {
     /// `name` in any case.
     fn of(name: &[u8]) -> Option<Self> {
-        let mut lower = [0u8; 10];
+        let mut lower = [0u8; 11];
         let lower = lower.get_mut(..name.len())?;
         for (l, b) in lower.iter_mut().zip(name) {
             *l = b.to_ascii_lowercase();
@@ -344,7 +346,8 @@ impl Name {
             b"formaction" => Self::Url("formaction"),
             b"poster" => Self::Url("poster"),
             b"background" => Self::Url("background"),
-            b"srcset" => Self::Srcset,
+            b"srcset" => Self::Srcset("srcset"),
+            b"imagesrcset" => Self::Srcset("imagesrcset"),
             b"style" => Self::Style,
             b"data" => Self::Data,
             b"http-equiv" => Self::HttpEquiv,
@@ -357,7 +360,7 @@ impl Name {
     fn attr(self) -> &'static str {
         match self {
             Self::Url(name) => name,
-            Self::Srcset => "srcset",
+            Self::Srcset(name) => name,
             Self::Style => "style",
             Self::Data => "data",
             Self::HttpEquiv => "http-equiv",
@@ -412,7 +415,7 @@ impl ElementRewriter {
             let value = attribute_value(&raw);
             let changed = match name {
                 Name::Url(_) => scope.url_into(&value, &mut self.values),
-                Name::Srcset => srcset_into(scope, &value, &mut self.values),
+                Name::Srcset(_) => srcset_into(scope, &value, &mut self.values),
                 Name::Style => match css_str(scope, &value) {
                     Some(new) => {
                         self.values.push_str(&new);

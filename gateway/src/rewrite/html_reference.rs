@@ -45,6 +45,11 @@ pub(crate) fn rewrite(
         Ok(())
     }));
     let s = scope.clone();
+    handlers.push(element!("[imagesrcset]", move |el| {
+        set(el, "imagesrcset", |v| srcset(&s, v));
+        Ok(())
+    }));
+    let s = scope.clone();
     handlers.push(element!("[style]", move |el| {
         set(el, "style", |v| css_str(&s, v));
         Ok(())

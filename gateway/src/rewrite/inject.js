@@ -18,10 +18,13 @@
     return path.indexOf(P) === 0 || path === BARE || /^[?#]/.test(path.slice(BARE.length)) && path.indexOf(BARE) === 0;
   }
   function under(tail) { return P + tail.replace(/^\//, ""); }
-  // Returns the URL to use, as a string, or the input unchanged.
+  // Returns the URL to use, as a string, or the input unchanged. A Trusted Types URL
+  // (webpack's chunk loader sets `script.src` to one) is read as its text: the gateway
+  // drops the device's CSP, so a plain string is accepted where it goes.
+  var TSU = window.TrustedScriptURL;
   function fix(u, ws) {
     if (u == null) return u;
-    var s = typeof u === "string" ? u : (u instanceof URL ? u.href : null);
+    var s = typeof u === "string" ? u : (u instanceof URL ? u.href : (TSU && u instanceof TSU ? String(u) : null));
     if (s === null) return u;
     s = s.trim();
     var m;

@@ -346,6 +346,11 @@ fn html_attributes() {
             r#"<img srcset="/a.jpg 480w, http://192.168.1.50/b.jpg 800w">"#,
             r#"<img srcset="P/a.jpg 480w, P/b.jpg 800w">"#,
         ),
+        // next/image preloads its candidates (Next.js writes `imageSrcSet`).
+        (
+            r#"<link rel="preload" as="image" imageSrcSet="/_next/image?url=%2Fa.png&amp;w=64 1x, /b.png 2x">"#,
+            r#"<link rel="preload" as="image" imageSrcSet="P/_next/image?url=%2Fa.png&amp;w=64 1x, P/b.png 2x">"#,
+        ),
         (
             r#"<div style="background:url(/bg.png)">"#,
             r#"<div style="background:url(P/bg.png)">"#,
