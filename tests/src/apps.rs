@@ -39,6 +39,9 @@ pub struct App {
     _child: tokio::process::Child,
 }
 
+/// Node-RED's admin password in the corpus.
+pub const NODE_RED_PASSWORD: &str = "senha-do-corpus";
+
 /// The bundler a Next.js build uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bundler {
@@ -48,6 +51,43 @@ pub enum Bundler {
 }
 
 impl App {
+    /// `tools/node-red`: Node-RED with adminAuth (user `admin`, password
+    /// [`NODE_RED_PASSWORD`]) on 127.0.0.1, a user directory of its own, telemetry,
+    /// update checks and the palette catalogue off (`tools/node-red/settings.js`).
+    pub async fn node_red() -> Self {
+        let dir = npm_ci("node-red");
+        let user_dir = std::env::temp_dir().join(crate::cloud::unique("ponte-node-red"));
+        std::fs::create_dir_all(&user_dir).unwrap();
+        let mut child = tokio::process::Command::new("node")
+            .args(["node_modules/node-red/red.js", "--settings", "settings.js"])
+            .env("PORT", "0")
+            .env("NODE_RED_USER_DIR", &user_dir)
+            .env("NODE_RED_PASSWORD", NODE_RED_PASSWORD)
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run node (is Node.js installed?)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base_url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some((_, url)) = line.split_once("Server now running at ") {
+                    return url.trim().trim_end_matches('/').to_owned();
+                }
+            }
+            panic!("Node-RED exited before it listened");
+        })
+        .await
+        .expect("Node-RED listens within 60 s");
+        assert!(base_url.starts_with("http://127.0.0.1:"), "{base_url}");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            base_url,
+            _child: child,
+        }
+    }
+
     /// `tools/nextjs`: a Next.js production build (`next build`, with `bundler`) served
     /// by `next start` on 127.0.0.1. Built once per bundler per process, into a directory
     /// of its own; telemetry off.

@@ -940,3 +940,137 @@ async fn nextjs_app(bundler: ponte_tests::apps::Bundler, host_mode: bool) {
     );
     b.close().await;
 }
+
+/// Node-RED with adminAuth (`tools/node-red`), behind the gateway in path and host mode:
+/// the editor's login (its token then rides every request as `Authorization: Bearer`),
+/// a flow deployed through the editor's own client, and its debug message arriving over
+/// the editor's WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_node_red_works_in_path_mode() {
+    node_red_app(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_node_red_works_in_host_mode() {
+    node_red_app(true).await;
+}
+
+/// Logs in to the editor, deploys inject → debug, waits for the debug message.
+async fn node_red_steps(b: &Browser, payload: &str) {
+    b.wait_css("#node-dialog-login-username").await;
+    b.fill("#node-dialog-login-username", "admin").await;
+    b.fill(
+        "#node-dialog-login-password",
+        ponte_tests::apps::NODE_RED_PASSWORD,
+    )
+    .await;
+    b.click("#node-dialog-login-submit").await;
+    b.wait_js(
+        "window.RED && RED.comms && RED.nodes && RED.nodes.getType && RED.nodes.getType('inject') && document.getElementById('red-ui-header-button-deploy')",
+        "the editor to load after the login",
+    )
+    .await;
+    let deployed = b
+        .js_async(
+            "const done = arguments[arguments.length - 1];
+             window.__debug = [];
+             RED.comms.subscribe('debug', function (topic, msg) { window.__debug.push(msg.msg); });
+             const flow = [
+               {id: 'c0a1', type: 'tab', label: 'Corpus'},
+               {id: 'c0a2', type: 'inject', z: 'c0a1', once: true, onceDelay: 0.2, repeat: '1',
+                payload: arguments[0], payloadType: 'str', topic: '', props: [{p: 'payload'}],
+                wires: [['c0a3']]},
+               {id: 'c0a3', type: 'debug', z: 'c0a1', active: true, tosidebar: true,
+                complete: 'payload', targetType: 'msg', wires: []}];
+             $.ajax({url: 'flows', type: 'POST', contentType: 'application/json',
+                     headers: {'Node-RED-Deployment-Type': 'full', 'Node-RED-API-Version': 'v2'}, data: JSON.stringify({flows: flow})})
+               .done(function () { done('ok'); })
+               .fail(function (x) { done('failed ' + x.status + ' ' + x.responseText); });",
+            vec![json!(payload)],
+        )
+        .await;
+    assert_eq!(deployed, "ok");
+    b.wait_js(
+        &format!(
+            "window.__debug.some(function (m) {{ return String(m).indexOf({}) >= 0; }})",
+            json!(payload)
+        ),
+        "the debug message over the editor's WebSocket",
+    )
+    .await;
+}
+
+async fn node_red_app(host_mode: bool) {
+    let app = ponte_tests::apps::App::node_red().await;
+    let b = Browser::start().await;
+    b.goto(&format!("{}/", app.base_url)).await;
+    node_red_steps(&b, "direto").await;
+    let direct_errors = b.console_errors().await;
+    // The editor asks for its settings before it has a token, hears 401 and shows its
+    // login: its own way, opened directly too. Every other request succeeds.
+    let probe = |url: &str, status: u64| {
+        status == 401 && url::Url::parse(url).unwrap().path().ends_with("/settings")
+    };
+    let direct = b.requests().await;
+    assert!(direct.iter().any(|(u, s, _)| probe(u, *s)), "{direct:?}");
+
+    let cloud = TestCloud::start_with(Backend::Sqlite, |o| {
+        if host_mode {
+            o.api.remote_host_mode = true;
+            o.api.gateway_public_url = o.api.gateway_public_url.replace("127.0.0.1", "localhost");
+        }
+    })
+    .await;
+    cloud.add_equipment(2, 100, &app.base_url, true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    let prefix = match host_mode {
+        true => "/".to_owned(),
+        false => format!("/remote/s/{sid}/"),
+    };
+    b.goto(&url).await;
+    node_red_steps(&b, "pela-ponte").await;
+    assert!(b.url().await.contains(&prefix), "{}", b.url().await);
+    let origin = url::Url::parse(&b.url().await).unwrap().origin();
+    let reqs = b.requests().await;
+    for (u, status, kind) in &reqs {
+        let parsed = url::Url::parse(u).unwrap();
+        assert_eq!(
+            parsed.origin(),
+            origin,
+            "{kind} {u} left the session's origin"
+        );
+        assert!(
+            parsed.path().starts_with(&prefix),
+            "{kind} {u} escaped the session prefix"
+        );
+        assert!(
+            (200..400).contains(status) || probe(u, *status),
+            "{kind} {u} → {status}"
+        );
+    }
+    let page = reqs.len();
+    // The same errors as directly (the settings probe's 401), whatever the URL's prefix.
+    let kind = |e: &String| match e.split_once(" - ") {
+        Some((u, rest)) if u.starts_with("http") => {
+            let path =
+                url::Url::parse(u).map(|u| u.path().rsplit('/').next().unwrap_or("").to_owned());
+            format!("{} - {rest}", path.unwrap_or_default())
+        }
+        _ => e.clone(),
+    };
+    let direct: Vec<String> = direct_errors.iter().map(kind).collect();
+    let errors: Vec<String> = b
+        .console_errors()
+        .await
+        .iter()
+        .map(kind)
+        .filter(|e| !direct.contains(e))
+        .collect();
+    assert_eq!(errors, Vec::<String>::new());
+    println!(
+        "node-red ({}): {page} requests, all in the session",
+        if host_mode { "host mode" } else { "path mode" },
+    );
+    b.close().await;
+}
