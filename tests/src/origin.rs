@@ -110,6 +110,7 @@ impl Origin {
             .route("/bytes/{n}", get(bytes))
             .route("/cookies", get(cookies))
             .route("/page", get(page))
+            .route("/inner", get(inner))
             .route("/page/{coding}", get(compressed_page))
             .route(
                 "/go",
@@ -261,6 +262,22 @@ fn page_html(headers: &HeaderMap) -> String {
          <a href=\"/echo\">echo</a><img src=\"http://{host}/hello\"><a href=\"rel.html\">r</a>\
          </body></html>"
     )
+}
+
+/// `/inner`: a page that inserts HTML from script (`innerHTML`, `insertAdjacentHTML`,
+/// `outerHTML`) with root-relative images and links, as SPAs of every vintage do; `#done`
+/// appears once every image was fetched (they are `/bytes/N`, no pictures: `onerror`).
+async fn inner() -> Response {
+    const PAGE: &str = r#"<html><head><link rel="icon" href="data:,"></head><body><div id="a"></div><div id="b"></div><p id="c">c</p><script>
+document.getElementById("a").innerHTML = '<img id="i1" src="/bytes/10"><a id="l1" href="/echo">e</a>';
+document.getElementById("b").insertAdjacentHTML("beforeend", '<img id="i2" srcset="/bytes/11 1x, /bytes/12 2x">');
+document.getElementById("c").outerHTML = '<img id="i3" src="/bytes/13">';
+var imgs = document.images, left = imgs.length, failed = [];
+function one(e) { if (e.type === "error") failed.push(e.target.id); if (--left === 0) {
+  var d = document.createElement("p"); d.id = "done"; d.dataset.failed = failed.join(","); document.body.appendChild(d); } }
+for (var i = 0; i < imgs.length; i++) { imgs[i].onload = one; imgs[i].onerror = one; }
+</script></body></html>"#;
+    ([("content-type", "text/html; charset=utf-8")], PAGE).into_response()
 }
 
 /// `/page/gzip`, `/page/deflate`, `/page/br`: the `/page` page compressed with that

@@ -1074,3 +1074,40 @@ async fn node_red_app(host_mode: bool) {
     );
     b.close().await;
 }
+
+/// HTML a page inserts from script (`innerHTML`, `insertAdjacentHTML`, `outerHTML`) loads
+/// its root-relative images under the session at once: no request leaves the prefix (the
+/// Referer fallback would have rescued them with a 307 each), and a script reading an
+/// attribute back sees what it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_html_inserted_by_script_stays_in_the_session() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let origin = ponte_tests::origin::Origin::spawn().await;
+    cloud.add_equipment(2, 100, &origin.base_url(), true).await;
+    let _paired = cloud.pair_connector(2).await;
+    let gw = format!("http://{}", cloud.gateway_addr);
+    let b = Browser::start().await;
+    let (sid, url) = cloud.remote_session(7, 2, 100).await;
+    let prefix = format!("/remote/s/{sid}/");
+    b.goto(&url).await;
+    b.wait_url(&format!("{gw}{prefix}")).await;
+    b.goto(&format!("{gw}{prefix}inner")).await;
+    // Each image answered (its bytes are no picture: load or error, it was fetched).
+    b.wait_css("#done").await;
+    let n = assert_all_succeeded_under(&b, &prefix).await;
+    assert!(n >= 4, "the page and its images: {n}");
+    assert_eq!(
+        b.js(
+            "return document.getElementById('i1').getAttribute('src')",
+            vec![]
+        )
+        .await,
+        "/bytes/10"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('l1').href", vec![])
+            .await,
+        format!("{gw}{prefix}echo")
+    );
+    b.close().await;
+}

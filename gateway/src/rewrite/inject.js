@@ -190,6 +190,41 @@
     }
     return v;
   };
+  // HTML inserted from script (innerHTML, outerHTML, insertAdjacentHTML): its URL
+  // attributes are mapped before the browser sees them, in an inert <template> (nothing
+  // there loads), so an `<img src="/x">` is fetched under the prefix at once rather than
+  // rescued by the Referer fallback. Strings without such a URL pass untouched.
+  var HTML_URL = /(?:src|href|action|formaction|poster|srcset)\s*=\s*["']?\s*(?:\/|https?:)/i;
+  var IH = Object.getOwnPropertyDescriptor(Element.prototype, "innerHTML");
+  function fixHtml(html) {
+    if (typeof html !== "string" || !IH || !HTML_URL.test(html)) return html;
+    var t = document.createElement("template");
+    IH.set.call(t, html);
+    var els = t.content.querySelectorAll("[src],[href],[action],[formaction],[poster],[srcset],[imagesrcset]");
+    for (var i = 0; i < els.length; i++) {
+      for (var n in URL_ATTRS) {
+        var v = GA.call(els[i], n);
+        if (v !== null) SA.call(els[i], n, fix(v));
+      }
+      ["srcset", "imagesrcset"].forEach(function (n) {
+        var v = GA.call(els[i], n);
+        if (v !== null) SA.call(els[i], n, fixSrcset(v));
+      });
+    }
+    return IH.get.call(t);
+  }
+  [["innerHTML", Element.prototype], ["outerHTML", Element.prototype]].forEach(function (p) {
+    var d = Object.getOwnPropertyDescriptor(p[1], p[0]);
+    if (!d || !d.set) return;
+    Object.defineProperty(p[1], p[0], {
+      configurable: true, enumerable: d.enumerable, get: d.get,
+      set: function (v) { d.set.call(this, fixHtml(v)); }
+    });
+  });
+  var IA = Element.prototype.insertAdjacentHTML;
+  if (IA) Element.prototype.insertAdjacentHTML = function (where, html) {
+    return IA.call(this, where, fixHtml(html));
+  };
   // The device sets its session cookie from script with path=/: scope it to the prefix,
   // so it reaches this session's requests and no other session's. (Without a path the
   // browser's default, the page's directory, is already under the prefix.)
