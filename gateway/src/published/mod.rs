@@ -589,24 +589,33 @@ mod tests {
     fn a_routes_host_is_its_slug_under_the_public_domain() {
         let cfg = PublicConfig::new("Pub.Localhost:8002");
         let route = |h: &str| host_route(&cfg, &headers(h));
-        assert_eq!(
-            route("nexora.pub.localhost:8002").as_deref(),
-            Some("nexora")
-        );
-        assert_eq!(
-            route("NEXORA.Pub.Localhost:8002").as_deref(),
-            Some("nexora")
-        );
-        for other in [
+        let public = |h: &str| public_host(&cfg, &headers(h));
+        for (host, slug) in [
+            ("nexora.pub.localhost:8002", "nexora"),
+            ("NEXORA.Pub.Localhost:8002", "nexora"),
+            ("nexora.pub.localhost.:8002", "nexora"),
+        ] {
+            assert_eq!(route(host).as_deref(), Some(slug), "{host}");
+        }
+        // Under the public domain but no route: public, serving nothing.
+        for nothing in [
             "pub.localhost:8002",
-            "nexora.pub.localhost",
-            "nexora.pub.localhost:8003",
+            "pub.localhost.:8002",
             "a.nexora.pub.localhost:8002",
-            "nexora.pub.localhost.:8002",
             "s-0000.pub.localhost:8002",
             "x.pub.localhost:8002",
         ] {
-            assert_eq!(route(other), None, "{other}");
+            assert_eq!(public(nothing), Some(PublicHost::Nothing), "{nothing}");
+        }
+        // Not under it: the gateway's own.
+        for other in [
+            "nexora.pub.localhost",
+            "nexora.pub.localhost:8003",
+            "nexorapub.localhost:8002",
+            "localhost:8002",
+            "127.0.0.1:8002",
+        ] {
+            assert_eq!(public(other), None, "{other}");
         }
     }
 
