@@ -466,7 +466,7 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
             None => {}
         }
     }
-    let mut usage = SessionMeter::usage(gw.sessions.clone(), sid);
+    let mut usage = Usage::new(Meter::Session(gw.sessions.clone(), sid));
     let body = resp.body.into_stream().map_err(std::io::Error::other);
     let body = futures_util::stream::iter(shim.map(Ok))
         .chain(rewrite_body(plan, scope, gw.cfg.max_html_memory, body))
@@ -561,7 +561,7 @@ async fn websocket(
         Some(p) => upgrade.protocols([p]),
         None => upgrade,
     };
-    let usage = SessionMeter::usage(gw.sessions.clone(), sid);
+    let usage = Usage::new(Meter::Session(gw.sessions.clone(), sid));
     let write_timeout = gw.cfg.ws_write_timeout;
     upgrade
         .max_message_size(MAX_WS_MESSAGE)
@@ -774,53 +774,45 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// Where a stream's traffic is counted: its remote session, or its published route.
-pub(crate) trait Meter: Send + Sync + 'static {
+pub(crate) enum Meter {
+    Session(Arc<dyn SessionAuthority>, String),
+    Route(Arc<dyn crate::published::RouteAuthority>, i32, String),
+}
+
+impl Meter {
     /// One request and the bytes it delivered.
-    fn record(&self, bytes: u64);
-    /// Traffic of a stream that outlives its request (about once a second at most).
-    fn activity(&self, bytes: u64);
-    /// What the stream belongs to, for logs (`session <id>`, `route <slug>`).
-    fn name(&self) -> &str;
-}
-
-/// A remote session's traffic.
-struct SessionMeter {
-    sessions: Arc<dyn SessionAuthority>,
-    sid: String,
-    name: String,
-}
-
-impl SessionMeter {
-    fn usage(sessions: Arc<dyn SessionAuthority>, sid: String) -> Usage {
-        let name = format!("session {sid}");
-        Usage::new(Arc::new(Self {
-            sessions,
-            sid,
-            name,
-        }))
-    }
-}
-
-impl Meter for SessionMeter {
     fn record(&self, bytes: u64) {
-        self.sessions.record(&self.sid, bytes);
+        match self {
+            Meter::Session(s, sid) => s.record(sid, bytes),
+            Meter::Route(r, id, _) => r.record(*id, bytes),
+        }
     }
+
+    /// Traffic of a stream that outlives its request (about once a second at most).
     fn activity(&self, bytes: u64) {
-        self.sessions.activity(&self.sid, bytes);
+        match self {
+            Meter::Session(s, sid) => s.activity(sid, bytes),
+            Meter::Route(r, id, _) => r.activity(*id, bytes),
+        }
     }
+
+    /// What the stream belongs to, for logs: the session id or the route's slug.
     fn name(&self) -> &str {
-        &self.name
+        match self {
+            Meter::Session(_, sid) => sid,
+            Meter::Route(_, _, slug) => slug,
+        }
     }
 }
 
 /// Counts what one response delivered; recorded once, when the body is done or dropped.
 pub(crate) struct Usage {
-    meter: Arc<dyn Meter>,
+    meter: Meter,
     pub(crate) bytes: u64,
 }
 
 impl Usage {
-    pub(crate) fn new(meter: Arc<dyn Meter>) -> Self {
+    pub(crate) fn new(meter: Meter) -> Self {
         Self { meter, bytes: 0 }
     }
 }

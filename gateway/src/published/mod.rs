@@ -372,25 +372,6 @@ fn device_failed(route: &Published, e: &RouteError) -> Response {
     error(status, e.code(), message)
 }
 
-/// A route's traffic, counted on the route.
-struct RouteMeter {
-    routes: Arc<dyn RouteAuthority>,
-    id: i32,
-    name: String,
-}
-
-impl Meter for RouteMeter {
-    fn record(&self, bytes: u64) {
-        self.routes.record(self.id, bytes);
-    }
-    fn activity(&self, bytes: u64) {
-        self.routes.activity(self.id, bytes);
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
-
 /// Serves one request to a host under the public domain.
 pub(crate) async fn serve(gw: Gateway, host: PublicHost, req: Request) -> Response {
     let PublicHost::Route(slug) = host else {
@@ -463,11 +444,7 @@ pub(crate) async fn serve(gw: Gateway, host: PublicHost, req: Request) -> Respon
         None => path.encoded,
     };
     let headers = device_headers(&cfg, &route.base_url, client, req.headers());
-    let usage = Usage::new(Arc::new(RouteMeter {
-        routes,
-        id: route.id,
-        name: format!("route {}", route.slug),
-    }));
+    let usage = Usage::new(Meter::Route(routes, route.id, route.slug.clone()));
     let (mut parts, body) = req.into_parts();
     if upgrade {
         return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {

@@ -43,7 +43,7 @@ impl fmt::Display for BadPath {
     }
 }
 
-/// Longest request path taken, in bytes as received.
+/// Longest request path taken, in bytes as received and as sent to the device.
 pub const MAX_PATH: usize = 8 * 1024;
 
 /// A normalised path: `decoded` is matched against the globs; `encoded` is what the
@@ -124,6 +124,11 @@ pub fn normalize(raw: &str) -> Result<Normalized, BadPath> {
         out.push(b'/');
     }
     let encoded = encode(&out);
+    // Encoding can triple a path: what the device receives is held to the limit too (and
+    // so a normalised path is always accepted again).
+    if encoded.len() > MAX_PATH {
+        return Err(BadPath::TooLong);
+    }
     Ok(Normalized {
         decoded: out,
         encoded,
@@ -259,6 +264,8 @@ mod tests {
             assert_eq!(norm(raw), Err(why), "{raw}");
         }
         assert_eq!(norm(&"/a".repeat(MAX_PATH)), Err(BadPath::TooLong));
+        // Short enough as received, too long once encoded for the device.
+        assert_eq!(norm(&"/é".repeat(MAX_PATH / 6)), Err(BadPath::TooLong));
         // Dots inside a name are names.
         assert_eq!(norm("/approve/a..b/.x").as_deref(), Ok("/approve/a..b/.x"));
     }
