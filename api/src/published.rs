@@ -62,6 +62,9 @@ struct State {
 pub struct PublicRoutes {
     store: Arc<dyn Store>,
     state: Mutex<State>,
+    /// One flush at a time: a list's flush waits for one in flight (the maintenance
+    /// loop's), so what it reads afterwards includes every count taken before it.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl PublicRoutes {
@@ -69,6 +72,7 @@ impl PublicRoutes {
         Self {
             store,
             state: Mutex::default(),
+            flushing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -198,6 +202,7 @@ impl PublicRoutes {
     /// Writes the pending counters; on a store error they are merged back and retried
     /// on the next pass. Also cuts the streams of routes that have expired.
     pub async fn flush(&self) {
+        let _one = self.flushing.lock().await;
         let now = store::now();
         let batch: Vec<RouteUsage> = {
             let mut st = self.state();

@@ -58,6 +58,9 @@ pub struct Sessions {
     /// When WebSocket traffic last slid each session's expiry; entries leave with
     /// [`Sessions::release`], so bounded by live sessions.
     slid: Mutex<HashMap<String, std::time::Instant>>,
+    /// One [`Sessions::maintain`] at a time: a list's pass waits for one in flight (the
+    /// maintenance loop's), so what it reads afterwards includes every count before it.
+    maintaining: tokio::sync::Mutex<()>,
 }
 
 /// A twentieth of the idle TTL, at most 30 s: the expiry is written at most that often.
@@ -77,6 +80,7 @@ impl Sessions {
             live: Mutex::default(),
             usage: Mutex::default(),
             slid: Mutex::default(),
+            maintaining: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -251,6 +255,7 @@ impl Sessions {
     /// Periodic work: mark expired sessions EXPIRADA (ending their streams) and flush
     /// usage counters.
     pub async fn maintain(&self) {
+        let _one = self.maintaining.lock().await;
         self.expire(store::now()).await;
         let batch: Vec<(String, i32, i64)> = {
             let mut usage = self.usage.lock().unwrap();
