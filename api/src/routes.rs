@@ -854,19 +854,7 @@ fn source_ip(
     peer: Option<SocketAddr>,
     trust_xff: bool,
 ) -> Option<IpAddr> {
-    if trust_xff {
-        let last = parts_headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-            .next_back();
-        if last.is_some() {
-            return last;
-        }
-    }
-    peer.map(|p| p.ip())
+    ponte_gateway::published::client_ip(parts_headers, peer, trust_xff)
 }
 
 /// Exchange a pairing code (once) for a connector token. Public; rate-limited per source address and for all addresses together.

@@ -532,17 +532,9 @@ async fn websocket(
     incoming: &HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let protocols: Vec<String> = incoming
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect();
     let mut wr = WsRequest::new(&admitted.base_url, device_path);
     wr.headers = headers;
-    wr.protocols = protocols;
+    wr.protocols = ws_protocols(incoming);
     wr.tls_insecure = admitted.tls_insecure;
     wr.timeout = admitted.timeout;
     let opened = tokio::select! {
@@ -567,6 +559,18 @@ async fn websocket(
         .max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
         .on_upgrade(move |socket| pump_ws(socket, device, admitted.ended, usage, write_timeout))
+}
+
+/// The subprotocols a browser's WebSocket handshake offers, in order.
+pub(crate) fn ws_protocols(incoming: &HeaderMap) -> Vec<String> {
+    incoming
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 /// Live traffic of one device WebSocket, handed to the session at most every

@@ -51,6 +51,40 @@ pub enum Bundler {
 }
 
 impl App {
+    /// Starts `cmd` (in its app's directory) and waits until `url_in` finds the URL it
+    /// listens on in a line of its output; its later output is read and dropped, so a full
+    /// pipe never blocks it. Killed when the App is dropped.
+    async fn run(
+        mut cmd: tokio::process::Command,
+        what: &str,
+        limit: Duration,
+        url_in: impl Fn(&str) -> Option<&str>,
+    ) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run node (is Node.js installed?)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base_url = tokio::time::timeout(limit, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(url) = url_in(&line) {
+                    return url.trim().trim_end_matches('/').to_owned();
+                }
+            }
+            panic!("{what} exited before it listened");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what} listens within {limit:?}"));
+        assert!(base_url.starts_with("http://127.0.0.1:"), "{base_url}");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            base_url,
+            _child: child,
+        }
+    }
+
     /// `tools/node-red`: Node-RED with adminAuth (user `admin`, password
     /// [`NODE_RED_PASSWORD`]) on 127.0.0.1, a user directory of its own, telemetry,
     /// update checks and the palette catalogue off (`tools/node-red/settings.js`).
@@ -58,34 +92,17 @@ impl App {
         let dir = npm_ci("node-red");
         let user_dir = std::env::temp_dir().join(crate::cloud::unique("ponte-node-red"));
         std::fs::create_dir_all(&user_dir).unwrap();
-        let mut child = tokio::process::Command::new("node")
-            .args(["node_modules/node-red/red.js", "--settings", "settings.js"])
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.args(["node_modules/node-red/red.js", "--settings", "settings.js"])
             .env("PORT", "0")
             .env("NODE_RED_USER_DIR", &user_dir)
             .env("NODE_RED_PASSWORD", NODE_RED_PASSWORD)
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run node (is Node.js installed?)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base_url = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some((_, url)) = line.split_once("Server now running at ") {
-                    return url.trim().trim_end_matches('/').to_owned();
-                }
-            }
-            panic!("Node-RED exited before it listened");
+            .current_dir(&dir);
+        Self::run(cmd, "Node-RED", Duration::from_secs(60), |line| {
+            line.split_once("Server now running at ")
+                .map(|(_, url)| url)
         })
         .await
-        .expect("Node-RED listens within 60 s");
-        assert!(base_url.starts_with("http://127.0.0.1:"), "{base_url}");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            base_url,
-            _child: child,
-        }
     }
 
     /// `tools/nextjs`: a Next.js production build (`next build`, with `bundler`) served
@@ -121,69 +138,32 @@ impl App {
                 built.push(bundler);
             }
         }
-        let mut child = tokio::process::Command::new("node")
-            .args([
-                "node_modules/next/dist/bin/next",
-                "start",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                "0",
-            ])
-            .env("NEXT_TELEMETRY_DISABLED", "1")
-            .env("CORPUS_DIST", dist)
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run node (is Node.js installed?)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base_url = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(url) = line.trim().strip_prefix("- Local:") {
-                    return url.trim().trim_end_matches('/').to_owned();
-                }
-            }
-            panic!("next start exited before it listened");
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.args([
+            "node_modules/next/dist/bin/next",
+            "start",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            "0",
+        ])
+        .env("NEXT_TELEMETRY_DISABLED", "1")
+        .env("CORPUS_DIST", dist)
+        .current_dir(&dir);
+        Self::run(cmd, "next start", Duration::from_secs(60), |line| {
+            line.trim().strip_prefix("- Local:")
         })
         .await
-        .expect("next start listens within 60 s");
-        assert!(base_url.starts_with("http://127.0.0.1:"), "{base_url}");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            base_url,
-            _child: child,
-        }
     }
 
     /// `tools/fastify/app.js`: Fastify with @fastify/websocket and @fastify/static.
     pub async fn fastify() -> Self {
         let dir = npm_ci("fastify");
-        let mut child = tokio::process::Command::new("node")
-            .arg("app.js")
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run node (is Node.js installed?)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base_url = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(url) = line.strip_prefix("listening ") {
-                    return url.trim().trim_end_matches('/').to_owned();
-                }
-            }
-            panic!("the Fastify app exited before it listened");
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.arg("app.js").current_dir(&dir);
+        Self::run(cmd, "the Fastify app", Duration::from_secs(30), |line| {
+            line.strip_prefix("listening ")
         })
         .await
-        .expect("the Fastify app listens within 30 s");
-        assert!(base_url.starts_with("http://127.0.0.1:"), "{base_url}");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            base_url,
-            _child: child,
-        }
     }
 }

@@ -19,8 +19,9 @@
 
 pub mod path;
 
+use crate::rewrite::drop_hop_by_hop;
 use crate::server::{
-    cut_on_end, error, is_upgrade, pump_ws, Gateway, Meter, Usage, MAX_WS_MESSAGE,
+    cut_on_end, error, is_upgrade, pump_ws, ws_protocols, Gateway, Meter, Usage, MAX_WS_MESSAGE,
 };
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, WebSocketUpgrade};
@@ -175,53 +176,25 @@ pub fn valid_slug(s: &str) -> bool {
         && !s.contains("--")
 }
 
-/// Headers that describe one hop (RFC 9110 §7.6.1), or that the gateway sets itself.
-const HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-];
-
-/// Removes hop-by-hop headers, those `Connection` names and `Proxy-*`.
-fn drop_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<header::HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP {
-        headers.remove(*name);
-    }
-    let proxy: Vec<header::HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
-        headers.remove(name);
-    }
-}
-
 /// The client's address: the peer, or with `trust_forwarded_for` the last
 /// `X-Forwarded-For` hop (what nginx in front of us saw).
 fn client_addr(cfg: &PublicConfig, req: &Request) -> Option<IpAddr> {
-    if cfg.trust_forwarded_for {
-        let last = req
-            .headers()
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    client_ip(req.headers(), peer, cfg.trust_forwarded_for)
+}
+
+/// The client's address: the last `X-Forwarded-For` hop when `trust_forwarded_for` (the
+/// one a proxy in front of us appended) and there is one, else the TCP peer's.
+pub fn client_ip(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trust_forwarded_for: bool,
+) -> Option<IpAddr> {
+    if trust_forwarded_for {
+        let last = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -232,9 +205,7 @@ fn client_addr(cfg: &PublicConfig, req: &Request) -> Option<IpAddr> {
             return last;
         }
     }
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    peer.map(|p| p.ip())
 }
 
 /// The request's headers as the device gets them.
@@ -519,17 +490,9 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
     usage: Usage,
 ) -> Response {
-    let protocols: Vec<String> = incoming
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect();
     let mut wr = WsRequest::new(&route.base_url, device_path);
     wr.headers = headers;
-    wr.protocols = protocols;
+    wr.protocols = ws_protocols(incoming);
     wr.tls_insecure = route.tls_insecure;
     wr.timeout = route.timeout;
     let opened = tokio::select! {

@@ -23,6 +23,7 @@ pub use headers::{
     DEVICE_COOKIE_PREFIX,
 };
 pub use html::{inject_script, shim_script, HtmlRewriteError, HtmlRewriter};
+pub(crate) use request::drop_hop_by_hop;
 pub use request::{device_request_headers, ACCEPT_ENCODING};
 pub use response::{rewrite_response_headers, BodyPlan, Coding};
 pub use scope::Scope;

@@ -25,6 +25,32 @@ const DROPPED: &[&str] = &[
     "x-real-ip",
 ];
 
+/// Removes [`DROPPED`], what `Connection` names, and `Proxy-*` (the session gateway's
+/// requests and the published routes' requests and responses alike).
+pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<header::HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in DROPPED {
+        headers.remove(*name);
+    }
+    let proxy: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+}
+
 /// Filters and maps `incoming` for the device:
 /// - `Cookie`: only device cookies, under their own names ([`device_cookies`]); the
 ///   session grant `__ponte_rs` and any other cookie of the gateway's host stay behind.
@@ -46,24 +72,7 @@ const DROPPED: &[&str] = &[
 /// `Expect` is removed by the connector.
 pub fn device_request_headers(scope: &Scope, incoming: &HeaderMap) -> HeaderMap {
     let mut out = incoming.clone();
-    for value in incoming.get_all(header::CONNECTION) {
-        for name in value.to_str().unwrap_or_default().split(',') {
-            if let Ok(name) = header::HeaderName::from_bytes(name.trim().as_bytes()) {
-                out.remove(name);
-            }
-        }
-    }
-    for name in DROPPED {
-        out.remove(*name);
-    }
-    let proxy: Vec<header::HeaderName> = out
-        .keys()
-        .filter(|n| n.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
-        out.remove(name);
-    }
+    drop_hop_by_hop(&mut out);
     let websocket = incoming
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
