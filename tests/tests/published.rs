@@ -41,11 +41,16 @@ impl Setup {
 
     /// Publishes on the POS; returns the API's answer.
     async fn publish(&self, body: Value) -> Value {
+        self.publish_on(POS, body).await
+    }
+
+    /// Publishes on equipment `eid` (201 asserted); returns the API's answer.
+    async fn publish_on(&self, eid: i32, body: Value) -> Value {
         let (status, _, created) = self
             .cloud
             .call(
                 "POST",
-                &self.routes_path(POS),
+                &self.routes_path(eid),
                 Some(&self.admin),
                 Some(body),
             )
@@ -213,16 +218,12 @@ async fn a_route_serves_its_paths_and_nothing_else(backend: Backend) {
     s.cloud
         .add_equipment(TID, 100, &turnstile.base_url(), true)
         .await;
-    let (status, _, _) = s
-        .cloud
-        .call(
-            "POST",
-            &s.routes_path(100),
-            Some(&s.admin),
-            Some(json!({"slug": "catraca", "paths": ["/echo"], "methods": ["GET"]})),
+    let _ = s
+        .publish_on(
+            100,
+            json!({"slug": "catraca", "paths": ["/echo"], "methods": ["GET"]}),
         )
         .await;
-    assert_eq!(status, 201);
     let (status, answer) = s.public("catraca", "GET", "/approve/Q-1", "", "").await;
     assert_eq!(
         (status, error_code(&answer)),
@@ -299,16 +300,12 @@ async fn deleted_and_expired_routes_answer_404_at_once() {
     s.cloud
         .add_equipment(TID, 100, &turnstile.base_url(), true)
         .await;
-    let (status, _, created) = s
-        .cloud
-        .call(
-            "POST",
-            &s.routes_path(100),
-            Some(&s.admin),
-            Some(json!({"slug": "downloads", "paths": ["/download"], "methods": ["GET"]})),
+    let created = s
+        .publish_on(
+            100,
+            json!({"slug": "downloads", "paths": ["/download"], "methods": ["GET"]}),
         )
         .await;
-    assert_eq!(status, 201, "{created}");
     let id = created["id"].as_i64().unwrap();
     // A 500 MB download, read a little, then the route is deleted under it.
     let client = reqwest::Client::builder()
@@ -366,19 +363,15 @@ async fn deleted_and_expired_routes_answer_404_at_once() {
 
     // Expiry: published for 3 s, with a download open across it.
     let expires = chrono::Utc::now() + chrono::TimeDelta::seconds(3);
-    let (status, _, brief) = s
-        .cloud
-        .call(
-            "POST",
-            &s.routes_path(100),
-            Some(&s.admin),
-            Some(json!({
+    let brief = s
+        .publish_on(
+            100,
+            json!({
                 "slug": "brief", "paths": ["/download"], "methods": ["GET"],
                 "expiresAt": expires.to_rfc3339(),
-            })),
+            }),
         )
         .await;
-    assert_eq!(status, 201, "{brief}");
     let client = reqwest::Client::builder()
         .resolve("brief.pub.localhost", s.cloud.gateway_addr)
         .build()
@@ -420,16 +413,12 @@ async fn the_public_learns_no_detail_of_a_failure() {
     s.cloud
         .add_equipment(TID, 140, "http://127.0.0.1:9/base-interna", true)
         .await;
-    let (status, _, _) = s
-        .cloud
-        .call(
-            "POST",
-            &s.routes_path(140),
-            Some(&s.admin),
-            Some(json!({"slug": "morto", "paths": ["/*"], "methods": ["GET"]})),
+    let _ = s
+        .publish_on(
+            140,
+            json!({"slug": "morto", "paths": ["/*"], "methods": ["GET"]}),
         )
         .await;
-    assert_eq!(status, 201);
     let (status, answer) = s.public("morto", "GET", "/x?segredo=1", "", "").await;
     assert_eq!(status, 502, "{answer}");
     assert_eq!(error_code(&answer), "CONNECT_FAILED");
