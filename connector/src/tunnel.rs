@@ -10,7 +10,7 @@ use crate::Shared;
 use bytes::Bytes;
 use futures_util::{FutureExt as _, SinkExt, StreamExt};
 use ponte_protocol::{
-    self as proto, limits, CloudMsg, ConnectorMsg, ErrorCode, RecvWindow, SendWindow,
+    self as proto, limits, queue, CloudMsg, ConnectorMsg, ErrorCode, RecvWindow, SendWindow,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,8 +24,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, error, info, info_span, warn, Instrument};
 
-/// Frames queued for the writer. Full: request tasks wait (each is also bounded by its
-/// window), the reader never does (control frames go through `send_detached`).
+/// Frames queued for the writer, and at most [`queue::OUTBOUND_BYTES`] of them. Full:
+/// request tasks wait (each is also bounded by its window), the reader never does
+/// (control frames go through `send_detached`, a PONG is dropped).
 const OUTBOUND_QUEUE: usize = 32;
 
 /// Request-body chunks queued per stream toward the device; bytes are bounded by the
@@ -246,7 +247,7 @@ struct BodyIn {
 
 pub(crate) struct Session {
     pub(crate) shared: Arc<Shared>,
-    out: mpsc::Sender<Message>,
+    out: queue::Sender<Message>,
     streams: Mutex<HashMap<String, Arc<StreamCtl>>>,
     ws: Mutex<HashMap<String, Arc<WsIn>>>,
     /// WebSocket bytes queued toward devices, over all streams of this connection.
@@ -274,7 +275,7 @@ pub(crate) struct WsIn {
 impl Session {
     fn send_detached(&self, msg: &ConnectorMsg) {
         let frame = Message::text(proto::encode(msg));
-        if let Err(mpsc::error::TrySendError::Full(frame)) = self.out.try_send(frame) {
+        if let Err(queue::TrySendError::Full(frame)) = self.out.try_send(frame) {
             let out = self.out.clone();
             tokio::spawn(async move {
                 let _ = out.send(frame).await;
@@ -300,11 +301,8 @@ impl Session {
     /// Queues `msgs` back to back (room for all is reserved first), so the writer takes
     /// them in one flush.
     pub(crate) async fn send_all(&self, msgs: &[ConnectorMsg]) -> Result<(), ()> {
-        let permits = self.out.reserve_many(msgs.len()).await.map_err(|_| ())?;
-        for (permit, msg) in permits.zip(msgs) {
-            permit.send(self.frame(msg));
-        }
-        Ok(())
+        let frames = msgs.iter().map(|m| self.frame(m)).collect();
+        self.out.send_all(frames).await.map_err(|_| ())
     }
 
     pub(crate) async fn send_frame(&self, frame: Message) -> Result<(), ()> {
@@ -328,7 +326,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
-    let (out, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
+    let (out, mut out_rx) = queue::channel(OUTBOUND_QUEUE, queue::OUTBOUND_BYTES, Message::len);
     let cancel = shutdown.child_token();
     let sess = Arc::new(Session {
         shared: Arc::clone(&shared),
@@ -364,9 +362,9 @@ where
                 tokio::select! {
                     m = out_rx.recv() => {
                         let Some(m) = m else { return Ok(()) };
-                        timed(peer_timeout, sink.feed(m)).await?;
+                        timed(peer_timeout, sink.feed(m.frame)).await?;
                         for _ in 0..32 {
-                            match out_rx.try_recv() { Ok(m) => timed(peer_timeout, sink.feed(m)).await?, Err(_) => break }
+                            match out_rx.try_recv() { Some(m) => timed(peer_timeout, sink.feed(m.frame)).await?, None => break }
                         }
                         timed(peer_timeout, sink.flush()).await?;
                     }

@@ -1,7 +1,8 @@
 //! Ponte wire protocol, version 1, between the cloud relay and the on-prem connector.
 //!
-//! Sans-IO: message types, the JSON text-frame codec and the named limits. Nothing here
-//! opens a socket or needs a runtime, so the decoder can be fuzzed and unit-tested alone.
+//! Sans-IO: message types, the JSON text-frame codec, the named limits and the bounded
+//! outbound queue. Nothing here opens a socket or needs a runtime, so the decoder can be
+//! fuzzed and unit-tested alone.
 //!
 //! Every frame is one WebSocket text frame carrying one JSON object whose `type` field
 //! discriminates, except body chunks between peers that both named `bin`: those may be
@@ -17,6 +18,7 @@ mod flow;
 mod headers;
 pub mod limits;
 mod message;
+pub mod queue;
 
 pub use codec::{decode_cloud, decode_connector, encode, DecodeError, Frame};
 pub use flow::{

@@ -10,8 +10,9 @@ use crate::router::{RouteError, WsFrame};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use ponte_protocol::{
-    self as proto, limits, Capabilities, Capability, CloudMsg, ConnectorMsg, DecodeError,
-    RecvWindow, SendWindow,
+    self as proto, limits,
+    queue::{self, TrySendError},
+    Capabilities, Capability, CloudMsg, ConnectorMsg, DecodeError, RecvWindow, SendWindow,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,9 +28,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Frames queued for the writer. When full, senders wait: request senders and upload
-/// pumps slow down instead of buffering; the reader never waits on it (it uses
-/// `send_detached` for the few control frames it emits).
+/// Frames queued for the writer, and at most [`queue::OUTBOUND_BYTES`] of them. When
+/// full, senders wait: request senders and upload pumps slow down instead of buffering;
+/// the reader never waits on it (it uses `try_send`, or `send_detached` for the few
+/// control frames it must not drop).
 const OUTBOUND_QUEUE: usize = 64;
 
 /// Events queued per HTTP stream between the reader and the consumer. Bytes are bounded
@@ -174,7 +176,7 @@ pub struct FrameCounts {
 /// Everything the relay knows about one live connection.
 pub(crate) struct Conn {
     pub connector_id: String,
-    pub out: mpsc::Sender<Message>,
+    pub out: queue::Sender<Message>,
     peer: watch::Sender<Option<Peer>>,
     binary_received: AtomicU64,
     binary_sent: AtomicU64,
@@ -196,8 +198,8 @@ impl Conn {
         connector_id: String,
         cancel: CancellationToken,
         hello_grace: Duration,
-    ) -> (Arc<Self>, mpsc::Receiver<Message>) {
-        let (out, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    ) -> (Arc<Self>, queue::Receiver<Message>) {
+        let (out, rx) = queue::channel(OUTBOUND_QUEUE, queue::OUTBOUND_BYTES, Message::len);
         let conn = Arc::new(Self {
             connector_id,
             out,
@@ -330,7 +332,7 @@ impl Conn {
         let frame = Message::text(proto::encode(msg));
         match self.out.try_send(frame) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(frame)) => {
+            Err(TrySendError::Full(frame)) => {
                 if let Ok(rt) = tokio::runtime::Handle::try_current() {
                     let out = self.out.clone();
                     rt.spawn(async move {
@@ -338,7 +340,7 @@ impl Conn {
                     });
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(TrySendError::Closed) => {}
         }
     }
 
@@ -388,7 +390,7 @@ impl Conn {
 /// the peer went silent, or `conn.cancel` fired (replaced, revoked, shutdown).
 pub(crate) async fn run<S>(
     conn: Arc<Conn>,
-    out_rx: mpsc::Receiver<Message>,
+    out_rx: queue::Receiver<Message>,
     ws: WebSocketStream<S>,
     directory: Arc<dyn ConnectorDirectory>,
     cfg: ConnConfig,
@@ -473,7 +475,7 @@ pub(crate) async fn run<S>(
 
 async fn write_loop<S>(
     mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    mut rx: mpsc::Receiver<Message>,
+    mut rx: queue::Receiver<Message>,
     cancel: CancellationToken,
     ping_interval: Duration,
     write_timeout: Duration,
@@ -490,13 +492,13 @@ async fn write_loop<S>(
         loop {
             tokio::select! {
                 msg = rx.recv() => {
-                    let Some(msg) = msg else { return Ok(()) };
-                    timed(write_timeout, sink.feed(msg)).await?;
+                    let Some(queued) = msg else { return Ok(()) };
+                    timed(write_timeout, sink.feed(queued.frame)).await?;
                     // Batch what is already queued into one flush.
                     for _ in 0..32 {
                         match rx.try_recv() {
-                            Ok(msg) => timed(write_timeout, sink.feed(msg)).await?,
-                            Err(_) => break,
+                            Some(queued) => timed(write_timeout, sink.feed(queued.frame)).await?,
+                            None => break,
                         }
                     }
                     timed(write_timeout, sink.flush()).await?;

@@ -22,6 +22,11 @@ pub struct LegacyPeer {
     pub requests: mpsc::Receiver<Value>,
     /// WINDOW_UPDATE frames received (and ignored).
     pub window_updates: Arc<AtomicUsize>,
+    /// Binary frames received (and otherwise ignored): (frames, bytes).
+    pub binary: Arc<(AtomicUsize, AtomicUsize)>,
+    /// While `true` the reader stops reading the socket, as a connector that hangs does:
+    /// the relay's writes back up. [`LegacyPeer::pause_reading`] / `resume_reading`.
+    paused: tokio::sync::watch::Sender<bool>,
     /// Becomes `Some` when the relay closed the connection: the code of its close frame
     /// (`None` inside when the socket ended without one).
     closed: tokio::sync::watch::Receiver<Option<Option<u16>>>,
@@ -58,7 +63,9 @@ impl LegacyPeer {
         // a test that does not read them holds up this reader, not the relay.
         let (req_tx, requests) = mpsc::channel(1024);
         let window_updates = Arc::new(AtomicUsize::new(0));
+        let binary = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let (closed_tx, closed) = tokio::sync::watch::channel(None);
+        let (paused, mut pause) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
                 if sink.send(m).await.is_err() {
@@ -66,12 +73,22 @@ impl LegacyPeer {
                 }
             }
         });
-        let (wu, out) = (window_updates.clone(), tx.clone());
+        let (wu, bin, out) = (window_updates.clone(), binary.clone(), tx.clone());
         tokio::spawn(async move {
             let mut code = None;
-            while let Some(Ok(msg)) = stream.next().await {
+            loop {
+                if pause.wait_for(|p| !p).await.is_err() {
+                    break;
+                }
+                let Some(Ok(msg)) = stream.next().await else {
+                    break;
+                };
                 if let Message::Close(frame) = &msg {
                     code = frame.as_ref().map(|f| u16::from(f.code));
+                }
+                if let Message::Binary(b) = &msg {
+                    bin.0.fetch_add(1, Ordering::SeqCst);
+                    bin.1.fetch_add(b.len(), Ordering::SeqCst);
                 }
                 let Message::Text(text) = msg else { continue };
                 let v: Value = serde_json::from_str(text.as_str()).unwrap();
@@ -105,8 +122,20 @@ impl LegacyPeer {
             tx,
             requests,
             window_updates,
+            binary,
+            paused,
             closed,
         }
+    }
+
+    /// Stops reading the socket after the frame being read now (see `paused`).
+    pub fn pause_reading(&self) {
+        self.paused.send_replace(true);
+    }
+
+    /// Reads the socket again.
+    pub fn resume_reading(&self) {
+        self.paused.send_replace(false);
     }
 
     /// Waits until the relay has closed this connection; panics after `limit`. Returns

@@ -1,0 +1,288 @@
+//! A queue of frames toward one peer, bounded by count and by bytes.
+//!
+//! Frames wait here between the tasks that make them (callers, upload and response pumps,
+//! the reader's few control frames) and the connection's writer. A count alone would let
+//! a queue of 64 frames of up to [`limits::MAX_FRAME_LEN`] each (64 MiB) wait for a peer
+//! that stops reading; the byte budget ([`OUTBOUND_BYTES`] on both ends) holds it to 4 MiB.
+//! When either bound is full, `send` waits (the sender slows down, nothing is buffered
+//! elsewhere) and `try_send` hands the frame back.
+//!
+//! No runtime needed (tokio's `sync` primitives only), so both ends and their tests share
+//! it.
+//!
+//! Must never: hold more than its budget for a peer that does not read, or lose a frame it
+//! accepted while the writer lives.
+
+use std::sync::Arc;
+
+use crate::limits;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+/// Bytes queued for one connection's writer, over all its frames. At least one largest
+/// frame, so any legal frame fits on its own; four of them (or 64 body chunks of 64 KiB)
+/// keep the socket busy while the writer flushes.
+pub const OUTBOUND_BYTES: usize = 4 * limits::MAX_FRAME_LEN;
+
+/// A frame and the share of the byte budget it holds until the writer drops it.
+#[derive(Debug)]
+pub struct Queued<T> {
+    pub frame: T,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// The sending side, shared by every task that talks to this peer.
+#[derive(Debug)]
+pub struct Sender<T> {
+    tx: mpsc::Sender<Queued<T>>,
+    bytes: Arc<Semaphore>,
+    budget: usize,
+    weigh: fn(&T) -> usize,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            bytes: self.bytes.clone(),
+            budget: self.budget,
+            weigh: self.weigh,
+        }
+    }
+}
+
+/// The writer's side. Dropping it (the writer ended) fails every sender, waiting or not.
+#[derive(Debug)]
+pub struct Receiver<T> {
+    rx: mpsc::Receiver<Queued<T>>,
+    bytes: Arc<Semaphore>,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TrySendError<T> {
+    /// The count or the byte budget is used up; the frame is handed back.
+    Full(T),
+    /// The writer has ended.
+    Closed,
+}
+
+/// A queue of at most `count` frames and `bytes` bytes, a frame weighing `weigh(frame)`.
+pub fn channel<T>(count: usize, bytes: usize, weigh: fn(&T) -> usize) -> (Sender<T>, Receiver<T>) {
+    let bytes = bytes.clamp(1, Semaphore::MAX_PERMITS);
+    let (tx, rx) = mpsc::channel(count);
+    let sem = Arc::new(Semaphore::new(bytes));
+    (
+        Sender {
+            tx,
+            bytes: sem.clone(),
+            budget: bytes.min(u32::MAX as usize),
+            weigh,
+        },
+        Receiver { rx, bytes: sem },
+    )
+}
+
+impl<T> Sender<T> {
+    /// A frame's charge: its weight, capped at the budget so a frame larger than the
+    /// whole budget still goes out (alone).
+    fn charge(&self, frame: &T) -> u32 {
+        (self.weigh)(frame).clamp(1, self.budget) as u32
+    }
+
+    /// Queues a frame, waiting for room in the count and in the bytes. Gives the frame
+    /// back if the writer has ended.
+    pub async fn send(&self, frame: T) -> Result<(), T> {
+        let charge = self.charge(&frame);
+        let Ok(permit) = self.bytes.clone().acquire_many_owned(charge).await else {
+            return Err(frame);
+        };
+        self.tx
+            .send(Queued {
+                frame,
+                _bytes: permit,
+            })
+            .await
+            .map_err(|e| e.0.frame)
+    }
+
+    /// Queues `frames` back to back, room for all of them (count and bytes) taken first,
+    /// so the writer finds them together and sends them in one flush. Gives the frames
+    /// back if the writer has ended. More than the budget in all waits for an empty queue.
+    pub async fn send_all(&self, frames: Vec<T>) -> Result<(), Vec<T>> {
+        let charges: Vec<u32> = frames.iter().map(|f| self.charge(f)).collect();
+        let total = charges
+            .iter()
+            .map(|&c| c as usize)
+            .sum::<usize>()
+            .min(self.budget) as u32;
+        let Ok(mut permit) = self.bytes.clone().acquire_many_owned(total).await else {
+            return Err(frames);
+        };
+        let Ok(slots) = self.tx.reserve_many(frames.len()).await else {
+            return Err(frames);
+        };
+        let mut left = total;
+        for ((slot, frame), charge) in slots.zip(frames).zip(charges) {
+            // Each frame carries its share of the bytes taken (the later ones none once
+            // a total over the budget is used up), given back as the writer drops it.
+            let share = charge.min(left);
+            left -= share;
+            let bytes = permit
+                .split(share as usize)
+                .expect("shares add up to the permit");
+            slot.send(Queued {
+                frame,
+                _bytes: bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues a frame if there is room now.
+    pub fn try_send(&self, frame: T) -> Result<(), TrySendError<T>> {
+        let permit = match self
+            .bytes
+            .clone()
+            .try_acquire_many_owned(self.charge(&frame))
+        {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => return Err(TrySendError::Full(frame)),
+            Err(TryAcquireError::Closed) => return Err(TrySendError::Closed),
+        };
+        self.tx
+            .try_send(Queued {
+                frame,
+                _bytes: permit,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(q) => TrySendError::Full(q.frame),
+                mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
+            })
+    }
+}
+
+impl<T> Receiver<T> {
+    /// The next frame; `None` once every sender is gone. Its bytes are given back when
+    /// the returned [`Queued`] is dropped, after the writer has fed it to the socket.
+    pub async fn recv(&mut self) -> Option<Queued<T>> {
+        self.rx.recv().await
+    }
+
+    /// The next frame if one is queued now.
+    pub fn try_recv(&mut self) -> Option<Queued<T>> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.bytes.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::{pin, Pin};
+    use std::task::{Context, Poll, Waker};
+
+    fn frame(len: usize) -> Vec<u8> {
+        vec![0u8; len]
+    }
+
+    fn queue(bytes: usize) -> (Sender<Vec<u8>>, Receiver<Vec<u8>>) {
+        channel(64, bytes, Vec::len)
+    }
+
+    /// Polls a future once, without a runtime.
+    fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn bytes_bound_the_queue_as_well_as_the_count() {
+        let (tx, mut rx) = queue(1000);
+        tx.try_send(frame(600)).unwrap();
+        // Count room is left, byte room is not: the frame comes back.
+        assert!(matches!(tx.try_send(frame(600)), Err(TrySendError::Full(f)) if f.len() == 600));
+        tx.try_send(frame(400)).unwrap();
+        // A waiting sender proceeds once the writer has dropped a frame, not before.
+        let mut waiter = pin!(tx.send(frame(500)));
+        assert!(poll_once(waiter.as_mut()).is_pending());
+        let first = rx.try_recv().unwrap();
+        assert_eq!(first.frame.len(), 600);
+        assert!(
+            poll_once(waiter.as_mut()).is_pending(),
+            "bytes are held until the writer drops the frame"
+        );
+        drop(first);
+        assert_eq!(poll_once(waiter.as_mut()), Poll::Ready(Ok(())));
+        assert_eq!(rx.try_recv().unwrap().frame.len(), 400);
+        assert_eq!(rx.try_recv().unwrap().frame.len(), 500);
+        assert!(rx.try_recv().is_none());
+    }
+
+    #[test]
+    fn the_count_bounds_tiny_frames() {
+        let (tx, _rx) = channel(2, 1000, Vec::len);
+        tx.try_send(frame(1)).unwrap();
+        tx.try_send(frame(0)).unwrap();
+        assert!(matches!(tx.try_send(frame(1)), Err(TrySendError::Full(_))));
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_budget_goes_out_alone() {
+        let (tx, mut rx) = queue(1000);
+        assert_eq!(poll_once(pin!(tx.send(frame(5000)))), Poll::Ready(Ok(())));
+        assert!(matches!(tx.try_send(frame(1)), Err(TrySendError::Full(_))));
+        drop(rx.try_recv().unwrap());
+        tx.try_send(frame(1)).unwrap();
+    }
+
+    #[test]
+    fn a_batch_takes_room_for_all_its_frames_at_once() {
+        let (tx, mut rx) = queue(1000);
+        tx.try_send(frame(500)).unwrap();
+        let mut batch = pin!(tx.send_all(vec![frame(300), frame(300)]));
+        assert!(
+            poll_once(batch.as_mut()).is_pending(),
+            "600 bytes do not fit in 500"
+        );
+        drop(rx.try_recv().unwrap());
+        assert_eq!(poll_once(batch.as_mut()), Poll::Ready(Ok(())));
+        let (a, b) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
+        assert!(matches!(
+            tx.try_send(frame(401)),
+            Err(TrySendError::Full(_))
+        ));
+        drop(a);
+        // Each frame gives back its own share.
+        tx.try_send(frame(401)).unwrap();
+        drop(b);
+        // A batch over the whole budget still goes, alone.
+        drop(rx.try_recv().unwrap());
+        assert_eq!(
+            poll_once(pin!(tx.send_all(vec![frame(900), frame(900)]))),
+            Poll::Ready(Ok(()))
+        );
+        assert!(matches!(tx.try_send(frame(1)), Err(TrySendError::Full(_))));
+        drop(rx.try_recv().unwrap());
+        drop(rx.try_recv().unwrap());
+        tx.try_send(frame(1000)).unwrap();
+    }
+
+    #[test]
+    fn senders_fail_once_the_writer_is_gone() {
+        let (tx, rx) = queue(1000);
+        tx.try_send(frame(1000)).unwrap();
+        let mut waiter = pin!(tx.send(frame(10)));
+        assert!(poll_once(waiter.as_mut()).is_pending());
+        drop(rx);
+        match poll_once(waiter.as_mut()) {
+            Poll::Ready(Err(back)) => assert_eq!(back.len(), 10),
+            other => panic!("expected the frame back, got {other:?}"),
+        }
+        assert_eq!(tx.try_send(frame(1)), Err(TrySendError::Closed));
+    }
+}
