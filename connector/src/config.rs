@@ -74,6 +74,9 @@ pub struct FileConfig {
     /// PEM file with extra CA certificates trusted for the relay (private PKI).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_ca_file: Option<PathBuf>,
+    /// On SIGTERM, how long requests in flight get to finish (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -101,6 +104,7 @@ impl FileConfig {
             backoff_initial_ms: self.backoff_initial_ms.or(base.backoff_initial_ms),
             backoff_max_ms: self.backoff_max_ms.or(base.backoff_max_ms),
             relay_ca_file: self.relay_ca_file.or(base.relay_ca_file),
+            shutdown_grace_ms: self.shutdown_grace_ms.or(base.shutdown_grace_ms),
         }
     }
 
@@ -158,11 +162,16 @@ pub struct Config {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub relay_ca_file: Option<PathBuf>,
+    /// On SIGTERM: requests in flight get this long to finish, new ones are refused.
+    pub shutdown_grace: Duration,
     /// Where TOKEN_ROTATE persists the new token; `None` keeps it in memory only.
     pub config_path: Option<PathBuf>,
 }
 
 pub const DEFAULT_HEALTH_LISTEN: &str = "127.0.0.1:22100";
+
+/// Requests in flight get this long on SIGTERM: under the unit's `TimeoutStopSec=15s`.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 
 impl Config {
     pub fn from_file_config(
@@ -204,6 +213,12 @@ impl Config {
         let backoff_initial = Duration::from_millis(f.backoff_initial_ms.unwrap_or(500).max(1));
         let backoff_max =
             Duration::from_millis(f.backoff_max_ms.unwrap_or(30_000)).max(backoff_initial);
+        let shutdown_grace_ms = f.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS);
+        if shutdown_grace_ms > 3_600_000 {
+            return Err(ConfigError(
+                "shutdown_grace_ms must be at most 3600000 (one hour)".into(),
+            ));
+        }
         Ok(Self {
             relay_urls,
             token,
@@ -214,6 +229,7 @@ impl Config {
             backoff_initial,
             backoff_max,
             relay_ca_file: f.relay_ca_file,
+            shutdown_grace: Duration::from_millis(shutdown_grace_ms),
             config_path,
         })
     }

@@ -59,6 +59,16 @@ pub struct Handle {
     pub shared: Arc<Shared>,
     /// Where the health endpoint listens, if enabled.
     pub health_addr: Option<SocketAddr>,
+    /// The tunnel: ends after `shutdown`, once the requests in flight finished or the
+    /// grace ran out.
+    tunnel: tokio::task::JoinHandle<()>,
+}
+
+impl Handle {
+    /// Waits until the tunnel has stopped (after `shutdown`).
+    pub async fn stopped(self) {
+        let _ = self.tunnel.await;
+    }
 }
 
 /// Starts the connector: binds the health port, then connects and keeps reconnecting
@@ -85,10 +95,11 @@ pub async fn start(
     // Never a target: the health port as bound, or as configured when it could not be.
     let exclude = health_addr.or(cfg.health_listen.filter(|a| a.port() != 0));
     let shared = Arc::new(Shared::new(cfg, timing, status, exclude)?);
-    tokio::spawn(tunnel::run_forever(Arc::clone(&shared), shutdown));
+    let tunnel = tokio::spawn(tunnel::run_forever(Arc::clone(&shared), shutdown));
     Ok(Handle {
         shared,
         health_addr,
+        tunnel,
     })
 }
 

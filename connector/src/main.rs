@@ -84,6 +84,9 @@ struct RunArgs {
     /// PEM file with extra CAs trusted for the relay
     #[arg(long, env = "PONTE_CONNECTOR_RELAY_CA_FILE")]
     relay_ca_file: Option<PathBuf>,
+    /// On SIGTERM, how long requests in flight get to finish, in ms [default: 10000]
+    #[arg(long, env = "PONTE_CONNECTOR_SHUTDOWN_GRACE_MS")]
+    shutdown_grace_ms: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -191,12 +194,18 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode, Failure> {
         Cmd::Run(a) => {
             let cfg = run_config(&a)?;
             let shutdown = CancellationToken::new();
+            let grace = cfg.shutdown_grace;
             let handle = ponte_connector::start(cfg, Default::default(), shutdown.clone()).await?;
             tracing::info!(version = env!("CARGO_PKG_VERSION"), health = ?handle.health_addr, "connector started");
             wait_for_signal().await;
             tracing::info!("stopping");
             shutdown.cancel();
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // The tunnel drains within the grace, then says goodbye (2 s at most); a
+            // second signal stops at once.
+            tokio::select! {
+                _ = tokio::time::timeout(grace + Duration::from_secs(3), handle.stopped()) => {}
+                _ = wait_for_signal() => tracing::warn!("second signal: stopping without waiting"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Doctor(c) => {
@@ -224,6 +233,7 @@ fn run_config(a: &RunArgs) -> Result<Config, Failure> {
         health_listen: a.health_listen.clone(),
         per_target_concurrency: a.per_target_concurrency,
         relay_ca_file: a.relay_ca_file.clone(),
+        shutdown_grace_ms: a.shutdown_grace_ms,
         ..Default::default()
     };
     Config::from_file_config(flags.over(file), Some(path)).map_err(|e| Failure::Usage(e.0))

@@ -19,7 +19,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, debug_span, error, info, info_span, warn, Instrument};
@@ -258,6 +259,11 @@ pub(crate) struct Session {
     relay_bin: AtomicBool,
     /// The relay's HELLO named `flow`: streams begun from now on honour the window.
     relay_flow: AtomicBool,
+    /// Stopping (SIGTERM): requests in flight finish, new ones are refused with BUSY.
+    draining: AtomicBool,
+    /// A request's task has ended (its stream is out of the table): a draining session
+    /// looks whether it is idle now.
+    ended: Notify,
 }
 
 pub(crate) enum WsToDevice {
@@ -316,7 +322,8 @@ impl Session {
     }
 }
 
-/// Serves one connection until it drops, goes silent, or `shutdown`. Returns why it ended.
+/// Serves one connection until it drops, goes silent, or `shutdown` (after draining the
+/// requests in flight, within `shutdown_grace`). Returns why it ended.
 pub async fn session<S>(
     shared: Arc<Shared>,
     ws: tokio_tungstenite::WebSocketStream<S>,
@@ -327,7 +334,9 @@ where
 {
     let (mut sink, mut stream) = ws.split();
     let (out, mut out_rx) = queue::channel(OUTBOUND_QUEUE, queue::OUTBOUND_BYTES, Message::len);
-    let cancel = shutdown.child_token();
+    // Not a child of `shutdown`: on shutdown the session drains first (see below), and
+    // only then cancels what is left.
+    let cancel = CancellationToken::new();
     let sess = Arc::new(Session {
         shared: Arc::clone(&shared),
         out,
@@ -337,6 +346,8 @@ where
         cancel: cancel.clone(),
         relay_bin: AtomicBool::new(false),
         relay_flow: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        ended: Notify::new(),
     });
 
     let hello = ConnectorMsg::Hello(proto::Hello {
@@ -362,11 +373,22 @@ where
                 tokio::select! {
                     m = out_rx.recv() => {
                         let Some(m) = m else { return Ok(()) };
+                        // A close frame (a drained session's last) ends the writer once
+                        // everything queued before it is written.
+                        let mut last = m.frame.is_close();
                         timed(peer_timeout, sink.feed(m.frame)).await?;
                         for _ in 0..32 {
-                            match out_rx.try_recv() { Some(m) => timed(peer_timeout, sink.feed(m.frame)).await?, None => break }
+                            if last { break }
+                            match out_rx.try_recv() {
+                                Some(m) => {
+                                    last = m.frame.is_close();
+                                    timed(peer_timeout, sink.feed(m.frame)).await?
+                                }
+                                None => break,
+                            }
                         }
                         timed(peer_timeout, sink.flush()).await?;
+                        if last { return Ok(()) }
                     }
                     _ = ping.tick() => {
                         let ping = ConnectorMsg::Ping(proto::Heartbeat { ts: unix_ms() });
@@ -387,10 +409,44 @@ where
     let mut last_seen = Instant::now();
     let silence = tokio::time::sleep(peer_timeout);
     tokio::pin!(silence);
+    // Stopping: requests in flight get `shutdown_grace` to finish while new ones are
+    // refused (BUSY, nothing done on the device: safe to retry), device WebSockets are
+    // closed at once (1001: a page reconnects), and the session ends as soon as no
+    // request is left, or at the end of the grace, cutting what is still running.
+    let mut draining = false;
+    let grace = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(grace);
     let reason = loop {
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => break if shutdown.is_cancelled() { "shutting down".to_owned() } else { "writer failed".to_owned() },
+            _ = cancel.cancelled() => break "writer failed".to_owned(),
+            _ = shutdown.cancelled(), if !draining => {
+                draining = true;
+                sess.draining.store(true, Ordering::SeqCst);
+                let sockets: Vec<String> = sess.ws.lock().unwrap().keys().cloned().collect();
+                for sid in sockets {
+                    close_ws(&sess, &sid, 1001, "connector stopping");
+                }
+                let open = sess.streams.lock().unwrap().len();
+                if open == 0 {
+                    break "shutting down".to_owned();
+                }
+                let limit = shared.cfg.shutdown_grace;
+                info!(requests = open, grace_ms = limit.as_millis() as u64,
+                    "stopping: finishing the requests in flight, refusing new ones");
+                grace.as_mut().reset(Instant::now() + limit);
+            }
+            _ = sess.ended.notified(), if draining => {
+                if sess.streams.lock().unwrap().is_empty() {
+                    info!("stopping: every request in flight finished");
+                    break "shutting down".to_owned();
+                }
+            }
+            _ = &mut grace, if draining => {
+                let open = sess.streams.lock().unwrap().len();
+                warn!(requests = open, "stopping: shutdown grace over, cutting the requests still in flight");
+                break "shutting down".to_owned();
+            }
             frame = stream.next() => {
                 last_seen = Instant::now();
                 match frame {
@@ -411,12 +467,28 @@ where
             }
         }
     };
+    let mut writer = writer;
+    let mut writer_done = false;
+    if draining {
+        // Goodbye after the last answers: the writer sends what is queued, then this.
+        let close = Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "connector stopping".into(),
+        }));
+        if sess.out.send(close).await.is_ok() {
+            writer_done = tokio::time::timeout(Duration::from_secs(2), &mut writer)
+                .await
+                .is_ok();
+        }
+    }
     cancel.cancel();
     for (_, s) in sess.streams.lock().unwrap().drain() {
         s.cancel.cancel();
     }
     sess.ws.lock().unwrap().clear();
-    let _ = writer.await;
+    if !writer_done {
+        let _ = writer.await;
+    }
     reason
 }
 
@@ -619,6 +691,13 @@ fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
                 &ExecError::new(ErrorCode::BadRequest, "duplicate requestId"),
             );
         }
+        if sess.draining.load(Ordering::SeqCst) {
+            drop(streams);
+            return sess.error(
+                &rid,
+                &ExecError::new(ErrorCode::Busy, "connector is stopping; retry shortly"),
+            );
+        }
         if streams.len() >= limits::MAX_STREAMS_PER_CONNECTOR {
             drop(streams);
             return sess.error(
@@ -675,6 +754,7 @@ fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
                 }
             }
             sess.streams.lock().unwrap().remove(&rid);
+            sess.ended.notify_one();
         }
         .instrument(span),
     );
@@ -994,6 +1074,14 @@ fn streamed_body(
 
 fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
     let sid = o.stream_id.clone();
+    if sess.draining.load(Ordering::SeqCst) {
+        return sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
+            stream_id: sid,
+            code: Some(1001),
+            reason: Some("connector stopping".into()),
+            error: Some(ErrorCode::Busy.as_str().into()),
+        }));
+    }
     if sess.ws.lock().unwrap().len() + sess.streams.lock().unwrap().len()
         >= limits::MAX_STREAMS_PER_CONNECTOR
     {

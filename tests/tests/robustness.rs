@@ -2,7 +2,7 @@
 //! restarts, silent peers (paused time).
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use ponte_relay::{ProxyRequest, RequestBody, RouteError, Router};
 use ponte_tests::legacy::LegacyPeer;
 use ponte_tests::*;
@@ -311,6 +311,160 @@ async fn after_a_relay_restart_inflight_requests_fail_and_the_connector_reconnec
     );
 }
 
+/// SIGTERM (`systemctl restart`): the request in flight finishes, a new one is refused
+/// with BUSY before it reaches the device (safe to retry), and the connector leaves as
+/// soon as nothing is in flight, long before its grace.
+#[tokio::test]
+async fn a_stopping_connector_finishes_requests_in_flight_and_refuses_new_ones() {
+    let s = Stack::start().await;
+    let started = tokio::time::Instant::now();
+    let relay = s.relay.relay.clone();
+    let held = tokio::spawn({
+        let req = s.get("/hold");
+        let relay = relay.clone();
+        async move {
+            let resp = relay.send(CID, req).await?;
+            resp.body.collect(1024).await
+        }
+    });
+    let stats = s.origin.stats.clone();
+    wait_until(Duration::from_secs(10), move || {
+        stats.inflight.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    s.connector.shutdown.cancel();
+    // Refused by the connector itself (BUSY), not lost with the connection: poll until the
+    // drain has begun (the cancel is seen by the session's own task).
+    let refused = loop {
+        match relay.send(CID, s.get("/hello")).await {
+            Ok(r) => {
+                assert_eq!(
+                    r.body.collect(64).await.unwrap(),
+                    Bytes::from_static(b"hello")
+                );
+            }
+            Err(e) => break e,
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never refused");
+    };
+    assert_eq!(refused.status(), 429, "{refused:?}");
+    assert!(refused.to_string().contains("stopping"), "{refused}");
+    assert_eq!(
+        s.origin.stats.inflight.load(Ordering::SeqCst),
+        1,
+        "the refused request never reached the device"
+    );
+    assert!(
+        relay.is_online(CID),
+        "still connected while a request is in flight"
+    );
+    s.origin.stats.gate.add_permits(1);
+    let body = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the request in flight finished whole");
+    assert_eq!(body, Bytes::from_static(b"released"));
+    let id = CID.to_owned();
+    wait_until(Duration::from_secs(5), move || !relay.is_online(&id)).await;
+    // The default grace is 10 s: leaving at once means it left because it was idle.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "left after {:?}",
+        started.elapsed()
+    );
+}
+
+/// A request that outlasts the grace is cut when it ends, and the connector says goodbye
+/// (close 1001) after answering what it had; a device WebSocket is closed at once (1001).
+#[tokio::test]
+async fn the_shutdown_grace_cuts_what_outlasts_it() {
+    let origin = origin::Origin::spawn().await;
+    let mut cfg = connector_config("ws://127.0.0.1:9/ws/connectors", "t", None);
+    cfg.shutdown_grace = Duration::from_millis(300);
+    let shared =
+        ponte_connector::Shared::new(cfg, Default::default(), Default::default(), None).unwrap();
+    let (mut relay, stop, session) = connector_session(shared, 1 << 20).await;
+    assert_eq!(next_json(&mut relay).await["type"], "HELLO");
+    relay
+        .send(Message::text(
+            json!({"type":"HELLO","version":"t","capabilities":["ws","cancel"]}).to_string(),
+        ))
+        .await
+        .unwrap();
+    relay
+        .send(Message::text(
+            json!({"type":"WS_OPEN","streamId":"w-1","target":{"baseUrl":origin.base_url(),
+                "path":"/ws","headers":{}}})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut relay).await["type"], "WS_OPENED");
+    relay
+        .send(Message::text(
+            json!({"type":"HTTP_REQUEST","requestId":"r-1","target":{"baseUrl":origin.base_url(),
+                "method":"GET","path":"/hold","headers":{}}})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+    let stats = origin.stats.clone();
+    wait_until(Duration::from_secs(10), move || {
+        stats.inflight.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let t0 = tokio::time::Instant::now();
+    stop.cancel();
+    let closed = next_json(&mut relay).await;
+    assert_eq!(closed["type"], "WS_CLOSE", "{closed}");
+    assert_eq!(
+        (closed["streamId"].as_str(), closed["code"].as_u64()),
+        (Some("w-1"), Some(1001))
+    );
+    // A new request while stopping: refused, BUSY.
+    relay
+        .send(Message::text(
+            json!({"type":"HTTP_REQUEST","requestId":"r-2","target":{"baseUrl":origin.base_url(),
+                "method":"GET","path":"/hello","headers":{}}})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+    let refused = next_json(&mut relay).await;
+    assert_eq!(
+        (
+            refused["type"].as_str(),
+            refused["requestId"].as_str(),
+            refused["code"].as_str()
+        ),
+        (Some("HTTP_RESPONSE_ERROR"), Some("r-2"), Some("BUSY")),
+        "{refused}"
+    );
+    // The held request outlasts the grace: the goodbye comes when the grace ends.
+    let goodbye = loop {
+        match tokio::time::timeout(Duration::from_secs(10), relay.next())
+            .await
+            .expect("a goodbye within the grace and its 2 s")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(Message::Text(t))) if t.as_str().contains("PING") => continue,
+            other => panic!("expected the close frame, got {other:?}"),
+        }
+    };
+    let waited = t0.elapsed();
+    assert_eq!(goodbye.map(|f| u16::from(f.code)), Some(1001));
+    assert!(
+        waited >= Duration::from_millis(300),
+        "left after {waited:?}, before the grace"
+    );
+    let reason = tokio::time::timeout(Duration::from_secs(5), session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reason, "shutting down");
+}
+
 fn is_ping(m: &Message) -> bool {
     matches!(m, Message::Text(t) if t.as_str().contains(r#""type":"PING""#))
 }
@@ -343,7 +497,6 @@ async fn relay_pings_every_30s_and_drops_a_peer_silent_for_90s() {
 async fn a_peer_that_keeps_talking_is_not_dropped() {
     let relay = TestRelay::spawn().await;
     let (mut peer, _served) = relay.raw_peer("alive").await;
-    use futures_util::SinkExt;
     // Answer every PING for 5 minutes of virtual time.
     let t0 = tokio::time::Instant::now();
     while t0.elapsed() < Duration::from_secs(300) {
@@ -393,7 +546,6 @@ async fn connector_pings_every_30s_and_leaves_a_relay_silent_for_90s() {
 /// window-respecting download past 256 KiB still completes, because credit flows.
 #[tokio::test(start_paused = true)]
 async fn a_late_hello_still_gets_flow_control_credit() {
-    use futures_util::SinkExt;
     const CHUNK: usize = 64 * 1024;
     const TOTAL_CHUNKS: u64 = 8; // 512 KiB: twice the initial window
     let relay = TestRelay::spawn().await;
