@@ -174,6 +174,19 @@ fn systemd_unit_verifies_and_is_hardened() {
         assert!(UNIT.contains(needed), "unit lost {needed:?}");
     }
     verify_unit("ponte-connector.service", UNIT, "/usr/bin/ponte-connector");
+    // systemd must wait longer than the connector's drain (its grace, then up to 2 s for
+    // the goodbye) before it kills.
+    let stop = UNIT
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .expect("TimeoutStopSec");
+    let cfg: toml::Table = toml::from_str(EXAMPLE).unwrap();
+    let grace_ms = cfg["shutdown_grace_ms"].as_integer().unwrap() as u64;
+    assert_eq!(grace_ms, ponte_connector::config::DEFAULT_SHUTDOWN_GRACE_MS);
+    assert!(
+        seconds(stop) * 1000 >= grace_ms + 3000,
+        "TimeoutStopSec={stop} leaves no room for a {grace_ms} ms grace"
+    );
 }
 
 #[test]

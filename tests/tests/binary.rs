@@ -1,5 +1,6 @@
 //! The real `ponte-connector` binary in its own process: config file + env + flags
-//! precedence, serving through the tunnel, TOKEN_ROTATE persisted to the file, SIGTERM.
+//! precedence, serving through the tunnel, TOKEN_ROTATE persisted to the file, SIGTERM
+//! (requests in flight answered first).
 
 use ponte_relay::{ProxyRequest, Router};
 use ponte_tests::*;
@@ -86,11 +87,43 @@ async fn the_connector_binary_serves_rotates_and_stops_on_sigterm() {
         "other keys survive: {text}"
     );
 
+    // A request in flight when SIGTERM comes: the process stays until it has answered.
+    let held = tokio::spawn({
+        let relay = relay.relay.clone();
+        let req = ProxyRequest::new(origin.base_url(), "GET", "/hold");
+        async move { relay.send("bin", req).await?.body.collect(1024).await }
+    });
+    let stats = origin.stats.clone();
+    wait_until(Duration::from_secs(10), move || {
+        stats.inflight.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
+    // Draining: new requests are refused (BUSY) while the held one is still open.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let hello = ProxyRequest::new(origin.base_url(), "GET", "/hello");
+        match relay.relay.send("bin", hello).await {
+            Err(e) if e.code() == "BUSY" => break,
+            Err(e) => panic!("a stopping connector refuses with BUSY, not {e:?}"),
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "never refused"),
+        }
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "left with a request in flight"
+    );
+    origin.stats.gate.add_permits(1);
+    let body = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the request in flight is answered whole");
+    assert_eq!(&body[..], b"released");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let exit = loop {
         if let Some(s) = child.try_wait().unwrap() {
