@@ -22,7 +22,8 @@ pub mod queue;
 
 pub use codec::{decode_cloud, decode_connector, encode, DecodeError, Frame};
 pub use flow::{
-    OverBudget, RecvWindow, SendWindow, WindowViolation, WsBudget, WsStreamBudget, MAX_WINDOW,
+    OverBudget, RecvWindow, SendWindow, WindowBudget, WindowViolation, WsBudget, WsStreamBudget,
+    MAX_WINDOW,
 };
 pub use headers::{HeaderValue, Headers};
 pub use message::*;

@@ -107,6 +107,18 @@ pub(crate) struct HttpStream {
     pub state: Mutex<StreamState>,
     /// Woken when the connector grants upload credit or the stream ends.
     pub upload_credit: Notify,
+    /// The connection's budget for grown response windows; this stream's growth goes
+    /// back to it when the stream is dropped.
+    pub window_budget: Arc<proto::WindowBudget>,
+}
+
+impl Drop for HttpStream {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = &state.recv {
+            self.window_budget.give_back(w.grown());
+        }
+    }
 }
 
 pub(crate) struct StreamState {
@@ -184,6 +196,8 @@ pub(crate) struct Conn {
     pub ws: Mutex<HashMap<String, Arc<WsState>>>,
     /// WebSocket bytes queued toward callers, over all of this connection's streams.
     pub ws_budget: Arc<proto::WsBudget>,
+    /// Growth of response windows, over all of this connection's streams.
+    pub window_budget: Arc<proto::WindowBudget>,
     pub cancel: CancellationToken,
     close: Mutex<Option<CloseFrame>>,
     /// When the connection began, and milliseconds since then of the last frame read.
@@ -209,6 +223,7 @@ impl Conn {
             streams: Mutex::default(),
             ws: Mutex::default(),
             ws_budget: proto::WsBudget::new(limits::WS_STREAM_BUDGET, limits::WS_CONNECTION_BUDGET),
+            window_budget: proto::WindowBudget::new(limits::WINDOW_GROWTH_BUDGET),
             cancel,
             close: Mutex::new(None),
             born: Instant::now(),
@@ -902,7 +917,10 @@ pub(crate) fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn new_stream(caps_flow: bool) -> (Slot, mpsc::Receiver<StreamEvent>) {
+pub(crate) fn new_stream(
+    caps_flow: bool,
+    window_budget: Arc<proto::WindowBudget>,
+) -> (Slot, mpsc::Receiver<StreamEvent>) {
     let (tx, rx) = mpsc::channel(if caps_flow {
         STREAM_QUEUE
     } else {
@@ -920,6 +938,7 @@ pub(crate) fn new_stream(caps_flow: bool) -> (Slot, mpsc::Receiver<StreamEvent>)
             overflow: Default::default(),
         }),
         upload_credit: Notify::new(),
+        window_budget,
     });
     (Slot { stream, events: tx }, rx)
 }

@@ -366,7 +366,7 @@ impl Relay {
             None => (None, None),
         };
         let flow = peer.caps.has(Capability::Flow);
-        let (slot, rx) = conn::new_stream(flow);
+        let (slot, rx) = conn::new_stream(flow, Arc::clone(&conn.window_budget));
         let stream = Arc::clone(&slot.stream);
         let msg = CloudMsg::HttpRequest(proto::HttpRequest {
             request_id: request_id.clone(),
@@ -753,7 +753,10 @@ impl RelayBody {
                         .unwrap()
                         .recv
                         .as_mut()
-                        .and_then(|w| w.on_consumed(b.len()));
+                        .and_then(|w| {
+                            let budget = &self.stream.window_budget;
+                            w.on_consumed_tuned(b.len(), std::time::Instant::now(), budget)
+                        });
                     if let Some(bytes) = credit {
                         let wu = CloudMsg::WindowUpdate(proto::WindowUpdate {
                             request_id: self.request_id.clone(),
@@ -896,6 +899,13 @@ impl Relay {
     pub fn frame_counts(&self, connector_id: &str) -> Option<crate::FrameCounts> {
         let conn = self.inner.conns.lock().unwrap().get(connector_id).cloned();
         conn.map(|c| c.frame_counts())
+    }
+
+    /// Bytes by which the response windows of the connector's live connection have grown
+    /// beyond their initial size, over all its streams (`RecvWindow::on_consumed_tuned`).
+    pub fn window_growth(&self, connector_id: &str) -> Option<u64> {
+        let conn = self.inner.conns.lock().unwrap().get(connector_id).cloned();
+        conn.map(|c| limits::WINDOW_GROWTH_BUDGET - c.window_budget.left())
     }
 }
 

@@ -125,6 +125,48 @@ async fn hundred_concurrent_requests_on_one_connector_all_complete() {
     }
 }
 
+/// A download read as fast as it comes grows its window (the 256 KiB window would cap it
+/// at ~0.65x of nginx on loopback) out of the connection's growth budget, and gives the
+/// growth back when it ends, so the budget bounds what fast streams that stop reading hold.
+#[tokio::test]
+async fn a_fast_download_grows_its_window_and_gives_the_growth_back() {
+    const N: usize = 32 * 1024 * 1024;
+    let s = Stack::start().await;
+    assert_eq!(s.relay.relay.window_growth(CID), Some(0));
+    let resp = s
+        .relay
+        .relay
+        .send(CID, s.get(&format!("/bytes/{N}?seed=5")))
+        .await
+        .unwrap();
+    let mut body = resp.body;
+    let (mut got, mut grown) = (Vec::with_capacity(N), 0);
+    while let Some(c) = body.chunk().await {
+        got.extend_from_slice(&c.unwrap());
+        grown = grown.max(s.relay.relay.window_growth(CID).unwrap());
+    }
+    assert_eq!(
+        sha256_hex([Bytes::from(got)]),
+        sha256_hex(pattern_chunks(N as u64, 5))
+    );
+    assert!(
+        grown > 0,
+        "the window of a download read at full speed never grew"
+    );
+    let limit =
+        (ponte_protocol::limits::MAX_TUNED_WINDOW - ponte_protocol::limits::INITIAL_WINDOW) as u64;
+    assert!(
+        grown <= limit,
+        "one stream grew {grown} bytes, past its {limit}"
+    );
+    drop(body);
+    let relay = s.relay.relay.clone();
+    wait_until(Duration::from_secs(5), move || {
+        relay.window_growth(CID) == Some(0)
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn dropping_the_body_stops_the_device_download_within_a_second() {
     let s = Stack::start().await;
