@@ -103,6 +103,12 @@ mod tests {
             (INITIAL_WINDOW, WINDOW_UPDATE_THRESHOLD),
             (256 << 10, 64 << 10)
         );
+        assert_eq!(
+            (MAX_TUNED_WINDOW, WINDOW_GROWTH_BUDGET),
+            (2 << 20, 14 << 20)
+        );
+        assert_eq!(crate::queue::OUTBOUND_BYTES, 4 * 1024 * KIB);
+        assert_eq!(crate::flow::FAST_CONSUMER, 64 << 20);
         assert_eq!(PING_INTERVAL, Duration::from_secs(30));
         assert_eq!(PEER_TIMEOUT, Duration::from_secs(90));
         assert_eq!(HELLO_GRACE, Duration::from_millis(250));
