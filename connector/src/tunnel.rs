@@ -13,7 +13,7 @@ use ponte_protocol::{
     self as proto, limits, queue, CloudMsg, ConnectorMsg, ErrorCode, RecvWindow, SendWindow,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -88,7 +88,11 @@ pub async fn run_forever(shared: Arc<Shared>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         let url = &urls[idx % urls.len()];
         let span = info_span!("relay", url = %url);
-        match connect(&shared, url).instrument(span.clone()).await {
+        let connected = tokio::select! {
+            c = connect(&shared, url).instrument(span.clone()) => c,
+            _ = shutdown.cancelled() => break,
+        };
+        match connected {
             Ok(ws) => {
                 let started = Instant::now();
                 shared.status.set_connected(Some(url));
@@ -261,9 +265,12 @@ pub(crate) struct Session {
     relay_flow: AtomicBool,
     /// Stopping (SIGTERM): requests in flight finish, new ones are refused with BUSY.
     draining: AtomicBool,
-    /// A request's task has ended (its stream is out of the table): a draining session
-    /// looks whether it is idle now.
-    ended: Notify,
+    /// A request's task has ended (its stream is out of the table), or a detached frame
+    /// was queued at last: a draining session looks whether it is idle now.
+    ended: Arc<Notify>,
+    /// Detached frames (errors, refusals, WebSocket closes) still waiting for room in
+    /// the queue: a drained session says goodbye only after them.
+    detached: Arc<AtomicUsize>,
 }
 
 pub(crate) enum WsToDevice {
@@ -279,12 +286,21 @@ pub(crate) struct WsIn {
 }
 
 impl Session {
+    /// Nothing in flight: no request, no detached frame waiting for the queue.
+    fn idle(&self) -> bool {
+        self.streams.lock().unwrap().is_empty() && self.detached.load(Ordering::SeqCst) == 0
+    }
+
     fn send_detached(&self, msg: &ConnectorMsg) {
         let frame = Message::text(proto::encode(msg));
         if let Err(queue::TrySendError::Full(frame)) = self.out.try_send(frame) {
-            let out = self.out.clone();
+            let (out, detached, ended) =
+                (self.out.clone(), self.detached.clone(), self.ended.clone());
+            detached.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let _ = out.send(frame).await;
+                detached.fetch_sub(1, Ordering::SeqCst);
+                ended.notify_one();
             });
         }
     }
@@ -347,7 +363,8 @@ where
         relay_bin: AtomicBool::new(false),
         relay_flow: AtomicBool::new(false),
         draining: AtomicBool::new(false),
-        ended: Notify::new(),
+        ended: Arc::new(Notify::new()),
+        detached: Arc::new(AtomicUsize::new(0)),
     });
 
     let hello = ConnectorMsg::Hello(proto::Hello {
@@ -428,7 +445,7 @@ where
                     close_ws(&sess, &sid, 1001, "connector stopping");
                 }
                 let open = sess.streams.lock().unwrap().len();
-                if open == 0 {
+                if sess.idle() {
                     break "shutting down".to_owned();
                 }
                 let limit = shared.cfg.shutdown_grace;
@@ -437,7 +454,7 @@ where
                 grace.as_mut().reset(Instant::now() + limit);
             }
             _ = sess.ended.notified(), if draining => {
-                if sess.streams.lock().unwrap().is_empty() {
+                if sess.idle() {
                     info!("stopping: every request in flight finished");
                     break "shutting down".to_owned();
                 }
@@ -475,7 +492,9 @@ where
             code: CloseCode::Away,
             reason: "connector stopping".into(),
         }));
-        if sess.out.send(close).await.is_ok() {
+        // Both bounded: a relay that stopped reading gets no goodbye.
+        let queued = tokio::time::timeout(Duration::from_secs(2), sess.out.send(close)).await;
+        if matches!(queued, Ok(Ok(()))) {
             writer_done = tokio::time::timeout(Duration::from_secs(2), &mut writer)
                 .await
                 .is_ok();
@@ -750,7 +769,10 @@ fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
                 Some(Err(e)) => {
                     info!(request_id = %rid, %method, %path, code = e.code.as_str(),
                         message = %e.message, "request failed");
-                    sess.error(&rid, &e);
+                    // Queued before the stream leaves the table, so a draining session
+                    // sends it ahead of its goodbye.
+                    let err = proto::ResponseError::new(&rid, e.code, &e.message);
+                    let _ = sess.send(&ConnectorMsg::HttpResponseError(err)).await;
                 }
             }
             sess.streams.lock().unwrap().remove(&rid);

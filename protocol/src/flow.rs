@@ -169,7 +169,7 @@ impl RecvWindow {
         let mut grow = 0;
         if *taken >= self.window {
             let micros = now.saturating_duration_since(*since).as_micros() as u64;
-            let fast = self.window * 1_000_000 >= FAST_CONSUMER * micros;
+            let fast = self.window * 1_000_000 >= FAST_CONSUMER.saturating_mul(micros);
             if fast && self.window < MAX_TUNED_WINDOW as u64 {
                 let by = self.window.min(MAX_TUNED_WINDOW as u64 - self.window);
                 if budget.take(by) {

@@ -23,6 +23,11 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 /// keep the socket busy while the writer flushes.
 pub const OUTBOUND_BYTES: usize = 4 * limits::MAX_FRAME_LEN;
 
+/// Frames this small are bounded by the count alone (at most a count's worth of KiB), so
+/// control frames (WINDOW_UPDATE, PONG, END, errors) never queue behind a large frame
+/// that waits for bytes.
+pub const SMALL_FRAME: usize = 1024;
+
 /// A frame and the share of the byte budget it holds until the writer drops it.
 #[derive(Debug)]
 pub struct Queued<T> {
@@ -84,9 +89,12 @@ pub fn channel<T>(count: usize, bytes: usize, weigh: fn(&T) -> usize) -> (Sender
 
 impl<T> Sender<T> {
     /// A frame's charge: its weight, capped at the budget so a frame larger than the
-    /// whole budget still goes out (alone).
+    /// whole budget still goes out (alone); nothing for a [`SMALL_FRAME`].
     fn charge(&self, frame: &T) -> u32 {
-        (self.weigh)(frame).clamp(1, self.budget) as u32
+        match (self.weigh)(frame) {
+            w if w < SMALL_FRAME => 0,
+            w => w.min(self.budget) as u32,
+        }
     }
 
     /// Queues a frame, waiting for room in the count and in the bytes. Gives the frame
@@ -202,24 +210,24 @@ mod tests {
 
     #[test]
     fn bytes_bound_the_queue_as_well_as_the_count() {
-        let (tx, mut rx) = queue(1000);
-        tx.try_send(frame(600)).unwrap();
+        let (tx, mut rx) = queue(10_000);
+        tx.try_send(frame(6000)).unwrap();
         // Count room is left, byte room is not: the frame comes back.
-        assert!(matches!(tx.try_send(frame(600)), Err(TrySendError::Full(f)) if f.len() == 600));
-        tx.try_send(frame(400)).unwrap();
+        assert!(matches!(tx.try_send(frame(6000)), Err(TrySendError::Full(f)) if f.len() == 6000));
+        tx.try_send(frame(4000)).unwrap();
         // A waiting sender proceeds once the writer has dropped a frame, not before.
-        let mut waiter = pin!(tx.send(frame(500)));
+        let mut waiter = pin!(tx.send(frame(5000)));
         assert!(poll_once(waiter.as_mut()).is_pending());
         let first = rx.try_recv().unwrap();
-        assert_eq!(first.frame.len(), 600);
+        assert_eq!(first.frame.len(), 6000);
         assert!(
             poll_once(waiter.as_mut()).is_pending(),
             "bytes are held until the writer drops the frame"
         );
         drop(first);
         assert_eq!(poll_once(waiter.as_mut()), Poll::Ready(Ok(())));
-        assert_eq!(rx.try_recv().unwrap().frame.len(), 400);
-        assert_eq!(rx.try_recv().unwrap().frame.len(), 500);
+        assert_eq!(rx.try_recv().unwrap().frame.len(), 4000);
+        assert_eq!(rx.try_recv().unwrap().frame.len(), 5000);
         assert!(rx.try_recv().is_none());
     }
 
@@ -233,54 +241,79 @@ mod tests {
 
     #[test]
     fn a_frame_larger_than_the_budget_goes_out_alone() {
-        let (tx, mut rx) = queue(1000);
-        assert_eq!(poll_once(pin!(tx.send(frame(5000)))), Poll::Ready(Ok(())));
-        assert!(matches!(tx.try_send(frame(1)), Err(TrySendError::Full(_))));
+        let (tx, mut rx) = queue(10_000);
+        assert_eq!(poll_once(pin!(tx.send(frame(50_000)))), Poll::Ready(Ok(())));
+        assert!(matches!(
+            tx.try_send(frame(2000)),
+            Err(TrySendError::Full(_))
+        ));
         drop(rx.try_recv().unwrap());
-        tx.try_send(frame(1)).unwrap();
+        tx.try_send(frame(2000)).unwrap();
+    }
+
+    #[test]
+    fn small_frames_do_not_wait_behind_a_large_one() {
+        let (tx, mut rx) = queue(10_000);
+        tx.try_send(frame(8000)).unwrap();
+        // A large frame waits for bytes (and holds what it has taken so far)...
+        let mut large = pin!(tx.send(frame(5000)));
+        assert!(poll_once(large.as_mut()).is_pending());
+        // ...and a control frame still goes: the count alone bounds it.
+        tx.try_send(frame(SMALL_FRAME - 1)).unwrap();
+        assert!(matches!(
+            tx.try_send(frame(SMALL_FRAME)),
+            Err(TrySendError::Full(_))
+        ));
+        drop(rx.try_recv().unwrap());
+        assert_eq!(poll_once(large.as_mut()), Poll::Ready(Ok(())));
+        assert_eq!(rx.try_recv().unwrap().frame.len(), SMALL_FRAME - 1);
+        assert_eq!(rx.try_recv().unwrap().frame.len(), 5000);
     }
 
     #[test]
     fn a_batch_takes_room_for_all_its_frames_at_once() {
-        let (tx, mut rx) = queue(1000);
-        tx.try_send(frame(500)).unwrap();
-        let mut batch = pin!(tx.send_all(vec![frame(300), frame(300)]));
+        let (tx, mut rx) = queue(10_000);
+        tx.try_send(frame(5000)).unwrap();
+        let mut batch = pin!(tx.send_all(vec![frame(3000), frame(3000)]));
         assert!(
             poll_once(batch.as_mut()).is_pending(),
-            "600 bytes do not fit in 500"
+            "6000 bytes do not fit in 5000"
         );
         drop(rx.try_recv().unwrap());
         assert_eq!(poll_once(batch.as_mut()), Poll::Ready(Ok(())));
         let (a, b) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
         assert!(matches!(
-            tx.try_send(frame(401)),
+            tx.try_send(frame(4001)),
             Err(TrySendError::Full(_))
         ));
         drop(a);
         // Each frame gives back its own share.
-        tx.try_send(frame(401)).unwrap();
+        tx.try_send(frame(4001)).unwrap();
         drop(b);
         // A batch over the whole budget still goes, alone.
         drop(rx.try_recv().unwrap());
         assert_eq!(
-            poll_once(pin!(tx.send_all(vec![frame(900), frame(900)]))),
+            poll_once(pin!(tx.send_all(vec![frame(9000), frame(9000)]))),
             Poll::Ready(Ok(()))
         );
-        assert!(matches!(tx.try_send(frame(1)), Err(TrySendError::Full(_))));
+        assert!(matches!(
+            tx.try_send(frame(2000)),
+            Err(TrySendError::Full(_))
+        ));
         drop(rx.try_recv().unwrap());
         drop(rx.try_recv().unwrap());
-        tx.try_send(frame(1000)).unwrap();
+        tx.try_send(frame(10_000)).unwrap();
     }
 
     #[test]
     fn senders_fail_once_the_writer_is_gone() {
-        let (tx, rx) = queue(1000);
-        tx.try_send(frame(1000)).unwrap();
-        let mut waiter = pin!(tx.send(frame(10)));
+        let (tx, rx) = queue(10_000);
+        tx.try_send(frame(10_000)).unwrap();
+        let mut waiter = pin!(tx.send(frame(2000)));
         assert!(poll_once(waiter.as_mut()).is_pending());
         drop(rx);
         match poll_once(waiter.as_mut()) {
-            Poll::Ready(Err(back)) => assert_eq!(back.len(), 10),
+            Poll::Ready(Err(back)) => assert_eq!(back.len(), 2000),
             other => panic!("expected the frame back, got {other:?}"),
         }
         assert_eq!(tx.try_send(frame(1)), Err(TrySendError::Closed));
