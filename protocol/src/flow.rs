@@ -79,6 +79,8 @@ pub struct RecvWindow {
     window: u64,
     /// Since when, and how much, the consumer has taken toward its next window's worth.
     epoch: Option<(Instant, u64)>,
+    /// Credit still to withhold to shrink a grown window whose consumer slowed down.
+    shrink: u64,
 }
 
 impl Default for RecvWindow {
@@ -89,6 +91,7 @@ impl Default for RecvWindow {
             buffered: 0,
             window: INITIAL_WINDOW as u64,
             epoch: None,
+            shrink: 0,
         }
     }
 }
@@ -149,14 +152,18 @@ impl RecvWindow {
     /// worth a frame (at least [`WINDOW_UPDATE_THRESHOLD`], or the peer is fully stalled).
     /// The window stays as it is.
     pub fn on_consumed(&mut self, n: usize) -> Option<u32> {
-        self.consumed(n, 0)
+        self.buffered = self.buffered.saturating_sub(n as u64);
+        self.unacked += n as u64;
+        self.credit(0)
     }
 
     /// [`on_consumed`](Self::on_consumed) at `now`, and the window doubles (up to
     /// [`MAX_TUNED_WINDOW`], taken from `budget`) each time the consumer has taken a
     /// whole window's worth at [`FAST_CONSUMER`] or faster: a stream that fast needs more
     /// than the window to fill the round trip. A slower consumer keeps its window, so a
-    /// slow reader holds no more than before; a fast one that then stops holds its grown
+    /// slow reader holds no more than before. A grown window whose consumer has slowed
+    /// below a quarter of that rate halves (credit withheld, the bytes given back to
+    /// `budget`), down to [`INITIAL_WINDOW`]; one that stops reading holds its grown
     /// window, bounded by `budget`, until its stream ends.
     pub fn on_consumed_tuned(
         &mut self,
@@ -164,22 +171,38 @@ impl RecvWindow {
         now: Instant,
         budget: &WindowBudget,
     ) -> Option<u32> {
+        self.buffered = self.buffered.saturating_sub(n as u64);
+        self.unacked += n as u64;
         let (since, taken) = self.epoch.get_or_insert((now, 0));
         *taken += n as u64;
         let mut grow = 0;
         if *taken >= self.window {
             let micros = now.saturating_duration_since(*since).as_micros() as u64;
-            let fast = self.window * 1_000_000 >= FAST_CONSUMER.saturating_mul(micros);
-            if fast && self.window < MAX_TUNED_WINDOW as u64 {
+            let rate_at_least = |r: u64| self.window * 1_000_000 >= r.saturating_mul(micros);
+            let (fast, slow) = (
+                rate_at_least(FAST_CONSUMER),
+                !rate_at_least(FAST_CONSUMER / 4),
+            );
+            if fast && self.window < MAX_TUNED_WINDOW as u64 && self.shrink == 0 {
                 let by = self.window.min(MAX_TUNED_WINDOW as u64 - self.window);
                 if budget.take(by) {
                     grow = by;
                 }
+            } else if slow && self.shrink == 0 {
+                self.shrink = (self.window / 2).min(self.grown());
             }
             self.epoch = Some((now, 0));
         }
+        // Shrinking: consumed bytes pay off the shrink first; their credit is not returned.
+        let paid = self.unacked.min(self.shrink);
+        if paid > 0 {
+            self.shrink -= paid;
+            self.unacked -= paid;
+            self.window -= paid;
+            budget.give_back(paid);
+        }
         self.window += grow;
-        self.consumed(n, grow)
+        self.credit(grow)
     }
 
     /// Bytes the window has grown by (to give back to its [`WindowBudget`] at the end).
@@ -187,9 +210,9 @@ impl RecvWindow {
         self.window - INITIAL_WINDOW as u64
     }
 
-    fn consumed(&mut self, n: usize, grow: u64) -> Option<u32> {
-        self.buffered = self.buffered.saturating_sub(n as u64);
-        self.unacked += n as u64;
+    /// The credit to return now: what was consumed and not yet acknowledged, plus any
+    /// growth of the window.
+    fn credit(&mut self, grow: u64) -> Option<u32> {
         if self.unacked >= WINDOW_UPDATE_THRESHOLD as u64 || self.remaining == 0 || grow > 0 {
             let credit = (self.unacked + grow).min(u32::MAX as u64) as u32;
             self.unacked -= credit as u64 - grow;
@@ -281,6 +304,42 @@ mod tests {
         let rx = run(200, Duration::from_millis(4), &budget);
         assert_eq!(rx.window, INITIAL_WINDOW as u64);
         assert_eq!(budget.left(), u64::MAX / 2);
+    }
+
+    #[test]
+    fn a_grown_window_whose_consumer_slows_down_shrinks_back() {
+        let budget = WindowBudget::new(u64::MAX / 2);
+        let (mut tx, mut rx) = (SendWindow::default(), RecvWindow::default());
+        let mut now = Instant::now();
+        let mut queued = 0usize;
+        // 64 KiB every 100 µs, then every 40 ms (1.6 MB/s).
+        for (rounds, per_chunk) in [(20, 100), (60, 40_000)] {
+            for _ in 0..rounds {
+                while tx.available() >= CHUNK as u64 {
+                    tx.consume(CHUNK);
+                    rx.on_data(CHUNK).unwrap();
+                    queued += 1;
+                }
+                while queued > 0 {
+                    queued -= 1;
+                    now += Duration::from_micros(per_chunk);
+                    if let Some(credit) = rx.on_consumed_tuned(CHUNK, now, &budget) {
+                        tx.grant(credit).unwrap();
+                    }
+                }
+                assert_eq!(rx.remaining + rx.buffered + rx.unacked, rx.window);
+                assert_eq!(
+                    tx.available(),
+                    rx.remaining,
+                    "both ends agree on the credit"
+                );
+            }
+            if per_chunk == 100 {
+                assert_eq!(rx.window, MAX_TUNED_WINDOW as u64, "grew while fast");
+            }
+        }
+        assert_eq!(rx.window, INITIAL_WINDOW as u64, "shrank back once slow");
+        assert_eq!(budget.left(), u64::MAX / 2, "and gave every byte back");
     }
 
     #[test]
