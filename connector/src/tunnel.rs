@@ -30,6 +30,10 @@ use tracing::{debug, debug_span, error, info, info_span, warn, Instrument};
 /// (control frames go through `send_detached`, a PONG is dropped).
 const OUTBOUND_QUEUE: usize = 32;
 
+/// Control frames (errors, refusals, WebSocket closes) waiting for room in a full queue,
+/// each in a task of its own. Past this the relay is not reading; more are dropped.
+const MAX_DETACHED: usize = 1024;
+
 /// Request-body chunks queued per stream toward the device; bytes are bounded by the
 /// window we grant. Overflow (a relay ignoring the window) fails that stream only.
 const BODY_QUEUE: usize = 256;
@@ -294,6 +298,13 @@ impl Session {
     fn send_detached(&self, msg: &ConnectorMsg) {
         let frame = Message::text(proto::encode(msg));
         if let Err(queue::TrySendError::Full(frame)) = self.out.try_send(frame) {
+            // Each waits in a task of its own; a relay that floods requests while not
+            // reading gets no more than this many answers queued, the rest are dropped
+            // (its streams then end by its own timeouts).
+            if self.detached.load(Ordering::SeqCst) >= MAX_DETACHED {
+                warn!("relay not reading: a control frame dropped");
+                return;
+            }
             let (out, detached, ended) =
                 (self.out.clone(), self.detached.clone(), self.ended.clone());
             detached.fetch_add(1, Ordering::SeqCst);
@@ -614,7 +625,9 @@ fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
         }
         CloudMsg::WindowUpdate(w) => {
             let ctl = sess.streams.lock().unwrap().get(&w.request_id).cloned();
-            if let Some(ctl) = ctl {
+            // A stream begun before the relay named `flow` sends without a window: its
+            // credit is not counted (it would only add up to an overflow).
+            if let Some(ctl) = ctl.filter(|c| c.flow) {
                 let granted = ctl.window.lock().unwrap().grant(w.bytes);
                 if let Err(v) = granted {
                     warn!(request_id = %w.request_id, %v, "bad WINDOW_UPDATE");

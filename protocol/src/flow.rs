@@ -175,14 +175,16 @@ impl RecvWindow {
         self.unacked += n as u64;
         let (since, taken) = self.epoch.get_or_insert((now, 0));
         *taken += n as u64;
+        let micros = now.saturating_duration_since(*since).as_micros() as u64;
+        let rate_at_least = |r: u64| self.window * 1_000_000 >= r.saturating_mul(micros);
+        let (fast, slow) = (
+            rate_at_least(FAST_CONSUMER),
+            !rate_at_least(FAST_CONSUMER / 4),
+        );
         let mut grow = 0;
-        if *taken >= self.window {
-            let micros = now.saturating_duration_since(*since).as_micros() as u64;
-            let rate_at_least = |r: u64| self.window * 1_000_000 >= r.saturating_mul(micros);
-            let (fast, slow) = (
-                rate_at_least(FAST_CONSUMER),
-                !rate_at_least(FAST_CONSUMER / 4),
-            );
+        // Judged once a window's worth is taken, or as soon as the time spent proves the
+        // reader slow (a trickling stream need not take a whole grown window first).
+        if *taken >= self.window || slow {
             if fast && self.window < MAX_TUNED_WINDOW as u64 && self.shrink == 0 {
                 let by = self.window.min(MAX_TUNED_WINDOW as u64 - self.window);
                 if budget.take(by) {
@@ -340,6 +342,31 @@ mod tests {
         }
         assert_eq!(rx.window, INITIAL_WINDOW as u64, "shrank back once slow");
         assert_eq!(budget.left(), u64::MAX / 2, "and gave every byte back");
+    }
+
+    #[test]
+    fn a_trickling_reader_starts_shrinking_before_taking_a_whole_window() {
+        let budget = WindowBudget::new(u64::MAX / 2);
+        let mut rx = run(20, Duration::from_micros(100), &budget);
+        assert_eq!(rx.window, MAX_TUNED_WINDOW as u64);
+        // 1 KiB a second from here on (data already waiting): the first read that comes
+        // after the window could have gone at 16 MiB/s starts the shrink.
+        let mut now = Instant::now() + Duration::from_secs(1);
+        rx.on_data(4096).unwrap();
+        for _ in 0..4 {
+            now += Duration::from_secs(1);
+            assert_eq!(
+                rx.on_consumed_tuned(1024, now, &budget),
+                None,
+                "no credit while shrinking"
+            );
+        }
+        assert!(
+            rx.shrink > 0,
+            "the shrink began after 4 KiB, not a 2 MiB window"
+        );
+        assert_eq!(rx.window, MAX_TUNED_WINDOW as u64 - 4096);
+        assert_eq!(budget.left(), u64::MAX / 2 - rx.grown());
     }
 
     #[test]
