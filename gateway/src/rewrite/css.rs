@@ -330,8 +330,17 @@ impl CssRewriter {
                     match url_end(&buf[i..], quote, last) {
                         Some(end) => {
                             let raw = &buf[i..i + end.url];
+                            // A bad URL (unquoted): the browser drops it. Written as `(`
+                            // (still a bad URL, never longer) with the rest of it left
+                            // out, so no escape is left inside it: tokenizers disagree on
+                            // where `url(/ \\)` ends (cssparser, as in Firefox, reads
+                            // past that `)`), and what follows must not be a URL to one
+                            // of them and a string to another.
+                            let bad = !end.valid && quote == 0;
                             if end.valid {
                                 rewrite_url(scope, raw, out);
+                            } else if bad {
+                                out.push(b'(');
                             } else {
                                 out.extend_from_slice(raw);
                             }
@@ -340,7 +349,7 @@ impl CssRewriter {
                             self.mode = if quote == 0 {
                                 Mode::Rest {
                                     quote,
-                                    drop: false,
+                                    drop: bad,
                                     escape: false,
                                 }
                             } else {
