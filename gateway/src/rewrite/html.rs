@@ -95,6 +95,8 @@ impl Drop for Taken {
 /// from the start of that tag, to lol_html. Other charsets use lol_html throughout.
 pub struct HtmlRewriter {
     mode: Mode,
+    /// A UTF-8 page: what lol_html is given has no 0xFE / 0xFF byte (see [`no_bom`]).
+    utf8: bool,
 }
 
 enum Mode {
@@ -211,7 +213,7 @@ impl HtmlRewriter {
         } else {
             Mode::Lol(Box::new(lol(start)))
         };
-        Self { mode }
+        Self { mode, utf8 }
     }
 
     /// Feeds a chunk; returns the output ready so far (possibly empty).
@@ -236,7 +238,7 @@ impl HtmlRewriter {
             let mut inner = lol(start);
             let taken = Taken::start();
             inner
-                .write(&rest)
+                .write(&no_bom(&rest, self.utf8))
                 .map_err(|e| HtmlRewriteError(e.to_string()))?;
             out.extend(taken.take());
             self.mode = Mode::Lol(Box::new(inner));
@@ -252,7 +254,7 @@ impl HtmlRewriter {
             }
         } else {
             match &mut self.mode {
-                Mode::Lol(inner) => inner.write(chunk),
+                Mode::Lol(inner) => inner.write(&no_bom(chunk, self.utf8)),
                 _ => return Err(HtmlRewriteError("the rewriter failed earlier".into())),
             }
         };
@@ -263,6 +265,27 @@ impl HtmlRewriter {
         out.extend(taken.take());
         Ok(out)
     }
+}
+
+/// A UTF-8 page's bytes 0xFE and 0xFF (never UTF-8: the browser reads each as U+FFFD)
+/// written as U+FFFD. lol_html decodes an attribute value with BOM sniffing
+/// (`Encoding::decode`), so a value starting `FE FF` or `FF FE` reached the rewriter as
+/// UTF-16 garbage while the browser read `\u{fffd}\u{fffd}url(/x)`: its URLs went out
+/// unrewritten (found by the `rewrite_html` fuzz target). The browser reads the same text
+/// either way.
+fn no_bom(bytes: &[u8], utf8: bool) -> Cow<'_, [u8]> {
+    if !utf8 || !bytes.iter().any(|&b| b >= 0xfe) {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    for &b in bytes {
+        if b >= 0xfe {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    Cow::Owned(out)
 }
 
 type El<'r, 't> = Element<'r, 't, lol_html::send::SendHandlerTypes>;

@@ -1367,3 +1367,25 @@ fn service_worker_scope_never_leaves_the_session_prefix() {
         );
     }
 }
+
+/// An attribute value that starts with the bytes of a UTF-16 BOM: the browser reads two
+/// U+FFFD and then the URL, so the URL is rewritten (lol_html alone decoded it as UTF-16
+/// and it went out unrewritten; the fast path hands a page with an `http-equiv` `<meta>`
+/// to lol_html).
+#[test]
+fn a_bom_at_the_start_of_an_attribute_value_hides_no_url() {
+    for bom in [&b"\xfe\xff"[..], b"\xff\xfe"] {
+        for chunk in [1, 7, 4096] {
+            let mut page = b"<meta http-equiv=x style=\"".to_vec();
+            page.extend_from_slice(bom);
+            page.extend_from_slice(b"a:url(/x)\"><img src=\"");
+            page.extend_from_slice(bom);
+            page.extend_from_slice(b"/y\">");
+            let out = String::from_utf8(html_all(&page, chunk, None)).unwrap();
+            assert!(
+                out.contains("url(/remote/s/") && !out.contains("url(/x)"),
+                "{out}"
+            );
+        }
+    }
+}
