@@ -263,30 +263,57 @@ mod tests {
 
     const CHUNK: usize = 64 * 1024;
 
-    /// A sender and a receiver stepped in memory with fake time: each round the sender
-    /// sends what its window allows (in chunks; they arrive at once) and the consumer
-    /// takes every chunk queued, `per_chunk` apart. Returns the receiver's window after
-    /// `rounds`, checking the invariant and that the sender never overruns.
-    fn run(rounds: usize, per_chunk: Duration, budget: &WindowBudget) -> RecvWindow {
-        let (mut tx, mut rx) = (SendWindow::default(), RecvWindow::default());
-        let mut now = Instant::now();
-        let mut queued = 0usize;
-        for _ in 0..rounds {
-            while tx.available() >= CHUNK as u64 {
-                tx.consume(CHUNK);
-                rx.on_data(CHUNK).unwrap();
-                queued += 1;
+    /// A sender and a receiver stepped in memory with fake time.
+    struct Pair {
+        tx: SendWindow,
+        rx: RecvWindow,
+        now: Instant,
+        queued: usize,
+    }
+
+    impl Pair {
+        fn new() -> Self {
+            Self {
+                tx: SendWindow::default(),
+                rx: RecvWindow::default(),
+                now: Instant::now(),
+                queued: 0,
             }
-            while queued > 0 {
-                queued -= 1;
-                now += per_chunk;
-                if let Some(credit) = rx.on_consumed_tuned(CHUNK, now, budget) {
-                    tx.grant(credit).unwrap();
-                }
-            }
-            assert_eq!(rx.remaining + rx.buffered + rx.unacked, rx.window);
         }
-        rx
+
+        /// Each round the sender sends what its window allows (in chunks; they arrive at
+        /// once) and the consumer takes every chunk queued, `per_chunk` apart. Checks the
+        /// invariant and that both ends agree on the credit after each round.
+        fn rounds(&mut self, rounds: usize, per_chunk: Duration, budget: &WindowBudget) {
+            for _ in 0..rounds {
+                while self.tx.available() >= CHUNK as u64 {
+                    self.tx.consume(CHUNK);
+                    self.rx.on_data(CHUNK).unwrap();
+                    self.queued += 1;
+                }
+                while self.queued > 0 {
+                    self.queued -= 1;
+                    self.now += per_chunk;
+                    if let Some(credit) = self.rx.on_consumed_tuned(CHUNK, self.now, budget) {
+                        self.tx.grant(credit).unwrap();
+                    }
+                }
+                let rx = &self.rx;
+                assert_eq!(rx.remaining + rx.buffered + rx.unacked, rx.window);
+                assert_eq!(
+                    self.tx.available(),
+                    rx.remaining,
+                    "both ends agree on the credit"
+                );
+            }
+        }
+    }
+
+    /// The receiver's window after `rounds` of [`Pair::rounds`] from the start.
+    fn run(rounds: usize, per_chunk: Duration, budget: &WindowBudget) -> RecvWindow {
+        let mut pair = Pair::new();
+        pair.rounds(rounds, per_chunk, budget);
+        pair.rx
     }
 
     #[test]
@@ -311,36 +338,15 @@ mod tests {
     #[test]
     fn a_grown_window_whose_consumer_slows_down_shrinks_back() {
         let budget = WindowBudget::new(u64::MAX / 2);
-        let (mut tx, mut rx) = (SendWindow::default(), RecvWindow::default());
-        let mut now = Instant::now();
-        let mut queued = 0usize;
+        let mut pair = Pair::new();
         // 64 KiB every 100 µs, then every 40 ms (1.6 MB/s).
-        for (rounds, per_chunk) in [(20, 100), (60, 40_000)] {
-            for _ in 0..rounds {
-                while tx.available() >= CHUNK as u64 {
-                    tx.consume(CHUNK);
-                    rx.on_data(CHUNK).unwrap();
-                    queued += 1;
-                }
-                while queued > 0 {
-                    queued -= 1;
-                    now += Duration::from_micros(per_chunk);
-                    if let Some(credit) = rx.on_consumed_tuned(CHUNK, now, &budget) {
-                        tx.grant(credit).unwrap();
-                    }
-                }
-                assert_eq!(rx.remaining + rx.buffered + rx.unacked, rx.window);
-                assert_eq!(
-                    tx.available(),
-                    rx.remaining,
-                    "both ends agree on the credit"
-                );
-            }
-            if per_chunk == 100 {
-                assert_eq!(rx.window, MAX_TUNED_WINDOW as u64, "grew while fast");
-            }
-        }
-        assert_eq!(rx.window, INITIAL_WINDOW as u64, "shrank back once slow");
+        pair.rounds(20, Duration::from_micros(100), &budget);
+        assert_eq!(pair.rx.window, MAX_TUNED_WINDOW as u64, "grew while fast");
+        pair.rounds(60, Duration::from_millis(40), &budget);
+        assert_eq!(
+            pair.rx.window, INITIAL_WINDOW as u64,
+            "shrank back once slow"
+        );
         assert_eq!(budget.left(), u64::MAX / 2, "and gave every byte back");
     }
 

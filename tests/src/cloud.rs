@@ -300,6 +300,38 @@ impl TestCloud {
     /// (checked here), whose form then POSTs to the same URL; that POST's response
     /// (303 into the session with the grant cookie, or the refusal), not followed.
     /// `resolve`: a session host (host mode) and where it is.
+    /// A browser's WebSocket to `/remote/s/{sid}/feed` with the session's `grant` cookie,
+    /// opened through the hostile connector `peer`: its WS_OPEN is answered WS_OPENED.
+    /// Returns the browser's socket and the tunnel stream id.
+    pub async fn device_websocket(
+        &self,
+        peer: &mut crate::legacy::LegacyPeer,
+        sid: &str,
+        grant: &str,
+    ) -> (
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        String,
+    ) {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{}/remote/s/{sid}/feed", self.gateway_addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert("cookie", grant.parse().unwrap());
+        let connecting = tokio::spawn(tokio_tungstenite::connect_async(req));
+        let open = tokio::time::timeout(std::time::Duration::from_secs(10), peer.requests.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(open["type"], "WS_OPEN", "{open}");
+        let stream_id = open["streamId"].as_str().unwrap().to_owned();
+        peer.send_json(json!({"type": "WS_OPENED", "streamId": stream_id}))
+            .await;
+        let (ws, _) = connecting.await.unwrap().unwrap();
+        (ws, stream_id)
+    }
+
     pub async fn launch_response(&self, launch_url: &str) -> reqwest::Response {
         let host = url::Url::parse(launch_url)
             .unwrap()

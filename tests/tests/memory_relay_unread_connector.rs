@@ -8,11 +8,9 @@
 use futures_util::SinkExt;
 use ponte_tests::cloud::{Backend, TestCloud};
 use ponte_tests::{rss_bytes, RssSampler};
-use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const MIB: u64 = 1024 * 1024;
@@ -35,19 +33,7 @@ async fn a_connector_that_stops_reading_slows_the_browser_down_instead_of_fillin
     let (sid, url) = cloud.remote_session(7, 2, 100).await;
     let grant = cloud.launch(&url).await;
 
-    let mut req = format!("ws://{}/remote/s/{sid}/feed", cloud.gateway_addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert("cookie", grant.parse().unwrap());
-    let connecting = tokio::spawn(tokio_tungstenite::connect_async(req));
-    let open = tokio::time::timeout(Duration::from_secs(10), peer.requests.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(open["type"], "WS_OPEN", "{open}");
-    peer.send_json(json!({"type": "WS_OPENED", "streamId": open["streamId"]}))
-        .await;
-    let (mut browser, _) = connecting.await.unwrap().unwrap();
+    let (mut browser, _) = cloud.device_websocket(&mut peer, &sid, &grant).await;
 
     // Warm up the allocator and the path with a few messages read at once.
     for _ in 0..4 {

@@ -12,7 +12,6 @@ use ponte_tests::origin::Origin;
 use ponte_tests::{rss_bytes, RssSampler};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -65,20 +64,7 @@ async fn unread_websockets_flooded_by_a_connector_are_closed_and_memory_stays_bo
     let mut clients = Vec::new();
     let mut streams = Vec::new();
     for _ in 0..STREAMS {
-        let mut req = format!("ws://{}/remote/s/{sid}/feed", cloud.gateway_addr)
-            .into_client_request()
-            .unwrap();
-        req.headers_mut().insert("cookie", grant.parse().unwrap());
-        let connecting = tokio::spawn(tokio_tungstenite::connect_async(req));
-        let open = tokio::time::timeout(Duration::from_secs(10), peer.requests.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(open["type"], "WS_OPEN", "{open}");
-        let stream_id = open["streamId"].as_str().unwrap().to_owned();
-        peer.send_json(json!({"type": "WS_OPENED", "streamId": stream_id}))
-            .await;
-        let (ws, _) = connecting.await.unwrap().unwrap();
+        let (ws, stream_id) = cloud.device_websocket(&mut peer, &sid, &grant).await;
         clients.push(ws);
         streams.push(stream_id);
     }
