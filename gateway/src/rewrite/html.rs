@@ -301,6 +301,8 @@ pub(super) trait Tag {
     fn get_attribute(&self, name: &str) -> Option<String>;
     /// Changes the first attribute of that name, or adds one.
     fn set_attribute(&mut self, name: &'static str, value: &str);
+    /// Changes attribute `i`, the first of its name.
+    fn set_value(&mut self, i: usize, value: &str);
     /// Removes every attribute of that name.
     fn remove_attribute(&mut self, name: &str);
     /// Removes the element.
@@ -326,6 +328,11 @@ impl Tag for El<'_, '_> {
     fn set_attribute(&mut self, name: &'static str, value: &str) {
         // Only names we chose are set, so this cannot fail.
         let _ = Element::set_attribute(self, name, value);
+    }
+    fn set_value(&mut self, i: usize, value: &str) {
+        let name = self.attributes()[i].name();
+        // The name was read from the page, so lol_html takes it back.
+        let _ = Element::set_attribute(self, &name, value);
     }
     fn remove_attribute(&mut self, name: &str) {
         Element::remove_attribute(self, name);
@@ -457,6 +464,7 @@ impl ElementRewriter {
                 self.values.truncate(start);
             }
         }
+        spell_out_empty_values(el);
         for (name, range) in &self.changes {
             el.set_attribute(name, &self.values[range.clone()]);
         }
@@ -498,6 +506,26 @@ impl ElementRewriter {
             // Rewritten stylesheets and scripts no longer match their hashes.
             "link" | "script" if special(Name::Integrity) => el.remove_attribute("integrity"),
             _ => {}
+        }
+    }
+}
+
+/// A changed tag is written again with one space before each attribute, so
+/// `srcset/="/a 1x"` (an empty `srcset`, then an attribute named `="/a`) would come out as
+/// `srcset ="/a 1x"`: a srcset the rewriter never read, or any other attribute given a
+/// value the page did not give it. An attribute followed by one whose name starts with
+/// `=` is given its empty value spelt out (`srcset=""`), which both parsers read as it
+/// was. lol_html refuses to remove an attribute named `=…`, or that would do.
+fn spell_out_empty_values(el: &mut impl Tag) {
+    for i in 1..el.attr_count() {
+        if el.attr_name(i).first() != Some(&b'=') {
+            continue;
+        }
+        let prev = el.attr_name(i - 1).into_owned();
+        // A later one of a name is dropped by the browser, merged or not.
+        let first = (0..i - 1).all(|j| !el.attr_name(j).eq_ignore_ascii_case(&prev));
+        if first && prev.first() != Some(&b'=') && el.attr_value(i - 1).is_empty() {
+            el.set_value(i - 1, "");
         }
     }
 }

@@ -847,6 +847,12 @@ impl Tag for FastTag<'_> {
         }
         self.modified = true;
     }
+    fn set_value(&mut self, i: usize, value: &str) {
+        let start = self.values.len() as u32;
+        self.values.push_str(value);
+        self.attrs[i].new = Some((start, self.values.len() as u32));
+        self.modified = true;
+    }
     fn remove_attribute(&mut self, name: &str) {
         let before = self.attrs.len();
         let src = self.src;

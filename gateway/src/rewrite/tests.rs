@@ -976,6 +976,8 @@ const PIECES: &[&str] = &[
     "a{b:url(/u)}",
     "@import '/i.css';",
     "<div style=\"background:url(/bg)\">",
+    "<img src=/i srcset/=\"/a 1x\" x/=/b>",
+    "<meta http-equiv=refresh content/=\"0;url=/y\">",
     "<!--",
     "-->",
     "--!>",
@@ -1386,6 +1388,33 @@ fn a_bom_at_the_start_of_an_attribute_value_hides_no_url() {
                 out.contains("url(/remote/s/") && !out.contains("url(/x)"),
                 "{out}"
             );
+        }
+    }
+}
+
+/// Found by the rewrite_html fuzz target in CI: `srcset/="&#x2f;a 1x"` is an empty
+/// `srcset` and an attribute named `="&#x2f;a`; a changed tag is written again with a
+/// space between its attributes, and `srcset ="&#x2f;a 1x"` is a srcset that was never
+/// rewritten. The empty value is now spelt out, on both paths.
+#[test]
+fn an_attribute_named_with_equals_never_gives_its_neighbour_a_value() {
+    let page = b"<img src=\"/i\" srcset/=\"&#x2f;a 1x\"><meta http-equiv=refresh \
+        content/=\"0;url=/x\"><a href=/h title/=\"t\" x=\"t\"/=\"u\">";
+    for fast in [true, false] {
+        for chunk in [1, 5, page.len()] {
+            let out = String::from_utf8(html_chunked(page, chunk, fast)).unwrap();
+            for want in [
+                "src=\"/remote/s/",
+                "srcset=\"\" =\"&#x2f;a",
+                "content=\"\" =\"0;url=/x\"",
+                "title=\"\" =\"t\"",
+                "x=\"t\" =\"u\"",
+            ] {
+                assert!(
+                    out.contains(want),
+                    "fast {fast}, chunk {chunk}: {want} in {out}"
+                );
+            }
         }
     }
 }
