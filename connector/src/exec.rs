@@ -54,7 +54,11 @@ const MAX_DEVICES: usize = 1024;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
-    origin: String,
+    /// The origin (scheme, host, port), kept as parsed: serialising it on every request
+    /// cost more than the map lookup.
+    https: bool,
+    host: url::Host<String>,
+    port: u16,
     tls_insecure: bool,
 }
 
@@ -189,7 +193,11 @@ impl Executor {
     /// The pooled client for this device.
     pub fn client(&self, url: &Url, tls_insecure: bool) -> Result<reqwest::Client, ExecError> {
         let key = ClientKey {
-            origin: url.origin().ascii_serialization(),
+            https: matches!(url.scheme(), "https" | "wss"),
+            host: url
+                .host()
+                .map_or(url::Host::Domain(String::new()), |h| h.to_owned()),
+            port: url.port_or_known_default().unwrap_or(80),
             tls_insecure,
         };
         if let Some(c) = self.clients.lock().unwrap().get(&key) {

@@ -1,17 +1,45 @@
 //! HTTP headers as carried on the wire: a JSON object whose values are a string or an
 //! array of strings, so repeated headers such as `set-cookie` survive the trip.
 
-use serde::de::{MapAccess, Visitor};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
-/// One header's value(s) as they appear in JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One header's value(s) as they appear in JSON: a string, or an array of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum HeaderValue {
     One(String),
     Many(Vec<String>),
+}
+
+/// By hand, not `untagged`: serde buffers an untagged value into its `Content` first (an
+/// allocation and a copy for every header of every frame) to try each variant in turn.
+impl<'de> Deserialize<'de> for HeaderValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HeaderValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<HeaderValue, E> {
+                Ok(HeaderValue::One(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<HeaderValue, E> {
+                Ok(HeaderValue::One(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HeaderValue, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(HeaderValue::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Ordered header list; names keep the case they were given, lookups ignore case.
@@ -162,5 +190,10 @@ mod tests {
     fn null_headers_are_empty_and_numbers_are_rejected() {
         assert!(serde_json::from_str::<Headers>("null").unwrap().is_empty());
         assert!(serde_json::from_str::<Headers>(r#"{"a":1}"#).is_err());
+        assert!(serde_json::from_str::<Headers>(r#"{"a":["x",1]}"#).is_err());
+        assert!(serde_json::from_str::<Headers>(r#"{"a":{"b":"c"}}"#).is_err());
+        let h = serde_json::from_str::<Headers>(r#"{"a":[],"b":"\u00e9"}"#).unwrap();
+        assert_eq!(h.get("a"), None);
+        assert_eq!(h.get("b"), Some("\u{e9}"));
     }
 }
