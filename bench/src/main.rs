@@ -2,7 +2,9 @@
 //! `ponte` and `ponte-connector`, runs them as processes beside an nginx origin and an
 //! nginx reverse proxy to the same origin, and measures four paths in alternating rounds
 //! — direct (origin), nginx (proxy), Ponte gateway (remote session), Ponte proxy-http —
-//! printing one markdown table with ratios to nginx and the goals. Everything is on
+//! and two yardsticks with a tunnel's two hops: nginx proxying to the nginx proxy, and
+//! rathole (a Rust TCP tunnel, server and client, installed from crates.io on first use),
+//! printing one markdown table with ratios to nginx, nginx×2 and rathole, and the goals. Everything is on
 //! 127.0.0.1 with OS-chosen ports; must never reach another address, and must leave no
 //! child process behind on any exit. Not a test: nothing here runs in CI but the unit
 //! tests of the table arithmetic.
@@ -22,6 +24,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MB: f64 = 1024.0 * 1024.0;
+const CPU_ROWS: usize = 5;
+/// The columns, in the order `targets` builds them (rathole last, when it runs).
+const GATEWAY: usize = 2;
+const NGINX: usize = 1;
+const PROXY_HTTP: usize = 3;
+const TWO_HOPS: usize = 4;
+const RATHOLE: usize = 5;
 const TENANT: i32 = 2;
 const EQUIPMENT: i32 = 100;
 
@@ -59,6 +68,9 @@ struct Args {
     /// Keep the run directory (configs, logs, database) instead of removing it
     #[arg(long)]
     keep: bool,
+    /// Leave out the rathole column (and its install on first use)
+    #[arg(long)]
+    no_rathole: bool,
     /// Instead of the table: N sequential gateway GETs of the small file (after a
     /// warm-up), for profilers. `PONTE_BENCH_WRAP_CLOUD` / `PONTE_BENCH_WRAP_CONNECTOR`
     /// prefix the two processes' command lines (e.g. `valgrind --tool=callgrind`); with
@@ -109,10 +121,14 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn build(root: &Path, skip: bool) -> anyhow::Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+        .unwrap_or_else(|| root.join("target"))
+}
+
+fn build(root: &Path, skip: bool) -> anyhow::Result<PathBuf> {
+    let target = target_dir(root);
     if !skip {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         eprintln!("ponte-bench: cargo build --release -p ponte -p ponte-connector");
@@ -168,9 +184,10 @@ struct Measured {
     c1_p99: Vec<f64>,
     c64_rate: Vec<f64>,
     c64_p99: Vec<f64>,
-    // CPU per answered request at c=64, µs, per round: nginx (origin and proxy are one
-    // nginx), `ponte serve`, `ponte-connector`, the load generator (this process).
-    c64_cpu: Vec<[f64; 4]>,
+    // CPU per answered request at c=64, µs, per round: nginx (origin and proxies are one
+    // nginx), `ponte serve`, `ponte-connector`, the load generator (this process),
+    // rathole's server and client.
+    c64_cpu: Vec<[f64; CPU_ROWS]>,
     big: Vec<f64>,
     par: Vec<f64>,
     // Errors per measurement, summed over the rounds.
@@ -211,8 +228,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The origin and the reverse proxy.
     procs::write_files(&d)?;
     let (origin_port, proxy_port) = (procs::free_port()?, procs::free_port()?);
-    let conf = procs::nginx_conf(&d, origin_port, proxy_port);
-    let nginx_pid = procs::start_nginx(&mut kids, &d, &conf, [origin_port, proxy_port]).await?;
+    let two_hops_port = procs::free_port()?;
+    let conf = procs::nginx_conf(&d, origin_port, proxy_port, two_hops_port);
+    let nginx_pid = procs::start_nginx(
+        &mut kids,
+        &d,
+        &conf,
+        &[origin_port, proxy_port, two_hops_port],
+    )
+    .await?;
+    let rathole = match args.no_rathole || args.profile.is_some() {
+        true => None,
+        false => match procs::rathole_binary(&target_dir(&root)) {
+            Some(bin) => Some(procs::start_rathole(&mut kids, &bin, &d, origin_port).await?),
+            None => None,
+        },
+    };
 
     // The cloud, set up as the README's Deploy section does it.
     let ponte = bin.join("ponte");
@@ -351,7 +382,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cloud.gateway
     );
 
-    let paths = targets(origin_port, proxy_port, &cloud, &prefix, &cookie, &token)?;
+    let mut paths = targets(origin_port, proxy_port, &cloud, &prefix, &cookie, &token)?;
+    let plain = |name, port| PathTargets {
+        name,
+        small: plain_get(port, "/small", 100),
+        one_mb: plain_get(port, "/1mb", 1 << 20),
+        hundred_mb: Some(plain_get(port, "/100mb", 100 << 20)),
+    };
+    paths.push(plain("nginx×2", two_hops_port));
+    let mut rathole_pids = vec![];
+    if let Some((port, pids)) = rathole {
+        let t = plain("rathole", port);
+        // rathole accepts on its public port before its client has connected, and
+        // closes what it cannot forward yet.
+        procs::wait_for("rathole to forward", Duration::from_secs(20), || {
+            let small = t.small.clone();
+            async move { load::probe(&small).await.is_ok() }
+        })
+        .await
+        .with_context(|| format!("see {}/rathole-*.log", d.display()))?;
+        paths.push(t);
+        rathole_pids = pids.to_vec();
+    }
     for p in &paths {
         for t in [&p.small, &p.one_mb]
             .into_iter()
@@ -433,6 +485,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     procs::cpu_seconds(&[cloud.pid]),
                     procs::cpu_seconds(&[connector_pid]),
                     procs::cpu_seconds(&[std::process::id()]),
+                    procs::cpu_seconds(&rathole_pids),
                 ]
             };
             let before = cpu();
@@ -475,6 +528,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cloud_peak = mib(procs::rss(cloud.pid, "VmHWM:"));
     let conn_rss = mib(procs::rss(connector_pid, "VmRSS:"));
     let conn_peak = mib(procs::rss(connector_pid, "VmHWM:"));
+    let rathole_rss = rathole_pids.iter().map(|&p| mib(procs::rss(p, "VmRSS:")));
+    let rathole_rss: Vec<Option<f64>> = rathole_rss.collect();
 
     let table = render(
         &paths,
@@ -482,6 +537,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &s,
         Some(nginx_rss as f64 / MB),
         [cloud_rss, cloud_peak, conn_rss, conn_peak],
+        rathole_rss.first().copied().flatten(),
+        rathole_rss.get(1).copied().flatten(),
         per_idle,
     );
     println!(
@@ -551,6 +608,19 @@ fn note(path: &str, what: &str, o: &Outcome) {
             by.join(", "),
             o.ok
         );
+    }
+}
+
+/// A GET of `path` on 127.0.0.1:`port` that must bring at least `min` bytes.
+fn plain_get(port: u16, path: &str, min: u64) -> Target {
+    Target {
+        addr: ([127, 0, 0, 1], port).into(),
+        method: http::Method::GET,
+        path: path.to_owned(),
+        headers: vec![],
+        body: Default::default(),
+        min_len: min,
+        must_contain: None,
     }
 }
 
@@ -625,16 +695,27 @@ fn targets(
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn render(
     paths: &[PathTargets],
     m: &[Measured],
     s: &Settings,
     nginx_rss: Option<f64>,
     [cloud_rss, cloud_peak, conn_rss, conn_peak]: [Option<f64>; 4],
+    rathole_server_rss: Option<f64>,
+    rathole_client_rss: Option<f64>,
     per_idle: Option<(usize, f64)>,
 ) -> String {
     let cols: Vec<&str> = paths.iter().map(|p| p.name).collect();
-    let (gw, ngx) = (2, 1);
+    let gw = GATEWAY;
+    let has_rathole = paths.len() > RATHOLE;
+    // The ratio columns: the yardstick (one nginx proxy), then the two with a
+    // tunnel's two hops.
+    let mut against = vec![(NGINX, "gateway / nginx"), (TWO_HOPS, "gateway / nginx×2")];
+    if has_rathole {
+        against.push((RATHOLE, "gateway / rathole"));
+    }
+    let ratios: Vec<Option<(usize, usize)>> = against.iter().map(|&(i, _)| Some((gw, i))).collect();
     let row = |label: String,
                decimals: usize,
                better: Better,
@@ -651,18 +732,20 @@ fn render(
                 }
             })
             .collect(),
-        ratio: Some((gw, ngx)),
+        ratios: ratios.clone(),
     };
-    let only = |label: &str, decimals, at: &[(usize, Option<f64>)]| {
+    let only = |label: &str, decimals, at: &[(usize, Option<f64>)], ratios| {
         let mut cells = vec![Cell::default(); cols.len()];
         for &(i, v) in at {
-            cells[i] = Cell::of(v);
+            if i < cells.len() {
+                cells[i] = Cell::of(v);
+            }
         }
         Row {
             label: label.into(),
             decimals,
             cells,
-            ratio: Some((gw, ngx)),
+            ratios,
         }
     };
     let c = s.conc;
@@ -694,15 +777,17 @@ fn render(
     ];
     // CPU per request: the lowest of the rounds, per process (whatever a path does not
     // pass through stays near 0, so the columns add up to the path's whole cost).
-    for (i, what) in [
-        "nginx (origin + proxy)",
+    let cpu_rows = [
+        "nginx (origin + proxies)",
         "ponte serve",
         "ponte-connector",
         "load generator",
-    ]
-    .into_iter()
-    .enumerate()
-    {
+        "rathole (server + client)",
+    ];
+    for (i, what) in cpu_rows.into_iter().enumerate() {
+        if i == 4 && !has_rathole {
+            continue;
+        }
         rows.push(Row {
             label: format!("c={c} CPU per request, {what} (µs)"),
             decimals: 1,
@@ -716,57 +801,83 @@ fn render(
                     errors: x.c64_err > 0,
                 })
                 .collect(),
-            ratio: None,
+            ratios: vec![],
         });
     }
     rows.extend([
         only(
             "server RSS after the runs (MiB)",
             1,
-            &[(ngx, nginx_rss), (gw, cloud_rss), (3, cloud_rss)],
+            &[
+                (NGINX, nginx_rss),
+                (gw, cloud_rss),
+                (PROXY_HTTP, cloud_rss),
+                (RATHOLE, rathole_server_rss),
+            ],
+            vec![Some((gw, NGINX)), None, Some((gw, RATHOLE))],
         ),
         only(
             "server peak RSS (MiB)",
             1,
-            &[(gw, cloud_peak), (3, cloud_peak)],
+            &[(gw, cloud_peak), (PROXY_HTTP, cloud_peak)],
+            vec![],
         ),
         only(
             "connector RSS after / peak (MiB)",
             1,
-            &[(gw, conn_rss), (3, conn_peak)],
+            &[(gw, conn_rss), (PROXY_HTTP, conn_peak)],
+            vec![],
         ),
     ]);
+    if has_rathole {
+        rows.push(only(
+            "tunnel client RSS after the runs (MiB)",
+            1,
+            &[(gw, conn_rss), (RATHOLE, rathole_client_rss)],
+            vec![None, None, Some((gw, RATHOLE))],
+        ));
+    }
     if let Some((n, kib)) = per_idle {
         rows.push(only(
             &format!("cloud RSS per idle connector, {n} connected (KiB)"),
             1,
             &[(gw, Some(kib))],
+            vec![],
         ));
     }
-    let mut out = report::markdown(&cols, "gateway / nginx", &rows);
-    let q = |i: usize| {
+    let headers: Vec<&str> = against.iter().map(|&(_, h)| h).collect();
+    let mut out = report::markdown(&cols, &headers, &rows);
+    let q = |i: usize, base: usize| {
         report::ratio(
             report::best(&pick(&m[gw], i), better_of(i)),
-            report::best(&pick(&m[ngx], i), better_of(i)),
+            report::best(&pick(&m[base], i), better_of(i)),
         )
     };
+    let goals = |out: &mut String, base: usize| {
+        out.push_str(&report::goal(
+            "c=1 p50 ratio",
+            q(0, base),
+            1.5,
+            Better::Lower,
+        ));
+        out.push('\n');
+        out.push_str(&report::goal(
+            &format!("c={c} req/s ratio"),
+            q(2, base),
+            0.8,
+            Better::Higher,
+        ));
+        out.push('\n');
+        out.push_str(&report::goal(
+            "100 MB MB/s ratio",
+            q(4, base),
+            1.0,
+            Better::Higher,
+        ));
+        out.push('\n');
+    };
     out.push_str("\nGoals (gateway against nginx, this run):\n");
-    out.push_str(&report::goal("c=1 p50 ratio", q(0), 1.5, Better::Lower));
-    out.push('\n');
-    out.push_str(&report::goal(
-        &format!("c={c} req/s ratio"),
-        q(2),
-        0.8,
-        Better::Higher,
-    ));
-    out.push('\n');
-    out.push_str(&report::goal(
-        "100 MB MB/s ratio",
-        q(4),
-        1.0,
-        Better::Higher,
-    ));
-    out.push('\n');
+    goals(&mut out, NGINX);
     match per_idle {
         Some((n, kib)) => {
             out.push_str(&report::goal(
@@ -780,6 +891,13 @@ fn render(
         None => out.push_str(
             "- cloud RSS per idle connector ≤ 32 KiB: not measured (--idle N), see `cargo bench -p ponte-tests --bench tunnel`\n",
         ),
+    }
+    // Not the goals: the same limits against yardsticks with two hops.
+    out.push_str("\nThe same limits against two hops (nginx proxying to the nginx proxy):\n");
+    goals(&mut out, TWO_HOPS);
+    if has_rathole {
+        out.push_str("\nThe same limits against rathole (a TCP tunnel: server and client):\n");
+        goals(&mut out, RATHOLE);
     }
     out
 }

@@ -176,7 +176,9 @@ pub fn write_files(dir: &Path) -> anyhow::Result<()> {
 /// nginx with two servers: the origin (static files, `/small` is `small.json`, …) and a
 /// reverse proxy to it configured as a production site would be (HTTP/1.1 upstream with
 /// keep-alive, default buffering), both on 127.0.0.1.
-pub fn nginx_conf(dir: &Path, origin: u16, proxy: u16) -> String {
+/// A third server, `two_hops`, proxies to the proxy as that one proxies to the origin:
+/// two proxies on the way, as a tunnel has (its cloud end and its connector).
+pub fn nginx_conf(dir: &Path, origin: u16, proxy: u16, two_hops: u16) -> String {
     let d = dir.display();
     format!(
         r#"daemon off;
@@ -218,6 +220,21 @@ http {{
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
     }}
+    upstream proxy {{
+        server 127.0.0.1:{proxy};
+        keepalive 128;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{two_hops};
+        location / {{
+            proxy_pass http://proxy;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
 }}
 "#
     )
@@ -233,12 +250,12 @@ pub fn nginx_binary() -> anyhow::Result<PathBuf> {
     bail!("nginx not found (Debian: apt-get install -y nginx); the bench compares against it")
 }
 
-/// Starts nginx with `conf` and waits until both ports answer.
+/// Starts nginx with `conf` and waits until every port answers.
 pub async fn start_nginx(
     kids: &mut Children,
     dir: &Path,
     conf: &str,
-    ports: [u16; 2],
+    ports: &[u16],
 ) -> anyhow::Result<u32> {
     for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
         std::fs::create_dir_all(dir.join("nginx-tmp").join(sub))?;
@@ -257,7 +274,7 @@ pub async fn start_nginx(
         .spawn()
         .context("starting nginx")?;
     let pid = kids.add("nginx", child);
-    for port in ports {
+    for &port in ports {
         wait_for("nginx", Duration::from_secs(10), || async move {
             tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -396,4 +413,89 @@ fn wrapped(var: &str, bin: &Path) -> Command {
             cmd
         }
     }
+}
+
+/// The rathole release the bench compares with, and how it is built: plain TCP transport
+/// only (its TLS features would pull in OpenSSL), as `cargo install` builds it.
+const RATHOLE: &str = "0.5.0";
+
+/// Where rathole is: `PONTE_BENCH_RATHOLE`, else `tools/bin/rathole` under the target
+/// directory, installed there from crates.io on first use (about 3 minutes, once). `None`
+/// with a warning when it cannot be had: the table then has no rathole column.
+pub fn rathole_binary(target: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PONTE_BENCH_RATHOLE") {
+        return Some(p.into());
+    }
+    let root = target.join("tools");
+    let bin = root.join("bin").join("rathole");
+    if bin.exists() {
+        return Some(bin);
+    }
+    eprintln!(
+        "ponte-bench: installing rathole {RATHOLE} into {} (once)",
+        root.display()
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["install", "rathole", "--version", RATHOLE])
+        .args([
+            "--no-default-features",
+            "--features",
+            "server,client",
+            "--root",
+        ])
+        .arg(&root)
+        .stdout(Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() && bin.exists() => Some(bin),
+        other => {
+            eprintln!(
+                "ponte-bench: warning: rathole could not be installed ({other:?}); no rathole column (PONTE_BENCH_RATHOLE=path/to/rathole names one)"
+            );
+            None
+        }
+    }
+}
+
+/// rathole's server and client, with the origin as the client's one service: the
+/// service's public port (on the server), and both pids. Plain TCP with `TCP_NODELAY`
+/// (rathole's default, written out), one token, everything on 127.0.0.1.
+pub async fn start_rathole(
+    kids: &mut Children,
+    bin: &Path,
+    dir: &Path,
+    origin: u16,
+) -> anyhow::Result<(u16, [u32; 2])> {
+    let (control, public) = (free_port()?, free_port()?);
+    let server = format!(
+        "[server]\nbind_addr = \"127.0.0.1:{control}\"\n\
+         [server.transport]\ntype = \"tcp\"\n[server.transport.tcp]\nnodelay = true\n\
+         [server.services.origin]\ntoken = \"bench\"\nbind_addr = \"127.0.0.1:{public}\"\n"
+    );
+    let client = format!(
+        "[client]\nremote_addr = \"127.0.0.1:{control}\"\n\
+         [client.transport]\ntype = \"tcp\"\n[client.transport.tcp]\nnodelay = true\n\
+         [client.services.origin]\ntoken = \"bench\"\nlocal_addr = \"127.0.0.1:{origin}\"\n"
+    );
+    let mut pids = [0; 2];
+    for (i, (role, conf)) in [("server", server), ("client", client)]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.join(format!("rathole-{role}.toml"));
+        std::fs::write(&path, conf)?;
+        let log = std::fs::File::create(dir.join(format!("rathole-{role}.log")))?;
+        let child = Command::new(bin)
+            .arg(format!("--{role}"))
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting rathole --{role}"))?;
+        pids[i] = kids.add(&format!("rathole {role}"), child);
+    }
+    Ok((public, pids))
 }

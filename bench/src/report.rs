@@ -52,8 +52,9 @@ pub struct Row {
     pub label: String,
     pub decimals: usize,
     pub cells: Vec<Cell>,
-    /// Index of the cells whose ratio goes into the last column (numerator, denominator).
-    pub ratio: Option<(usize, usize)>,
+    /// For each ratio column after the cells: the indices of its numerator and
+    /// denominator, `None` for a row without that ratio.
+    pub ratios: Vec<Option<(usize, usize)>>,
 }
 
 fn number(v: f64, decimals: usize) -> String {
@@ -84,15 +85,15 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// A markdown table: `columns` are the headers after the label column; the last header is
-/// the ratio column.
-pub fn markdown(columns: &[&str], ratio_header: &str, rows: &[Row]) -> String {
+/// A markdown table: `columns` are the headers after the label column, then one column
+/// per `ratio_headers`.
+pub fn markdown(columns: &[&str], ratio_headers: &[&str], rows: &[Row]) -> String {
     let mut out = String::from("| |");
-    for c in columns {
+    for c in columns.iter().chain(ratio_headers) {
         out.push_str(&format!(" {c} |"));
     }
-    out.push_str(&format!(" {ratio_header} |\n|---|"));
-    for _ in 0..=columns.len() {
+    out.push_str("\n|---|");
+    for _ in 0..columns.len() + ratio_headers.len() {
         out.push_str("---|");
     }
     out.push('\n');
@@ -107,16 +108,19 @@ pub fn markdown(columns: &[&str], ratio_header: &str, rows: &[Row]) -> String {
             let flag = if c.errors { " !" } else { "" };
             out.push_str(&format!(" {text}{flag} |"));
         }
-        let q = r.ratio.and_then(|(a, b)| {
-            ratio(
-                r.cells.get(a).and_then(|c| c.value),
-                r.cells.get(b).and_then(|c| c.value),
-            )
-        });
-        match q {
-            Some(q) => out.push_str(&format!(" {q:.2}× |\n")),
-            None => out.push_str(" — |\n"),
+        for i in 0..ratio_headers.len() {
+            let q = r.ratios.get(i).copied().flatten().and_then(|(a, b)| {
+                ratio(
+                    r.cells.get(a).and_then(|c| c.value),
+                    r.cells.get(b).and_then(|c| c.value),
+                )
+            });
+            match q {
+                Some(q) => out.push_str(&format!(" {q:.2}× |")),
+                None => out.push_str(" — |"),
+            }
         }
+        out.push('\n');
     }
     out
 }
@@ -181,24 +185,31 @@ mod tests {
                         errors: true,
                     },
                 ],
-                ratio: Some((2, 1)),
+                ratios: vec![Some((2, 1)), Some((2, 0))],
             },
             Row {
                 label: "100 MB MB/s".into(),
                 decimals: 1,
                 cells: vec![Cell::of(Some(1.24)), Cell::of(None), Cell::of(Some(3.0))],
-                ratio: Some((2, 1)),
+                ratios: vec![Some((2, 1)), None],
             },
         ];
-        let t = markdown(&["direct", "nginx", "gateway"], "gateway / nginx", &rows);
+        let t = markdown(
+            &["direct", "nginx", "gateway"],
+            &["gateway / nginx", "gateway / direct"],
+            &rows,
+        );
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "| | direct | nginx | gateway | gateway / nginx |");
-        assert_eq!(lines[1], "|---|---|---|---|---|");
+        assert_eq!(
+            lines[0],
+            "| | direct | nginx | gateway | gateway / nginx | gateway / direct |"
+        );
+        assert_eq!(lines[1], "|---|---|---|---|---|---|");
         assert_eq!(
             lines[2],
-            "| c=64 req/s | 45,027 | 20,000 | 16,000 ! | 0.80× |"
+            "| c=64 req/s | 45,027 | 20,000 | 16,000 ! | 0.80× | 0.36× |"
         );
-        assert_eq!(lines[3], "| 100 MB MB/s | 1.2 | — | 3.0 | — |");
+        assert_eq!(lines[3], "| 100 MB MB/s | 1.2 | — | 3.0 | — | — |");
     }
 
     #[test]
