@@ -301,8 +301,8 @@ pub(super) trait Tag {
     fn get_attribute(&self, name: &str) -> Option<String>;
     /// Changes the first attribute of that name, or adds one.
     fn set_attribute(&mut self, name: &'static str, value: &str);
-    /// Changes attribute `i`, the first of its name.
-    fn set_value(&mut self, i: usize, value: &str);
+    /// Changes attribute `i`, the first of its name; false if it cannot.
+    fn set_value(&mut self, i: usize, value: &str) -> bool;
     /// Removes every attribute of that name.
     fn remove_attribute(&mut self, name: &str);
     /// Removes the element.
@@ -329,10 +329,11 @@ impl Tag for El<'_, '_> {
         // Only names we chose are set, so this cannot fail.
         let _ = Element::set_attribute(self, name, value);
     }
-    fn set_value(&mut self, i: usize, value: &str) {
+    fn set_value(&mut self, i: usize, value: &str) -> bool {
         let name = self.attributes()[i].name();
-        // The name was read from the page, so lol_html takes it back.
-        let _ = Element::set_attribute(self, &name, value);
+        // A name that does not survive decoding (a byte that is no UTF-8) would be added
+        // as a new attribute instead.
+        Element::has_attribute(self, &name) && Element::set_attribute(self, &name, value).is_ok()
     }
     fn remove_attribute(&mut self, name: &str) {
         Element::remove_attribute(self, name);
@@ -427,12 +428,30 @@ impl ElementRewriter {
         if count == 0 {
             return;
         }
+        let mut el = Tracked {
+            el,
+            modified: false,
+        };
+        // Last, once every attribute the rewriter changes or removes is settled (a removal
+        // puts two attributes side by side), and only if the tag is to be written again:
+        // one written as it came cannot merge anything.
+        if self.rewrite_attributes(&mut el, count) && el.modified {
+            keep_attributes_apart(el.el);
+        }
+    }
+
+    /// Rewrites the element's attributes; whether one of them has a name starting with
+    /// `=` (see [`keep_attributes_apart`]).
+    fn rewrite_attributes(&mut self, el: &mut impl Tag, count: usize) -> bool {
         let scope = &*self.scope;
         self.seen.clear();
         self.changes.clear();
         self.values.clear();
+        let mut equals_named = false;
         for i in 0..count {
-            let Some(name) = Name::of(&el.attr_name(i)) else {
+            let attr_name = el.attr_name(i);
+            equals_named |= attr_name.first() == Some(&b'=');
+            let Some(name) = Name::of(&attr_name) else {
                 continue;
             };
             if self.seen.contains(&name) {
@@ -464,7 +483,6 @@ impl ElementRewriter {
                 self.values.truncate(start);
             }
         }
-        spell_out_empty_values(el);
         for (name, range) in &self.changes {
             el.set_attribute(name, &self.values[range.clone()]);
         }
@@ -474,7 +492,7 @@ impl ElementRewriter {
             || special(Name::Integrity)
             || special(Name::MetaNamed))
         {
-            return;
+            return equals_named;
         }
         let tag = el.tag_name().into_owned();
         // `<meta name=referrer>` would override the gateway's `Referrer-Policy`: with
@@ -507,25 +525,82 @@ impl ElementRewriter {
             "link" | "script" if special(Name::Integrity) => el.remove_attribute("integrity"),
             _ => {}
         }
+        equals_named
     }
 }
 
-/// A changed tag is written again with one space before each attribute, so
-/// `srcset/="/a 1x"` (an empty `srcset`, then an attribute named `="/a`) would come out as
-/// `srcset ="/a 1x"`: a srcset the rewriter never read, or any other attribute given a
-/// value the page did not give it. An attribute followed by one whose name starts with
-/// `=` is given its empty value spelt out (`srcset=""`), which both parsers read as it
-/// was. lol_html refuses to remove an attribute named `=…`, or that would do.
-fn spell_out_empty_values(el: &mut impl Tag) {
-    for i in 1..el.attr_count() {
-        if el.attr_name(i).first() != Some(&b'=') {
+/// A tag with a name starting with `=` and more attributes than this is removed (with
+/// its content) when it is changed: no page writes one, and the check stays bounded.
+const MAX_ATTRS_WITH_EQUALS_NAMED: usize = 128;
+
+/// A [`Tag`] that notes whether it was changed.
+struct Tracked<'a, T> {
+    el: &'a mut T,
+    modified: bool,
+}
+
+impl<T: Tag> Tag for Tracked<'_, T> {
+    fn attr_count(&self) -> usize {
+        self.el.attr_count()
+    }
+    fn attr_name(&self, i: usize) -> Cow<'_, [u8]> {
+        self.el.attr_name(i)
+    }
+    fn attr_value(&self, i: usize) -> Cow<'_, str> {
+        self.el.attr_value(i)
+    }
+    fn tag_name(&self) -> Cow<'_, str> {
+        self.el.tag_name()
+    }
+    fn get_attribute(&self, name: &str) -> Option<String> {
+        self.el.get_attribute(name)
+    }
+    fn set_attribute(&mut self, name: &'static str, value: &str) {
+        self.modified = true;
+        self.el.set_attribute(name, value);
+    }
+    fn set_value(&mut self, i: usize, value: &str) -> bool {
+        self.modified = true;
+        self.el.set_value(i, value)
+    }
+    fn remove_attribute(&mut self, name: &str) {
+        self.modified = true;
+        self.el.remove_attribute(name);
+    }
+    fn remove(&mut self) {
+        self.el.remove();
+    }
+}
+
+/// A changed tag is written again with one space before each attribute (lol_html and
+/// the fast path alike), so `srcset/="/a 1x"` (an empty `srcset`, then an attribute named
+/// `="/a`) would come out as `srcset ="/a 1x"`: a srcset the rewriter never read; and
+/// `= ="` (an attribute named `=`, one named `="`) as an attribute whose quoted value
+/// swallows the markup after it. Only a name starting with `=` merges with the attribute
+/// before it, and only with one that has no value. So such a one gets its empty value
+/// spelt out (`srcset=""`, read as it was); where that cannot be done (it is named `=…`
+/// itself, a later one of its name, or its name does not survive decoding), or the tag
+/// has over [`MAX_ATTRS_WITH_EQUALS_NAMED`] attributes, the element is removed: no page
+/// but a hostile one writes such a tag. lol_html refuses to remove an attribute named
+/// `=…`, or that would do.
+fn keep_attributes_apart(el: &mut impl Tag) {
+    let count = el.attr_count();
+    if count > MAX_ATTRS_WITH_EQUALS_NAMED {
+        el.remove();
+        return;
+    }
+    let names: Vec<Vec<u8>> = (0..count)
+        .map(|i| el.attr_name(i).to_ascii_lowercase())
+        .collect();
+    for i in 1..count {
+        if names[i].first() != Some(&b'=') || !el.attr_value(i - 1).is_empty() {
             continue;
         }
-        let prev = el.attr_name(i - 1).into_owned();
-        // A later one of a name is dropped by the browser, merged or not.
-        let first = (0..i - 1).all(|j| !el.attr_name(j).eq_ignore_ascii_case(&prev));
-        if first && prev.first() != Some(&b'=') && el.attr_value(i - 1).is_empty() {
-            el.set_value(i - 1, "");
+        let prev = &names[i - 1];
+        let settable = prev.first() != Some(&b'=') && !names[..i - 1].contains(prev);
+        if !(settable && el.set_value(i - 1, "")) {
+            el.remove();
+            return;
         }
     }
 }

@@ -847,11 +847,16 @@ impl Tag for FastTag<'_> {
         }
         self.modified = true;
     }
-    fn set_value(&mut self, i: usize, value: &str) {
+    fn set_value(&mut self, i: usize, value: &str) -> bool {
+        // As lol_html: a name that is no UTF-8 does not survive its decoding.
+        if std::str::from_utf8(self.attrs[i].name(self.src)).is_err() {
+            return false;
+        }
         let start = self.values.len() as u32;
         self.values.push_str(value);
         self.attrs[i].new = Some((start, self.values.len() as u32));
         self.modified = true;
+        true
     }
     fn remove_attribute(&mut self, name: &str) {
         let before = self.attrs.len();

@@ -1399,16 +1399,23 @@ fn a_bom_at_the_start_of_an_attribute_value_hides_no_url() {
 #[test]
 fn an_attribute_named_with_equals_never_gives_its_neighbour_a_value() {
     let page = b"<img src=\"/i\" srcset/=\"&#x2f;a 1x\"><meta http-equiv=refresh \
-        content/=\"0;url=/x\"><a href=/h title/=\"t\" x=\"t\"/=\"u\">";
+        content/=\"0;url=/x\"><a href=/h title/=\"t\" x=\"t\"/=\"u\">\
+        <script src integrity/=\"evil.js\"></script>\
+        <link rel=stylesheet href integrity=\"x\"=\"a.css\">";
     for fast in [true, false] {
         for chunk in [1, 5, page.len()] {
             let out = String::from_utf8(html_chunked(page, chunk, fast)).unwrap();
             for want in [
                 "src=\"/remote/s/",
                 "srcset=\"\" =\"&#x2f;a",
-                "content=\"\" =\"0;url=/x\"",
+                // Not changed, so written as it came.
+                "content/=\"0;url=/x\"",
                 "title=\"\" =\"t\"",
                 "x=\"t\" =\"u\"",
+                // Found in review: the removed `integrity` put `src` (`href`) next to
+                // the `=`-named attribute.
+                "<script src=\"\" =\"evil.js\">",
+                "href=\"\" =\"a.css\"",
             ] {
                 assert!(
                     out.contains(want),
@@ -1416,5 +1423,49 @@ fn an_attribute_named_with_equals_never_gives_its_neighbour_a_value() {
                 );
             }
         }
+    }
+}
+
+/// Found by the rewrite_html fuzz target after the first fix: `<a t/=/=">` is `t`, an
+/// attribute named `=` and one named `="`; written again as `t="" = ="`, the last `"`
+/// opens a value that swallows the page after it. Such a pair cannot be spelt out (lol_html
+/// takes no name `=`), so a changed tag with one goes; an unchanged one is left as written.
+#[test]
+fn equals_named_attributes_side_by_side_remove_a_changed_tag() {
+    for fast in [true, false] {
+        for chunk in [1, 4096] {
+            let page = b"<p>a</p><a href=/h t/=/=\">link</a><p>b</p><i t/=/=\">i</i>";
+            let out = String::from_utf8(html_chunked(page, chunk, fast)).unwrap();
+            assert!(!out.contains("link") && !out.contains("href"), "{out}");
+            assert!(
+                out.contains("<p>a</p>") && out.contains("<p>b</p>"),
+                "{out}"
+            );
+            assert!(out.contains("<i t/=/=\">i</i>"), "fast {fast}: {out}");
+        }
+    }
+}
+
+/// A tag with an attribute named `=…` and more attributes than a page ever writes is
+/// removed with its content (the pairwise check stays bounded); one under the bound is
+/// spelt out pair by pair.
+#[test]
+fn a_tag_of_many_equals_named_attributes_is_bounded() {
+    let tag = |n: usize| {
+        let attrs: String = (0..n).map(|i| format!(" b{i}/=\"x{i}\"")).collect();
+        format!("<p>before</p><a href=/h{attrs}>inside</a><p>after</p>")
+    };
+    for fast in [true, false] {
+        let out = String::from_utf8(html_chunked(tag(40).as_bytes(), 4096, fast)).unwrap();
+        assert!(out.contains("b0=\"\" =\"x0\"") && out.contains("b39=\"\" =\"x39\""));
+        let out = String::from_utf8(html_chunked(tag(200).as_bytes(), 4096, fast)).unwrap();
+        assert!(
+            !out.contains("<a") && !out.contains("inside"),
+            "fast {fast}: {out}"
+        );
+        assert!(
+            out.contains("before") && out.contains("after"),
+            "fast {fast}: {out}"
+        );
     }
 }
