@@ -1,7 +1,8 @@
 //! HTTP headers as carried on the wire: a JSON object whose values are a string or an
 //! array of strings, so repeated headers such as `set-cookie` survive the trip.
 
-use serde::de::{MapAccess, SeqAccess, Visitor};
+use crate::limits;
+use serde::de::{Error as _, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -13,6 +14,10 @@ pub enum HeaderValue {
     One(String),
     Many(Vec<String>),
 }
+
+/// What one decoded header costs beyond its bytes, for the decoder's budget: the entry
+/// and the name's own allocation.
+const ENTRY_COST: usize = 64;
 
 /// By hand, not `untagged`: serde buffers an untagged value into its `Content` first (an
 /// allocation and a copy for every header of every frame) to try each variant in turn.
@@ -146,11 +151,28 @@ impl<'de> Deserialize<'de> for Headers {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Headers, A::Error> {
                 let mut out = Headers::new();
+                // Each value of an array gets its own copy of the name: a 512 KiB name
+                // with 170,000 empty values fits in one frame and would ask for 90 GB.
+                // What an honest frame holds fits in the frame; past that (each entry
+                // also charged for its own bookkeeping), this is refused.
+                let mut budget = limits::MAX_FRAME_LEN;
+                let mut charge = |n: &str, v: &str| -> Result<(), A::Error> {
+                    budget = budget
+                        .checked_sub(n.len() + v.len() + ENTRY_COST)
+                        .ok_or_else(|| {
+                            A::Error::custom("headers decode to more than a frame holds")
+                        })?;
+                    Ok(())
+                };
                 while let Some((k, v)) = m.next_entry::<String, HeaderValue>()? {
                     match v {
-                        HeaderValue::One(s) => out.append(k, s),
+                        HeaderValue::One(s) => {
+                            charge(&k, &s)?;
+                            out.append(k, s);
+                        }
                         HeaderValue::Many(vs) => {
                             for s in vs {
+                                charge(&k, &s)?;
                                 out.append(k.clone(), s);
                             }
                         }
@@ -184,6 +206,24 @@ mod tests {
             ["a=1; Path=/", "b=2"]
         );
         assert_eq!(back.get("CONTENT-TYPE"), Some("text/html"));
+    }
+
+    /// Found in review: each value of an array copies the name, so a frame-sized input
+    /// could decode to gigabytes. Refused once it passes what a frame holds.
+    #[test]
+    fn a_repeated_long_name_cannot_multiply_past_a_frame() {
+        let name = "n".repeat(512 * 1024);
+        let values = vec![""; 3000];
+        let json = format!("{{\"{name}\":{}}}", serde_json::to_string(&values).unwrap());
+        assert!(json.len() < limits::MAX_FRAME_LEN);
+        let err = serde_json::from_str::<Headers>(&json).unwrap_err();
+        assert!(err.to_string().contains("more than a frame holds"), "{err}");
+        // Many small headers, as an honest frame may carry, still decode.
+        let many: serde_json::Map<String, serde_json::Value> = (0..2000)
+            .map(|i| (format!("x-h{i}"), serde_json::Value::from("v".repeat(100))))
+            .collect();
+        let h: Headers = serde_json::from_value(serde_json::Value::Object(many)).unwrap();
+        assert_eq!(h.len(), 2000);
     }
 
     #[test]
