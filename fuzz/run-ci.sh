@@ -5,12 +5,15 @@
 #
 # Two ways to run, by FUZZ_SEED:
 # - unset (CI): libFuzzer's seed is 1 and each target stops after a fixed number
-#   of inputs (its `runs` below, about 15 s here), so a run finds the same thing on every
-#   machine: CI fails on a regression of a seed or of what these runs reach, never on a
-#   bug that a luckier draw found in old code. That search is the second way:
-# - `FUZZ_SEED=random` (or a number): libFuzzer draws (or takes) the seed and runs each
-#   target for the full time. Run it for minutes before landing a change to a rewriter or
-#   a decoder; add what it finds to the target's seeds once fixed.
+#   of inputs (its `runs` below, about 15 s here; the time limit is then 3x the given
+#   seconds, so a slower machine still gets through them), so a run tries the same
+#   inputs on every machine: CI fails on a regression of a seed or of what these runs
+#   reach, never on a bug that a luckier draw found in old code. So CI no longer
+#   searches; that is the second way, and a session's job before it lands:
+# - `FUZZ_SEED=random` (or a number; libFuzzer reads 0 as random too): libFuzzer draws
+#   (or takes) the seed and runs each target for the full time. Run it for minutes
+#   before landing a change to a rewriter or a decoder; add what it finds to the
+#   target's seeds once fixed.
 #
 # Only a stable toolchain exists: RUSTC_BOOTSTRAP=1 lets it take cargo-fuzz's nightly
 # flags. `--sanitizer none`: panics and the targets' assertions are what is checked (all
@@ -53,11 +56,15 @@ failed=()
 for entry in "${targets[@]}"; do
     target="${entry%%:*}" rest="${entry#*:}"
     seeds="${rest%%:*}" runs="${rest#*:}"
-    # On a slower machine the time may end first: the same inputs, fewer of them.
+    if ! [[ "$runs" =~ ^[0-9]+$ ]] || [ ! -d "$seeds" ]; then
+        echo "fuzz: bad entry $entry (want target:seeds-dir:runs)" >&2
+        exit 64
+    fi
+    # A machine over 3x slower than this one still stops on time: the same inputs, fewer.
     case "$seed" in
-        fixed) bound=(-seed=1 -runs="$runs") ;;
-        random) bound=() ;;
-        *) bound=(-seed="$seed") ;;
+        fixed) bound=(-seed=1 -runs="$runs") limit=$((secs * 3)) ;;
+        random) bound=() limit=$secs ;;
+        *) bound=(-seed="$seed") limit=$secs ;;
     esac
     mkdir -p "$work/$target/corpus" "$work/$target/artifacts"
     cp -r "$seeds/." "$work/$target/corpus/"
@@ -65,7 +72,7 @@ for entry in "${targets[@]}"; do
     # -timeout: one input taking over 10 s is a hang; -rss_limit_mb: a leak or a
     # blow-up; -max_len: pages of up to 64 KiB, enough to span the rewriters' chunks.
     if cargo fuzz run "${flags[@]}" "$target" "$work/$target/corpus" -- \
-        -max_total_time="$secs" "${bound[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+        -max_total_time="$limit" ${bound[@]+"${bound[@]}"} -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -artifact_prefix="$work/$target/artifacts/" -print_final_stats=1 \
         >"$log" 2>&1; then
         runs="$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" | tail -1)"
