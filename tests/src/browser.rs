@@ -20,30 +20,52 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Self {
-        let mut driver = tokio::process::Command::new(CHROMEDRIVER)
-            .arg("--port=0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{CHROMEDRIVER} cannot start ({e}): apt-get install chromium chromium-driver"
-                )
-            });
-        // chromedriver picks its port and says which on stdout.
-        let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
-        let port = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                    return rest.trim_end_matches('.').trim().parse::<u16>().unwrap();
+        // chromedriver picks its port (`--port=0`) and says which on stdout. Once in a
+        // while on this VM it exits before that (seen once here, with nothing to say why:
+        // its stderr went nowhere): it is started again, twice at most, and what it said
+        // goes into the failure.
+        let mut why = Vec::new();
+        let (mut driver, port, mut lines) = loop {
+            let mut driver = tokio::process::Command::new(CHROMEDRIVER)
+                .arg("--port=0")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{CHROMEDRIVER} cannot start ({e}): apt-get install chromium chromium-driver"
+                    )
+                });
+            let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+            let port = tokio::time::timeout(Duration::from_secs(30), async {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                        return rest.trim_end_matches('.').trim().parse::<u16>().ok();
+                    }
                 }
+                None
+            })
+            .await
+            .expect("chromedriver starts within 30 s");
+            if let Some(port) = port {
+                break (driver, port, lines);
             }
-            panic!("chromedriver exited before it listened");
-        })
-        .await
-        .expect("chromedriver starts within 30 s");
+            let mut err = String::new();
+            if let Some(mut e) = driver.stderr.take() {
+                use tokio::io::AsyncReadExt as _;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), e.read_to_string(&mut err)).await;
+            }
+            why.push(format!("{:?}: {}", driver.wait().await, err.trim()));
+            assert!(
+                why.len() < 3,
+                "chromedriver exited before it listened, three times: {why:#?}"
+            );
+        };
         // Keep reading what it prints, so a full pipe never blocks it.
+        let mut errors = BufReader::new(driver.stderr.take().unwrap()).lines();
+        tokio::spawn(async move { while let Ok(Some(_)) = errors.next_line().await {} });
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
         let profile = std::env::temp_dir().join(crate::cloud::unique("ponte-chromium"));
