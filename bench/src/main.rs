@@ -4,8 +4,8 @@
 //! — direct (origin), nginx (proxy), Ponte gateway (remote session), Ponte proxy-http —
 //! and two yardsticks with a tunnel's two hops: nginx proxying to the nginx proxy, and
 //! rathole (a Rust TCP tunnel, server and client, installed from crates.io on first use),
-//! printing one markdown table with ratios to nginx, nginx×2 and rathole, and the goals. Everything is on
-//! 127.0.0.1 with OS-chosen ports; must never reach another address, and must leave no
+//! printing one markdown table with ratios to nginx, nginx×2 and rathole, and the goals.
+//! Everything is on 127.0.0.1 with OS-chosen ports; must never reach another address, and must leave no
 //! child process behind on any exit. Not a test: nothing here runs in CI but the unit
 //! tests of the table arithmetic.
 
@@ -240,7 +240,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let rathole = match args.no_rathole || args.profile.is_some() {
         true => None,
         false => match procs::rathole_binary(&target_dir(&root)) {
-            Some(bin) => Some(procs::start_rathole(&mut kids, &bin, &d, origin_port).await?),
+            Some(bin) => Some(procs::start_rathole(&mut kids, &bin, &d, origin_port)?),
             None => None,
         },
     };

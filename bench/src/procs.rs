@@ -173,9 +173,9 @@ pub fn write_files(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// nginx with two servers: the origin (static files, `/small` is `small.json`, …) and a
+/// nginx with three servers: the origin (static files, `/small` is `small.json`, …) and a
 /// reverse proxy to it configured as a production site would be (HTTP/1.1 upstream with
-/// keep-alive, default buffering), both on 127.0.0.1.
+/// keep-alive, default buffering), all on 127.0.0.1.
 /// A third server, `two_hops`, proxies to the proxy as that one proxies to the origin:
 /// two proxies on the way, as a tunnel has (its cloud end and its connector).
 pub fn nginx_conf(dir: &Path, origin: u16, proxy: u16, two_hops: u16) -> String {
@@ -461,7 +461,7 @@ pub fn rathole_binary(target: &Path) -> Option<PathBuf> {
 /// rathole's server and client, with the origin as the client's one service: the
 /// service's public port (on the server), and both pids. Plain TCP with `TCP_NODELAY`
 /// (rathole's default, written out), one token, everything on 127.0.0.1.
-pub async fn start_rathole(
+pub fn start_rathole(
     kids: &mut Children,
     bin: &Path,
     dir: &Path,
