@@ -53,7 +53,8 @@ fuzz_target!(|data: &[u8]| {
     // prefix and the quotes lol_html puts around it; a `"` written as `&quot;` (+5, from a
     // `"` in a single-quoted value); an `&` written as `&amp;` (+4, from a bare `&` in a
     // value that also held a reference: the rewriter decodes references and writes the
-    // new value back escaped); a character of a `style=` URL that CSS escapes spelt,
+    // new value back escaped; the same for an SVG `<style>`'s text, where a bare `<` also
+    // comes back as `&lt;`, +3); a character of a `style=` URL that CSS escapes spelt,
     // escaped again (`\27 `, at most +5 per `\`); and a named reference whose decoded
     // UTF-8 is longer than itself (`&nLt;`: 5 bytes, 6 decoded; at most input / 5);
     // a byte that is no UTF-8 (or a NUL) in a rewritten value, which lol_html (the
@@ -65,6 +66,7 @@ fuzz_target!(|data: &[u8]| {
         + prefixes * (prefix.len() + 2)
         + count(&out, b"&quot;") * 5
         + count(&out, b"&amp;") * 4
+        + count(&out, b"&lt;") * 3
         + count(&out, b"\\") * 5
         + count(&out, "\u{fffd}".as_bytes()) * 2
         + 64;

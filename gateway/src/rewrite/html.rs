@@ -148,20 +148,51 @@ fn lol(start: LolStart) -> Inner<'static, Sink> {
             Ok(())
         }));
     }
+    // An element inside a `<style>` exists only in SVG or MathML, where lol_html lexes
+    // markup; but the browser may be back in HTML there (after `<a><svg></a>`, which
+    // lol_html does not follow), where all of it is raw-text CSS: `<b>…</b>url(/x)` would
+    // be CSS whose URL the CSS rewriter never saw. Such an element goes, with its
+    // content; the text around it is rewritten as CSS either way.
+    handlers.push(element!("style *", |el| {
+        el.remove();
+        Ok(())
+    }));
     // `<style>` text arrives in chunks that may split a `url(`.
     let css = Arc::new(Mutex::new(CssRewriter::new()));
+    // What a data-text chunk ended with that may be the start of a character reference.
+    let held = Arc::new(Mutex::new(String::new()));
     let s = scope.clone();
     handlers.push(text!("style", move |chunk| {
         let mut css = css.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
-        css.push(&s, chunk.as_str().as_bytes(), &mut out);
-        if chunk.last_in_text_node() {
-            css.finish(&s, &mut out);
+        let last = chunk.last_in_text_node();
+        // In SVG and MathML a `<style>` is data text: the browser decodes its character
+        // references before CSS reads it (`url(&#47;x)` is `url(/x)`). Such text is
+        // decoded, rewritten and written back escaped; in HTML it is raw text, as it came.
+        let data = chunk.text_type() == lol_html::html_content::TextType::Data;
+        if data {
+            let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+            let mut text = std::mem::take(&mut *held);
+            text.push_str(chunk.as_str());
+            if !last {
+                *held = text.split_off(reference_start(&text));
+            }
+            let mut decoded = Vec::new();
+            css.push(&s, attribute_value(&text).as_bytes(), &mut decoded);
+            if last {
+                css.finish(&s, &mut decoded);
+            }
+            escape_text(&decoded, &mut out);
+        } else {
+            css.push(&s, chunk.as_str().as_bytes(), &mut out);
+            if last {
+                css.finish(&s, &mut out);
+            }
         }
         // Splits fall on ASCII bytes only, so each piece is still UTF-8.
         let out = String::from_utf8(out)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        if out != chunk.as_str() {
+        if data || out != chunk.as_str() {
             chunk.replace(&out, ContentType::Html);
         }
         Ok(())
@@ -526,6 +557,34 @@ impl ElementRewriter {
             _ => {}
         }
         equals_named
+    }
+}
+
+/// Where a trailing character reference may start that the next chunk completes: the
+/// last `&` if nothing after it ends one (the longest reference name is 32 bytes), else the
+/// end of `text`.
+fn reference_start(text: &str) -> usize {
+    match text.rfind('&') {
+        Some(i)
+            if text.len() - i <= 40
+                && text[i + 1..]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'#') =>
+        {
+            i
+        }
+        _ => text.len(),
+    }
+}
+
+/// Decoded data text written back so the browser decodes it to itself.
+fn escape_text(text: &[u8], out: &mut Vec<u8>) {
+    for &b in text {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b => out.push(b),
+        }
     }
 }
 

@@ -1469,3 +1469,32 @@ fn a_tag_of_many_equals_named_attributes_is_bounded() {
         );
     }
 }
+
+/// Found by the rewrite_html fuzz target: after `<a><svg></a>` the browser is back in HTML,
+/// where a `<style>` is raw-text CSS, but lol_html still lexes SVG markup in it, so the
+/// CSS rewriter never saw what came inside a tag. Elements inside a `<style>` go. And CSS
+/// in an SVG `<style>` is data text, whose references the browser decodes before CSS reads
+/// it: `url(&#47;y)` was `url(/y)` unrewritten; it is decoded and rewritten now.
+#[test]
+fn markup_inside_a_style_is_removed() {
+    for fast in [true, false] {
+        for chunk in [1, 4096] {
+            let page = b"<a><svg><g></a><style>b{c:url(/x)}<i>d{e:url(/y)}</i>f{g:url(/z)}\
+                </style><p>after</p>";
+            let out = String::from_utf8(html_chunked(page, chunk, fast)).unwrap();
+            assert!(!out.contains("<i>") && !out.contains("url(/y)"), "{out}");
+            assert!(
+                !out.contains("url(/x)") && !out.contains("url(/z)"),
+                "{out}"
+            );
+            assert!(out.contains("<p>after</p>"), "{out}");
+            let page = b"<svg><style>.a{fill:url(/x)}.b{fill:url(&#47;y)}</style></svg><p>x</p>";
+            let out = String::from_utf8(html_chunked(page, chunk, fast)).unwrap();
+            assert!(out.contains(".a{fill:url(/remote/s/"), "fast {fast}: {out}");
+            assert!(
+                !out.contains("url(&#47;y)") && out.contains("<p>x</p>"),
+                "{out}"
+            );
+        }
+    }
+}
