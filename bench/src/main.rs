@@ -382,26 +382,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cloud.gateway
     );
 
-    let mut paths = targets(origin_port, proxy_port, &cloud, &prefix, &cookie, &token)?;
-    let plain = |name, port| PathTargets {
-        name,
-        small: plain_get(port, "/small", 100),
-        one_mb: plain_get(port, "/1mb", 1 << 20),
-        hundred_mb: Some(plain_get(port, "/100mb", 100 << 20)),
-    };
-    paths.push(plain("nginx×2", two_hops_port));
+    let mut yardsticks = vec![("nginx×2", two_hops_port)];
+    yardsticks.extend(rathole.map(|(port, _)| ("rathole", port)));
+    let paths = targets(
+        origin_port,
+        proxy_port,
+        &yardsticks,
+        &cloud,
+        &prefix,
+        &cookie,
+        &token,
+    )?;
     let mut rathole_pids = vec![];
-    if let Some((port, pids)) = rathole {
-        let t = plain("rathole", port);
+    if let Some((_, pids)) = rathole {
         // rathole accepts on its public port before its client has connected, and
         // closes what it cannot forward yet.
-        procs::wait_for("rathole to forward", Duration::from_secs(20), || {
-            let small = t.small.clone();
-            async move { load::probe(&small).await.is_ok() }
-        })
+        let small = &paths[RATHOLE].small;
+        procs::wait_for(
+            "rathole to forward",
+            Duration::from_secs(20),
+            || async move { load::probe(small).await.is_ok() },
+        )
         .await
         .with_context(|| format!("see {}/rathole-*.log", d.display()))?;
-        paths.push(t);
         rathole_pids = pids.to_vec();
     }
     for p in &paths {
@@ -611,22 +614,12 @@ fn note(path: &str, what: &str, o: &Outcome) {
     }
 }
 
-/// A GET of `path` on 127.0.0.1:`port` that must bring at least `min` bytes.
-fn plain_get(port: u16, path: &str, min: u64) -> Target {
-    Target {
-        addr: ([127, 0, 0, 1], port).into(),
-        method: http::Method::GET,
-        path: path.to_owned(),
-        headers: vec![],
-        body: Default::default(),
-        min_len: min,
-        must_contain: None,
-    }
-}
-
+/// The paths, in the column order of [`GATEWAY`] and the others: direct, nginx, gateway,
+/// proxy-http, then each `yardsticks` (name, port: plain GETs like nginx's).
 fn targets(
     origin: u16,
     proxy: u16,
+    yardsticks: &[(&'static str, u16)],
     cloud: &procs::Cloud,
     prefix: &str,
     cookie: &str,
@@ -692,6 +685,15 @@ fn targets(
         one_mb: proxy_http("/1mb", 1 << 20)?,
         hundred_mb: None,
     });
+    for &(name, port) in yardsticks {
+        let [small, one_mb, big] = files(port, "/", vec![]);
+        out.push(PathTargets {
+            name,
+            small,
+            one_mb,
+            hundred_mb: Some(big),
+        });
+    }
     Ok(out)
 }
 

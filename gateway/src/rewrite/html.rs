@@ -164,30 +164,30 @@ fn lol(start: LolStart) -> Inner<'static, Sink> {
     let s = scope.clone();
     handlers.push(text!("style", move |chunk| {
         let mut css = css.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::new();
         let last = chunk.last_in_text_node();
         // In SVG and MathML a `<style>` is data text: the browser decodes its character
         // references before CSS reads it (`url(&#47;x)` is `url(/x)`). Such text is
         // decoded, rewritten and written back escaped; in HTML it is raw text, as it came.
         let data = chunk.text_type() == lol_html::html_content::TextType::Data;
+        let text: Cow<'_, str> = match data {
+            false => chunk.as_str().into(),
+            true => {
+                let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+                let mut text = std::mem::take(&mut *held);
+                text.push_str(chunk.as_str());
+                if !last {
+                    *held = text.split_off(reference_start(&text));
+                }
+                attribute_value(&text).into_owned().into()
+            }
+        };
+        let mut out = Vec::new();
+        css.push(&s, text.as_bytes(), &mut out);
+        if last {
+            css.finish(&s, &mut out);
+        }
         if data {
-            let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
-            let mut text = std::mem::take(&mut *held);
-            text.push_str(chunk.as_str());
-            if !last {
-                *held = text.split_off(reference_start(&text));
-            }
-            let mut decoded = Vec::new();
-            css.push(&s, attribute_value(&text).as_bytes(), &mut decoded);
-            if last {
-                css.finish(&s, &mut decoded);
-            }
-            escape_text(&decoded, &mut out);
-        } else {
-            css.push(&s, chunk.as_str().as_bytes(), &mut out);
-            if last {
-                css.finish(&s, &mut out);
-            }
+            out = escape_text(&out);
         }
         // Splits fall on ASCII bytes only, so each piece is still UTF-8.
         let out = String::from_utf8(out)
@@ -578,7 +578,8 @@ fn reference_start(text: &str) -> usize {
 }
 
 /// Decoded data text written back so the browser decodes it to itself.
-fn escape_text(text: &[u8], out: &mut Vec<u8>) {
+fn escape_text(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
     for &b in text {
         match b {
             b'&' => out.extend_from_slice(b"&amp;"),
@@ -586,6 +587,7 @@ fn escape_text(text: &[u8], out: &mut Vec<u8>) {
             b => out.push(b),
         }
     }
+    out
 }
 
 /// A tag with a name starting with `=` and more attributes than this is removed (with
