@@ -1,20 +1,59 @@
 //! Executes requests against devices: target policy, one HTTP client (connection pool)
 //! per device, a per-device concurrency cap, error classification.
 //!
+//! The client is hyper's own (hyper-util's pooled client, rustls through hyper-rustls),
+//! not reqwest: reqwest parsed every request's URL twice more (its redirect layer and its
+//! response), a sixth of the connector's instructions per small request.
+//!
 //! Must never: connect to a target the policy refuses, follow redirects (the gateway
 //! rewrites them), decompress bodies (bytes pass through untouched), or send
 //! `Expect: 100-continue`.
 
 use crate::policy::TargetPolicy;
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt as _;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ponte_protocol::{ErrorCode, Headers};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::Url;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use url::Url;
+
+/// A request body toward a device: empty, whole, or streamed (an upload).
+pub type DeviceBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// The pooled HTTP/1.1 client of one device origin (cheap to clone: a handle).
+pub type DeviceClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<HttpConnector<PolicyResolver>>,
+    DeviceBody,
+>;
+
+/// A device's response; its body streams.
+pub type DeviceResponse = http::Response<hyper::body::Incoming>;
+
+/// An empty body, or `bytes` whole.
+pub fn whole_body(bytes: impl Into<Bytes>) -> DeviceBody {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// The next data of a device's body (trailers are skipped), `None` at its end.
+pub async fn next_chunk(body: &mut hyper::body::Incoming) -> Result<Option<Bytes>, hyper::Error> {
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
+}
 
 /// A failed request, as sent back in HTTP_RESPONSE_ERROR.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +86,9 @@ const HOP_BY_HOP: &[&str] = &[
     "host",
     "expect",
 ];
+
+/// How long connecting to a device may take (TCP, and TLS on top).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Devices (host:port) remembered for pools and concurrency caps. The keys come from
 /// the cloud, so the tables are bounded; past this, idle entries are dropped.
@@ -83,8 +125,25 @@ pub struct Executor {
     policy: Arc<TargetPolicy>,
     lookup: Lookup,
     per_target: usize,
-    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+    clients: Mutex<HashMap<ClientKey, DeviceClient>>,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Base URLs as the cloud sends them, parsed once (see [`Executor::http_target`]).
+    origins: Mutex<HashMap<String, Arc<Origin>>>,
+}
+
+/// A device's base URL, parsed and checked once.
+pub struct Origin {
+    /// The base URL as parsed (scheme, host and port for the policy, pools and caps).
+    pub url: Url,
+    /// The base as given, without its trailing `/`, when that is already the URL's
+    /// canonical form: a plain path is then appended to it as text.
+    plain: Option<String>,
+}
+
+/// One HTTP request's target: its origin and the URI sent to the device.
+pub struct HttpTarget {
+    pub origin: Arc<Origin>,
+    pub uri: http::Uri,
 }
 
 impl Executor {
@@ -95,6 +154,7 @@ impl Executor {
             per_target,
             clients: Mutex::default(),
             permits: Mutex::default(),
+            origins: Mutex::default(),
         }
     }
 
@@ -130,6 +190,43 @@ impl Executor {
             ));
         }
         Ok(url)
+    }
+
+    /// `base_url` + `path` → the HTTP target, or BAD_REQUEST: the same URL as
+    /// [`Executor::target_url`] gives, without parsing it again on every request. The
+    /// base is parsed once; a path of plain characters (no dot segment, nothing the URL
+    /// parser would escape or split off) is appended as text, anything else is parsed
+    /// whole as before.
+    pub fn http_target(&self, base_url: &str, path: &str) -> Result<HttpTarget, ExecError> {
+        let origin = self.origin(base_url)?;
+        let text = match &origin.plain {
+            Some(base) if is_plain_path(path) => format!("{base}{path}"),
+            _ => Self::target_url(base_url, path, false)?.into(),
+        };
+        let uri = http::Uri::try_from(text).map_err(|e| {
+            ExecError::new(ErrorCode::BadRequest, format!("invalid target path: {e}"))
+        })?;
+        Ok(HttpTarget { origin, uri })
+    }
+
+    fn origin(&self, base_url: &str) -> Result<Arc<Origin>, ExecError> {
+        if let Some(o) = self.origins.lock().unwrap().get(base_url) {
+            return Ok(Arc::clone(o));
+        }
+        let url = Self::target_url(base_url, "/", false)?;
+        let trimmed = base_url.trim_end_matches('/');
+        let plain = (url.as_str().trim_end_matches('/') == trimmed
+            && url.query().is_none()
+            && url.fragment().is_none())
+        .then(|| trimmed.to_owned());
+        let origin = Arc::new(Origin { url, plain });
+        let mut origins = self.origins.lock().unwrap();
+        if origins.len() >= MAX_DEVICES {
+            // Cheap to parse again; the keys come from the cloud.
+            origins.clear();
+        }
+        origins.insert(base_url.to_owned(), Arc::clone(&origin));
+        Ok(origin)
     }
 
     /// Refuses a target the policy does not allow, before any connection is attempted.
@@ -191,7 +288,7 @@ impl Executor {
     }
 
     /// The pooled client for this device.
-    pub fn client(&self, url: &Url, tls_insecure: bool) -> Result<reqwest::Client, ExecError> {
+    pub fn client(&self, url: &Url, tls_insecure: bool) -> Result<DeviceClient, ExecError> {
         let key = ClientKey {
             https: matches!(url.scheme(), "https" | "wss"),
             host: url
@@ -203,26 +300,28 @@ impl Executor {
         if let Some(c) = self.clients.lock().unwrap().get(&key) {
             return Ok(c.clone());
         }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .http1_only()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
+        let resolver = PolicyResolver {
+            policy: Arc::clone(&self.policy),
+            lookup: Arc::clone(&self.lookup),
+            // One client per origin, so the port is fixed: the resolver runs the full,
+            // port-exact check (health port included) on every lookup.
+            port: url.port_or_known_default().unwrap_or(80),
+        };
+        let mut http = HttpConnector::new_with_resolver(resolver);
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let tls = crate::tls::device_config(tls_insecure);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(self.per_target)
-            .danger_accept_invalid_certs(tls_insecure)
-            .dns_resolver(Arc::new(PolicyResolver {
-                policy: Arc::clone(&self.policy),
-                lookup: Arc::clone(&self.lookup),
-                // One client per origin, so the port is fixed: the resolver runs the
-                // full, port-exact check (health port included) on every lookup.
-                port: url.port_or_known_default().unwrap_or(80),
-            }))
-            .build()
-            .map_err(|e| {
-                ExecError::new(ErrorCode::Internal, format!("building HTTP client: {e}"))
-            })?;
+            .build(https);
         let mut clients = self.clients.lock().unwrap();
         if clients.len() >= MAX_DEVICES {
             // Pools are cheap to rebuild; requests in flight keep their own handle.
@@ -235,11 +334,8 @@ impl Executor {
 
 /// Copies caller headers toward the device, minus hop-by-hop ones and those the
 /// `Connection` header names. `keep_length` keeps Content-Length (streamed bodies).
-pub fn request_headers(
-    h: &Headers,
-    keep_length: bool,
-) -> Result<reqwest::header::HeaderMap, ExecError> {
-    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+pub fn request_headers(h: &Headers, keep_length: bool) -> Result<http::HeaderMap, ExecError> {
+    use http::header::{HeaderMap, HeaderName, HeaderValue};
     let named_by_connection: Vec<String> = h
         .get_all("connection")
         .flat_map(|v| v.split(','))
@@ -269,7 +365,7 @@ pub fn request_headers(
 }
 
 /// Device response headers for the wire; per-hop ones are dropped.
-pub fn response_headers(h: &reqwest::header::HeaderMap) -> Headers {
+pub fn response_headers(h: &http::HeaderMap) -> Headers {
     h.iter()
         .filter(|(n, _)| {
             !matches!(
@@ -286,29 +382,85 @@ pub fn response_headers(h: &reqwest::header::HeaderMap) -> Headers {
         .collect()
 }
 
-/// Classifies a client error.
-pub fn classify(err: &reqwest::Error) -> ExecError {
-    let mut msg = err.to_string();
-    let mut src = std::error::Error::source(err);
-    while let Some(s) = src {
-        msg = format!("{msg}: {s}");
-        src = s.source();
-    }
-    // reqwest names the URL in its errors; device UIs put session tokens in queries,
-    // and this message reaches logs, the cloud and the caller's error body.
-    let msg = without_queries(&msg);
+/// Classifies a failed request to `authority`: the message names the device, never a
+/// query (device UIs put session tokens there, and this message reaches logs, the cloud
+/// and the caller's error body).
+pub fn classify(err: &hyper_util::client::legacy::Error, authority: &str) -> ExecError {
+    let msg = chain(&format!("{authority}: "), err);
     let code = if msg.contains("forbidden by allowed_targets") {
         ErrorCode::TargetForbidden
-    } else if err.is_timeout() {
+    } else if timed_out(err) {
         ErrorCode::Timeout
     } else if err.is_connect() {
         ErrorCode::ConnectFailed
-    } else if err.is_builder() {
-        ErrorCode::BadRequest
     } else {
         ErrorCode::Internal
     };
     ExecError::new(code, msg)
+}
+
+/// A device body that failed after its head.
+pub fn body_failed(err: &hyper::Error) -> ExecError {
+    ExecError::new(ErrorCode::Internal, chain("device body failed: ", err))
+}
+
+/// `prefix`, the error and its sources, queries cut off.
+fn chain(prefix: &str, err: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = format!("{prefix}{err}");
+    let mut src = err.source();
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    without_queries(&msg)
+}
+
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src = Some(err);
+    while let Some(e) = src {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        src = e.source();
+    }
+    false
+}
+
+/// True for a path the URL parser leaves as it is: it starts with `/`, has no dot
+/// segment (plain or escaped) and only characters that need no escaping and end nothing
+/// (no `#`, no space, nothing outside ASCII).
+fn is_plain_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.first() == Some(&b'/')
+        && !path.contains("/.")
+        && !path.contains("%2e")
+        && !path.contains("%2E")
+        && b.iter().all(|&c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'/' | b'-'
+                        | b'_'
+                        | b'.'
+                        | b'~'
+                        | b'%'
+                        | b'?'
+                        | b'='
+                        | b'&'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b':'
+                        | b'@'
+                        | b'!'
+                        | b'$'
+                        | b'*'
+                        | b'('
+                        | b')'
+                )
+        })
 }
 
 /// `text` with the query string of every `http(s)://…` URL in it cut off.
@@ -340,14 +492,24 @@ pub fn without_queries(text: &str) -> String {
 
 /// DNS for the device clients: resolves, then keeps only addresses the policy allows,
 /// so a name that changes after the pre-check still cannot reach a forbidden address.
-struct PolicyResolver {
+/// (hyper connects to an IP literal without asking: those were checked before.)
+#[derive(Clone)]
+pub struct PolicyResolver {
     policy: Arc<TargetPolicy>,
     lookup: Lookup,
     port: u16,
 }
 
-impl Resolve for PolicyResolver {
-    fn resolve(&self, name: Name) -> Resolving {
+impl tower_service::Service<Name> for PolicyResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = BoxFuture<'static, std::io::Result<Self::Response>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
         let policy = Arc::clone(&self.policy);
         let lookup = Arc::clone(&self.lookup);
         let port = self.port;
@@ -361,19 +523,64 @@ impl Resolve for PolicyResolver {
                 .map(|ip| SocketAddr::new(ip, 0))
                 .collect();
             if allowed.is_empty() {
-                return Err(format!(
+                return Err(std::io::Error::other(format!(
                     "{host} resolves only to addresses forbidden by allowed_targets"
-                )
-                .into());
+                )));
             }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            Ok(allowed.into_iter())
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::without_queries;
+    use super::{without_queries, Executor};
+    use crate::policy::TargetPolicy;
+
+    /// The text fast path gives the URI the URL parser gives, and anything it cannot
+    /// vouch for (dot segments, escapes, fragments, a base not in canonical form) takes
+    /// the parser's way.
+    #[test]
+    fn http_targets_are_the_parsed_url() {
+        let exec = Executor::new(TargetPolicy::default_private(), 4);
+        for base in [
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/",
+            "http://10.0.0.5",
+            "http://Device.LAN:80/",
+            "https://[::1]:8443/app/",
+            "http://h/base?q",
+        ] {
+            for path in [
+                "/",
+                "/a/b.html?x=1&y=a+b,c;d:e@f",
+                "/a/../b",
+                "/a/%2e%2E/b",
+                "/a/./b",
+                "/a b?c d",
+                "/a#frag",
+                "/é?ü",
+                "/a\\b",
+                "//double/slash",
+                "/a?b=/../c",
+                "/%zz",
+            ] {
+                let mut parsed = Executor::target_url(base, path, false).unwrap();
+                // What goes on the wire: no fragment (reqwest's Uri dropped it too).
+                parsed.set_fragment(None);
+                let target = exec.http_target(base, path).unwrap();
+                assert_eq!(target.uri.to_string(), parsed.as_str(), "{base} + {path}");
+                assert_eq!(target.origin.url.host(), parsed.host(), "{base}");
+                assert_eq!(
+                    target.origin.url.port_or_known_default(),
+                    parsed.port_or_known_default()
+                );
+            }
+        }
+        assert!(exec.http_target("ftp://h", "/").is_err());
+        assert!(exec.http_target("http://u:p@h", "/").is_err());
+        assert!(exec.http_target("http://h", "x").is_err());
+    }
 
     #[test]
     fn urls_in_messages_lose_their_queries() {

@@ -804,8 +804,9 @@ async fn serve_request(
     let exec: &Executor = &sess.shared.exec;
     let rid = req.request_id;
     let t = req.target;
-    let url = Executor::target_url(&t.base_url, &t.path, false)?;
-    exec.check_target(&url).await?;
+    let target = exec.http_target(&t.base_url, &t.path)?;
+    let url = &target.origin.url;
+    exec.check_target(url).await?;
     let host_port = format!(
         "{}:{}",
         url.host_str().unwrap_or_default(),
@@ -818,20 +819,20 @@ async fn serve_request(
         .unwrap_or(limits::DEFAULT_TIMEOUT)
         .min(limits::MAX_TIMEOUT);
     let deadline = Instant::now() + timeout;
-    let method = reqwest::Method::from_bytes(t.method.as_bytes()).map_err(|_| {
+    let method = http::Method::from_bytes(t.method.as_bytes()).map_err(|_| {
         ExecError::new(
             ErrorCode::BadRequest,
             format!("invalid method {:?}", t.method),
         )
     })?;
     let headers = exec::request_headers(&t.headers, body_rx.is_some())?;
-    let client = exec.client(&url, t.tls_insecure)?;
+    let client = exec.client(url, t.tls_insecure)?;
 
     // Set once a streamed upload has been read whole: the response clock starts then.
     let uploaded = Arc::new(Notify::new());
     let streaming = body_rx.is_some();
     let body = match (body_rx, t.body, t.body_encoding) {
-        (Some(rx), _, _) => Some(streamed_body(
+        (Some(rx), _, _) => streamed_body(
             Arc::clone(sess),
             Arc::clone(ctl),
             rid.clone(),
@@ -840,7 +841,7 @@ async fn serve_request(
             // cancels), with the caller's idle timeout, which can exceed `timeoutMs`.
             timeout.max(limits::DEFAULT_TIMEOUT),
             Arc::clone(&uploaded),
-        )),
+        ),
         (None, Some(b), Some(proto::BodyEncoding::Base64)) => {
             use base64::Engine as _;
             let raw = base64::engine::general_purpose::STANDARD
@@ -851,13 +852,13 @@ async fn serve_request(
                         format!("body is not valid base64: {e}"),
                     )
                 })?;
-            Some(reqwest::Body::from(raw))
+            exec::whole_body(raw)
         }
-        (None, Some(b), _) => Some(reqwest::Body::from(b)),
-        (None, None, _) => None,
+        (None, Some(b), _) => exec::whole_body(b),
+        (None, None, _) => exec::whole_body(Bytes::new()),
     };
 
-    let _permit = tokio::time::timeout_at(deadline, exec.permit(&url))
+    let _permit = tokio::time::timeout_at(deadline, exec.permit(url))
         .await
         .map_err(|_| {
             ExecError::new(
@@ -865,11 +866,10 @@ async fn serve_request(
                 format!("device {} stayed at its concurrency limit", url.authority()),
             )
         })?;
-    let mut rb = client.request(method, url).headers(headers);
-    if let Some(b) = body {
-        rb = rb.body(b);
-    }
-    let request = rb.build().map_err(|e| exec::classify(&e))?;
+    let mut request = http::Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = target.uri;
+    *request.headers_mut() = headers;
     // `timeoutMs` bounds the wait for the response head after the request is sent: an
     // upload is bounded by its idle timeout (in `streamed_body`), not by its length.
     let response_clock = async {
@@ -881,10 +881,10 @@ async fn serve_request(
         }
     };
     let executed = tokio::select! {
-        r = client.execute(request) => Ok(r),
+        r = client.request(request) => Ok(r),
         () = response_clock => Err(()),
     };
-    let mut resp = match executed {
+    let resp = match executed {
         Err(_) => {
             return Err(ExecError::new(
                 ErrorCode::Timeout,
@@ -894,10 +894,11 @@ async fn serve_request(
                 ),
             ))
         }
-        Ok(Err(e)) => return Err(exec::classify(&e)),
+        Ok(Err(e)) => return Err(exec::classify(&e, url.authority())),
         Ok(Ok(r)) => r,
     };
-    let headers = exec::response_headers(resp.headers());
+    let (parts, mut body) = resp.into_parts();
+    let headers = exec::response_headers(&parts.headers);
     if headers.byte_len() > limits::MAX_HEADER_BYTES {
         return Err(ExecError::new(
             ErrorCode::Internal,
@@ -909,7 +910,7 @@ async fn serve_request(
     }
     let start = ConnectorMsg::HttpResponseStart(proto::ResponseStart {
         request_id: rid.clone(),
-        status_code: resp.status().as_u16(),
+        status_code: parts.status.as_u16(),
         headers,
     });
     // What the device has already sent, up to one chunk, taken without waiting (hyper
@@ -920,7 +921,7 @@ async fn serve_request(
     let mut ready = Vec::new();
     let (mut ready_len, mut ended, mut failed) = (0, false, None);
     while ready_len < limits::MAX_CHUNK_LEN {
-        match resp.chunk().now_or_never() {
+        match exec::next_chunk(&mut body).now_or_never() {
             None => break,
             Some(Ok(None)) => {
                 ended = true;
@@ -962,18 +963,18 @@ async fn serve_request(
         let chunk = if let Some(c) = ready.next() {
             c
         } else if let Some(e) = failed.take() {
-            return Err(body_failed(&e));
+            return Err(exec::body_failed(&e));
         } else if ended {
             break;
         } else {
-            match tokio::time::timeout(timeout, resp.chunk()).await {
+            match tokio::time::timeout(timeout, exec::next_chunk(&mut body)).await {
                 Err(_) => {
                     return Err(ExecError::new(
                         ErrorCode::Timeout,
                         "device stopped sending the body",
                     ))
                 }
-                Ok(Err(e)) => return Err(body_failed(&e)),
+                Ok(Err(e)) => return Err(exec::body_failed(&e)),
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(c))) => c,
             }
@@ -996,13 +997,6 @@ async fn serve_request(
     }))
     .await
     .map_err(|_| gone())
-}
-
-fn body_failed(e: &reqwest::Error) -> ExecError {
-    ExecError::new(
-        ErrorCode::Internal,
-        format!("device body failed: {}", exec::classify(e).message),
-    )
 }
 
 fn gone() -> ExecError {
@@ -1049,7 +1043,7 @@ async fn wait_window(ctl: &StreamCtl, want: usize) -> usize {
 ///
 /// Ends only after HTTP_REQUEST_END. A queue that closes without it (the stream was
 /// failed or cancelled) or that stays empty for `idle` yields an error instead, so
-/// reqwest aborts the device connection rather than finishing the request: a cut
+/// hyper aborts the device connection rather than finishing the request: a cut
 /// upload never looks complete to the device. `uploaded` is notified at the end.
 fn streamed_body(
     sess: Arc<Session>,
@@ -1058,7 +1052,7 @@ fn streamed_body(
     rx: mpsc::Receiver<Bytes>,
     idle: Duration,
     uploaded: Arc<Notify>,
-) -> reqwest::Body {
+) -> exec::DeviceBody {
     let s =
         futures_util::stream::unfold((Some(rx), sess, ctl, rid), move |(rx, sess, ctl, rid)| {
             let uploaded = Arc::clone(&uploaded);
@@ -1104,7 +1098,9 @@ fn streamed_body(
                 Some((Ok::<_, std::io::Error>(data), (Some(rx), sess, ctl, rid)))
             }
         });
-    reqwest::Body::wrap_stream(s)
+    http_body_util::BodyExt::boxed_unsync(http_body_util::StreamBody::new(
+        s.map(|r| r.map(hyper::body::Frame::data)),
+    ))
 }
 
 fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
