@@ -265,6 +265,8 @@ pub(crate) struct Session {
     /// The relay's HELLO named `bin`: body chunks may go as binary frames. Never set by
     /// a relay that does not answer HELLO, which therefore only ever gets JSON.
     relay_bin: AtomicBool,
+    /// The relay named `bin-head` too: response heads and ends go binary as well.
+    relay_bin_head: AtomicBool,
     /// The relay's HELLO named `flow`: streams begun from now on honour the window.
     relay_flow: AtomicBool,
     /// Stopping (SIGTERM): requests in flight finish, new ones are refused with BUSY.
@@ -321,9 +323,14 @@ impl Session {
     }
 
     /// The frame for `msg`: binary once the relay named `bin` and the message has a
-    /// binary form (body chunks, WebSocket messages), the JSON text frame otherwise.
+    /// binary form (body chunks, WebSocket messages; a response's head and end only if
+    /// the relay named `bin-head` as well), the JSON text frame otherwise.
     pub(crate) fn frame(&self, msg: &ConnectorMsg) -> Message {
-        if self.relay_bin.load(Ordering::Relaxed) {
+        let binary = match proto::binary::is_head(msg) {
+            true => self.relay_bin_head.load(Ordering::Relaxed),
+            false => self.relay_bin.load(Ordering::Relaxed),
+        };
+        if binary {
             if let Some(bin) = proto::binary::encode_connector(msg) {
                 return Message::Binary(bin);
             }
@@ -372,6 +379,7 @@ where
         ws_budget: proto::WsBudget::new(limits::WS_STREAM_BUDGET, limits::WS_CONNECTION_BUDGET),
         cancel: cancel.clone(),
         relay_bin: AtomicBool::new(false),
+        relay_bin_head: AtomicBool::new(false),
         relay_flow: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         ended: Arc::new(Notify::new()),
@@ -556,8 +564,12 @@ fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
         CloudMsg::Hello(h) => {
             let caps = h.capability_set();
             info!(capabilities = ?caps.names(), "relay answered HELLO");
-            sess.relay_bin
-                .store(caps.has(proto::Capability::Bin), Ordering::Relaxed);
+            let bin = caps.has(proto::Capability::Bin);
+            sess.relay_bin.store(bin, Ordering::Relaxed);
+            sess.relay_bin_head.store(
+                bin && caps.has(proto::Capability::BinHead),
+                Ordering::Relaxed,
+            );
             sess.relay_flow
                 .store(caps.has(proto::Capability::Flow), Ordering::Relaxed);
         }

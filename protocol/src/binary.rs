@@ -19,6 +19,17 @@
 //! | 2+L         | 8    | `index`, u64 — kinds 1 and 2 only: the same per-request counter as the JSON chunk's `index` |
 //! | 2+L (+8)    | rest | payload: raw body bytes (kind 3: UTF-8 text); may be empty |
 //!
+//! With `bin-head` named by both sides as well, a response's head and end may travel as
+//! binary frames too (connector → cloud), the same kind, id length and id first:
+//!
+//! | kind | after the id |
+//! |------|--------------|
+//! | [`KIND_HTTP_RESPONSE_START`] `0x05` | `statusCode`, u16; then each header in order to the frame's end: name length u16, name (UTF-8), value length u32, value (UTF-8) |
+//! | [`KIND_HTTP_RESPONSE_END`] `0x06` | nothing |
+//!
+//! Headers keep their order and spelling (JSON merges repeated names into an array).
+//! Example: `HTTP_RESPONSE_START` of `r`, 200, `a: b` = `05 01 72 00 c8 00 01 61 00 00 00 01 62`.
+//!
 //! An HTTP chunk's payload is at most [`MAX_CHUNK_LEN`]; a WebSocket message's is bounded
 //! only by the frame ([`MAX_FRAME_LEN`] in all). Example: response chunk `"hi"` of request
 //! `r-1`, index 0 = `01 03 72 2d 31 00 00 00 00 00 00 00 00 68 69`.
@@ -27,8 +38,9 @@
 //! name itself (a frame whose id cannot be read blames nobody and is dropped).
 
 use crate::codec::DecodeError;
+use crate::headers::Headers;
 use crate::limits::{MAX_CHUNK_LEN, MAX_FRAME_LEN, MAX_ID_LEN};
-use crate::message::{Chunk, CloudMsg, ConnectorMsg, WsMessage};
+use crate::message::{Chunk, CloudMsg, ConnectorMsg, ResponseStart, StreamRef, WsMessage};
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// `HTTP_RESPONSE_CHUNK`, connector → cloud.
@@ -39,6 +51,15 @@ pub const KIND_HTTP_REQUEST_CHUNK: u8 = 0x02;
 pub const KIND_WS_TEXT: u8 = 0x03;
 /// `WS_MESSAGE` with `data`, either direction.
 pub const KIND_WS_BINARY: u8 = 0x04;
+/// `HTTP_RESPONSE_START`, connector → cloud (`bin-head`).
+pub const KIND_HTTP_RESPONSE_START: u8 = 0x05;
+/// `HTTP_RESPONSE_END`, connector → cloud (`bin-head`).
+pub const KIND_HTTP_RESPONSE_END: u8 = 0x06;
+
+/// What one decoded header costs beyond its bytes (the entry and its two allocations),
+/// charged like the JSON decoder's against what a frame holds: a frame of empty headers
+/// cannot decode to many times its size.
+const HEADER_ENTRY_COST: usize = 64;
 
 /// Bytes of the kind and id-length fields.
 const PREFIX_LEN: usize = 2;
@@ -55,13 +76,26 @@ struct Parts {
 
 /// Encodes a connector message as a binary frame, or `None` when it has no binary form
 /// (control messages, a WS_MESSAGE without exactly one of text/data, an invalid id):
-/// the caller then sends the JSON text frame.
+/// the caller then sends the JSON text frame. A response's head and end have one (see
+/// [`is_head`]): send it only to a relay that named `bin-head`.
 pub fn encode_connector(msg: &ConnectorMsg) -> Option<Bytes> {
     match msg {
         ConnectorMsg::HttpResponseChunk(c) => encode_chunk(KIND_HTTP_RESPONSE_CHUNK, c),
         ConnectorMsg::WsMessage(m) => encode_ws(m),
+        ConnectorMsg::HttpResponseStart(r) => encode_start(r),
+        ConnectorMsg::HttpResponseEnd(e) => {
+            header(KIND_HTTP_RESPONSE_END, &e.request_id, 0).map(BytesMut::freeze)
+        }
         _ => None,
     }
+}
+
+/// True for the messages whose binary form needs `bin-head` (not only `bin`).
+pub fn is_head(msg: &ConnectorMsg) -> bool {
+    matches!(
+        msg,
+        ConnectorMsg::HttpResponseStart(_) | ConnectorMsg::HttpResponseEnd(_)
+    )
 }
 
 /// Encodes a cloud message as a binary frame; `None` as for [`encode_connector`].
@@ -79,6 +113,13 @@ pub fn decode_connector(frame: &Bytes) -> Result<ConnectorMsg, DecodeError> {
     match p.kind {
         KIND_HTTP_RESPONSE_CHUNK => Ok(ConnectorMsg::HttpResponseChunk(chunk(p))),
         KIND_WS_TEXT | KIND_WS_BINARY => ws_message(p).map(ConnectorMsg::WsMessage),
+        KIND_HTTP_RESPONSE_START => start(p).map(ConnectorMsg::HttpResponseStart),
+        KIND_HTTP_RESPONSE_END if p.payload.is_empty() => {
+            Ok(ConnectorMsg::HttpResponseEnd(StreamRef {
+                request_id: p.id,
+            }))
+        }
+        KIND_HTTP_RESPONSE_END => Err(malformed(p.kind, "bytes after the id", Some(&p.id))),
         _ => Err(wrong_direction(p)),
     }
 }
@@ -111,6 +152,63 @@ fn encode_ws(m: &WsMessage) -> Option<Bytes> {
     Some(out.freeze())
 }
 
+fn encode_start(r: &ResponseStart) -> Option<Bytes> {
+    let rest = 2 + r
+        .headers
+        .iter()
+        .map(|(n, v)| 6 + n.len() + v.len())
+        .sum::<usize>();
+    let mut out = header(KIND_HTTP_RESPONSE_START, &r.request_id, rest)?;
+    out.put_u16(r.status_code);
+    for (n, v) in r.headers.iter() {
+        out.put_u16(u16::try_from(n.len()).ok()?);
+        out.extend_from_slice(n.as_bytes());
+        out.put_u32(u32::try_from(v.len()).ok()?);
+        out.extend_from_slice(v.as_bytes());
+    }
+    Some(out.freeze())
+}
+
+/// A response head's status and headers, read to the frame's end.
+fn start(p: Parts) -> Result<ResponseStart, DecodeError> {
+    let bad = |reason: &str| malformed(p.kind, reason, Some(&p.id));
+    let b = &p.payload[..];
+    let Some(status) = b.get(..2) else {
+        return Err(bad("truncated head: no status"));
+    };
+    let status_code = u16::from_be_bytes([status[0], status[1]]);
+    let mut headers = Headers::new();
+    let mut budget = MAX_FRAME_LEN;
+    let mut at = 2;
+    while at < b.len() {
+        let name = field(b, &mut at, 2).ok_or_else(|| bad("truncated header name"))?;
+        let value = field(b, &mut at, 4).ok_or_else(|| bad("truncated header value"))?;
+        let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
+            return Err(bad("header is not UTF-8"));
+        };
+        budget = budget
+            .checked_sub(name.len() + value.len() + HEADER_ENTRY_COST)
+            .ok_or_else(|| bad("headers decode to more than a frame holds"))?;
+        headers.append(name, value);
+    }
+    Ok(ResponseStart {
+        request_id: p.id,
+        status_code,
+        headers,
+    })
+}
+
+/// A length-prefixed field at `*at` (the length `width` bytes, big-endian), moving `at`
+/// past it; `None` when the frame ends first.
+fn field<'a>(b: &'a [u8], at: &mut usize, width: usize) -> Option<&'a [u8]> {
+    let raw = b.get(*at..*at + width)?;
+    let len = raw.iter().fold(0usize, |n, &x| (n << 8) | x as usize);
+    let start = *at + width;
+    let out = b.get(start..start.checked_add(len)?)?;
+    *at = start + len;
+    Some(out)
+}
+
 /// Kind, id length and id, in a buffer with room for `rest` more bytes.
 fn header(kind: u8, id: &str, rest: usize) -> Option<BytesMut> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
@@ -128,11 +226,19 @@ fn kind_name(kind: u8) -> Option<&'static str> {
         KIND_HTTP_RESPONSE_CHUNK => "HTTP_RESPONSE_CHUNK",
         KIND_HTTP_REQUEST_CHUNK => "HTTP_REQUEST_CHUNK",
         KIND_WS_TEXT | KIND_WS_BINARY => "WS_MESSAGE",
+        KIND_HTTP_RESPONSE_START => "HTTP_RESPONSE_START",
+        KIND_HTTP_RESPONSE_END => "HTTP_RESPONSE_END",
         _ => return None,
     })
 }
 
+/// Kinds that name a request (the others a WebSocket stream).
 fn is_http(kind: u8) -> bool {
+    !matches!(kind, KIND_WS_TEXT | KIND_WS_BINARY)
+}
+
+/// Kinds with an index after the id.
+fn is_chunk(kind: u8) -> bool {
     matches!(kind, KIND_HTTP_RESPONSE_CHUNK | KIND_HTTP_REQUEST_CHUNK)
 }
 
@@ -180,7 +286,7 @@ fn parse(frame: &Bytes) -> Result<Parts, DecodeError> {
     };
     let mut at = PREFIX_LEN + id_len;
     let mut index = 0;
-    if is_http(kind) {
+    if is_chunk(kind) {
         let Some(raw) = frame.get(at..at + INDEX_LEN) else {
             return Err(malformed(
                 kind,
@@ -431,6 +537,93 @@ mod tests {
             decode_cloud(&Bytes::from(ws_big)),
             Err(DecodeError::TooLarge { .. })
         ));
+    }
+
+    fn head(id: &str, status: u16, headers: &[(&str, &str)]) -> ConnectorMsg {
+        ConnectorMsg::HttpResponseStart(ResponseStart {
+            request_id: id.into(),
+            status_code: status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    /// `bin-head`: a response's head and end, as documented, in both directions of the
+    /// codec; order and spelling of repeated headers kept.
+    #[test]
+    fn response_heads_and_ends_have_the_documented_layout() {
+        let frame = encode_connector(&head("r", 200, &[("a", "b")])).unwrap();
+        assert_eq!(
+            &frame[..],
+            [5, 1, b'r', 0, 200, 0, 1, b'a', 0, 0, 0, 1, b'b']
+        );
+        let end = ConnectorMsg::HttpResponseEnd(StreamRef {
+            request_id: "r-1".into(),
+        });
+        let frame = encode_connector(&end).unwrap();
+        assert_eq!(&frame[..], [6, 3, b'r', b'-', b'1']);
+        assert_eq!(decode_connector(&frame).unwrap(), end);
+        for m in [
+            head("r", 404, &[]),
+            head(
+                "r-2",
+                u16::MAX,
+                &[
+                    ("Set-Cookie", "a=1"),
+                    ("x", ""),
+                    ("set-cookie", "é=✓"),
+                    ("", ""),
+                ],
+            ),
+        ] {
+            let frame = encode_connector(&m).unwrap();
+            assert_eq!(decode_connector(&frame).unwrap(), m);
+            assert!(is_head(&m));
+        }
+        assert!(!is_head(&ConnectorMsg::HttpResponseChunk(chunk_msg(
+            "r", b"", 0
+        ))));
+    }
+
+    #[test]
+    fn a_bad_head_fails_its_own_request_only() {
+        let mut empties = vec![5u8, 1, b'r', 0, 200];
+        // Empty headers cost six bytes each on the wire, 64 once decoded: refused once
+        // they would decode to more than a frame holds.
+        for _ in 0..(MAX_FRAME_LEN / HEADER_ENTRY_COST + 1) {
+            empties.extend([0, 0, 0, 0, 0, 0]);
+        }
+        assert!(empties.len() < MAX_FRAME_LEN);
+        for (name, frame) in [
+            ("no status", vec![5, 1, b'r', 0]),
+            ("name cut short", vec![5, 1, b'r', 0, 200, 0, 5, b'a']),
+            (
+                "value length cut short",
+                vec![5, 1, b'r', 0, 200, 0, 1, b'a', 0, 0],
+            ),
+            (
+                "value cut short",
+                vec![5, 1, b'r', 0, 200, 0, 0, 0, 0, 0, 9, b'v'],
+            ),
+            (
+                "name not UTF-8",
+                vec![5, 1, b'r', 0, 200, 0, 1, 0xff, 0, 0, 0, 0],
+            ),
+            ("end with bytes after the id", vec![6, 1, b'r', 0]),
+            ("headers past a frame", empties),
+        ] {
+            let err = decode_connector(&Bytes::from(frame)).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::Malformed { .. }),
+                "{name}: {err}"
+            );
+            assert_eq!(err.request_id(), Some("r"), "{name}");
+        }
+        // Heads go connector → cloud only.
+        let err = decode_cloud(&Bytes::from_static(&[6, 1, b'r'])).unwrap_err();
+        assert_eq!(err.request_id(), Some("r"));
     }
 
     /// The payload is a view of the frame, not a copy.

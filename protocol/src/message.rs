@@ -73,10 +73,12 @@ pub enum Capability {
     Ws,
     TokenRotate,
     Bin,
+    /// With `bin`: a response's head and end as binary frames too.
+    BinHead,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 8] = [
         Capability::Error,
         Capability::Cancel,
         Capability::ReqStream,
@@ -84,6 +86,7 @@ impl Capability {
         Capability::Ws,
         Capability::TokenRotate,
         Capability::Bin,
+        Capability::BinHead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +98,7 @@ impl Capability {
             Capability::Ws => "ws",
             Capability::TokenRotate => "token-rotate",
             Capability::Bin => "bin",
+            Capability::BinHead => "bin-head",
         }
     }
 

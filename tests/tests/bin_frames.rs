@@ -408,7 +408,8 @@ async fn a_garbage_binary_frame_fails_only_its_stream() {
 
 /// The connector's side of the negotiation, against a fake relay: JSON chunks until the
 /// relay's HELLO names `bin` (a relay that never answers, like the original Node one,
-/// never gets a binary frame), binary after; binary request chunks are accepted.
+/// never gets a binary frame), binary after (heads and ends only once it names
+/// `bin-head` too); binary request chunks are accepted.
 #[tokio::test]
 async fn the_connector_sends_binary_only_after_the_relay_named_bin() {
     const N: u64 = 200_000; // within one flow window: the fake relay grants no credit
@@ -425,16 +426,21 @@ async fn the_connector_sends_binary_only_after_the_relay_named_bin() {
         json!({"type":"HTTP_REQUEST","requestId":rid,"target":{"baseUrl":origin.base_url(),
             "method":"GET","path":format!("/bytes/{N}?seed={seed}"),"headers":{}}})
     };
-    /// Reads one response: (sha256 of the body, binary chunk frames, JSON chunk frames).
-    async fn read_response(relay: &mut Peer, rid: &str) -> (String, usize, usize) {
+    /// Reads one response: (sha256 of the body, binary chunk frames, JSON chunk frames,
+    /// binary head and end frames).
+    async fn read_response(relay: &mut Peer, rid: &str) -> (String, usize, usize, usize) {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
-        let (mut bin, mut chunks) = (0, 0);
+        let (mut bin, mut chunks, mut heads) = (0, 0, 0);
         loop {
             let msg = match relay.next().await.unwrap().unwrap() {
                 Message::Binary(b) => {
-                    bin += 1; // only body chunks have a binary form here
-                    binary::decode_connector(&b).unwrap()
+                    let msg = binary::decode_connector(&b).unwrap();
+                    match binary::is_head(&msg) {
+                        true => heads += 1,
+                        false => bin += 1, // otherwise only body chunks here
+                    }
+                    msg
                 }
                 Message::Text(t) => ponte_protocol::decode_connector(t.as_str()).unwrap(),
                 other => panic!("unexpected {other:?}"),
@@ -446,8 +452,9 @@ async fn the_connector_sends_binary_only_after_the_relay_named_bin() {
                     h.update(&c.data);
                     chunks += 1;
                 }
-                ConnectorMsg::HttpResponseEnd(_) => {
-                    return (hex(&h.finalize()), bin, chunks - bin);
+                ConnectorMsg::HttpResponseEnd(e) => {
+                    assert_eq!(e.request_id, rid);
+                    return (hex(&h.finalize()), bin, chunks - bin, heads);
                 }
                 ConnectorMsg::WindowUpdate(_) | ConnectorMsg::Ping(_) => {}
                 other => panic!("unexpected {other:?}"),
@@ -456,9 +463,9 @@ async fn the_connector_sends_binary_only_after_the_relay_named_bin() {
     }
 
     relay.send(text(download("r-1", 1))).await.unwrap();
-    let (sha, bin, json_chunks) = read_response(&mut relay, "r-1").await;
+    let (sha, bin, json_chunks, heads) = read_response(&mut relay, "r-1").await;
     assert_eq!(sha, sha256_hex(pattern_chunks(N, 1)));
-    assert_eq!(bin, 0, "no binary frame before the relay named bin");
+    assert_eq!(bin + heads, 0, "no binary frame before the relay named bin");
     assert!(json_chunks > 0);
 
     relay
@@ -468,10 +475,28 @@ async fn the_connector_sends_binary_only_after_the_relay_named_bin() {
         .await
         .unwrap();
     relay.send(text(download("r-2", 2))).await.unwrap();
-    let (sha, bin, json_chunks) = read_response(&mut relay, "r-2").await;
+    let (sha, bin, json_chunks, heads) = read_response(&mut relay, "r-2").await;
     assert_eq!(sha, sha256_hex(pattern_chunks(N, 2)));
     assert_eq!(json_chunks, 0, "every chunk binary once both named bin");
     assert!(bin >= 3, "{bin}");
+    assert_eq!(
+        heads, 0,
+        "head and end stay JSON until the relay names bin-head"
+    );
+
+    // `bin-head` alone is nothing (it extends `bin`); with `bin`, head and end go binary.
+    for (caps, want) in [(json!(["bin-head"]), 0), (json!(["bin", "bin-head"]), 2)] {
+        relay
+            .send(text(
+                json!({"type":"HELLO","version":"t","capabilities":caps}),
+            ))
+            .await
+            .unwrap();
+        relay.send(text(download("r-h", 4))).await.unwrap();
+        let (sha, _, _, heads) = read_response(&mut relay, "r-h").await;
+        assert_eq!(sha, sha256_hex(pattern_chunks(N, 4)));
+        assert_eq!(heads, want, "{caps}");
+    }
 
     // An upload in binary request chunks reaches the device intact.
     relay
