@@ -7,12 +7,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc rather than glibc's malloc: the request path allocates small, short-lived
-/// buffers on one thread and frees them on another, where glibc's arenas spent a tenth
-/// of each process's CPU (`perf`, c=64 GETs).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit code for usage and configuration errors (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 
