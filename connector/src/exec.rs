@@ -29,11 +29,13 @@ use url::Url;
 /// A request body toward a device: empty, whole, or streamed (an upload).
 pub type DeviceBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// How a device client connects: name resolution through the policy, TCP, TLS for
+/// https, all of it bounded by [`CONNECT_TIMEOUT`].
+pub type DeviceConnector =
+    TimedConnect<hyper_rustls::HttpsConnector<HttpConnector<PolicyResolver>>>;
+
 /// The pooled HTTP/1.1 client of one device origin (cheap to clone: a handle).
-pub type DeviceClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<HttpConnector<PolicyResolver>>,
-    DeviceBody,
->;
+pub type DeviceClient = hyper_util::client::legacy::Client<DeviceConnector, DeviceBody>;
 
 /// A device's response; its body streams.
 pub type DeviceResponse = http::Response<hyper::body::Incoming>;
@@ -87,8 +89,18 @@ const HOP_BY_HOP: &[&str] = &[
     "expect",
 ];
 
-/// How long connecting to a device may take (TCP, and TLS on top).
+/// How long connecting to a device may take: resolving its name, TCP, and TLS on top (a
+/// device that accepts TCP and never answers the TLS hello fails here, not at the
+/// request's deadline; an upload's clocks only start once its body is read).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TCP keep-alive toward devices (probe after 15 s idle, every 15 s, 3 probes), and how
+/// long sent data may stay unacknowledged: a device that loses power mid-upload is
+/// noticed in about 30 s rather than the kernel's ~15 min of retransmits. (reqwest's
+/// defaults, kept when the connector moved to hyper's client.)
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Devices (host:port) remembered for pools and concurrency caps. The keys come from
 /// the cloud, so the tables are bounded; past this, idle entries are dropped.
@@ -310,7 +322,10 @@ impl Executor {
         let mut http = HttpConnector::new_with_resolver(resolver);
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_keepalive(Some(TCP_KEEPALIVE));
+        http.set_keepalive_interval(Some(TCP_KEEPALIVE));
+        http.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
+        http.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
         let tls = crate::tls::device_config(tls_insecure);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls).clone())
@@ -321,7 +336,7 @@ impl Executor {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(self.per_target)
-            .build(https);
+            .build(TimedConnect(https));
         let mut clients = self.clients.lock().unwrap();
         if clients.len() >= MAX_DEVICES {
             // Pools are cheap to rebuild; requests in flight keep their own handle.
@@ -360,6 +375,10 @@ pub fn request_headers(h: &Headers, keep_length: bool) -> Result<http::HeaderMap
             )
         })?;
         out.append(name, value);
+    }
+    // As reqwest did: some device firmwares answer 406 to a request without one.
+    if !out.contains_key(http::header::ACCEPT) {
+        out.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
     }
     Ok(out)
 }
@@ -488,6 +507,43 @@ pub fn without_queries(text: &str) -> String {
         i += c.len_utf8();
     }
     out
+}
+
+/// A connector whose every connection attempt, from name lookup to the end of the TLS
+/// handshake, ends within [`CONNECT_TIMEOUT`] (hyper's own connect timeout covers only
+/// the TCP connect); the error is `TimedOut`, classified as TIMEOUT.
+#[derive(Clone)]
+pub struct TimedConnect<C>(C);
+
+impl<C> tower_service::Service<http::Uri> for TimedConnect<C>
+where
+    C: tower_service::Service<http::Uri> + Send,
+    C::Future: Send + 'static,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = C::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = BoxFuture<'static, Result<C::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "connecting took longer than {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                )) as Self::Error),
+            }
+        })
+    }
 }
 
 /// DNS for the device clients: resolves, then keeps only addresses the policy allows,

@@ -107,9 +107,10 @@ impl Capability {
     }
 }
 
-/// Set of capabilities a connector announced; unknown names are ignored.
+/// Set of capabilities a connector announced; unknown names are ignored. A bit per
+/// capability: room for sixteen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Capabilities(u8);
+pub struct Capabilities(u16);
 
 impl Capabilities {
     pub const NONE: Capabilities = Capabilities(0);

@@ -486,6 +486,34 @@ async fn https_devices_with_self_signed_certificates_need_tls_insecure() {
     );
 }
 
+/// A device that accepts TCP and never answers the TLS hello (a stuck embedded stack,
+/// plain HTTP on 443) fails at the connector's 10 s connect timeout, DNS to handshake,
+/// not at the request's far later deadline.
+#[tokio::test]
+async fn a_device_that_never_finishes_the_tls_handshake_times_out_at_connect() {
+    let relay = TestRelay::spawn().await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            open.push(tcp); // held open, never a byte written
+        }
+    });
+    let token = relay.token_for(CID);
+    let _c = spawn_connector(connector_config(&relay.ws_url(), &token, None)).await;
+    relay.wait_online(CID).await;
+    let mut req = ProxyRequest::new(format!("https://{addr}"), "GET", "/hello");
+    req.tls_insecure = true;
+    req.timeout = Duration::from_secs(120);
+    let started = Instant::now();
+    let err = relay.relay.send(CID, req).await.err().unwrap();
+    let took = started.elapsed();
+    assert_eq!(err.code(), "TIMEOUT", "{err:?}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    held.abort();
+}
+
 #[tokio::test]
 async fn per_device_concurrency_is_capped_and_connections_are_pooled() {
     let relay = TestRelay::spawn().await;
