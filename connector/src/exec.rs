@@ -37,9 +37,6 @@ pub type DeviceConnector =
 /// The pooled HTTP/1.1 client of one device origin (cheap to clone: a handle).
 pub type DeviceClient = hyper_util::client::legacy::Client<DeviceConnector, DeviceBody>;
 
-/// A device's response; its body streams.
-pub type DeviceResponse = http::Response<hyper::body::Incoming>;
-
 /// An empty body, or `bytes` whole.
 pub fn whole_body(bytes: impl Into<Bytes>) -> DeviceBody {
     http_body_util::Full::new(bytes.into())
