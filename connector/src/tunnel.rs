@@ -13,7 +13,7 @@ use ponte_protocol::{
     self as proto, limits, queue, CloudMsg, ConnectorMsg, ErrorCode, RecvWindow, SendWindow,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -254,6 +254,12 @@ struct BodyIn {
     complete: bool,
 }
 
+/// [`Session::relay_bin`]: JSON only; body chunks and WebSocket messages binary; heads
+/// and ends of responses binary too.
+const BIN_NONE: u8 = 0;
+const BIN_BODIES: u8 = 1;
+const BIN_HEADS: u8 = 2;
+
 pub(crate) struct Session {
     pub(crate) shared: Arc<Shared>,
     out: queue::Sender<Message>,
@@ -262,11 +268,10 @@ pub(crate) struct Session {
     /// WebSocket bytes queued toward devices, over all streams of this connection.
     ws_budget: Arc<proto::WsBudget>,
     cancel: CancellationToken,
-    /// The relay's HELLO named `bin`: body chunks may go as binary frames. Never set by
-    /// a relay that does not answer HELLO, which therefore only ever gets JSON.
-    relay_bin: AtomicBool,
-    /// The relay named `bin-head` too: response heads and ends go binary as well.
-    relay_bin_head: AtomicBool,
+    /// What the relay's HELLO allows in binary frames: [`BIN_NONE`], [`BIN_BODIES`] (it
+    /// named `bin`) or [`BIN_HEADS`] (`bin` and `bin-head`). One value, so a frame never
+    /// sees half of a HELLO. A relay that does not answer HELLO only ever gets JSON.
+    relay_bin: AtomicU8,
     /// The relay's HELLO named `flow`: streams begun from now on honour the window.
     relay_flow: AtomicBool,
     /// Stopping (SIGTERM): requests in flight finish, new ones are refused with BUSY.
@@ -326,11 +331,11 @@ impl Session {
     /// binary form (body chunks, WebSocket messages; a response's head and end only if
     /// the relay named `bin-head` as well), the JSON text frame otherwise.
     pub(crate) fn frame(&self, msg: &ConnectorMsg) -> Message {
-        let binary = match proto::binary::is_head(msg) {
-            true => self.relay_bin_head.load(Ordering::Relaxed),
-            false => self.relay_bin.load(Ordering::Relaxed),
+        let needs = match proto::binary::is_head(msg) {
+            true => BIN_HEADS,
+            false => BIN_BODIES,
         };
-        if binary {
+        if self.relay_bin.load(Ordering::Relaxed) >= needs {
             if let Some(bin) = proto::binary::encode_connector(msg) {
                 return Message::Binary(bin);
             }
@@ -378,8 +383,7 @@ where
         ws: Mutex::default(),
         ws_budget: proto::WsBudget::new(limits::WS_STREAM_BUDGET, limits::WS_CONNECTION_BUDGET),
         cancel: cancel.clone(),
-        relay_bin: AtomicBool::new(false),
-        relay_bin_head: AtomicBool::new(false),
+        relay_bin: AtomicU8::new(BIN_NONE),
         relay_flow: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         ended: Arc::new(Notify::new()),
@@ -564,12 +568,15 @@ fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
         CloudMsg::Hello(h) => {
             let caps = h.capability_set();
             info!(capabilities = ?caps.names(), "relay answered HELLO");
-            let bin = caps.has(proto::Capability::Bin);
+            let bin = match (
+                caps.has(proto::Capability::Bin),
+                caps.has(proto::Capability::BinHead),
+            ) {
+                (true, true) => BIN_HEADS,
+                (true, false) => BIN_BODIES,
+                (false, _) => BIN_NONE,
+            };
             sess.relay_bin.store(bin, Ordering::Relaxed);
-            sess.relay_bin_head.store(
-                bin && caps.has(proto::Capability::BinHead),
-                Ordering::Relaxed,
-            );
             sess.relay_flow
                 .store(caps.has(proto::Capability::Flow), Ordering::Relaxed);
         }
