@@ -10,7 +10,7 @@
 
 use crate::store::{self, ConnectorLiveness, Store};
 use futures_util::future::BoxFuture;
-use ponte_relay::auth::{ConnectorClaims, ConnectorDirectory, ConnectorEvent};
+use ponte_core::connector::{ConnectorClaims, ConnectorDirectory, ConnectorEvent};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

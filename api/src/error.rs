@@ -5,8 +5,7 @@ use crate::ratelimit::Limited;
 use crate::store::StoreError;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use ponte_relay::RouteError;
+use ponte_core::{ErrorSource, RouteError};
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -14,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// Who the failure is on: decides the log level and the metric label.
+    pub source: ErrorSource,
 }
 
 impl ApiError {
@@ -23,6 +24,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            source: ErrorSource::of_status(status),
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -101,21 +103,16 @@ impl From<Limited> for ApiError {
 
 impl From<RouteError> for ApiError {
     fn from(e: RouteError) -> Self {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-        ApiError::new(status, e.code(), e.to_string())
+        let mut err = ApiError::new(e.status_code(), e.code(), e.to_string());
+        err.source = e.source();
+        err
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        ponte_relay::metrics::error("api", self.code);
-        if self.status.is_server_error() {
-            tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
-        } else {
-            tracing::debug!(status = self.status.as_u16(), code = self.code, message = %self.message, "request refused");
-        }
-        let body = Json(serde_json::json!({"error": {"code": self.code, "message": self.message}}));
-        let mut resp = (self.status, body).into_response();
+        let (status, code) = (self.status, self.code);
+        let mut resp = ponte_core::error_response("api", self.source, status, code, &self.message);
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
         }

@@ -1,7 +1,7 @@
 //! Ponte's cloud API: the store, user auth, pairing, remote sessions and the
-//! tenant-scoped `/api` routes. It reaches connectors only through the relay's
-//! [`Router`] seam and the small [`ConnectorControl`] trait (close a socket, push a
-//! rotated token), so it runs the same beside an in-process relay or a remote one.
+//! tenant-scoped `/api` routes. It reaches connectors only through the [`Router`] port
+//! (send a request, close a socket, push a rotated token), so it runs the same beside an
+//! in-process relay or a remote one.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -16,7 +16,7 @@ pub mod sessions;
 pub mod store;
 
 use auth::{ConnectorIssuer, User, UserAuth};
-use ponte_relay::Router;
+use ponte_core::Router;
 use ratelimit::{RateLimitConfig, RateLimits};
 use sessions::{SessionConfig, Sessions};
 use std::collections::{HashMap, HashSet};
@@ -27,33 +27,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use routes::{app, openapi};
-
-/// What the API asks of the relay besides routing requests.
-pub trait ConnectorControl: Send + Sync + 'static {
-    /// Closes the connector's socket (token renewed or revoked).
-    fn disconnect(&self, connector_id: &str, reason: &str) -> bool;
-    /// Pushes TOKEN_ROTATE; false if the connector is not here or cannot rotate.
-    fn rotate_token(&self, connector_id: &str, token: String, expires_at: Option<String>) -> bool;
-    /// Whether the connector is connected here and announced `token-rotate`.
-    fn can_rotate(&self, connector_id: &str) -> bool;
-    /// Newer connections refused because another install with the same token is live.
-    fn conflict(&self, connector_id: &str) -> Option<ponte_relay::Conflict>;
-}
-
-impl ConnectorControl for ponte_relay::Relay {
-    fn disconnect(&self, connector_id: &str, reason: &str) -> bool {
-        ponte_relay::Relay::disconnect(self, connector_id, reason)
-    }
-    fn rotate_token(&self, connector_id: &str, token: String, expires_at: Option<String>) -> bool {
-        ponte_relay::Relay::rotate_token(self, connector_id, token, expires_at)
-    }
-    fn can_rotate(&self, connector_id: &str) -> bool {
-        ponte_relay::Relay::can_rotate(self, connector_id)
-    }
-    fn conflict(&self, connector_id: &str) -> Option<ponte_relay::Conflict> {
-        ponte_relay::Relay::conflict(self, connector_id)
-    }
-}
 
 /// API settings.
 #[derive(Debug, Clone)]
@@ -165,8 +138,8 @@ impl Default for ApiConfig {
 pub struct Api {
     pub cfg: ApiConfig,
     pub store: Arc<dyn Store>,
+    /// Requests to connectors, and control of their connections.
     pub router: Arc<dyn Router>,
-    pub control: Arc<dyn ConnectorControl>,
     pub users: UserAuth,
     pub issuer: ConnectorIssuer,
     pub sessions: Sessions,
@@ -197,7 +170,6 @@ impl Api {
         cfg: ApiConfig,
         store: Arc<dyn Store>,
         router: Arc<dyn Router>,
-        control: Arc<dyn ConnectorControl>,
         users: UserAuth,
         issuer: ConnectorIssuer,
     ) -> Arc<Self> {
@@ -212,7 +184,6 @@ impl Api {
             cfg,
             store,
             router,
-            control,
             users,
             issuer,
             known_users: Mutex::default(),
@@ -329,7 +300,7 @@ impl Api {
             // Only a connector here that announced `token-rotate` can take a new token;
             // the others keep theirs (no swap, so no window where theirs is refused),
             // and are reported: at expiry they are locked out until someone renews.
-            if !self.control.can_rotate(&id) {
+            if !self.router.can_rotate(&id) {
                 stuck.insert(con.id);
                 continue;
             }
@@ -347,7 +318,7 @@ impl Api {
                 }
             }
             let expires = store::rfc3339(new.expires_at);
-            if self.control.rotate_token(&id, new.token, Some(expires)) {
+            if self.router.rotate_token(&id, new.token, Some(expires)) {
                 info!(connector_id = con.id, "connector token rotated");
                 self.audit.record(store::AuditEntry {
                     action: "connector.rotate".into(),
@@ -361,7 +332,7 @@ impl Api {
                 }
             }
         }
-        ponte_relay::metrics::tokens_expiring(stuck.len());
+        ponte_core::metrics::tokens_expiring(stuck.len());
         let mut warned = self.expiry_warned.lock().unwrap();
         for id in stuck.difference(&warned) {
             warn!(
@@ -384,7 +355,7 @@ impl Api {
         con.token_id.is_some()
             && con.status != store::ConnectorStatus::PAIRING
             && con.token_expires_at.is_some_and(|exp| exp < horizon)
-            && !self.control.can_rotate(&con.id.to_string())
+            && !self.router.can_rotate(&con.id.to_string())
     }
 }
 

@@ -10,7 +10,7 @@
 use crate::ratelimit::RouteBuckets;
 use crate::store::{self, NewPublicRoute, PublicRoute, RouteUsage, Store, StoreError, Ts};
 use crate::Api;
-use ponte_gateway::{Published, RouteAuthority, RouteDenied};
+use ponte_core::published::{Published, RouteAuthority, RouteDenied};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -250,14 +250,6 @@ pub enum LiveError {
     Limited,
     Store(StoreError),
 }
-
-/// Store lookups of route names one client address may cause: 5 a second, 50 at once.
-/// Names already known (or known not to exist) in the last [`ROUTE_CACHE_TTL`] cost
-/// nothing.
-pub const LOOKUP_RATE: crate::ratelimit::Rate = crate::ratelimit::Rate {
-    per_second: 5.0,
-    burst: 50,
-};
 
 /// The gateway's view of the published routes.
 pub struct RouteDesk {

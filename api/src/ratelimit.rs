@@ -116,13 +116,21 @@ fn keyed<K: Hash + Eq + Clone>(rate: Rate) -> Option<DefaultKeyedRateLimiter<K>>
         .then(|| DefaultKeyedRateLimiter::keyed(rate.quota()))
 }
 
+/// Store lookups of route names one client address may cause: 5 a second, 50 at once.
+/// Names already known (or known not to exist) in the last
+/// [`crate::published::ROUTE_CACHE_TTL`] cost nothing.
+pub const LOOKUP_RATE: Rate = Rate {
+    per_second: 5.0,
+    burst: 50,
+};
+
 impl RateLimits {
     pub fn new(cfg: RateLimitConfig) -> Self {
         Self {
             session: keyed(cfg.session),
             connector: keyed(cfg.connector),
             claim: keyed(cfg.claim),
-            route_lookup: keyed(crate::published::LOOKUP_RATE),
+            route_lookup: keyed(LOOKUP_RATE),
             claim_global: cfg
                 .claim_global
                 .limits()

@@ -6,7 +6,7 @@ use crate::sessions::SessionError;
 use crate::store;
 use crate::Api;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use ponte_gateway::{Admitted, Denied, Launched, SessionAuthority};
+use ponte_core::session::{Admitted, Denied, Launched, SessionAuthority};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;

@@ -12,8 +12,8 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use base64::Engine as _;
+use ponte_core::{ProxyRequest, RequestBody};
 use ponte_protocol::{limits, Headers};
-use ponte_relay::{ProxyRequest, RequestBody};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
@@ -98,7 +98,7 @@ pub fn app(api: Arc<Api>) -> axum::Router {
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(|req, next| {
-            ponte_relay::metrics::track("api", req, next)
+            ponte_core::metrics::track("api", req, next)
         }))
         .with_state(api)
 }
@@ -480,7 +480,7 @@ async fn proxy(
 /// budget as they arrive (given back when the returned guard drops).
 async fn collect_within_budget(
     api: &Api,
-    mut body: ponte_relay::ResponseBody,
+    mut body: ponte_core::ResponseBody,
 ) -> ApiResult<(Vec<u8>, tokio::sync::SemaphorePermit<'_>)> {
     let limit = api.cfg.proxy_max_response;
     let mut out = Vec::new();
@@ -709,7 +709,7 @@ async fn renew_token(State(api): St, user: User, P(tid): P<i32>) -> ApiResult<Js
     api.store
         .set_token(con.id, &new.jti, new.expires_at)
         .await?;
-    api.control.disconnect(&con.id.to_string(), "token renewed");
+    api.router.disconnect(&con.id.to_string(), "token renewed");
     audit(&api, audit_entry("connector.token", Some(&user), tid));
     info!(
         connector_id = con.id,
@@ -791,7 +791,7 @@ async fn connector_status(
     };
     let token_expiring = api.token_expiring(&con);
     let duplicate = api
-        .control
+        .router
         .conflict(&con.id.to_string())
         .map(|c| DuplicateView {
             refused_connections: c.refused,
@@ -830,7 +830,7 @@ async fn unpair(State(api): St, user: User, P(tid): P<i32>) -> ApiResult<StatusC
     let con = api.store.unpair(tid, store::now()).await?.ok_or_else(|| {
         ApiError::not_found("CONNECTOR_NOT_FOUND", "the institution has no connector")
     })?;
-    api.control.disconnect(&con.id.to_string(), "unpaired");
+    api.router.disconnect(&con.id.to_string(), "unpaired");
     audit(&api, audit_entry("connector.unpair", Some(&user), tid));
     info!(connector_id = con.id, tid, "connector unpaired");
     Ok(StatusCode::NO_CONTENT)
@@ -854,7 +854,7 @@ fn source_ip(
     peer: Option<SocketAddr>,
     trust_xff: bool,
 ) -> Option<IpAddr> {
-    ponte_gateway::published::client_ip(parts_headers, peer, trust_xff)
+    ponte_core::published::client_ip(parts_headers, peer, trust_xff)
 }
 
 /// Exchange a pairing code (once) for a connector token. Public; rate-limited per source address and for all addresses together.
@@ -923,7 +923,7 @@ async fn claim(State(api): St, req: Request) -> ApiResult<Json<IssuedToken>> {
         ));
     }
     // A previous connector of this institution loses its token now.
-    api.control.disconnect(&con.id.to_string(), "re-paired");
+    api.router.disconnect(&con.id.to_string(), "re-paired");
     let mut entry = audit_entry("connector.claim", None, con.tenant_id);
     entry.detail = Some(serde_json::json!({"source": ip.to_string(), "name": con.name}));
     audit(&api, entry);

@@ -1,5 +1,5 @@
 //! Fuzzes the one normalisation of a published route's request path
-//! (`ponte_gateway::published::path`). Properties: never panics; what it accepts is clean
+//! (`ponte_core::published::path`). Properties: never panics; what it accepts is clean
 //! (no `.`/`..`/empty segment, no `\`, no control byte, no `%` once decoded, no segment
 //! a server reads as a dot segment); normalising the result again changes nothing; the
 //! form the device receives is what a WHATWG URL parser keeps as is (so no client or
@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ponte_gateway::published::path::{matches, normalize};
+use ponte_core::published::path::{matches, normalize};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else {

@@ -5,11 +5,9 @@
 //! another session's device, or let the SaaS's credentials reach a device.
 #![forbid(unsafe_code)]
 
-pub mod authority;
 pub mod published;
 pub mod rewrite;
 mod server;
 
-pub use authority::{Admitted, Denied, Launched, SessionAuthority, GRANT_COOKIE};
-pub use published::{PublicConfig, Published, RouteAuthority, RouteDenied};
+pub use published::PublicConfig;
 pub use server::{app, Gateway, GatewayConfig};

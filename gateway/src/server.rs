@@ -6,8 +6,7 @@
 //! came. No path trick can select another session, and nothing from the path is ever
 //! written into a response header except through [`http::HeaderValue`]'s checks.
 
-use crate::authority::{Admitted, Denied, SessionAuthority, GRANT_COOKIE};
-use crate::published::{self, PublicConfig, RouteAuthority};
+use crate::published::{self, PublicConfig};
 use crate::rewrite::{
     device_request_headers, rewrite_body, rewrite_response_headers, service_worker_allowed,
     shim_script, BodyPlan, Scope,
@@ -20,8 +19,10 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use ponte_core::published::RouteAuthority;
+use ponte_core::session::{Admitted, Denied, SessionAuthority, GRANT_COOKIE};
+use ponte_core::{ProxyRequest, RequestBody, RouteError, Router, WsChannel, WsFrame, WsRequest};
 use ponte_protocol::Headers;
-use ponte_relay::{ProxyRequest, RequestBody, RouteError, Router, WsChannel, WsFrame, WsRequest};
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
@@ -112,7 +113,7 @@ pub fn app(gw: Gateway) -> axum::Router {
         None => router,
     };
     router.layer(axum::middleware::from_fn(|req, next| {
-        ponte_relay::metrics::track("gateway", req, next)
+        ponte_core::metrics::track("gateway", req, next)
     }))
 }
 
@@ -408,10 +409,7 @@ async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
     };
     let resp = match sent {
         Ok(r) => r,
-        Err(e) => {
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-            return error(status, e.code(), &e.to_string());
-        }
+        Err(e) => return route_failed(&e),
     };
     let mut out_headers = HeaderMap::with_capacity(resp.headers.len() + 2);
     for (name, value) in resp.headers.iter() {
@@ -544,9 +542,8 @@ async fn websocket(
     let device = match opened {
         Ok(d) => d,
         Err(e) => {
-            debug!(session_id = %sid, %e, "device WebSocket not opened");
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-            return error(status, e.code(), &e.to_string());
+            debug!(session_id = %sid, "device WebSocket not opened");
+            return route_failed(&e);
         }
     };
     let upgrade = match device.protocol.clone() {
@@ -780,7 +777,7 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
 /// Where a stream's traffic is counted: its remote session, or its published route.
 pub(crate) enum Meter {
     Session(Arc<dyn SessionAuthority>, String),
-    Route(Arc<dyn crate::published::RouteAuthority>, i32, String),
+    Route(Arc<dyn RouteAuthority>, i32, String),
 }
 
 impl Meter {
@@ -914,13 +911,9 @@ fn redirect(status: StatusCode, location: &str) -> Response {
 /// A refusal as a small page (these are mostly browser navigations), with the JSON code
 /// in a header for scripts.
 fn denied(d: &Denied) -> Response {
-    ponte_relay::metrics::error("gateway", d.code());
     let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::FORBIDDEN);
-    if status.is_server_error() {
-        warn!(code = d.code(), "remote request refused: {d}");
-    } else {
-        debug!(code = d.code(), "remote request refused: {d}");
-    }
+    let source = ponte_core::ErrorSource::of_status(status);
+    ponte_core::report("gateway", source, status, d.code(), d);
     let (title, text) = match d {
         Denied::NoGrant => (
             "Acesso remoto",
@@ -972,13 +965,20 @@ fn denied(d: &Denied) -> Response {
     resp
 }
 
+/// A JSON error answer, counted and logged (a 5xx as ours, the rest as the caller's).
 pub(crate) fn error(status: StatusCode, code: &'static str, message: &str) -> Response {
-    ponte_relay::metrics::error("gateway", code);
-    let body = serde_json::json!({"error": {"code": code, "message": message}});
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        Bytes::from(body.to_string()),
+    let source = ponte_core::ErrorSource::of_status(status);
+    ponte_core::error_response("gateway", source, status, code, message)
+}
+
+/// A routed request that failed: answered, counted and logged as its source says (a
+/// device that cannot be reached is a warning an operator sees).
+pub(crate) fn route_failed(e: &RouteError) -> Response {
+    ponte_core::error_response(
+        "gateway",
+        e.source(),
+        e.status_code(),
+        e.code(),
+        &e.to_string(),
     )
-        .into_response()
 }

@@ -243,7 +243,7 @@ pub async fn start(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Re
     .await
     .context("starting the demo connector")?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !ponte_relay::Router::is_online(&cloud.relay, &paired.connector_id) {
+    while !ponte_core::Router::is_online(&cloud.relay, &paired.connector_id) {
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
             "the demo connector did not come online within 15 s"

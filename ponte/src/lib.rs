@@ -230,7 +230,6 @@ pub async fn start(
         opts.api.clone(),
         Arc::clone(&store),
         Arc::new(relay.clone()),
-        Arc::new(relay.clone()),
         users,
         issuer,
     );

@@ -2,7 +2,7 @@
 //! clouds a test process starts) and the scrape handler.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use ponte_relay::metrics as m;
+use ponte_core::metrics as m;
 use ponte_relay::Relay;
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -290,7 +290,7 @@ async fn demo_console_leads_into_the_device_and_sigterm_lets_a_download_finish()
     assert!(
         metric(
             &text,
-            "ponte_errors_total{role=\"api\",code=\"UNAUTHORIZED\"}"
+            "ponte_errors_total{role=\"api\",code=\"UNAUTHORIZED\",source=\"downstream\"}"
         ) >= 1.0
     );
     assert!(

@@ -3,27 +3,9 @@
 
 use futures_util::future::BoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use ponte_protocol::Hello;
-use serde::{Deserialize, Serialize};
+use ponte_core::connector::{ConnectorClaims, ConnectorDirectory, ConnectorEvent};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-/// Claims of a connector token (DESIGN.md "Connector JWT").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnectorClaims {
-    /// Connector id.
-    pub sub: String,
-    /// Client (cliente) id.
-    #[serde(default)]
-    pub cli: Option<i64>,
-    /// Institution (tenant) id.
-    #[serde(default)]
-    pub tid: Option<i64>,
-    /// Token id; must be the connector's current one.
-    pub jti: String,
-    /// Expiry, seconds since the epoch.
-    pub exp: u64,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -76,25 +58,6 @@ impl TokenVerifier {
         }
         Err(last)
     }
-}
-
-/// What the relay reports about connectors. Implementations must not block: the store
-/// batches these (a heartbeat per PING per connector must not become a database write).
-#[derive(Debug, Clone)]
-pub enum ConnectorEvent {
-    Connected { claims: ConnectorClaims },
-    Hello { connector_id: String, hello: Hello },
-    Heartbeat { connector_id: String },
-    Disconnected { connector_id: String },
-}
-
-/// The relay's view of the connector store.
-pub trait ConnectorDirectory: Send + Sync + 'static {
-    /// Is `claims.jti` the current token of connector `claims.sub`?
-    fn token_is_current(&self, claims: &ConnectorClaims) -> BoxFuture<'_, Result<bool, String>>;
-
-    /// Fire-and-forget notification.
-    fn on_event(&self, _event: ConnectorEvent) {}
 }
 
 /// In-memory directory: connector id → current `jti`. Used by tests and by deployments

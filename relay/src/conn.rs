@@ -5,10 +5,10 @@
 //! stall every other stream on the connection), or hold more than one window of body
 //! data per stream.
 
-use crate::auth::{ConnectorDirectory, ConnectorEvent};
-use crate::router::{RouteError, WsFrame};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use ponte_core::connector::{ConnectorDirectory, ConnectorEvent};
+use ponte_core::router::{RouteError, WsFrame};
 use ponte_protocol::{
     self as proto, limits,
     queue::{self, TrySendError},
@@ -470,7 +470,7 @@ pub(crate) async fn run<S>(
                 let deadline = last_seen + cfg.peer_timeout;
                 if Instant::now() >= deadline {
                     warn!(timeout_s = cfg.peer_timeout.as_secs(), "connector silent; disconnecting");
-                    crate::metrics::heartbeat_missed();
+                    ponte_core::metrics::heartbeat_missed();
                     conn.close(4002, "heartbeat timeout");
                     break;
                 }
@@ -678,7 +678,7 @@ async fn handle_msg(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, msg: C
             if chunk.data.is_empty() {
                 return;
             }
-            crate::metrics::bytes_from_device(chunk.data.len());
+            ponte_core::metrics::bytes_from_device(chunk.data.len());
             deliver(
                 conn,
                 &chunk.request_id,
@@ -750,7 +750,7 @@ async fn handle_msg(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, msg: C
                 }
             };
             let len = ws_len(&frame);
-            crate::metrics::bytes_from_device(len);
+            ponte_core::metrics::bytes_from_device(len);
             if len > limits::MAX_WS_MESSAGE {
                 warn!(connector_id = %conn.connector_id, stream_id = %m.stream_id, len, "WebSocket message over the limit; closing stream");
                 return close_ws(conn, &m.stream_id, 1009, "message too big");

@@ -1,13 +1,14 @@
 //! The in-process relay: registry of live connections and the [`Router`] implementation.
 
-use crate::auth::{ConnectorClaims, ConnectorDirectory, ConnectorEvent, TokenVerifier};
+use crate::auth::TokenVerifier;
 use crate::conn::{self, Conn, ConnConfig, HttpStream, Peer, StreamEvent};
-use crate::router::*;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
+use ponte_core::connector::{ConnectorClaims, ConnectorDirectory, ConnectorEvent};
+use ponte_core::router::*;
 use ponte_protocol::{self as proto, limits, BodyEncoding, Capability, CloudMsg};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,15 +42,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Contest records kept at most (one per connector identity replaced recently; every
 /// entry needs a valid token). Past it, stale entries are pruned, then the oldest.
 const MAX_CONTESTS: usize = 4096;
-
-/// Newer connections refused because another one with the same identity is live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conflict {
-    /// Connections refused since the contest began.
-    pub refused: u64,
-    /// When the last one was refused.
-    pub last_refused: std::time::SystemTime,
-}
 
 #[derive(Default)]
 struct Contest {
@@ -360,7 +352,7 @@ impl Relay {
             Some(b) => {
                 let n = b.len();
                 let encoded = encode_inline(b, peer)?;
-                crate::metrics::bytes_to_device(n);
+                ponte_core::metrics::bytes_to_device(n);
                 encoded
             }
             None => (None, None),
@@ -450,7 +442,7 @@ impl Relay {
             Ok(Some(StreamEvent::Start { status, headers })) => Ok(ProxyResponse {
                 status,
                 headers,
-                body: ResponseBody(Box::new(body)),
+                body: ResponseBody::new(Box::new(body)),
             }),
             Ok(Some(StreamEvent::Error(e))) => {
                 body.done = true;
@@ -508,10 +500,7 @@ impl Relay {
         })
         .await;
         match res {
-            Ok(Ok(protocol)) => Ok(WsChannel {
-                protocol,
-                inner: Box::new(chan),
-            }),
+            Ok(Ok(protocol)) => Ok(WsChannel::new(protocol, Box::new(chan))),
             Ok(Err(e)) => {
                 chan.closed = true;
                 Err(e)
@@ -540,6 +529,22 @@ impl Router for Relay {
 
     fn is_online(&self, connector: &str) -> bool {
         self.inner.conns.lock().unwrap().contains_key(connector)
+    }
+
+    fn disconnect(&self, connector: &str, reason: &str) -> bool {
+        Relay::disconnect(self, connector, reason)
+    }
+
+    fn rotate_token(&self, connector: &str, token: String, expires_at: Option<String>) -> bool {
+        Relay::rotate_token(self, connector, token, expires_at)
+    }
+
+    fn can_rotate(&self, connector: &str) -> bool {
+        Relay::can_rotate(self, connector)
+    }
+
+    fn conflict(&self, connector: &str) -> Option<Conflict> {
+        Relay::conflict(self, connector)
     }
 }
 
@@ -670,7 +675,7 @@ async fn pump_upload(
                 }
             }
             let piece = bytes.split_to(n);
-            crate::metrics::bytes_to_device(piece.len());
+            ponte_core::metrics::bytes_to_device(piece.len());
             let msg = CloudMsg::HttpRequestChunk(proto::Chunk {
                 request_id: request_id.clone(),
                 data: piece,
@@ -845,9 +850,9 @@ impl WsSource for RelayWs {
                 return Err(RouteError::Disconnected);
             }
             if let WsFrame::Text(t) = &frame {
-                crate::metrics::bytes_to_device(t.len());
+                ponte_core::metrics::bytes_to_device(t.len());
             } else if let WsFrame::Binary(d) = &frame {
-                crate::metrics::bytes_to_device(d.len());
+                ponte_core::metrics::bytes_to_device(d.len());
             }
             let msg = match frame {
                 WsFrame::Text(t) => CloudMsg::WsMessage(proto::WsMessage {
@@ -928,7 +933,7 @@ mod tests {
     /// `ponte_request_duration_seconds` spans 1 ms … 60 s, as the README says.
     #[test]
     fn duration_buckets_span_1_ms_to_60_s() {
-        let b = crate::metrics::DURATION_BUCKETS;
+        let b = ponte_core::metrics::DURATION_BUCKETS;
         assert_eq!((b[0], b[b.len() - 1]), (0.001, 60.0));
         assert!(b.windows(2).all(|w| w[0] < w[1]), "{b:?}");
     }

@@ -5,7 +5,7 @@ use crate::readahead::ReadAhead;
 use crate::relay::Relay;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Json;
 use ponte_protocol::limits;
@@ -75,12 +75,9 @@ async fn health(State(relay): State<Relay>) -> Json<serde_json::Value> {
     Json(json!({"status": "ok", "connectorsOnline": relay.online_count()}))
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message.into()}})),
-    )
-        .into_response()
+fn error(status: StatusCode, code: &'static str, message: impl AsRef<str>) -> Response {
+    let source = ponte_core::ErrorSource::of_status(status);
+    ponte_core::error_response("relay", source, status, code, message.as_ref())
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use futures_util::SinkExt;
-use ponte_relay::{ProxyRequest, Router};
+use ponte_core::{ProxyRequest, Router};
 use ponte_tests::*;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -207,10 +207,10 @@ where
 /// and runs until stdin closes.
 fn relay_child() {
     struct AcceptAll;
-    impl ponte_relay::ConnectorDirectory for AcceptAll {
+    impl ponte_core::connector::ConnectorDirectory for AcceptAll {
         fn token_is_current(
             &self,
-            _: &ponte_relay::ConnectorClaims,
+            _: &ponte_core::connector::ConnectorClaims,
         ) -> futures_util::future::BoxFuture<'_, Result<bool, String>> {
             Box::pin(async { Ok(true) })
         }

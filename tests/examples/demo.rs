@@ -4,7 +4,7 @@
 //! few requests to the device through the tunnel and prints what came back. (The full
 //! product demo with console and remote UI is `ponte demo`, once those parts land.)
 
-use ponte_relay::{ProxyRequest, Router, WsFrame, WsRequest};
+use ponte_core::{ProxyRequest, Router, WsFrame, WsRequest};
 use ponte_tests::*;
 use std::time::Instant;
 

@@ -462,7 +462,7 @@ impl TestCloud {
         let relay = self.cloud.relay.clone();
         let id = connector_id.clone();
         crate::wait_until(std::time::Duration::from_secs(10), move || {
-            ponte_relay::Router::is_online(&relay, &id)
+            ponte_core::Router::is_online(&relay, &id)
         })
         .await;
         // And recorded: the connect is written by a batch a moment later, and a page
@@ -520,7 +520,7 @@ impl TestCloud {
         let relay = self.cloud.relay.clone();
         let id = con.to_string();
         crate::wait_until(std::time::Duration::from_secs(10), move || {
-            !ponte_relay::Router::is_online(&relay, &id)
+            !ponte_core::Router::is_online(&relay, &id)
         })
         .await;
         let minted = self.cloud.api.issuer.mint(con, 1, tid);

@@ -11,9 +11,8 @@ pub mod tls;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ponte_connector::config::{Config, FileConfig, RelayUrls, Secret};
-use ponte_relay::{
-    ConnConfig, ConnectorClaims, Relay, RelayConfig, StaticDirectory, TokenVerifier,
-};
+use ponte_core::connector::ConnectorClaims;
+use ponte_relay::{ConnConfig, Relay, RelayConfig, StaticDirectory, TokenVerifier};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -138,7 +137,7 @@ impl TestRelay {
 
     /// Waits until `id` holds a connection.
     pub async fn wait_online(&self, id: &str) {
-        use ponte_relay::Router;
+        use ponte_core::Router;
         wait_until(Duration::from_secs(10), || self.relay.is_online(id)).await;
     }
 
@@ -167,7 +166,7 @@ impl TestRelay {
 
     /// Waits until `id` has no connection.
     pub async fn wait_offline(&self, id: &str) {
-        use ponte_relay::Router;
+        use ponte_core::Router;
         wait_until(Duration::from_secs(10), || !self.relay.is_online(id)).await;
     }
 
@@ -319,8 +318,8 @@ impl Stack {
     }
 
     /// A GET to the origin through the tunnel.
-    pub fn get(&self, path: &str) -> ponte_relay::ProxyRequest {
-        ponte_relay::ProxyRequest::new(self.origin.base_url(), "GET", path)
+    pub fn get(&self, path: &str) -> ponte_core::ProxyRequest {
+        ponte_core::ProxyRequest::new(self.origin.base_url(), "GET", path)
     }
 }
 

@@ -513,7 +513,7 @@ async fn renew_and_unpair_close_the_old_socket_within_a_second() {
         let relay = relay.clone();
         let id = id.clone();
         wait_until(Duration::from_secs(1), move || {
-            !ponte_relay::Router::is_online(&relay, &id)
+            !ponte_core::Router::is_online(&relay, &id)
         })
         .await;
     }
@@ -544,7 +544,7 @@ async fn renew_and_unpair_close_the_old_socket_within_a_second() {
     {
         let relay = relay.clone();
         let id = id.clone();
-        wait_until(T, move || ponte_relay::Router::is_online(&relay, &id)).await;
+        wait_until(T, move || ponte_core::Router::is_online(&relay, &id)).await;
     }
 
     let t0 = Instant::now();
@@ -556,7 +556,7 @@ async fn renew_and_unpair_close_the_old_socket_within_a_second() {
         let relay = relay.clone();
         let id = id.clone();
         wait_until(Duration::from_secs(1), move || {
-            !ponte_relay::Router::is_online(&relay, &id)
+            !ponte_core::Router::is_online(&relay, &id)
         })
         .await;
     }
@@ -638,7 +638,7 @@ async fn tokens_near_expiry_are_rotated_and_persisted() {
     {
         let relay = relay.clone();
         let cid = cid.clone();
-        wait_until(T, move || !ponte_relay::Router::is_online(&relay, &cid)).await;
+        wait_until(T, move || !ponte_core::Router::is_online(&relay, &cid)).await;
     }
     let mut file = ponte_connector::config::FileConfig::load(&path, true).unwrap();
     file.health_listen = Some("127.0.0.1:0".into());
@@ -646,7 +646,7 @@ async fn tokens_near_expiry_are_rotated_and_persisted() {
         ponte_connector::config::Config::from_file_config(file, Some(path)).unwrap(),
     )
     .await;
-    wait_until(T, move || ponte_relay::Router::is_online(&relay, &cid)).await;
+    wait_until(T, move || ponte_core::Router::is_online(&relay, &cid)).await;
     assert!(cloud.cloud.api.audit.settled(Duration::from_secs(5)).await);
     assert!(cloud
         .store()
@@ -767,13 +767,13 @@ async fn a_rotated_token_the_connector_could_not_save_still_lets_it_back_in() {
     let cid = paired.connector_id.clone();
     {
         let (relay, cid) = (relay.clone(), cid.clone());
-        wait_until(T, move || !ponte_relay::Router::is_online(&relay, &cid)).await;
+        wait_until(T, move || !ponte_core::Router::is_online(&relay, &cid)).await;
     }
     // Restarted with what is on disk elsewhere: the old token.
     file.token = Some(original);
     let cfg = ponte_connector::config::Config::from_file_config(file, None).unwrap();
     let _back = ponte_tests::spawn_connector(cfg).await;
-    wait_until(T, move || ponte_relay::Router::is_online(&relay, &cid)).await;
+    wait_until(T, move || ponte_core::Router::is_online(&relay, &cid)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -913,7 +913,7 @@ async fn remote_sessions_lifecycle() {
         .unwrap()
         .id
         .to_string();
-    wait_until(T, move || !ponte_relay::Router::is_online(&relay, &id)).await;
+    wait_until(T, move || !ponte_core::Router::is_online(&relay, &id)).await;
     let (s, _, e) = cloud.call("POST", sessions, Some(&user), None).await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),

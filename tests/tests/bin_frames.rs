@@ -4,8 +4,9 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use ponte_core::{ProxyRequest, RequestBody, RouteError, Router};
 use ponte_protocol::{binary, limits, CloudMsg, ConnectorMsg};
-use ponte_relay::{FrameCounts, ProxyRequest, RequestBody, RouteError, Router};
+use ponte_relay::FrameCounts;
 use ponte_tests::legacy::LegacyPeer;
 use ponte_tests::*;
 use serde_json::{json, Value};
@@ -133,21 +134,21 @@ async fn a_bin_connector_moves_12_mb_each_way_byte_exact_in_binary_frames() {
     let mut ws = s
         .relay
         .relay
-        .open_ws(CID, ponte_relay::WsRequest::new(s.origin.base_url(), "/ws"))
+        .open_ws(CID, ponte_core::WsRequest::new(s.origin.base_url(), "/ws"))
         .await
         .unwrap();
     // 300 KB: its base64 alone would be 400 KB of JSON.
     let payload = Bytes::from(vec![0xab; 300_000]);
-    ws.send(ponte_relay::WsFrame::Binary(payload.clone()))
+    ws.send(ponte_core::WsFrame::Binary(payload.clone()))
         .await
         .unwrap();
-    assert_eq!(ws.recv().await, Some(ponte_relay::WsFrame::Binary(payload)));
-    ws.send(ponte_relay::WsFrame::Text("olá".into()))
+    assert_eq!(ws.recv().await, Some(ponte_core::WsFrame::Binary(payload)));
+    ws.send(ponte_core::WsFrame::Text("olá".into()))
         .await
         .unwrap();
     assert_eq!(
         ws.recv().await,
-        Some(ponte_relay::WsFrame::Text("echo:olá".into()))
+        Some(ponte_core::WsFrame::Text("echo:olá".into()))
     );
     let after = s.relay.relay.frame_counts(CID).unwrap();
     assert!(

@@ -2,7 +2,7 @@
 //! precedence, serving through the tunnel, TOKEN_ROTATE persisted to the file, SIGTERM
 //! (requests in flight answered first).
 
-use ponte_relay::{ProxyRequest, Router};
+use ponte_core::{ProxyRequest, Router};
 use ponte_tests::*;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

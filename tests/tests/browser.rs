@@ -420,7 +420,7 @@ async fn chromium_console_pairs_the_connector_and_opens_the_device_ui() {
     let relay = cloud.cloud.relay.clone();
     let id = paired.connector_id.clone();
     ponte_tests::wait_until(std::time::Duration::from_secs(10), move || {
-        !ponte_relay::Router::is_online(&relay, &id)
+        !ponte_core::Router::is_online(&relay, &id)
     })
     .await;
     b.goto(&page("")).await;

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 use ponte_api::store::{self, SqlStore, Store};
-use ponte_relay::{RequestBody, Router};
+use ponte_core::{RequestBody, Router};
 use ponte_tests::cloud::{Backend, TestCloud};
 use ponte_tests::origin::Origin;
 use ponte_tests::{pattern_chunks, sha256_hex, Stack, CID};

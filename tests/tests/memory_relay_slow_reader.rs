@@ -3,7 +3,7 @@
 //! in a binary of its own, so the RSS is this test's alone (relay, connector, device and
 //! client all live in this process: the bound covers them together).
 
-use ponte_relay::Router;
+use ponte_core::Router;
 use ponte_tests::*;
 use sha2::Digest;
 use std::time::{Duration, Instant};

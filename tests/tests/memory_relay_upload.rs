@@ -5,7 +5,7 @@
 //! together).
 
 use futures_util::StreamExt;
-use ponte_relay::{RequestBody, Router};
+use ponte_core::{RequestBody, Router};
 use ponte_tests::*;
 use std::time::Duration;
 

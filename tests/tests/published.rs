@@ -466,7 +466,7 @@ async fn routes_are_tenant_scoped_and_checked() {
         .publish(json!({"paths": ["/approve/*"], "methods": ["get", "POST", "GET"]}))
         .await;
     let slug = created["slug"].as_str().unwrap();
-    assert!(ponte_gateway::published::valid_slug(slug), "{slug}");
+    assert!(ponte_core::published::valid_slug(slug), "{slug}");
     assert_eq!(created["methods"], json!(["GET", "POST"]));
     let id = created["id"].as_i64().unwrap();
     let other = s.cloud.user_token(9, &[3], false);

@@ -2,7 +2,7 @@
 //! binaries, one test each, so no other test's allocations are counted.
 
 use bytes::Bytes;
-use ponte_relay::Router;
+use ponte_core::Router;
 use ponte_tests::*;
 use sha2::Digest;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use ponte_relay::{ProxyRequest, RequestBody, RouteError, Router};
+use ponte_core::{ProxyRequest, RequestBody, RouteError, Router};
 use ponte_tests::legacy::LegacyPeer;
 use ponte_tests::*;
 use serde_json::json;
@@ -161,7 +161,7 @@ async fn a_token_revoked_during_the_handshake_does_not_stay_connected() {
         .directory
         .events()
         .iter()
-        .any(|e| matches!(e, ponte_relay::ConnectorEvent::Connected { .. })));
+        .any(|e| matches!(e, ponte_core::connector::ConnectorEvent::Connected { .. })));
 }
 
 /// Each kind of malformed frame fails at most its own stream; the connection keeps

@@ -1,7 +1,7 @@
 //! End-to-end behaviour of the tunnel: relay + real connector + local origin.
 
 use bytes::Bytes;
-use ponte_relay::{ProxyRequest, RequestBody, RouteError, Router, WsFrame, WsRequest};
+use ponte_core::{ProxyRequest, RequestBody, RouteError, Router, WsFrame, WsRequest};
 use ponte_tests::*;
 use std::time::{Duration, Instant};
 
@@ -437,8 +437,8 @@ async fn disconnect_closes_the_socket_and_the_connector_comes_back() {
         dir.events()
             .iter()
             .filter(|e| match e {
-                ponte_relay::ConnectorEvent::Disconnected { .. } => disconnected,
-                ponte_relay::ConnectorEvent::Connected { .. } => !disconnected,
+                ponte_core::connector::ConnectorEvent::Disconnected { .. } => disconnected,
+                ponte_core::connector::ConnectorEvent::Connected { .. } => !disconnected,
                 _ => false,
             })
             .count()

@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use ponte_gateway::published::path::valid_glob;
-use ponte_gateway::published::valid_slug;
+use ponte_core::published::path::valid_glob;
+use ponte_core::published::valid_slug;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 

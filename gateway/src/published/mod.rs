@@ -17,8 +17,6 @@
 //! other than the one the globs were matched against; keep a stream open once its route
 //! is deleted.
 
-pub mod path;
-
 use crate::rewrite::drop_hop_by_hop;
 use crate::server::{
     cut_on_end, error, is_upgrade, pump_ws, ws_protocols, Gateway, Meter, Usage, MAX_WS_MESSAGE,
@@ -28,12 +26,10 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use ponte_core::published::{client_ip, path, valid_slug, Published, RouteDenied};
+use ponte_core::{ProxyRequest, RequestBody, RouteError, WsRequest};
 use ponte_protocol::Headers;
-use ponte_relay::{ProxyRequest, RequestBody, RouteError, WsRequest};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 /// Settings of the public side of the gateway.
@@ -59,57 +55,6 @@ impl PublicConfig {
             trust_forwarded_for: false,
         }
     }
-}
-
-/// A live route, as the gateway needs it for one request.
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub id: i32,
-    pub slug: String,
-    pub connector_id: String,
-    /// The equipment's `localBaseUrl`.
-    pub base_url: String,
-    pub tls_insecure: bool,
-    /// Wait for the device's response head.
-    pub timeout: Duration,
-    /// Path globs ([`path::valid_glob`]).
-    pub paths: Arc<[String]>,
-    /// Upper-case methods; `GET` allows `HEAD`.
-    pub methods: Arc<[String]>,
-    pub websocket: bool,
-    /// The route's rate (the authority's buckets).
-    pub requests_per_minute: u32,
-    /// Cancelled when the route is deleted: its open streams stop.
-    pub ended: CancellationToken,
-}
-
-/// Why a public request is refused before it reaches a device.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RouteDenied {
-    /// No such route, deleted, or expired: 404.
-    #[error("no such public route")]
-    NotFound,
-    /// Per route or per client address: 429 with Retry-After.
-    #[error("too many requests")]
-    Limited { retry_after_secs: u64 },
-    /// The equipment left the addon, the connector is unpaired, or the store failed: 503.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// The published routes as the gateway sees them. The API implements it.
-#[async_trait::async_trait]
-pub trait RouteAuthority: Send + Sync + 'static {
-    /// The live route named `slug`: not deleted, not expired, its equipment on the addon.
-    /// `client` pays for lookups the implementation cannot answer from memory (a flood of
-    /// made-up names must not become a flood of store reads).
-    async fn route(&self, slug: &str, client: IpAddr) -> Result<Published, RouteDenied>;
-    /// Takes one request from the route's rate and from `client`'s share of it.
-    fn admit(&self, route: &Published, client: IpAddr) -> Result<(), RouteDenied>;
-    /// One request and the bytes it delivered (batched by the implementation).
-    fn record(&self, route_id: i32, bytes: u64);
-    /// Bytes of a device WebSocket (not a request).
-    fn activity(&self, route_id: i32, bytes: u64);
 }
 
 /// Where a request's `Host` puts it.
@@ -164,18 +109,6 @@ fn host_route(cfg: &PublicConfig, headers: &HeaderMap) -> Option<String> {
     }
 }
 
-/// A route's host label: 3–40 of `a-z 0-9 -`, no `-` at either end, not `s-…` (the
-/// shape of a host-mode session's label), no `--` (punycode and its kin).
-pub fn valid_slug(s: &str) -> bool {
-    (3..=40).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && !s.starts_with("s-")
-        && !s.contains("--")
-}
-
 /// The client's address: the peer, or with `trust_forwarded_for` the last
 /// `X-Forwarded-For` hop (what nginx in front of us saw).
 fn client_addr(cfg: &PublicConfig, req: &Request) -> Option<IpAddr> {
@@ -184,28 +117,6 @@ fn client_addr(cfg: &PublicConfig, req: &Request) -> Option<IpAddr> {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     client_ip(req.headers(), peer, cfg.trust_forwarded_for)
-}
-
-/// The client's address: the last `X-Forwarded-For` hop when `trust_forwarded_for` (the
-/// one a proxy in front of us appended) and there is one, else the TCP peer's.
-pub fn client_ip(
-    headers: &HeaderMap,
-    peer: Option<SocketAddr>,
-    trust_forwarded_for: bool,
-) -> Option<IpAddr> {
-    if trust_forwarded_for {
-        let last = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-            .next_back();
-        if last.is_some() {
-            return last;
-        }
-    }
-    peer.map(|p| p.ip())
 }
 
 /// The request's headers as the device gets them.
@@ -333,14 +244,15 @@ fn refused(d: &RouteDenied) -> Response {
 /// A device that could not answer: its status and code for the public, the detail (the
 /// device's LAN address, the connector's words) for the log only.
 fn device_failed(route: &Published, e: &RouteError) -> Response {
-    warn!(route = %route.slug, code = e.code(), "public request failed: {e}");
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = e.status_code();
+    let detail = format_args!("public route {}: {e}", route.slug);
+    ponte_core::report("gateway", e.source(), status, e.code(), &detail);
     let message = match status.as_u16() {
         504 => "the device did not answer in time",
         429 | 503 => "the device is busy; retry shortly",
         _ => "the device could not be reached",
     };
-    error(status, e.code(), message)
+    ponte_core::error_answer(status, e.code(), message)
 }
 
 /// Serves one request to a host under the public domain.

@@ -1,4 +1,6 @@
-//! The `Router` seam: "send this request to connector N and give me the response stream".
+//! The `Router` seam: "send this request to connector N and give me the response
+//! stream", and the few things the API tells a connector's connection (close it, hand it
+//! a new token).
 //!
 //! The gateway and the API only ever see this trait. The relay implements it in-process;
 //! cluster mode will implement it over NATS. Nothing here knows about sockets.
@@ -82,13 +84,19 @@ pub struct ProxyResponse {
 
 /// A response body arriving from a connector. Dropping it before the end cancels the
 /// request on the connector (which drops its connection to the device).
-pub struct ResponseBody(pub(crate) Box<dyn BodySource>);
+pub struct ResponseBody(Box<dyn BodySource>);
 
-pub(crate) trait BodySource: Send {
+/// Where a [`ResponseBody`]'s chunks come from: implemented by each [`Router`].
+pub trait BodySource: Send {
+    /// The next chunk; `None` at the end. After an error, the stream is over.
     fn next_chunk(&mut self) -> BoxFuture<'_, Option<Result<Bytes, RouteError>>>;
 }
 
 impl ResponseBody {
+    pub fn new(source: Box<dyn BodySource>) -> Self {
+        Self(source)
+    }
+
     /// The next piece of the body; `None` at the end. After an error, the stream is over.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, RouteError>> {
         self.0.next_chunk().await
@@ -155,15 +163,21 @@ impl WsRequest {
 /// the device side.
 pub struct WsChannel {
     pub protocol: Option<String>,
-    pub(crate) inner: Box<dyn WsSource>,
+    inner: Box<dyn WsSource>,
 }
 
-pub(crate) trait WsSource: Send {
+/// Both directions of an open device WebSocket: implemented by each [`Router`].
+pub trait WsSource: Send {
     fn recv(&mut self) -> BoxFuture<'_, Option<WsFrame>>;
     fn send(&mut self, frame: WsFrame) -> BoxFuture<'_, Result<(), RouteError>>;
 }
 
 impl WsChannel {
+    /// `protocol`: the subprotocol the device chose.
+    pub fn new(protocol: Option<String>, inner: Box<dyn WsSource>) -> Self {
+        Self { protocol, inner }
+    }
+
     /// Next message from the device; `None` once the stream is closed.
     pub async fn recv(&mut self) -> Option<WsFrame> {
         self.inner.recv().await
@@ -175,7 +189,17 @@ impl WsChannel {
     }
 }
 
-/// Send requests to connectors. Implemented by the in-process relay (and later over NATS).
+/// Newer connections refused because another one with the same identity is live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    /// Connections refused since the contest began.
+    pub refused: u64,
+    /// When the last one was refused.
+    pub last_refused: std::time::SystemTime,
+}
+
+/// Send requests to connectors, and control their connections. Implemented by the
+/// in-process relay (and later over NATS).
 pub trait Router: Send + Sync + 'static {
     fn send(
         &self,
@@ -191,6 +215,20 @@ pub trait Router: Send + Sync + 'static {
 
     /// Whether the connector holds a connection right now (on this node).
     fn is_online(&self, connector: &str) -> bool;
+
+    /// Closes the connector's connection (token renewed or revoked, unpaired); false if
+    /// it had none.
+    fn disconnect(&self, connector: &str, reason: &str) -> bool;
+
+    /// Hands the connector a new token over its connection (TOKEN_ROTATE); false if it
+    /// is not connected or cannot rotate.
+    fn rotate_token(&self, connector: &str, token: String, expires_at: Option<String>) -> bool;
+
+    /// Whether the connector is connected and announced `token-rotate`.
+    fn can_rotate(&self, connector: &str) -> bool;
+
+    /// Newer connections refused because another install with the same token is live.
+    fn conflict(&self, connector: &str) -> Option<Conflict>;
 }
 
 /// Every way a routed request can fail, classified so the HTTP status is right:
@@ -226,6 +264,11 @@ pub enum RouteError {
 }
 
 impl RouteError {
+    /// [`Self::status`] as a `StatusCode`.
+    pub fn status_code(&self) -> http::StatusCode {
+        http::StatusCode::from_u16(self.status()).unwrap_or(http::StatusCode::BAD_GATEWAY)
+    }
+
     /// HTTP status for the caller.
     pub fn status(&self) -> u16 {
         match self {
@@ -240,6 +283,26 @@ impl RouteError {
             RouteError::BadRequest(_) | RouteError::BodyRead(_) => 400,
             RouteError::Cancelled => 499,
             RouteError::BodyTooLarge(_) => 413,
+        }
+    }
+
+    /// Who the failure is on: the device side, the caller, or neither.
+    pub fn source(&self) -> crate::ErrorSource {
+        use crate::ErrorSource::*;
+        match self {
+            RouteError::Offline
+            | RouteError::Disconnected
+            | RouteError::Timeout
+            | RouteError::ConnectFailed(_)
+            | RouteError::TargetForbidden(_)
+            | RouteError::Busy(_)
+            | RouteError::Connector(_)
+            | RouteError::Protocol(_)
+            | RouteError::BinaryUnsupported => Upstream,
+            RouteError::BadRequest(_)
+            | RouteError::Cancelled
+            | RouteError::BodyTooLarge(_)
+            | RouteError::BodyRead(_) => Downstream,
         }
     }
 
@@ -262,7 +325,8 @@ impl RouteError {
         }
     }
 
-    pub(crate) fn from_wire(err: &ponte_protocol::ResponseError) -> Self {
+    /// The error a connector reported on the wire.
+    pub fn from_wire(err: &ponte_protocol::ResponseError) -> Self {
         use ponte_protocol::ErrorCode as C;
         let reason = err.reason().to_owned();
         match err.code.as_deref().and_then(C::parse) {
@@ -285,19 +349,31 @@ mod tests {
     /// README list.
     #[test]
     fn errors_map_to_the_documented_statuses_and_codes() {
+        use crate::ErrorSource::{Downstream as Down, Upstream as Up};
         let s = || String::from("x");
-        for (err, status, code) in [
-            (RouteError::Offline, 502, "CONNECTOR_OFFLINE"),
-            (RouteError::Disconnected, 502, "CONNECTOR_DISCONNECTED"),
-            (RouteError::Timeout, 504, "TIMEOUT"),
-            (RouteError::ConnectFailed(s()), 502, "CONNECT_FAILED"),
-            (RouteError::TargetForbidden(s()), 403, "TARGET_FORBIDDEN"),
-            (RouteError::Busy(s()), 429, "BUSY"),
-            (RouteError::BadRequest(s()), 400, "BAD_REQUEST"),
-            (RouteError::Cancelled, 499, "CANCELLED"),
-            (RouteError::BodyTooLarge(1), 413, "BODY_TOO_LARGE"),
+        for (err, status, code, source) in [
+            (RouteError::Offline, 502, "CONNECTOR_OFFLINE", Up),
+            (RouteError::Disconnected, 502, "CONNECTOR_DISCONNECTED", Up),
+            (RouteError::Timeout, 504, "TIMEOUT", Up),
+            (RouteError::ConnectFailed(s()), 502, "CONNECT_FAILED", Up),
+            (
+                RouteError::TargetForbidden(s()),
+                403,
+                "TARGET_FORBIDDEN",
+                Up,
+            ),
+            (RouteError::Busy(s()), 429, "BUSY", Up),
+            (RouteError::Protocol(s()), 502, "PROTOCOL_ERROR", Up),
+            (RouteError::BadRequest(s()), 400, "BAD_REQUEST", Down),
+            (RouteError::Cancelled, 499, "CANCELLED", Down),
+            (RouteError::BodyTooLarge(1), 413, "BODY_TOO_LARGE", Down),
+            (RouteError::BodyRead(s()), 400, "BODY_READ", Down),
         ] {
-            assert_eq!((err.status(), err.code()), (status, code), "{err:?}");
+            assert_eq!(
+                (err.status(), err.code(), err.source()),
+                (status, code, source),
+                "{err:?}"
+            );
         }
     }
 

@@ -16,7 +16,8 @@ pub const TUNNEL_BYTES: &str = "ponte_tunnel_bytes_total";
 /// Time from a request's arrival to its response head, labels `role` = `api` |
 /// `gateway` and `status` = `2xx` … `5xx`.
 pub const REQUEST_DURATION: &str = "ponte_request_duration_seconds";
-/// Error responses, labels `role` and `code` (the JSON error code, e.g. `CONNECTOR_OFFLINE`).
+/// Error responses, labels `role`, `code` (the JSON error code, e.g. `CONNECTOR_OFFLINE`)
+/// and `source` (`upstream` | `downstream` | `internal`, [`crate::ErrorSource`]).
 pub const ERRORS: &str = "ponte_errors_total";
 /// Connectors disconnected for silence (no frame for the peer timeout, 90 s).
 pub const HEARTBEATS_MISSED: &str = "ponte_heartbeats_missed_total";
@@ -84,10 +85,10 @@ pub fn heartbeat_missed() {
     counter!(HEARTBEATS_MISSED).increment(1);
 }
 
-/// An error answered by `role` with JSON error `code`. Codes are compile-time constants,
-/// so the label's values stay a small, fixed set.
-pub fn error(role: &'static str, code: &'static str) {
-    counter!(ERRORS, "role" => role, "code" => code).increment(1);
+/// An error answered by `role` with JSON error `code`, on `source`. Codes are
+/// compile-time constants, so the label's values stay a small, fixed set.
+pub fn error(role: &'static str, code: &'static str, source: crate::ErrorSource) {
+    counter!(ERRORS, "role" => role, "code" => code, "source" => source.label()).increment(1);
 }
 
 /// A response head sent by `role` after `seconds`.
