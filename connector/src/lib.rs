@@ -6,11 +6,14 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod dispatch;
 pub mod doctor;
 pub mod exec;
 pub mod health;
 pub mod pair;
 pub mod policy;
+mod request;
+mod session;
 pub mod tls;
 pub mod tunnel;
 mod wsproxy;

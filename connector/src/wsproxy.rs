@@ -2,9 +2,10 @@
 //! device (policy-checked address, no DNS of its own), then copy messages both ways.
 
 use crate::exec::{ExecError, Executor};
-use crate::tunnel::{Session, WsToDevice};
+use crate::session::{loggable, Session, WsIn, WsToDevice};
 use futures_util::{SinkExt, StreamExt};
 use ponte_protocol::{self as proto, limits, ConnectorMsg, ErrorCode};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -12,6 +13,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
+use tracing::{info, info_span, warn, Instrument};
 
 /// Largest device WebSocket message carried: its base64 must fit in one frame.
 const MAX_WS_MESSAGE: usize = limits::MAX_WS_MESSAGE;
@@ -19,6 +21,14 @@ const MAX_WS_MESSAGE: usize = limits::MAX_WS_MESSAGE;
 /// Longest one message may take to be written to the device. A device that stops
 /// reading for longer has its WebSocket closed, so what is queued for it is given back.
 const DEVICE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Messages queued per tunnelled WebSocket toward the device. Their bytes are bounded by
+/// the stream's share of the connection's [`proto::WsBudget`] (charged until the message
+/// is written to the device); this bounds their number. Either one full closes that
+/// stream (1008; 1013 when the connection's budget is used up) and the reader goes on:
+/// a browser flooding a device that does not read is not buffered. One slot is kept for
+/// the close.
+const WS_QUEUE: usize = 256;
 
 /// Headers the WebSocket handshake owns; never copied from the caller.
 const HANDSHAKE_HEADERS: &[&str] = &[
@@ -168,4 +178,74 @@ pub(crate) async fn proxy(
             }
         }
     }
+}
+
+pub(crate) fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
+    let sid = o.stream_id.clone();
+    if sess.draining.load(Ordering::SeqCst) {
+        return sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
+            stream_id: sid,
+            code: Some(1001),
+            reason: Some("connector stopping".into()),
+            error: Some(ErrorCode::Busy.as_str().into()),
+        }));
+    }
+    if sess.ws.lock().unwrap().len() + sess.streams.lock().unwrap().len()
+        >= limits::MAX_STREAMS_PER_CONNECTOR
+    {
+        return sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
+            stream_id: sid,
+            code: Some(1013),
+            reason: Some("connector busy".into()),
+            error: Some(ErrorCode::Busy.as_str().into()),
+        }));
+    }
+    let (tx, rx) = mpsc::channel(WS_QUEUE + 1);
+    let ws_in = Arc::new(WsIn {
+        tx,
+        budget: sess.ws_budget.stream(),
+    });
+    {
+        let mut ws = sess.ws.lock().unwrap();
+        if ws.contains_key(&sid) {
+            drop(ws);
+            warn!(stream_id = %sid, "duplicate WS_OPEN ignored");
+            return;
+        }
+        ws.insert(sid.clone(), Arc::clone(&ws_in));
+    }
+    let sess = Arc::clone(sess);
+    let path = loggable(&o.target.path).to_owned();
+    let span = info_span!("ws", stream_id = %sid, %path);
+    tokio::spawn(
+        async move {
+            let cancel = sess.cancel.clone();
+            let res = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = crate::wsproxy::proxy(&sess, &sid, o.target, rx, &ws_in.budget) => r,
+            };
+            // What was still queued is gone with the channel.
+            ws_in.budget.close();
+            // Still in the table: the device side ended it, so tell the relay. Removed:
+            // the relay closed it and needs no answer.
+            if sess.ws.lock().unwrap().remove(&sid).is_some() {
+                let (code, reason, error) = match res {
+                    Ok((code, reason)) => (code, reason, None),
+                    Err(e) => {
+                        info!(%e, "device WebSocket failed");
+                        (1011, e.to_string(), Some(e.code.as_str().to_owned()))
+                    }
+                };
+                let _ = sess
+                    .send(&ConnectorMsg::WsClose(proto::WsClose {
+                        stream_id: sid,
+                        code: Some(code),
+                        reason: Some(reason),
+                        error,
+                    }))
+                    .await;
+            }
+        }
+        .instrument(span),
+    );
 }

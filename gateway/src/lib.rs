@@ -5,9 +5,13 @@
 //! another session's device, or let the SaaS's credentials reach a device.
 #![forbid(unsafe_code)]
 
+mod answer;
 pub mod published;
+mod remote;
 pub mod rewrite;
 mod server;
+mod state;
+mod stream;
 
-pub use published::PublicConfig;
-pub use server::{app, Gateway, GatewayConfig};
+pub use server::app;
+pub use state::{Gateway, GatewayConfig, PublicConfig};

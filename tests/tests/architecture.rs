@@ -30,7 +30,13 @@ const RULE: &[(&str, Option<&[&str]>)] = &[
 fn workspace_deps() -> BTreeMap<String, Vec<String>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
@@ -82,7 +88,10 @@ fn crates_depend_only_on_what_the_rule_allows() {
     assert!(broken.is_empty(), "dependency rule broken: {broken:#?}");
     // The rule names no crate that is gone (a renamed crate would escape it).
     for (name, _) in RULE {
-        assert!(deps.contains_key(*name), "{name} is in the rule but not in the workspace");
+        assert!(
+            deps.contains_key(*name),
+            "{name} is in the rule but not in the workspace"
+        );
     }
     // The ports are where the roles meet: each role uses them.
     for role in ["ponte-relay", "ponte-gateway", "ponte-api"] {

@@ -17,10 +17,10 @@
 //! other than the one the globs were matched against; keep a stream open once its route
 //! is deleted.
 
+use crate::answer::error;
 use crate::rewrite::drop_hop_by_hop;
-use crate::server::{
-    cut_on_end, error, is_upgrade, pump_ws, ws_protocols, Gateway, Meter, Usage, MAX_WS_MESSAGE,
-};
+use crate::state::{Gateway, PublicConfig};
+use crate::stream::{cut_on_end, is_upgrade, pump_ws, ws_protocols, Meter, Usage, MAX_WS_MESSAGE};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
@@ -31,31 +31,6 @@ use ponte_core::{ProxyRequest, RequestBody, RouteError, WsRequest};
 use ponte_protocol::Headers;
 use std::net::{IpAddr, SocketAddr};
 use tracing::{debug, warn};
-
-/// Settings of the public side of the gateway.
-#[derive(Debug, Clone)]
-pub struct PublicConfig {
-    /// The public domain as it appears in `Host` (`pub.example.com`, `localhost:8002`):
-    /// a request to `{slug}.<domain>` belongs to route `slug`, whatever its path.
-    pub domain: String,
-    /// The routes are served over https (`X-Forwarded-Proto: https`).
-    pub https: bool,
-    /// Largest request body passed to a device (larger: 413).
-    pub max_body: u64,
-    /// Take the client's address from the last `X-Forwarded-For` hop (behind nginx).
-    pub trust_forwarded_for: bool,
-}
-
-impl PublicConfig {
-    pub fn new(domain: impl Into<String>) -> Self {
-        Self {
-            domain: domain.into().to_ascii_lowercase(),
-            https: false,
-            max_body: 8 * 1024 * 1024,
-            trust_forwarded_for: false,
-        }
-    }
-}
 
 /// Where a request's `Host` puts it.
 #[derive(Debug, Clone, PartialEq, Eq)]

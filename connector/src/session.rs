@@ -1,0 +1,219 @@
+//! One connection's state, shared by its reader, its writer and its streams' tasks: the
+//! stream table, the relay's capabilities, the outbound queue, and the per-stream
+//! flow-control windows.
+
+use crate::exec::ExecError;
+use crate::Shared;
+use bytes::Bytes;
+
+use ponte_protocol::{self as proto, queue, ConnectorMsg, ErrorCode, RecvWindow, SendWindow};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// Control frames (errors, refusals, WebSocket closes) waiting for room in a full queue,
+/// each in a task of its own. Past this the relay is not reading; more are dropped.
+const MAX_DETACHED: usize = 1024;
+
+/// Per-stream state shared by the reader and the stream's task.
+pub(crate) struct StreamCtl {
+    pub(crate) cancel: CancellationToken,
+    /// The relay had named `flow` when the stream began: the response waits for its
+    /// window. A relay that never answers HELLO (the original Node relay) sends no
+    /// WINDOW_UPDATE, so waiting on it would stall every response at 256 KiB.
+    pub(crate) flow: bool,
+    pub(crate) window: Mutex<SendWindow>,
+    pub(crate) credit: Notify,
+    pub(crate) body: Mutex<Option<BodyIn>>,
+}
+
+pub(crate) struct BodyIn {
+    pub(crate) tx: Option<mpsc::Sender<Bytes>>,
+    pub(crate) next_index: u64,
+    pub(crate) recv: RecvWindow,
+    /// HTTP_REQUEST_END arrived: the body is whole. Without it, the end of the chunk
+    /// queue is a cut upload, which the device must see as an aborted request.
+    pub(crate) complete: bool,
+}
+
+/// [`Session::relay_bin`]: JSON only; body chunks and WebSocket messages binary; heads
+/// and ends of responses binary too.
+pub(crate) const BIN_NONE: u8 = 0;
+pub(crate) const BIN_BODIES: u8 = 1;
+pub(crate) const BIN_HEADS: u8 = 2;
+
+pub(crate) struct Session {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) out: queue::Sender<Message>,
+    pub(crate) streams: Mutex<HashMap<String, Arc<StreamCtl>>>,
+    pub(crate) ws: Mutex<HashMap<String, Arc<WsIn>>>,
+    /// WebSocket bytes queued toward devices, over all streams of this connection.
+    pub(crate) ws_budget: Arc<proto::WsBudget>,
+    pub(crate) cancel: CancellationToken,
+    /// What the relay's HELLO allows in binary frames: [`BIN_NONE`], [`BIN_BODIES`] (it
+    /// named `bin`) or [`BIN_HEADS`] (`bin` and `bin-head`). One value, so a frame never
+    /// sees half of a HELLO. A relay that does not answer HELLO only ever gets JSON.
+    pub(crate) relay_bin: AtomicU8,
+    /// The relay's HELLO named `flow`: streams begun from now on honour the window.
+    pub(crate) relay_flow: AtomicBool,
+    /// Stopping (SIGTERM): requests in flight finish, new ones are refused with BUSY.
+    pub(crate) draining: AtomicBool,
+    /// A request's task has ended (its stream is out of the table), or a detached frame
+    /// was queued at last: a draining session looks whether it is idle now.
+    pub(crate) ended: Arc<Notify>,
+    /// Detached frames (errors, refusals, WebSocket closes) still waiting for room in
+    /// the queue: a drained session says goodbye only after them.
+    pub(crate) detached: Arc<AtomicUsize>,
+}
+
+pub(crate) enum WsToDevice {
+    Msg(Message),
+    Close(Option<u16>, Option<String>),
+}
+
+/// The reader's end of one tunnelled WebSocket toward its device.
+pub(crate) struct WsIn {
+    pub(crate) tx: mpsc::Sender<WsToDevice>,
+    /// Bytes queued and not yet written to the device.
+    pub(crate) budget: proto::WsStreamBudget,
+}
+
+impl Session {
+    /// Nothing in flight: no request, no detached frame waiting for the queue.
+    pub(crate) fn idle(&self) -> bool {
+        self.streams.lock().unwrap().is_empty() && self.detached.load(Ordering::SeqCst) == 0
+    }
+
+    pub(crate) fn send_detached(&self, msg: &ConnectorMsg) {
+        let frame = Message::text(proto::encode(msg));
+        if let Err(queue::TrySendError::Full(frame)) = self.out.try_send(frame) {
+            // Each waits in a task of its own; a relay that floods requests while not
+            // reading gets no more than this many answers queued, the rest are dropped
+            // (its streams then end by its own timeouts).
+            if self.detached.load(Ordering::SeqCst) >= MAX_DETACHED {
+                warn!("relay not reading: a control frame dropped");
+                return;
+            }
+            let (out, detached, ended) =
+                (self.out.clone(), self.detached.clone(), self.ended.clone());
+            detached.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let _ = out.send(frame).await;
+                detached.fetch_sub(1, Ordering::SeqCst);
+                ended.notify_one();
+            });
+        }
+    }
+
+    pub(crate) async fn send(&self, msg: &ConnectorMsg) -> Result<(), ()> {
+        self.send_frame(self.frame(msg)).await
+    }
+
+    /// The frame for `msg`: binary once the relay named `bin` and the message has a
+    /// binary form (body chunks, WebSocket messages; a response's head and end only if
+    /// the relay named `bin-head` as well), the JSON text frame otherwise.
+    pub(crate) fn frame(&self, msg: &ConnectorMsg) -> Message {
+        let needs = match proto::binary::is_head(msg) {
+            true => BIN_HEADS,
+            false => BIN_BODIES,
+        };
+        if self.relay_bin.load(Ordering::Relaxed) >= needs {
+            if let Some(bin) = proto::binary::encode_connector(msg) {
+                return Message::Binary(bin);
+            }
+        }
+        Message::text(proto::encode(msg))
+    }
+
+    /// Queues `msgs` back to back (room for all is reserved first), so the writer takes
+    /// them in one flush.
+    pub(crate) async fn send_all(&self, msgs: &[ConnectorMsg]) -> Result<(), ()> {
+        let frames = msgs.iter().map(|m| self.frame(m)).collect();
+        self.out.send_all(frames).await.map_err(|_| ())
+    }
+
+    pub(crate) async fn send_frame(&self, frame: Message) -> Result<(), ()> {
+        self.out.send(frame).await.map_err(|_| ())
+    }
+
+    pub(crate) fn error(&self, request_id: &str, e: &ExecError) {
+        self.send_detached(&ConnectorMsg::HttpResponseError(proto::ResponseError::new(
+            request_id, e.code, &e.message,
+        )));
+    }
+}
+
+pub(crate) fn gone() -> ExecError {
+    ExecError::new(ErrorCode::Cancelled, "relay connection closed")
+}
+
+/// Takes `n` bytes of credit if the window has them now (always, without flow control).
+pub(crate) fn take_window_now(ctl: &StreamCtl, n: usize) -> bool {
+    if !ctl.flow || n == 0 {
+        return true;
+    }
+    let mut w = ctl.window.lock().unwrap();
+    let enough = w.available() >= n as u64;
+    if enough {
+        w.consume(n);
+    }
+    enough
+}
+
+/// Waits for send window and takes up to `want` bytes of it.
+pub(crate) async fn wait_window(ctl: &StreamCtl, want: usize) -> usize {
+    if !ctl.flow {
+        // No window: the relay's TCP backpressure (the writer queue) paces the stream.
+        return want;
+    }
+    loop {
+        let notified = ctl.credit.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let mut w = ctl.window.lock().unwrap();
+            if w.available() > 0 {
+                let n = want.min(w.available() as usize);
+                w.consume(n);
+                return n;
+            }
+        }
+        notified.await;
+    }
+}
+
+/// One socket write that must finish within `limit` (a relay that stops reading is
+/// left, not waited on forever).
+pub(crate) async fn timed<F>(limit: Duration, write: F) -> Result<(), String>
+where
+    F: std::future::Future<Output = Result<(), tokio_tungstenite::tungstenite::Error>>,
+{
+    match tokio::time::timeout(limit, write).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("relay stopped reading (write timed out)".to_owned()),
+    }
+}
+
+/// A path as it may appear in logs: without its query, where device UIs put session
+/// tokens.
+pub(crate) fn loggable(path: &str) -> &str {
+    path.split('?').next().unwrap_or_default()
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
