@@ -8,40 +8,110 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// One layer of settings: what the flags/env gave, or what the file says.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// One layer of settings: what the flags and environment gave (clap), or what the file
+/// says (serde). Every setting of `ponte serve` is a field here, once: its flag, its
+/// variable, its help and its file key.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeLayer {
+    /// Data directory: SQLite database and signing keys [default: ./ponte-data]
+    #[arg(long, env = "PONTE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Database URL, postgres://user@host/db or sqlite:FILE [default: SQLite in the data
+    /// directory]
+    #[arg(long, env = "PONTE_DATABASE", value_name = "URL")]
     pub database: Option<String>,
+    /// NATS URL for cluster routing (accepted, not used yet: this node routes only to
+    /// connectors connected to it)
+    #[arg(long, env = "PONTE_NATS", value_name = "URL")]
     pub nats: Option<String>,
+    /// Roles to run, comma-separated: api, relay, gateway; api and relay always together
+    /// until the NATS bus exists [default: api,relay,gateway]
+    #[arg(long, env = "PONTE_ROLES", value_name = "LIST", value_parser = Roles::parse)]
     pub roles: Option<Roles>,
+    /// API and console listen address [default: 127.0.0.1:8000]
+    #[arg(long, env = "PONTE_API_LISTEN", value_name = "ADDR")]
     pub api_listen: Option<String>,
+    /// Relay (/ws/connectors) listen address [default: 127.0.0.1:8001]
+    #[arg(long, env = "PONTE_RELAY_LISTEN", value_name = "ADDR")]
     pub relay_listen: Option<String>,
+    /// Remote-UI gateway listen address [default: 127.0.0.1:8002]
+    #[arg(long, env = "PONTE_GATEWAY_LISTEN", value_name = "ADDR")]
     pub gateway_listen: Option<String>,
+    /// Relay URL as connectors reach it [default: ws://<relay-listen>/ws/connectors]
+    #[arg(long, env = "PONTE_RELAY_PUBLIC_URL", value_name = "URL")]
     pub relay_public_url: Option<String>,
+    /// Gateway origin as browsers reach it; https:// makes the grant cookie Secure
+    /// [default: http://<gateway-listen>]
+    #[arg(long, env = "PONTE_GATEWAY_PUBLIC_URL", value_name = "URL")]
     pub gateway_public_url: Option<String>,
+    /// Give each remote session its own origin, s-<session>.<gateway host> (needs
+    /// wildcard DNS and certificate; *.localhost works without either) [default: false]
+    #[arg(long, env = "PONTE_REMOTE_HOST_MODE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub remote_host_mode: Option<bool>,
+    /// Serve published routes on <slug>.<DOMAIN> (a wildcard DNS name with an optional
+    /// port, e.g. pub.example.com; *.localhost works without DNS) [default: none]
+    #[arg(long, env = "PONTE_PUBLIC_DOMAIN", value_name = "DOMAIN")]
     pub public_domain: Option<String>,
+    /// Verify user JWTs with this HS256 secret (file) [default: the data directory's]
+    #[arg(long, env = "PONTE_USER_JWT_SECRET_FILE", value_name = "FILE")]
     pub user_jwt_secret_file: Option<PathBuf>,
+    /// Verify user JWTs with this RS256 public key (PEM file)
+    #[arg(long, env = "PONTE_USER_JWT_PUBLIC_KEY", value_name = "FILE")]
     pub user_jwt_public_key: Option<PathBuf>,
+    /// Connector token lifetime; rotated automatically a week before expiry [default: 90d]
+    #[arg(long, env = "PONTE_CONNECTOR_TOKEN_TTL", value_name = "DURATION")]
     pub connector_token_ttl: Option<String>,
+    /// Trust the last X-Forwarded-For hop as the client address (behind nginx)
+    /// [default: false]
+    #[arg(long, env = "PONTE_TRUST_FORWARDED_FOR", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub trust_forwarded_for: Option<bool>,
+    /// On SIGTERM, how long requests in flight (downloads included) may take to finish
+    /// before they are cut [default: 30s]
+    #[arg(long, env = "PONTE_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
+    /// A remote session ends after this long unused (sliding); 0 = never [default: 10m]
+    #[arg(long, env = "PONTE_SESSION_IDLE_TTL", value_name = "DURATION")]
     pub session_idle_ttl: Option<String>,
+    /// A remote session ends this long after it was opened, used or not; 0 = no cap
+    /// [default: 4h]
+    #[arg(long, env = "PONTE_SESSION_MAX_TTL", value_name = "DURATION")]
     pub session_max_ttl: Option<String>,
+    /// Requests per second per remote session; 0 = no limit [default: 50]
+    #[arg(long, env = "PONTE_SESSION_RATE_PER_SECOND", value_name = "N")]
     pub session_rate_per_second: Option<f64>,
+    /// Requests a remote session may make at once above its rate; 0 = no limit
+    /// [default: 200]
+    #[arg(long, env = "PONTE_SESSION_RATE_BURST", value_name = "N")]
     pub session_rate_burst: Option<u32>,
+    /// Requests per second per connector (gateway and proxy-http together); 0 = no
+    /// limit [default: 200]
+    #[arg(long, env = "PONTE_CONNECTOR_RATE_PER_SECOND", value_name = "N")]
     pub connector_rate_per_second: Option<f64>,
+    /// Requests a connector may take at once above its rate; 0 = no limit [default: 400]
+    #[arg(long, env = "PONTE_CONNECTOR_RATE_BURST", value_name = "N")]
     pub connector_rate_burst: Option<u32>,
+    /// On every listener, a request's head must arrive whole within this, at most 30s;
+    /// slower clients are disconnected [default: 10s]
+    #[arg(long, env = "PONTE_HEADER_READ_TIMEOUT", value_name = "DURATION")]
     pub header_read_timeout: Option<String>,
+    /// A kept-alive connection that sends no request for this long is closed (keep it
+    /// above the upstream keepalive_timeout of a proxy in front) [default: 60s]
+    #[arg(long, env = "PONTE_KEEPALIVE_IDLE_TIMEOUT", value_name = "DURATION")]
     pub keepalive_idle_timeout: Option<String>,
+    /// Open connections per listener (api, relay, gateway each); past it, 503; 0 = no
+    /// limit [default: 10000]
+    #[arg(long, env = "PONTE_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<u32>,
+    /// Open connections per client address (IPv6: per /64) per listener; past it, 503;
+    /// 0 = no limit. The TCP peer is counted: behind nginx that is nginx [default: 256;
+    /// 0 with --trust-forwarded-for]
+    #[arg(long, env = "PONTE_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
     pub max_connections_per_address: Option<u32>,
 }
 
 /// `roles = "api,relay"` or `roles = ["api", "relay"]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Roles {
     List(Vec<String>),
@@ -49,6 +119,11 @@ pub enum Roles {
 }
 
 impl Roles {
+    /// `--roles api,relay` (and `PONTE_ROLES`).
+    fn parse(s: &str) -> Result<Self, std::convert::Infallible> {
+        Ok(Roles::Csv(s.to_owned()))
+    }
+
     fn names(&self) -> Vec<String> {
         let all: Vec<String> = match self {
             Roles::List(v) => v.iter().map(|r| r.trim().to_owned()).collect(),
@@ -158,48 +233,23 @@ impl ServeLayer {
         })
     }
 
-    /// `self` where set, else `base`. The two user-JWT keys are one setting: a layer
-    /// that names either replaces both of the layer below.
-    pub fn over(self, base: ServeLayer) -> ServeLayer {
-        let own_key = self.user_jwt_secret_file.is_some() || self.user_jwt_public_key.is_some();
-        let (secret, public) = match own_key {
-            true => (self.user_jwt_secret_file, self.user_jwt_public_key),
-            false => (base.user_jwt_secret_file, base.user_jwt_public_key),
-        };
-        ServeLayer {
-            data_dir: self.data_dir.or(base.data_dir),
-            database: self.database.or(base.database),
-            nats: self.nats.or(base.nats),
-            roles: self.roles.or(base.roles),
-            api_listen: self.api_listen.or(base.api_listen),
-            relay_listen: self.relay_listen.or(base.relay_listen),
-            gateway_listen: self.gateway_listen.or(base.gateway_listen),
-            relay_public_url: self.relay_public_url.or(base.relay_public_url),
-            gateway_public_url: self.gateway_public_url.or(base.gateway_public_url),
-            remote_host_mode: self.remote_host_mode.or(base.remote_host_mode),
-            public_domain: self.public_domain.or(base.public_domain),
-            user_jwt_secret_file: secret,
-            user_jwt_public_key: public,
-            connector_token_ttl: self.connector_token_ttl.or(base.connector_token_ttl),
-            trust_forwarded_for: self.trust_forwarded_for.or(base.trust_forwarded_for),
-            shutdown_grace: self.shutdown_grace.or(base.shutdown_grace),
-            session_idle_ttl: self.session_idle_ttl.or(base.session_idle_ttl),
-            session_max_ttl: self.session_max_ttl.or(base.session_max_ttl),
-            session_rate_per_second: self
-                .session_rate_per_second
-                .or(base.session_rate_per_second),
-            session_rate_burst: self.session_rate_burst.or(base.session_rate_burst),
-            connector_rate_per_second: self
-                .connector_rate_per_second
-                .or(base.connector_rate_per_second),
-            connector_rate_burst: self.connector_rate_burst.or(base.connector_rate_burst),
-            header_read_timeout: self.header_read_timeout.or(base.header_read_timeout),
-            keepalive_idle_timeout: self.keepalive_idle_timeout.or(base.keepalive_idle_timeout),
-            max_connections: self.max_connections.or(base.max_connections),
-            max_connections_per_address: self
-                .max_connections_per_address
-                .or(base.max_connections_per_address),
+    /// `self` where set, else `base`: one merge for every setting, by name. The two
+    /// user-JWT keys are one setting: a layer that names either replaces both of the
+    /// layer below.
+    pub fn over(self, mut base: ServeLayer) -> ServeLayer {
+        if self.user_jwt_secret_file.is_some() || self.user_jwt_public_key.is_some() {
+            (base.user_jwt_secret_file, base.user_jwt_public_key) = (None, None);
         }
+        // TOML, not JSON: a rate of `nan` must reach validation, not turn into null. An
+        // unset option is left out.
+        let as_table = |layer: &ServeLayer| {
+            toml::Table::try_from(layer).expect("a layer is a table of options")
+        };
+        let mut merged = as_table(&base);
+        merged.extend(as_table(&self));
+        toml::Value::Table(merged)
+            .try_into()
+            .expect("a merge of two layers is a layer")
     }
 }
 
@@ -444,211 +494,4 @@ fn public_domain(v: Option<String>) -> Result<Option<String>, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn layer(toml: &str) -> ServeLayer {
-        toml::from_str(toml).unwrap()
-    }
-
-    #[test]
-    fn flags_beat_the_file_which_beats_defaults() {
-        let file = layer("api_listen = \"127.0.0.1:7000\"\nrelay_listen = \"127.0.0.1:7001\"\nroles = [\"api\", \"relay\"]\nshutdown_grace = \"5s\"");
-        let flags = ServeLayer {
-            api_listen: Some("127.0.0.1:9000".into()),
-            ..Default::default()
-        };
-        let dir = std::env::temp_dir().join(format!("ponte-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ponte.toml");
-        std::fs::write(&path, "").unwrap();
-        let s = ServeSettings::resolve(flags.over(file), Some(&path)).unwrap();
-        assert_eq!(s.api_listen, "127.0.0.1:9000");
-        assert_eq!(s.relay_listen, "127.0.0.1:7001");
-        assert_eq!(s.gateway_listen, DEFAULT_GATEWAY_LISTEN);
-        assert_eq!(s.roles, ["api", "relay"]);
-        assert_eq!(s.shutdown_grace, Duration::from_secs(5));
-        assert_eq!(s.connector_token_ttl, Duration::from_secs(90 * 86400));
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn the_shipped_example_resolves() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ponte.toml.example");
-        let s = ServeSettings::resolve(ServeLayer::default(), Some(&path)).unwrap();
-        assert_eq!(s.roles, ["api", "relay", "gateway"]);
-        assert!(s.remote_host_mode && s.trust_forwarded_for);
-        assert_eq!(s.shutdown_grace, Duration::from_secs(30));
-        assert_eq!(
-            s.gateway_public_url.as_deref(),
-            Some("https://remote.example.com")
-        );
-    }
-
-    #[test]
-    fn limits_default_as_designed_and_zero_lifts_them() {
-        let s = ServeSettings::resolve(ServeLayer::default(), None).unwrap();
-        let mut api = ponte_api::ApiConfig::default();
-        s.apply_limits(&mut api);
-        assert_eq!(api.sessions.idle, Duration::from_secs(600));
-        assert_eq!(api.sessions.max, Duration::from_secs(4 * 3600));
-        assert_eq!(api.rate_limits.session.per_second, 50.0);
-        assert_eq!(api.rate_limits.session.burst, 200);
-        assert_eq!(api.rate_limits.connector.per_second, 200.0);
-        assert_eq!(api.rate_limits.connector.burst, 400);
-        assert!(api.rate_limits.session.limits() && api.rate_limits.connector.limits());
-        assert_eq!(s.listen_limits(), ponte_listen::Limits::default());
-        // The README's and `--help`'s numbers, by value.
-        let listen = (&*s.api_listen, &*s.relay_listen, &*s.gateway_listen);
-        assert_eq!(
-            listen,
-            ("127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002")
-        );
-        assert_eq!(s.shutdown_grace, Duration::from_secs(30));
-        assert_eq!(s.connector_token_ttl, Duration::from_secs(90 * 86400));
-        assert_eq!(
-            s.listen_limits(),
-            ponte_listen::Limits {
-                header_read_timeout: Duration::from_secs(10),
-                keepalive_idle_timeout: Duration::from_secs(60),
-                max_connections: 10_000,
-                max_connections_per_address: 256,
-            }
-        );
-
-        // Each setting reaches its own bucket.
-        let s = ServeSettings::resolve(
-            layer(
-                "session_rate_per_second = 7\nsession_rate_burst = 11\n\
-                 connector_rate_per_second = 13\nconnector_rate_burst = 17",
-            ),
-            None,
-        )
-        .unwrap();
-        let mut api = ponte_api::ApiConfig::default();
-        s.apply_limits(&mut api);
-        let rate = |r: ponte_api::ratelimit::Rate| (r.per_second, r.burst);
-        assert_eq!(rate(api.rate_limits.session), (7.0, 11));
-        assert_eq!(rate(api.rate_limits.connector), (13.0, 17));
-
-        let s = ServeSettings::resolve(
-            layer(
-                "session_idle_ttl = \"0\"\nsession_max_ttl = \"8h\"\nsession_rate_per_second = 0\n\
-                 connector_rate_per_second = 1000\nconnector_rate_burst = 0",
-            ),
-            None,
-        )
-        .unwrap();
-        let mut api = ponte_api::ApiConfig::default();
-        s.apply_limits(&mut api);
-        assert!(api.sessions.idle > Duration::from_secs(50 * 365 * 86400));
-        assert_eq!(api.sessions.max, Duration::from_secs(8 * 3600));
-        assert!(!api.rate_limits.session.limits());
-        assert!(!api.rate_limits.connector.limits());
-        // --check shows what runs.
-        let shown = s.to_toml();
-        assert!(shown.contains("session_idle_ttl = \"0s\""), "{shown}");
-        assert!(shown.contains("session_rate_per_second = 0.0"), "{shown}");
-    }
-
-    #[test]
-    fn listener_limits_follow_the_settings_and_the_proxy() {
-        let s = ServeSettings::resolve(
-            layer(
-                "header_read_timeout = \"30s\"\nkeepalive_idle_timeout = \"2m\"\n\
-                 max_connections = 500\nmax_connections_per_address = 0",
-            ),
-            None,
-        )
-        .unwrap();
-        let l = s.listen_limits();
-        assert_eq!(l.header_read_timeout, Duration::from_secs(30));
-        assert_eq!(l.keepalive_idle_timeout, Duration::from_secs(120));
-        assert_eq!((l.max_connections, l.max_connections_per_address), (500, 0));
-        // Behind a proxy every connection comes from it: no per-address cap unless set.
-        let s = ServeSettings::resolve(layer("trust_forwarded_for = true"), None).unwrap();
-        assert_eq!(s.max_connections_per_address, 0);
-        let s = ServeSettings::resolve(
-            layer("trust_forwarded_for = true\nmax_connections_per_address = 9"),
-            None,
-        )
-        .unwrap();
-        assert_eq!(s.max_connections_per_address, 9);
-        assert!(s.to_toml().contains("header_read_timeout = \"10s\""));
-    }
-
-    #[test]
-    fn mistakes_name_the_setting() {
-        for (toml, says) in [
-            ("api_listen = \"localhost\"", "api_listen"),
-            ("roles = \"api,relay,web\"", "unknown role \"web\""),
-            ("roles = \"api,gateway\"", "must include api and relay"),
-            ("shutdown_grace = \"soon\"", "shutdown_grace"),
-            ("database = \"mysql://x\"", "database"),
-            ("relay_public_url = \"http://x/ws\"", "relay_public_url"),
-            ("connector_token_ttl = \"5m\"", "at least 1h"),
-            ("session_idle_ttl = \"a while\"", "session_idle_ttl"),
-            ("session_rate_per_second = -1", "session_rate_per_second"),
-            (
-                "connector_rate_per_second = nan",
-                "connector_rate_per_second",
-            ),
-            ("header_read_timeout = \"31s\"", "is over 30s"),
-            ("header_read_timeout = \"0\"", "header_read_timeout"),
-            ("keepalive_idle_timeout = \"0s\"", "keepalive_idle_timeout"),
-        ] {
-            let err = ServeSettings::resolve(layer(toml), None).unwrap_err();
-            assert!(err.contains(says), "{toml}: {err}");
-            assert!(!err.contains('\n'), "{err}");
-        }
-        assert!(toml::from_str::<ServeLayer>("api_lisen = \"x\"").is_err());
-        // A name is fine (resolved when bound); so is IPv6.
-        for ok in ["localhost:8000", "[::1]:8000", "0.0.0.0:80"] {
-            let l = ServeLayer {
-                api_listen: Some(ok.into()),
-                ..Default::default()
-            };
-            assert!(ServeSettings::resolve(l, None).is_ok(), "{ok}");
-        }
-        // The key a higher layer names replaces the lower layer's other key.
-        let file = layer("user_jwt_public_key = \"/etc/ponte/k.pem\"");
-        let flags = ServeLayer {
-            user_jwt_secret_file: Some("/etc/ponte/s".into()),
-            ..Default::default()
-        };
-        let s = ServeSettings::resolve(flags.over(file), None).unwrap();
-        assert!(s.user_jwt_public_key.is_none() && s.user_jwt_secret_file.is_some());
-    }
-
-    #[test]
-    fn the_public_domain_is_a_name_with_an_optional_port() {
-        let domain = |v: &str| {
-            ServeSettings::resolve(layer(&format!("public_domain = {v:?}")), None)
-                .map(|s| s.public_domain)
-        };
-        assert_eq!(
-            domain("Pub.Example.com").unwrap().as_deref(),
-            Some("pub.example.com")
-        );
-        assert_eq!(
-            domain("localhost:8002").unwrap().as_deref(),
-            Some("localhost:8002")
-        );
-        assert_eq!(domain("").unwrap(), None);
-        for bad in [
-            "https://pub.example.com",
-            "pub.example.com/x",
-            "127.0.0.1",
-            "*.example.com",
-            "pub..example.com",
-            "-pub.example.com",
-            "pub.example.com:0",
-            "pub.example.com:99999",
-        ] {
-            let e = domain(bad).unwrap_err();
-            assert!(e.starts_with("public_domain: "), "{bad}: {e}");
-        }
-        let s = ServeSettings::resolve(layer("api_listen = \"127.0.0.1:7000\""), None).unwrap();
-        assert_eq!(s.public_domain, None, "no routes unless asked for");
-    }
-}
+mod tests;

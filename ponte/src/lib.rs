@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+pub mod admin;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod metrics;
 
@@ -37,6 +39,19 @@ pub struct CloudOptions {
     pub keys: Option<KeyFiles>,
     /// Timeouts and connection caps of each listener (API, relay, gateway).
     pub listen: ponte_listen::Limits,
+}
+
+/// Why a command failed: a usage or settings mistake (one line, exit 64), or anything
+/// else (exit 1).
+pub enum Failure {
+    Usage(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
 }
 
 impl CloudOptions {

@@ -1,11 +1,9 @@
 //! `ponte`: serve the cloud, administer it. Thin: parse, set up logging, call the library.
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use ponte::config::{Roles, ServeLayer, ServeSettings};
-use ponte::{Cloud, CloudOptions};
-use ponte_api::auth::{KeyFiles, UserAuth, UserClaims, UserKey};
-use ponte_api::store::{self, EquipmentConfig};
+use ponte::config::{ServeLayer, ServeSettings};
+use ponte::{Cloud, CloudOptions, Failure};
+use ponte_api::auth::UserKey;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -35,22 +33,10 @@ enum Cmd {
     Serve(Box<ServeArgs>),
     /// Run everything on this machine: cloud, two simulated turnstiles and a paired
     /// connector; prints the console link.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Set up tenants, equipment and user tokens without SQL.
-    Admin(AdminArgs),
-}
-
-#[derive(Args)]
-struct StoreArgs {
-    /// The `ponte serve` settings file, for its data_dir, database and user-JWT key
-    #[arg(long, env = "PONTE_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Data directory: SQLite database and signing keys [default: ./ponte-data]
-    #[arg(long, env = "PONTE_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Database URL (postgres://user@host/db) [default: SQLite in the data directory]
-    #[arg(long, env = "PONTE_DATABASE", value_name = "URL")]
-    database: Option<String>,
+    Admin(ponte::admin::AdminArgs),
 }
 
 #[derive(Args)]
@@ -59,138 +45,14 @@ struct ServeArgs {
     /// e.g. `api_listen = "0.0.0.0:8000"`); flags and PONTE_… variables override it
     #[arg(long, env = "PONTE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory: SQLite database and signing keys [default: ./ponte-data]
-    #[arg(long, env = "PONTE_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Database URL, postgres://user@host/db or sqlite:FILE [default: SQLite in the data
-    /// directory]
-    #[arg(long, env = "PONTE_DATABASE", value_name = "URL")]
-    database: Option<String>,
-    /// NATS URL for cluster routing (accepted, not used yet: this node routes only to
-    /// connectors connected to it)
-    #[arg(long, env = "PONTE_NATS", value_name = "URL")]
-    nats: Option<String>,
-    /// Roles to run, comma-separated: api, relay, gateway; api and relay always together
-    /// until the NATS bus exists [default: api,relay,gateway]
-    #[arg(long, env = "PONTE_ROLES", value_name = "LIST")]
-    roles: Option<String>,
-    /// API and console listen address [default: 127.0.0.1:8000]
-    #[arg(long, env = "PONTE_API_LISTEN", value_name = "ADDR")]
-    api_listen: Option<String>,
-    /// Relay (/ws/connectors) listen address [default: 127.0.0.1:8001]
-    #[arg(long, env = "PONTE_RELAY_LISTEN", value_name = "ADDR")]
-    relay_listen: Option<String>,
-    /// Remote-UI gateway listen address [default: 127.0.0.1:8002]
-    #[arg(long, env = "PONTE_GATEWAY_LISTEN", value_name = "ADDR")]
-    gateway_listen: Option<String>,
-    /// Relay URL as connectors reach it [default: ws://<relay-listen>/ws/connectors]
-    #[arg(long, env = "PONTE_RELAY_PUBLIC_URL", value_name = "URL")]
-    relay_public_url: Option<String>,
-    /// Gateway origin as browsers reach it; https:// makes the grant cookie Secure
-    /// [default: http://<gateway-listen>]
-    #[arg(long, env = "PONTE_GATEWAY_PUBLIC_URL", value_name = "URL")]
-    gateway_public_url: Option<String>,
-    /// Give each remote session its own origin, s-<session>.<gateway host> (needs
-    /// wildcard DNS and certificate; *.localhost works without either) [default: false]
-    #[arg(long, env = "PONTE_REMOTE_HOST_MODE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    remote_host_mode: Option<bool>,
-    /// Serve published routes on <slug>.<DOMAIN> (a wildcard DNS name with an optional
-    /// port, e.g. pub.example.com; *.localhost works without DNS) [default: none]
-    #[arg(long, env = "PONTE_PUBLIC_DOMAIN", value_name = "DOMAIN")]
-    public_domain: Option<String>,
-    /// Verify user JWTs with this HS256 secret (file) [default: the data directory's]
-    #[arg(long, env = "PONTE_USER_JWT_SECRET_FILE", value_name = "FILE")]
-    user_jwt_secret_file: Option<PathBuf>,
-    /// Verify user JWTs with this RS256 public key (PEM file)
-    #[arg(long, env = "PONTE_USER_JWT_PUBLIC_KEY", value_name = "FILE")]
-    user_jwt_public_key: Option<PathBuf>,
-    /// Connector token lifetime; rotated automatically a week before expiry [default: 90d]
-    #[arg(long, env = "PONTE_CONNECTOR_TOKEN_TTL", value_name = "DURATION")]
-    connector_token_ttl: Option<String>,
-    /// Trust the last X-Forwarded-For hop as the client address (behind nginx)
-    /// [default: false]
-    #[arg(long, env = "PONTE_TRUST_FORWARDED_FOR", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    trust_forwarded_for: Option<bool>,
-    /// On SIGTERM, how long requests in flight (downloads included) may take to finish
-    /// before they are cut [default: 30s]
-    #[arg(long, env = "PONTE_SHUTDOWN_GRACE", value_name = "DURATION")]
-    shutdown_grace: Option<String>,
-    /// A remote session ends after this long unused (sliding); 0 = never [default: 10m]
-    #[arg(long, env = "PONTE_SESSION_IDLE_TTL", value_name = "DURATION")]
-    session_idle_ttl: Option<String>,
-    /// A remote session ends this long after it was opened, used or not; 0 = no cap
-    /// [default: 4h]
-    #[arg(long, env = "PONTE_SESSION_MAX_TTL", value_name = "DURATION")]
-    session_max_ttl: Option<String>,
-    /// Requests per second per remote session; 0 = no limit [default: 50]
-    #[arg(long, env = "PONTE_SESSION_RATE_PER_SECOND", value_name = "N")]
-    session_rate_per_second: Option<f64>,
-    /// Requests a remote session may make at once above its rate; 0 = no limit
-    /// [default: 200]
-    #[arg(long, env = "PONTE_SESSION_RATE_BURST", value_name = "N")]
-    session_rate_burst: Option<u32>,
-    /// Requests per second per connector (gateway and proxy-http together); 0 = no
-    /// limit [default: 200]
-    #[arg(long, env = "PONTE_CONNECTOR_RATE_PER_SECOND", value_name = "N")]
-    connector_rate_per_second: Option<f64>,
-    /// Requests a connector may take at once above its rate; 0 = no limit [default: 400]
-    #[arg(long, env = "PONTE_CONNECTOR_RATE_BURST", value_name = "N")]
-    connector_rate_burst: Option<u32>,
-    /// On every listener, a request's head must arrive whole within this, at most 30s;
-    /// slower clients are disconnected [default: 10s]
-    #[arg(long, env = "PONTE_HEADER_READ_TIMEOUT", value_name = "DURATION")]
-    header_read_timeout: Option<String>,
-    /// A kept-alive connection that sends no request for this long is closed (keep it
-    /// above the upstream keepalive_timeout of a proxy in front) [default: 60s]
-    #[arg(long, env = "PONTE_KEEPALIVE_IDLE_TIMEOUT", value_name = "DURATION")]
-    keepalive_idle_timeout: Option<String>,
-    /// Open connections per listener (api, relay, gateway each); past it, 503; 0 = no
-    /// limit [default: 10000]
-    #[arg(long, env = "PONTE_MAX_CONNECTIONS", value_name = "N")]
-    max_connections: Option<u32>,
-    /// Open connections per client address (IPv6: per /64) per listener; past it, 503;
-    /// 0 = no limit. The TCP peer is counted: behind nginx that is nginx [default: 256;
-    /// 0 with --trust-forwarded-for]
-    #[arg(long, env = "PONTE_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
-    max_connections_per_address: Option<u32>,
     /// Check the settings, print them resolved (passwords hidden) and exit
     #[arg(long)]
     check: bool,
+    #[command(flatten)]
+    settings: ServeLayer,
 }
 
-impl ServeArgs {
-    fn layer(&self) -> ServeLayer {
-        ServeLayer {
-            data_dir: self.data_dir.clone(),
-            database: self.database.clone(),
-            nats: self.nats.clone(),
-            roles: self.roles.clone().map(Roles::Csv),
-            api_listen: self.api_listen.clone(),
-            relay_listen: self.relay_listen.clone(),
-            gateway_listen: self.gateway_listen.clone(),
-            relay_public_url: self.relay_public_url.clone(),
-            gateway_public_url: self.gateway_public_url.clone(),
-            remote_host_mode: self.remote_host_mode,
-            public_domain: self.public_domain.clone(),
-            user_jwt_secret_file: self.user_jwt_secret_file.clone(),
-            user_jwt_public_key: self.user_jwt_public_key.clone(),
-            connector_token_ttl: self.connector_token_ttl.clone(),
-            trust_forwarded_for: self.trust_forwarded_for,
-            shutdown_grace: self.shutdown_grace.clone(),
-            session_idle_ttl: self.session_idle_ttl.clone(),
-            session_max_ttl: self.session_max_ttl.clone(),
-            session_rate_per_second: self.session_rate_per_second,
-            session_rate_burst: self.session_rate_burst,
-            connector_rate_per_second: self.connector_rate_per_second,
-            connector_rate_burst: self.connector_rate_burst,
-            header_read_timeout: self.header_read_timeout.clone(),
-            keepalive_idle_timeout: self.keepalive_idle_timeout.clone(),
-            max_connections: self.max_connections,
-            max_connections_per_address: self.max_connections_per_address,
-        }
-    }
-}
-
+#[cfg(feature = "demo")]
 #[derive(Args)]
 struct DemoArgs {
     /// Keep the database, keys and connector config here (new, empty, or a previous
@@ -212,75 +74,6 @@ struct DemoArgs {
     /// On Ctrl-C / SIGTERM, how long requests in flight may take to finish
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     shutdown_grace: Duration,
-}
-
-#[derive(Args)]
-struct AdminArgs {
-    #[command(flatten)]
-    store: StoreArgs,
-    #[command(subcommand)]
-    cmd: AdminCmd,
-}
-
-#[derive(Subcommand)]
-enum AdminCmd {
-    /// Institutions (tenants).
-    #[command(subcommand)]
-    Tenant(TenantCmd),
-    /// Devices.
-    #[command(subcommand)]
-    Equipment(EquipmentCmd),
-    /// Print a user JWT signed with the data directory's key.
-    UserToken(UserTokenArgs),
-}
-
-#[derive(Subcommand)]
-enum TenantCmd {
-    /// Add (or rename) a client and one of its institutions.
-    Add {
-        #[arg(long)]
-        cliente: i32,
-        #[arg(long)]
-        instituicao: i32,
-        #[arg(long)]
-        name: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum EquipmentCmd {
-    /// Register (or update) a device of an institution.
-    Add {
-        #[arg(long)]
-        instituicao: i32,
-        #[arg(long)]
-        id: i32,
-        #[arg(long)]
-        name: String,
-        /// Reach it through the institution's connector.
-        #[arg(long)]
-        addon: bool,
-        /// The device as the connector sees it, e.g. http://192.168.1.50
-        #[arg(long)]
-        base_url: String,
-        /// Accept the device's self-signed certificate.
-        #[arg(long)]
-        tls_insecure: bool,
-    },
-}
-
-#[derive(Args)]
-struct UserTokenArgs {
-    #[arg(long)]
-    user: i32,
-    /// Institution the token grants (repeatable).
-    #[arg(long, required_unless_present = "admin")]
-    instituicao: Vec<i64>,
-    /// Grant every institution.
-    #[arg(long)]
-    admin: bool,
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-    ttl: Duration,
 }
 
 fn main() -> ExitCode {
@@ -305,8 +98,9 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.cmd {
             Cmd::Serve(a) => serve(*a).await,
+            #[cfg(feature = "demo")]
             Cmd::Demo(a) => demo(a).await,
-            Cmd::Admin(a) => admin(a).await,
+            Cmd::Admin(a) => ponte::admin::run(a).await,
         }
     });
     match result {
@@ -319,17 +113,6 @@ fn main() -> ExitCode {
             eprintln!("ponte: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-enum Failure {
-    Usage(String),
-    Other(anyhow::Error),
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Other(e)
     }
 }
 
@@ -349,7 +132,7 @@ fn init_logging() {
 }
 
 async fn serve(a: ServeArgs) -> Result<(), Failure> {
-    let cfg = ServeSettings::resolve(a.layer(), a.config.as_deref()).map_err(Failure::Usage)?;
+    let cfg = ServeSettings::resolve(a.settings, a.config.as_deref()).map_err(Failure::Usage)?;
     if a.check {
         print!("{}", cfg.to_toml());
         return Ok(());
@@ -450,6 +233,7 @@ async fn stop_on_signal(
     cloud.store.close().await;
 }
 
+#[cfg(feature = "demo")]
 async fn demo(a: DemoArgs) -> Result<(), Failure> {
     let mut signals = Signals::new();
     let shutdown = CancellationToken::new();
@@ -562,121 +346,4 @@ impl Signals {
             _ = self.term.recv() => {}
         }
     }
-}
-
-async fn admin(a: AdminArgs) -> Result<(), Failure> {
-    // The same store and keys as `ponte serve` with the same settings.
-    let flags = ServeLayer {
-        data_dir: a.store.data_dir.clone(),
-        database: a.store.database.clone(),
-        ..Default::default()
-    };
-    let cfg = ServeSettings::resolve(flags, a.store.config.as_deref()).map_err(Failure::Usage)?;
-    let mut opts = CloudOptions::new(&cfg.data_dir);
-    opts.database = cfg.database.clone();
-    if let AdminCmd::UserToken(t) = &a.cmd {
-        let secret = match (&cfg.user_jwt_secret_file, &cfg.user_jwt_public_key) {
-            (Some(f), _) => std::fs::read_to_string(f)
-                .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", f.display())))?
-                .trim()
-                .as_bytes()
-                .to_vec(),
-            (None, Some(_)) => {
-                return Err(Failure::Usage(
-                    "user tokens are signed with the SaaS's RS256 key (user_jwt_public_key); \
-                     ponte cannot mint them"
-                        .into(),
-                ))
-            }
-            (None, None) => KeyFiles::load_or_create(&opts.data_dir)?.user_secret,
-        };
-        let auth = UserAuth::new(UserKey::Hs256(secret)).context("loading the user token key")?;
-        let exp = chrono::Utc::now().timestamp() as u64 + t.ttl.as_secs();
-        let token = auth
-            .mint(&UserClaims {
-                sub: serde_json::json!(t.user),
-                tenants: t.instituicao.clone(),
-                admin: t.admin,
-                exp,
-                name: None,
-                email: None,
-            })
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        println!("{token}");
-        return Ok(());
-    }
-    let url = opts.database_url();
-    if opts.database.is_none() {
-        std::fs::create_dir_all(&opts.data_dir)
-            .with_context(|| format!("creating {}", opts.data_dir.display()))?;
-    }
-    let store = store::open(&url)
-        .await
-        .with_context(|| format!("opening the database {}", ponte::redact(&url)))?;
-    match a.cmd {
-        AdminCmd::Tenant(TenantCmd::Add {
-            cliente,
-            instituicao,
-            name,
-        }) => {
-            store
-                .upsert_client(cliente, &name)
-                .await
-                .map_err(anyhow::Error::from)?;
-            store
-                .upsert_institution(cliente, instituicao, &name)
-                .await
-                .map_err(|e| Failure::Usage(e.to_string()))?;
-            println!("institution {instituicao} ({name}) of client {cliente} is ready");
-        }
-        AdminCmd::Equipment(EquipmentCmd::Add {
-            instituicao,
-            id,
-            name,
-            addon,
-            base_url,
-            tls_insecure,
-        }) => {
-            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-                return Err(Failure::Usage(format!(
-                    "--base-url must be http:// or https://, not {base_url:?}"
-                )));
-            }
-            if store
-                .institution(instituicao)
-                .await
-                .map_err(anyhow::Error::from)?
-                .is_none()
-            {
-                return Err(Failure::Usage(format!(
-                    "institution {instituicao} does not exist (ponte admin tenant add …)"
-                )));
-            }
-            store
-                .put_equipment(&store::Equipment {
-                    id,
-                    tenant_id: instituicao,
-                    name: name.clone(),
-                    brand: None,
-                    model: None,
-                    ip: None,
-                    active: true,
-                    uses_addon: addon,
-                    config: Some(sqlx_json(EquipmentConfig {
-                        local_base_url: Some(base_url.trim_end_matches('/').to_owned()),
-                        tls_insecure,
-                        ..Default::default()
-                    })),
-                })
-                .await
-                .map_err(|e| Failure::Usage(e.to_string()))?;
-            println!("equipment {id} ({name}) registered in institution {instituicao}");
-        }
-        AdminCmd::UserToken(_) => unreachable!("handled above"),
-    }
-    Ok(())
-}
-
-fn sqlx_json<T>(t: T) -> ponte_api::store::Json<T> {
-    ponte_api::store::Json(t)
 }

@@ -1,32 +1,29 @@
-//! One connector connection: a reader loop (this task) and a writer task joined by a
-//! bounded channel, the table of open streams, heartbeat and flow control.
+//! One connector connection: the table of open streams, their flow-control windows and
+//! the heartbeat state, shared by its reader loop (`reader.rs`) and its writer task
+//! (`writer.rs`), which are joined by a bounded channel.
 //!
 //! Must never: block the reader on one slow stream of a `flow` connector (that would
 //! stall every other stream on the connection), or hold more than one window of body
 //! data per stream.
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use ponte_core::connector::{ConnectorDirectory, ConnectorEvent};
 use ponte_core::router::{RouteError, WsFrame};
 use ponte_protocol::{
     self as proto, limits,
     queue::{self, TrySendError},
-    Capabilities, Capability, CloudMsg, ConnectorMsg, DecodeError, RecvWindow, SendWindow,
+    Capabilities, Capability, CloudMsg, RecvWindow, SendWindow,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 /// Frames queued for the writer, and at most [`queue::OUTBOUND_BYTES`] of them. When
 /// full, senders wait: request senders and upload pumps slow down instead of buffering;
@@ -51,7 +48,7 @@ const LEGACY_STREAM_QUEUE: usize = 8;
 /// messages). Either one full closes the stream with 1008 and the reader goes on: a
 /// device flooding a browser that does not read is not buffered. One slot is kept for
 /// that close.
-const WS_QUEUE: usize = 256;
+pub(crate) const WS_QUEUE: usize = 256;
 
 /// Tunables, defaults from the protocol limits; tests shrink them.
 #[derive(Debug, Clone)]
@@ -122,8 +119,8 @@ impl Drop for HttpStream {
 }
 
 pub(crate) struct StreamState {
-    next_index: u64,
-    started: bool,
+    pub(crate) next_index: u64,
+    pub(crate) started: bool,
     /// Response-body window, when the connector speaks `flow`.
     pub recv: Option<RecvWindow>,
     /// Upload window, when the connector speaks `flow`.
@@ -136,7 +133,7 @@ pub(crate) struct StreamState {
 }
 
 impl StreamState {
-    fn spill(&mut self, ev: StreamEvent) {
+    pub(crate) fn spill(&mut self, ev: StreamEvent) {
         if let (StreamEvent::Data(new), Some(StreamEvent::Data(last))) =
             (&ev, self.overflow.back_mut())
         {
@@ -190,7 +187,7 @@ pub(crate) struct Conn {
     pub connector_id: String,
     pub out: queue::Sender<Message>,
     peer: watch::Sender<Option<Peer>>,
-    binary_received: AtomicU64,
+    pub(crate) binary_received: AtomicU64,
     binary_sent: AtomicU64,
     pub streams: Mutex<HashMap<String, Slot>>,
     pub ws: Mutex<HashMap<String, Arc<WsState>>>,
@@ -199,7 +196,7 @@ pub(crate) struct Conn {
     /// Growth of response windows, over all of this connection's streams.
     pub window_budget: Arc<proto::WindowBudget>,
     pub cancel: CancellationToken,
-    close: Mutex<Option<CloseFrame>>,
+    pub(crate) close: Mutex<Option<CloseFrame>>,
     /// When the connection began, and milliseconds since then of the last frame read.
     born: Instant,
     last_frame_ms: AtomicU64,
@@ -244,7 +241,7 @@ impl Conn {
         }
     }
 
-    fn set_peer_once(&self, peer: Peer) {
+    pub(crate) fn set_peer_once(&self, peer: Peer) {
         self.peer.send_if_modified(|p| {
             if p.is_none() {
                 *p = Some(peer);
@@ -258,7 +255,7 @@ impl Conn {
     /// HELLO always wins, even after the grace timer marked the peer legacy: a
     /// connector on a slow link still gets the extensions (its in-flight streams keep
     /// their mode; credit starts flowing for them as they are read).
-    fn set_hello(&self, peer: Peer) {
+    pub(crate) fn set_hello(&self, peer: Peer) {
         self.peer.send_if_modified(|p| {
             if matches!(p, Some(Peer { hello: true, .. })) {
                 false
@@ -299,8 +296,8 @@ impl Conn {
         self.streams.lock().unwrap().len() + self.ws.lock().unwrap().len()
     }
 
-    /// Closes the connection with a WebSocket close code and reason.
-    fn saw_frame(&self) {
+    /// A frame arrived: the connection is alive (the heartbeat deadline reads this).
+    pub(crate) fn saw_frame(&self) {
         let ms = self.born.elapsed().as_millis() as u64;
         self.last_frame_ms.fetch_max(ms, Ordering::Relaxed);
     }
@@ -332,6 +329,7 @@ impl Conn {
         });
     }
 
+    /// Closes the connection with a WebSocket close code and reason.
     pub fn close(&self, code: u16, reason: &str) {
         *self.close.lock().unwrap() = Some(CloseFrame {
             code: CloseCode::from(code),
@@ -373,7 +371,7 @@ impl Conn {
     }
 
     /// Fails one stream with a reason, leaving the connection and other streams alone.
-    fn fail_stream(&self, request_id: &str, err: RouteError) {
+    pub(crate) fn fail_stream(&self, request_id: &str, err: RouteError) {
         let stream = self.streams.lock().unwrap().get(request_id).cloned();
         if let Some(stream) = stream {
             warn!(request_id, %err, "failing stream");
@@ -382,7 +380,7 @@ impl Conn {
         }
     }
 
-    fn fail_all(&self) {
+    pub(crate) fn fail_all(&self) {
         let streams: Vec<_> = self.streams.lock().unwrap().drain().collect();
         for (_, s) in streams {
             s.state
@@ -398,481 +396,6 @@ impl Conn {
                 let _ = tx.send(Err(RouteError::Disconnected));
             }
         }
-    }
-}
-
-/// Drives one authenticated connection until it ends. Returns when the socket is closed,
-/// the peer went silent, or `conn.cancel` fired (replaced, revoked, shutdown).
-pub(crate) async fn run<S>(
-    conn: Arc<Conn>,
-    out_rx: queue::Receiver<Message>,
-    ws: WebSocketStream<S>,
-    directory: Arc<dyn ConnectorDirectory>,
-    cfg: ConnConfig,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sink, mut stream) = ws.split();
-    let writer = tokio::spawn(write_loop(
-        sink,
-        out_rx,
-        conn.cancel.clone(),
-        cfg.ping_interval,
-        cfg.peer_timeout,
-        Arc::clone(&conn),
-    ));
-
-    let mut last_seen = Instant::now();
-    let silence = tokio::time::sleep(cfg.peer_timeout);
-    tokio::pin!(silence);
-    let hello_deadline = tokio::time::sleep(conn.hello_grace);
-    tokio::pin!(hello_deadline);
-    let mut hello_pending = true;
-
-    loop {
-        tokio::select! {
-            biased;
-            _ = conn.cancel.cancelled() => break,
-            frame = stream.next() => {
-                last_seen = Instant::now();
-                conn.saw_frame();
-                match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        hello_pending = false;
-                        handle_text(&conn, directory.as_ref(), text.as_str()).await;
-                        // Any first frame but HELLO (even a malformed one) means legacy.
-                        conn.set_peer_once(Peer::LEGACY);
-                    }
-                    Some(Ok(Message::Binary(data))) => {
-                        hello_pending = false;
-                        // Accepted from any peer: the decoder bounds it like a text frame.
-                        conn.binary_received.fetch_add(1, Ordering::Relaxed);
-                        handle_binary(&conn, directory.as_ref(), &data).await;
-                        conn.set_peer_once(Peer::LEGACY);
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(frame))) => {
-                        debug!(?frame, "connector closed the connection");
-                        break;
-                    }
-                    Some(Err(err)) => {
-                        warn!(%err, "connection error; closing");
-                        if matches!(err, tokio_tungstenite::tungstenite::Error::Capacity(_)) {
-                            // A frame over the limit, refused unread: 1009 (message too big).
-                            conn.close(1009, "frame too big");
-                        }
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            _ = &mut silence => {
-                let deadline = last_seen + cfg.peer_timeout;
-                if Instant::now() >= deadline {
-                    warn!(timeout_s = cfg.peer_timeout.as_secs(), "connector silent; disconnecting");
-                    ponte_core::metrics::heartbeat_missed();
-                    conn.close(4002, "heartbeat timeout");
-                    break;
-                }
-                silence.as_mut().reset(deadline);
-            }
-            _ = &mut hello_deadline, if hello_pending => {
-                hello_pending = false;
-                conn.set_peer_once(Peer::LEGACY);
-                debug!("no HELLO: treating connector as protocol v1 base");
-            }
-        }
-    }
-    conn.cancel.cancel();
-    conn.fail_all();
-    let _ = writer.await;
-}
-
-async fn write_loop<S>(
-    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    mut rx: queue::Receiver<Message>,
-    cancel: CancellationToken,
-    ping_interval: Duration,
-    write_timeout: Duration,
-    conn: Arc<Conn>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
-    // Cancellation wraps the whole loop: a write blocked on a peer that stopped reading
-    // must not keep a replaced or revoked connection alive.
-    // Each write must make progress within `write_timeout`; a peer that stops reading
-    // is disconnected rather than left to back up every sender on this connection.
-    let pump = async {
-        loop {
-            tokio::select! {
-                msg = rx.recv() => {
-                    let Some(queued) = msg else { return Ok(()) };
-                    timed(write_timeout, sink.feed(queued.frame)).await?;
-                    // Batch what is already queued into one flush.
-                    for _ in 0..32 {
-                        match rx.try_recv() {
-                            Some(queued) => timed(write_timeout, sink.feed(queued.frame)).await?,
-                            None => break,
-                        }
-                    }
-                    timed(write_timeout, sink.flush()).await?;
-                }
-                _ = ping.tick() => {
-                    let ping = CloudMsg::Ping(proto::Heartbeat { ts: unix_ms() });
-                    timed(write_timeout, sink.send(Message::text(proto::encode(&ping)))).await?;
-                }
-            }
-        }
-    };
-    let result: Result<(), String> = tokio::select! {
-        _ = cancel.cancelled() => Ok(()),
-        r = pump => r,
-    };
-    if let Err(err) = result {
-        debug!(%err, "writer stopped");
-    }
-    cancel.cancel();
-    let frame = conn.close.lock().unwrap().take();
-    let close = frame.unwrap_or(CloseFrame {
-        code: CloseCode::Away,
-        reason: "relay closing".into(),
-    });
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = sink.send(Message::Close(Some(close))).await;
-        let _ = sink.close().await;
-    })
-    .await;
-}
-
-/// One socket write that must finish within `limit`.
-pub(crate) async fn timed<F>(limit: Duration, write: F) -> Result<(), String>
-where
-    F: std::future::Future<Output = Result<(), tokio_tungstenite::tungstenite::Error>>,
-{
-    match tokio::time::timeout(limit, write).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err("peer stopped reading (write timed out)".to_owned()),
-    }
-}
-
-async fn handle_text(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, text: &str) {
-    match proto::decode_connector(text) {
-        Ok(msg) => handle_msg(conn, directory, msg).await,
-        Err(err) => handle_decode_error(conn, err),
-    }
-}
-
-/// A `bin` frame: decodes to the same message as its JSON twin and takes the same path,
-/// so index rules, windows and per-stream failure apply alike.
-async fn handle_binary(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, data: &Bytes) {
-    match proto::binary::decode_connector(data) {
-        Ok(msg) => handle_msg(conn, directory, msg).await,
-        Err(err) => handle_decode_error(conn, err),
-    }
-}
-
-async fn handle_msg(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, msg: ConnectorMsg) {
-    if !matches!(msg, ConnectorMsg::Hello(_)) {
-        conn.set_peer_once(Peer::LEGACY);
-    }
-    match msg {
-        ConnectorMsg::Hello(hello) => {
-            let caps = hello.capability_set().intersect(Capabilities::all());
-            // The answer (DESIGN: the intersection) goes before the peer is marked, so
-            // frames using an extension normally queue behind it; a connector that named
-            // `bin` accepts binary frames even before it has read the answer.
-            conn.send_detached(&CloudMsg::Hello(proto::Hello {
-                version: env!("CARGO_PKG_VERSION").into(),
-                capabilities: caps.names(),
-                metadata: None,
-            }));
-            conn.set_hello(Peer { hello: true, caps });
-            info!(version = %hello.version, capabilities = ?caps.names(), "connector said HELLO");
-            directory.on_event(ConnectorEvent::Hello {
-                connector_id: conn.connector_id.clone(),
-                hello,
-            });
-        }
-        ConnectorMsg::Ping(hb) => {
-            // Liveness is any frame, so a PONG is a courtesy: dropped when the writer is
-            // backed up. (Queueing it would let a PING flood grow memory.)
-            let _ = conn
-                .out
-                .try_send(Message::text(proto::encode(&CloudMsg::Pong(hb))));
-            directory.on_event(ConnectorEvent::Heartbeat {
-                connector_id: conn.connector_id.clone(),
-            });
-        }
-        ConnectorMsg::Pong(_) => {
-            directory.on_event(ConnectorEvent::Heartbeat {
-                connector_id: conn.connector_id.clone(),
-            });
-        }
-        ConnectorMsg::HttpResponseStart(start) => {
-            let Some(stream) = lookup(conn, &start.request_id) else {
-                return;
-            };
-            if start.headers.byte_len() > limits::MAX_HEADER_BYTES {
-                return conn.fail_stream(
-                    &start.request_id,
-                    RouteError::Protocol("response headers too large".into()),
-                );
-            }
-            if !(100..=999).contains(&start.status_code) {
-                return conn.fail_stream(
-                    &start.request_id,
-                    RouteError::Protocol(format!("invalid status {}", start.status_code)),
-                );
-            }
-            // A 1xx is never a final answer, and a 101 would hand the caller's socket to
-            // whatever the connector sends next: WebSockets go through WS_OPEN only.
-            if start.status_code < 200 {
-                return conn.fail_stream(
-                    &start.request_id,
-                    RouteError::Protocol(format!(
-                        "the connector answered a plain request with {}",
-                        start.status_code
-                    )),
-                );
-            }
-            let dup = std::mem::replace(&mut stream.state.lock().unwrap().started, true);
-            if dup {
-                return conn.fail_stream(
-                    &start.request_id,
-                    RouteError::Protocol("second HTTP_RESPONSE_START".into()),
-                );
-            }
-            // The queue is empty before START: this cannot be full.
-            let _ = stream.events.try_send(StreamEvent::Start {
-                status: start.status_code,
-                headers: start.headers,
-            });
-        }
-        ConnectorMsg::HttpResponseChunk(chunk) => {
-            let Some(stream) = lookup(conn, &chunk.request_id) else {
-                return;
-            };
-            let verdict = {
-                let mut st = stream.state.lock().unwrap();
-                if !st.started {
-                    Err("chunk before HTTP_RESPONSE_START".to_owned())
-                } else if chunk.index != st.next_index {
-                    Err(format!(
-                        "chunk index {} where {} was expected",
-                        chunk.index, st.next_index
-                    ))
-                } else if let (true, Some(Err(v))) = (
-                    stream.flow,
-                    st.recv.as_mut().map(|w| w.on_data(chunk.data.len())),
-                ) {
-                    Err(v.to_string())
-                } else {
-                    st.next_index += 1;
-                    Ok(())
-                }
-            };
-            if let Err(reason) = verdict {
-                return conn.fail_stream(&chunk.request_id, RouteError::Protocol(reason));
-            }
-            if chunk.data.is_empty() {
-                return;
-            }
-            ponte_core::metrics::bytes_from_device(chunk.data.len());
-            deliver(
-                conn,
-                &chunk.request_id,
-                &stream,
-                StreamEvent::Data(chunk.data),
-            )
-            .await;
-        }
-        ConnectorMsg::HttpResponseEnd(end) => {
-            let Some(stream) = lookup(conn, &end.request_id) else {
-                return;
-            };
-            if !stream.state.lock().unwrap().started {
-                return conn.fail_stream(
-                    &end.request_id,
-                    RouteError::Protocol("END before START".into()),
-                );
-            }
-            deliver(conn, &end.request_id, &stream, StreamEvent::End).await;
-            finish(conn, &end.request_id);
-        }
-        ConnectorMsg::HttpResponseError(err) => {
-            let Some(stream) = lookup(conn, &err.request_id) else {
-                return;
-            };
-            let route_err = RouteError::from_wire(&err);
-            debug!(request_id = %err.request_id, %route_err, "connector reported error");
-            stream.state.lock().unwrap().failed = Some(route_err.clone());
-            let _ = stream.events.try_send(StreamEvent::Error(route_err));
-            finish(conn, &err.request_id);
-        }
-        ConnectorMsg::WindowUpdate(wu) => {
-            let Some(stream) = lookup(conn, &wu.request_id) else {
-                return;
-            };
-            let res = stream
-                .state
-                .lock()
-                .unwrap()
-                .upload
-                .as_mut()
-                .map(|w| w.grant(wu.bytes));
-            match res {
-                Some(Err(v)) => {
-                    conn.fail_stream(&wu.request_id, RouteError::Protocol(v.to_string()))
-                }
-                _ => stream.upload_credit.notify_waiters(),
-            }
-        }
-        ConnectorMsg::WsOpened(o) => {
-            let ws = conn.ws.lock().unwrap().get(&o.stream_id).cloned();
-            match ws.and_then(|w| w.opened.lock().unwrap().take()) {
-                Some(tx) => {
-                    let _ = tx.send(Ok(o.protocol));
-                }
-                None => debug!(stream_id = %o.stream_id, "WS_OPENED for unknown stream"),
-            }
-        }
-        ConnectorMsg::WsMessage(m) => {
-            let Some(ws) = conn.ws.lock().unwrap().get(&m.stream_id).cloned() else {
-                return debug!(stream_id = %m.stream_id, "WS_MESSAGE for unknown stream");
-            };
-            let frame = match (m.text, m.data) {
-                (Some(t), None) => WsFrame::Text(t),
-                (None, Some(d)) => WsFrame::Binary(d),
-                _ => {
-                    warn!(stream_id = %m.stream_id, "WS_MESSAGE needs exactly one of text/data");
-                    return close_ws(conn, &m.stream_id, 1002, "malformed WS_MESSAGE");
-                }
-            };
-            let len = ws_len(&frame);
-            ponte_core::metrics::bytes_from_device(len);
-            if len > limits::MAX_WS_MESSAGE {
-                warn!(connector_id = %conn.connector_id, stream_id = %m.stream_id, len, "WebSocket message over the limit; closing stream");
-                return close_ws(conn, &m.stream_id, 1009, "message too big");
-            }
-            // Never wait: the budget bounds what a caller that does not keep up can hold,
-            // and the stream over it is closed (the rest of the connection goes on).
-            if let Err(over) = ws.budget.charge(len) {
-                let (code, reason) = match over {
-                    proto::OverBudget::Closed => return,
-                    proto::OverBudget::Stream => (1008, "receiver too slow"),
-                    proto::OverBudget::Connection => (1013, "connector WebSocket budget used up"),
-                };
-                warn!(
-                    connector_id = %conn.connector_id,
-                    stream_id = %m.stream_id,
-                    held = ws.budget.held(),
-                    connection_held = conn.ws_budget.used(),
-                    code,
-                    "WebSocket receiver not keeping up; closing stream: {over}"
-                );
-                return close_ws(conn, &m.stream_id, code, reason);
-            }
-            // The last slot stays free for the close frame.
-            let sent = match ws.tx.capacity() > 1 {
-                true => ws.tx.try_send(frame).map_err(|_| ()),
-                false => Err(()),
-            };
-            if sent.is_err() {
-                ws.budget.release(len);
-                if !ws.tx.is_closed() {
-                    warn!(
-                        connector_id = %conn.connector_id,
-                        stream_id = %m.stream_id,
-                        "WebSocket receiver not keeping up ({WS_QUEUE} messages queued); closing stream"
-                    );
-                }
-                close_ws(conn, &m.stream_id, 1008, "receiver too slow");
-            }
-        }
-        ConnectorMsg::WsClose(c) => {
-            let Some(ws) = conn.ws.lock().unwrap().remove(&c.stream_id) else {
-                return;
-            };
-            let reason = c
-                .reason
-                .clone()
-                .unwrap_or_else(|| "device closed the WebSocket".into());
-            let pending = ws.opened.lock().unwrap().take();
-            match pending {
-                Some(tx) => {
-                    // A refusal says why (`error`), like HTTP_RESPONSE_ERROR: the page
-                    // gets 403 for the connector's policy, 504 for a timeout.
-                    let err = match c.error.as_deref().and_then(proto::ErrorCode::parse) {
-                        Some(code) => RouteError::from_wire(&proto::ResponseError::new(
-                            &c.stream_id,
-                            code,
-                            &reason,
-                        )),
-                        None => RouteError::ConnectFailed(reason),
-                    };
-                    let _ = tx.send(Err(err));
-                }
-                None => {
-                    let _ = ws.tx.try_send(WsFrame::Close {
-                        code: c.code,
-                        reason: c.reason,
-                    });
-                }
-            }
-        }
-    }
-}
-
-fn lookup(conn: &Conn, request_id: &str) -> Option<Slot> {
-    let found = conn.streams.lock().unwrap().get(request_id).cloned();
-    if found.is_none() {
-        // Normal right after a cancel or timeout (frames in flight); otherwise a peer bug.
-        debug!(request_id, "frame for unknown or finished stream ignored");
-    }
-    found
-}
-
-/// Hands an event to the stream's consumer.
-async fn deliver(conn: &Conn, request_id: &str, stream: &Slot, ev: StreamEvent) {
-    if stream.flow {
-        // Never wait here. The window bounds the bytes; a device sending many small
-        // pieces to a slow reader can still fill the channel's slots, and then the rest
-        // spills (merged) into the stream's overflow instead of failing a healthy stream.
-        {
-            let mut st = stream.state.lock().unwrap();
-            let ev = if st.overflow.is_empty() {
-                match stream.events.try_send(ev) {
-                    Ok(()) => return,
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        drop(st);
-                        return conn.cancel_stream(request_id);
-                    }
-                    Err(mpsc::error::TrySendError::Full(ev)) => ev,
-                }
-            } else {
-                ev
-            };
-            st.spill(ev);
-        }
-        // A consumer may be waiting on the now-empty channel; if the channel is full it
-        // will reach the overflow on its own.
-        let _ = stream.events.try_send(StreamEvent::Wake);
-    } else {
-        // Legacy peer: no window, so wait for the consumer (TCP backpressure), but not
-        // forever: a consumer stuck this long fails only its own stream.
-        match tokio::time::timeout(limits::DEFAULT_TIMEOUT, stream.events.send(ev)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => conn.cancel_stream(request_id),
-            Err(_) => conn.fail_stream(request_id, RouteError::Timeout),
-        }
-    }
-}
-
-/// A stream ended normally (END or ERROR): forget it without sending a cancel.
-fn finish(conn: &Conn, request_id: &str) {
-    if let Some(s) = conn.streams.lock().unwrap().remove(request_id) {
-        s.upload_credit.notify_waiters();
     }
 }
 
@@ -892,29 +415,6 @@ pub(crate) fn close_ws(conn: &Conn, stream_id: &str, code: u16, reason: &str) {
             error: None,
         }));
     }
-}
-
-fn handle_decode_error(conn: &Conn, err: DecodeError) {
-    match (&err, err.request_id(), err.stream_id()) {
-        (DecodeError::UnknownType { msg_type }, _, _) => {
-            warn!(%msg_type, "unknown message type ignored");
-        }
-        (_, Some(rid), _) if conn.streams.lock().unwrap().contains_key(rid) => {
-            conn.fail_stream(rid, RouteError::Protocol(err.to_string()));
-        }
-        (_, _, Some(sid)) => {
-            warn!(stream_id = sid, %err, "malformed WebSocket frame");
-            close_ws(conn, sid, 1002, "malformed frame");
-        }
-        _ => warn!(%err, "malformed frame dropped"),
-    }
-}
-
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 pub(crate) fn new_stream(

@@ -7,9 +7,14 @@
 
 pub mod auth;
 mod conn;
+mod contest;
+mod http_body;
 mod readahead;
+mod reader;
 mod relay;
 mod server;
+mod writer;
+mod ws_channel;
 
 pub use auth::{StaticDirectory, TokenVerifier};
 pub use conn::{ConnConfig, FrameCounts};

@@ -1,76 +1,24 @@
 //! The in-process relay: registry of live connections and the [`Router`] implementation.
 
 use crate::auth::TokenVerifier;
-use crate::conn::{self, Conn, ConnConfig, HttpStream, Peer, StreamEvent};
-use base64::Engine as _;
-use bytes::Bytes;
+use crate::conn::{self, Conn, ConnConfig, StreamEvent};
+use crate::contest::{Contest, CONFLICT_SHOWN, FLAP_REPLACEMENTS, MAX_CONTESTS, PROBE_TIMEOUT};
+use crate::http_body::{encode_inline, plan_body, pump_upload, RelayBody};
+use crate::reader;
+use crate::ws_channel::RelayWs;
 use futures_util::future::BoxFuture;
-use futures_util::stream::BoxStream;
-use futures_util::StreamExt;
 use ponte_core::connector::{ConnectorClaims, ConnectorDirectory, ConnectorEvent};
 use ponte_core::router::*;
-use ponte_protocol::{self as proto, limits, BodyEncoding, Capability, CloudMsg};
+use ponte_protocol::{self as proto, limits, Capability, CloudMsg};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
-
-/// Bodies up to this size travel inline in HTTP_REQUEST even to `req-stream` connectors:
-/// one frame instead of three.
-const INLINE_THRESHOLD: usize = 64 * 1024;
-
-/// Two installs sharing one token replace each other on every reconnect and neither
-/// serves. A connector identity replaced this many times within [`FLAP_WINDOW`] is
-/// contested: the established connection is kept and newcomers are refused.
-const FLAP_REPLACEMENTS: usize = 2;
-const FLAP_WINDOW: Duration = Duration::from_secs(60);
-
-/// A contest stays visible in status this long after its last refusal.
-const CONFLICT_SHOWN: Duration = Duration::from_secs(600);
-
-/// A refused newcomer may be the live install and the established socket half-open: the
-/// established one is probed and closed if it shows no sign of life within this.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Contest records kept at most (one per connector identity replaced recently; every
-/// entry needs a valid token). Past it, stale entries are pruned, then the oldest.
-const MAX_CONTESTS: usize = 4096;
-
-#[derive(Default)]
-struct Contest {
-    /// When the identity's live connection was last replaced (newest last, at most
-    /// [`FLAP_REPLACEMENTS`] kept).
-    replaced: std::collections::VecDeque<std::time::Instant>,
-    refused: u64,
-    last_refused: Option<(std::time::Instant, std::time::SystemTime)>,
-}
-
-impl Contest {
-    fn flapping(&self, now: std::time::Instant) -> bool {
-        let recent = self
-            .replaced
-            .iter()
-            .filter(|t| now.duration_since(**t) < FLAP_WINDOW)
-            .count();
-        let refusing = self
-            .last_refused
-            .is_some_and(|(t, _)| now.duration_since(t) < FLAP_WINDOW);
-        recent >= FLAP_REPLACEMENTS || refusing
-    }
-
-    fn stale(&self, now: std::time::Instant) -> bool {
-        let last = self.replaced.back().copied().into_iter();
-        let last = last.chain(self.last_refused.map(|(t, _)| t)).max();
-        last.is_none_or(|t| now.duration_since(t) >= CONFLICT_SHOWN)
-    }
-}
 
 /// Relay settings.
 #[derive(Clone)]
@@ -291,7 +239,7 @@ impl Relay {
         }
         directory.on_event(ConnectorEvent::Connected { claims });
         span.in_scope(|| info!("connector connected"));
-        conn::run(
+        reader::run(
             Arc::clone(&conn),
             out_rx,
             ws,
@@ -548,357 +496,6 @@ impl Router for Relay {
     }
 }
 
-type Upload = BoxStream<'static, Result<Bytes, std::io::Error>>;
-
-/// Decides how the body travels: inline in HTTP_REQUEST, or streamed (`req-stream`).
-async fn plan_body(
-    body: RequestBody,
-    peer: Peer,
-    headers: &mut proto::Headers,
-) -> Result<(Option<Bytes>, Option<Upload>), RouteError> {
-    let streams = peer.caps.has(Capability::ReqStream);
-    match body {
-        RequestBody::Empty => Ok((None, None)),
-        RequestBody::Full(b)
-            if b.len() <= INLINE_THRESHOLD || (!streams && b.len() <= limits::MAX_INLINE_BODY) =>
-        {
-            Ok((Some(b), None))
-        }
-        RequestBody::Full(b) if streams => {
-            headers.insert("content-length", b.len().to_string());
-            Ok((
-                None,
-                Some(futures_util::stream::once(async move { Ok(b) }).boxed()),
-            ))
-        }
-        RequestBody::Full(_) => Err(RouteError::BodyTooLarge(limits::MAX_INLINE_BODY)),
-        RequestBody::Stream { length, stream } if streams => {
-            headers.remove("transfer-encoding");
-            match length {
-                Some(n) => headers.insert("content-length", n.to_string()),
-                None => headers.remove("content-length"),
-            }
-            Ok((None, Some(stream)))
-        }
-        RequestBody::Stream { mut stream, .. } => {
-            // Legacy connector: the body must fit in one frame.
-            let mut buf = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| RouteError::BodyRead(e.to_string()))?;
-                if buf.len() + chunk.len() > limits::MAX_INLINE_BODY {
-                    return Err(RouteError::BodyTooLarge(limits::MAX_INLINE_BODY));
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok((Some(buf.into()), None))
-        }
-    }
-}
-
-fn encode_inline(
-    b: Bytes,
-    peer: Peer,
-) -> Result<(Option<String>, Option<BodyEncoding>), RouteError> {
-    match String::from_utf8(b.to_vec()) {
-        Ok(s) => Ok((Some(s), None)),
-        Err(_) if peer.hello => Ok((
-            Some(base64::engine::general_purpose::STANDARD.encode(&b)),
-            Some(BodyEncoding::Base64),
-        )),
-        Err(_) => Err(RouteError::BinaryUnsupported),
-    }
-}
-
-/// Sends a streamed request body as HTTP_REQUEST_CHUNK frames within the connector's
-/// window, then HTTP_REQUEST_END. Holds at most one piece of the body at a time.
-/// Sends an upload to the connector as its window allows. Fails the stream (and so
-/// cancels it on the connector, which aborts the device connection: a cut upload never
-/// reaches the device as a complete body) when the caller's body fails or sends
-/// nothing for `idle`, or when the connector grants no window for `idle`.
-async fn pump_upload(
-    conn: Arc<Conn>,
-    stream: Arc<HttpStream>,
-    request_id: String,
-    mut body: Upload,
-    flow: bool,
-    idle: Duration,
-) {
-    let fail = |err: RouteError| {
-        stream.state.lock().unwrap().failed = Some(err);
-        conn.cancel_stream(&request_id);
-    };
-    let mut index = 0u64;
-    loop {
-        let item = match tokio::time::timeout(idle, body.next()).await {
-            Ok(Some(item)) => item,
-            Ok(None) => break,
-            Err(_) => {
-                return fail(RouteError::BodyRead(format!(
-                    "the upload sent nothing for {} s",
-                    idle.as_secs()
-                )))
-            }
-        };
-        let mut bytes = match item {
-            Ok(b) => b,
-            Err(e) => return fail(RouteError::BodyRead(e.to_string())),
-        };
-        while !bytes.is_empty() {
-            let mut n = bytes.len().min(limits::MAX_CHUNK_LEN);
-            if flow {
-                loop {
-                    let notified = stream.upload_credit.notified();
-                    tokio::pin!(notified);
-                    notified.as_mut().enable();
-                    {
-                        let mut st = stream.state.lock().unwrap();
-                        if st.failed.is_some() || conn.cancel.is_cancelled() {
-                            return;
-                        }
-                        let w = st
-                            .upload
-                            .as_mut()
-                            .expect("flow stream has an upload window");
-                        if w.available() > 0 {
-                            n = n.min(w.available() as usize);
-                            w.consume(n);
-                            break;
-                        }
-                    }
-                    if !conn.streams.lock().unwrap().contains_key(&request_id) {
-                        return;
-                    }
-                    if tokio::time::timeout(idle, notified).await.is_err() {
-                        // The device stopped reading the upload.
-                        return fail(RouteError::Timeout);
-                    }
-                }
-            }
-            let piece = bytes.split_to(n);
-            ponte_core::metrics::bytes_to_device(piece.len());
-            let msg = CloudMsg::HttpRequestChunk(proto::Chunk {
-                request_id: request_id.clone(),
-                data: piece,
-                index,
-            });
-            index += 1;
-            if conn.out.send(conn.frame(&msg)).await.is_err() {
-                return;
-            }
-        }
-    }
-    let end = CloudMsg::HttpRequestEnd(proto::StreamRef { request_id });
-    let _ = conn.out.send(Message::text(proto::encode(&end))).await;
-}
-
-/// Consumer end of an HTTP stream.
-struct RelayBody {
-    conn: Arc<Conn>,
-    stream: Arc<HttpStream>,
-    request_id: String,
-    rx: mpsc::Receiver<StreamEvent>,
-    idle: Duration,
-    done: bool,
-    pump: Option<JoinHandle<()>>,
-}
-
-impl RelayBody {
-    fn failure(&mut self) -> RouteError {
-        self.done = true;
-        self.stream
-            .state
-            .lock()
-            .unwrap()
-            .failed
-            .clone()
-            .unwrap_or(RouteError::Disconnected)
-    }
-
-    async fn next(&mut self) -> Option<Result<Bytes, RouteError>> {
-        if self.done {
-            return None;
-        }
-        let ev = loop {
-            // The channel holds older events than the overflow: drain it first.
-            let ev = match self.rx.try_recv() {
-                Ok(ev) => Some(ev),
-                Err(_) => self.stream.state.lock().unwrap().overflow.pop_front(),
-            };
-            let ev = match ev {
-                Some(ev) => ev,
-                None => match tokio::time::timeout(self.idle, self.rx.recv()).await {
-                    Err(_) => {
-                        self.done = true;
-                        self.conn.cancel_stream(&self.request_id);
-                        return Some(Err(RouteError::Timeout));
-                    }
-                    Ok(Some(ev)) => ev,
-                    // Closed: whatever was spilled before the end still comes first.
-                    Ok(None) => {
-                        let spilled = self.stream.state.lock().unwrap().overflow.pop_front();
-                        match spilled {
-                            Some(ev) => ev,
-                            None => return Some(Err(self.failure())),
-                        }
-                    }
-                },
-            };
-            if !matches!(ev, StreamEvent::Wake) {
-                break ev;
-            }
-        };
-        match ev {
-            StreamEvent::Data(b) => {
-                // Checked live: a connector whose HELLO came late gets credit too.
-                if self.conn.has(Capability::Flow) {
-                    let credit = self
-                        .stream
-                        .state
-                        .lock()
-                        .unwrap()
-                        .recv
-                        .as_mut()
-                        .and_then(|w| {
-                            let budget = &self.stream.window_budget;
-                            w.on_consumed_tuned(b.len(), std::time::Instant::now(), budget)
-                        });
-                    if let Some(bytes) = credit {
-                        let wu = CloudMsg::WindowUpdate(proto::WindowUpdate {
-                            request_id: self.request_id.clone(),
-                            bytes,
-                        });
-                        let _ = self.conn.out.send(Message::text(proto::encode(&wu))).await;
-                    }
-                }
-                Some(Ok(b))
-            }
-            StreamEvent::End => {
-                self.done = true;
-                None
-            }
-            StreamEvent::Error(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-            StreamEvent::Wake => unreachable!("the loop above skips wake-ups"),
-            StreamEvent::Start { .. } => {
-                self.done = true;
-                self.conn.cancel_stream(&self.request_id);
-                Some(Err(RouteError::Protocol(
-                    "second HTTP_RESPONSE_START".into(),
-                )))
-            }
-        }
-    }
-}
-
-impl BodySource for RelayBody {
-    fn next_chunk(&mut self) -> BoxFuture<'_, Option<Result<Bytes, RouteError>>> {
-        Box::pin(self.next())
-    }
-}
-
-impl Drop for RelayBody {
-    fn drop(&mut self) {
-        if let Some(p) = self.pump.take() {
-            p.abort();
-        }
-        if !self.done {
-            // Caller went away mid-stream: stop the device download.
-            self.conn.cancel_stream(&self.request_id);
-        } else {
-            self.conn.streams.lock().unwrap().remove(&self.request_id);
-        }
-    }
-}
-
-/// Caller end of a tunnelled WebSocket.
-struct RelayWs {
-    conn: Arc<Conn>,
-    state: Arc<conn::WsState>,
-    stream_id: String,
-    rx: mpsc::Receiver<WsFrame>,
-    /// Bytes of the message `recv` last returned: still charged to the stream's budget
-    /// until the caller asks for the next one (it has written this one on by then), so
-    /// the budget also covers the message a caller holds while its browser is slow.
-    held: usize,
-    closed: bool,
-}
-
-impl WsSource for RelayWs {
-    fn recv(&mut self) -> BoxFuture<'_, Option<WsFrame>> {
-        Box::pin(async move {
-            self.state.budget.release(std::mem::take(&mut self.held));
-            if self.closed {
-                return None;
-            }
-            let f = self.rx.recv().await;
-            if let Some(f) = &f {
-                self.held = conn::ws_len(f);
-            }
-            if matches!(f, None | Some(WsFrame::Close { .. })) {
-                self.closed = true;
-                self.conn.ws.lock().unwrap().remove(&self.stream_id);
-            }
-            f
-        })
-    }
-
-    fn send(&mut self, frame: WsFrame) -> BoxFuture<'_, Result<(), RouteError>> {
-        Box::pin(async move {
-            if self.closed {
-                return Err(RouteError::Disconnected);
-            }
-            if let WsFrame::Text(t) = &frame {
-                ponte_core::metrics::bytes_to_device(t.len());
-            } else if let WsFrame::Binary(d) = &frame {
-                ponte_core::metrics::bytes_to_device(d.len());
-            }
-            let msg = match frame {
-                WsFrame::Text(t) => CloudMsg::WsMessage(proto::WsMessage {
-                    stream_id: self.stream_id.clone(),
-                    text: Some(t),
-                    data: None,
-                }),
-                WsFrame::Binary(d) => CloudMsg::WsMessage(proto::WsMessage {
-                    stream_id: self.stream_id.clone(),
-                    text: None,
-                    data: Some(d),
-                }),
-                WsFrame::Close { code, reason } => {
-                    self.closed = true;
-                    self.conn.ws.lock().unwrap().remove(&self.stream_id);
-                    CloudMsg::WsClose(proto::WsClose {
-                        stream_id: self.stream_id.clone(),
-                        code,
-                        reason,
-                        error: None,
-                    })
-                }
-            };
-            let frame = self.conn.frame(&msg);
-            if frame.len() > limits::MAX_FRAME_LEN {
-                return Err(RouteError::BodyTooLarge(limits::MAX_FRAME_LEN));
-            }
-            self.conn
-                .out
-                .send(frame)
-                .await
-                .map_err(|_| RouteError::Disconnected)
-        })
-    }
-}
-
-impl Drop for RelayWs {
-    fn drop(&mut self) {
-        if !self.closed {
-            conn::close_ws(&self.conn, &self.stream_id, 1001, "caller went away");
-        }
-        // What is still queued is freed with the channel: its bytes go back too.
-        self.state.budget.close();
-    }
-}
-
 impl Relay {
     /// Binary (`bin`) frames carried by the connector's live connection, if it has one.
     pub fn frame_counts(&self, connector_id: &str) -> Option<crate::FrameCounts> {
@@ -917,6 +514,8 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contest::FLAP_WINDOW;
+    use std::time::Duration;
 
     /// Two installs sharing a token: the README's numbers, by value (the behaviour is
     /// `tests/tests/api.rs` `two_connectors_sharing_a_token_settle_on_one_and_status_says_so`).

@@ -1,7 +1,10 @@
 //! `…/equipamento/:eid/rotas-publicas`: publish chosen paths of a device, list the
 //! routes with their use, end one (DESIGN.md "Published routes").
 
-use super::{audit, audit_entry, equipment, tenant, ApiResult, St, J, P};
+use super::access::{equipment, tenant};
+use super::audit_log::{audit, audit_entry};
+use super::extract::{J, P};
+use super::{ApiResult, St};
 use crate::auth::User;
 use crate::error::ApiError;
 use crate::published::{DEFAULT_RPM, MAX_PATHS, MAX_RPM, METHODS};

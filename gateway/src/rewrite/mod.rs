@@ -8,10 +8,14 @@
 
 mod body;
 mod css;
+mod css_url;
 mod entities;
 mod headers;
 mod html;
+mod html_element;
 mod html_fast;
+mod html_fast_state;
+mod html_fast_tag;
 mod request;
 mod response;
 mod scope;

@@ -1,0 +1,143 @@
+//! `…/equipamento/:eid`: register, update and read equipment, its `config` with the
+//! password write-only.
+
+use super::access::{equipment, tenant};
+use super::audit_log::{audit, audit_entry};
+use super::extract::{J, P};
+use super::{ApiResult, St};
+use crate::auth::User;
+use crate::error::ApiError;
+use crate::store::{self, EquipmentConfig};
+use axum::extract::State;
+use axum::Json;
+use ponte_protocol::limits;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct EquipmentView {
+    /// Read-only: the id is in the path.
+    #[serde(default, skip_deserializing)]
+    id: i32,
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) usa_addon: bool,
+    /// `{localBaseUrl, tlsInsecure, login, password, modo}`. `password` is write-only:
+    /// reads omit it, and a write without it keeps the stored one.
+    #[serde(default)]
+    pub(super) config: Option<EquipmentConfig>,
+    #[serde(default)]
+    pub(super) brand: Option<String>,
+    #[serde(default)]
+    pub(super) model: Option<String>,
+    #[serde(default)]
+    pub(super) ip: Option<String>,
+    #[serde(default = "yes")]
+    pub(super) active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn view(e: store::Equipment) -> EquipmentView {
+    EquipmentView {
+        id: e.id,
+        name: e.name,
+        usa_addon: e.uses_addon,
+        config: e.config.map(|c| EquipmentConfig {
+            password: None,
+            ..c.0
+        }),
+        brand: e.brand,
+        model: e.model,
+        ip: e.ip,
+        active: e.active,
+    }
+}
+
+/// Register or update equipment.
+#[utoipa::path(
+    put,
+    path = "/api/instituicao/{tid}/equipamento/{eid}",
+    params(("tid" = i32, Path), ("eid" = i32, Path)),
+    request_body = EquipmentView,
+    responses((status = 200, body = EquipmentView), (status = 400), (status = 401), (status = 403), (status = 409))
+)]
+pub(super) async fn put_equipment(
+    State(api): St,
+    user: User,
+    P((tid, eid)): P<(i32, i32)>,
+    J(body): J<EquipmentView>,
+) -> ApiResult<Json<EquipmentView>> {
+    tenant(&api, &user, tid).await?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::bad_request("name must not be empty"));
+    }
+    let mut config = body.config;
+    if let Some(url) = config.as_ref().and_then(|c| c.local_base_url.as_deref()) {
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && !url.contains(char::is_whitespace);
+        if !ok {
+            return Err(ApiError::bad_request(
+                "config.localBaseUrl must be an http:// or https:// URL",
+            ));
+        }
+    }
+    if let Some(ms) = config.as_ref().and_then(|c| c.timeout_ms) {
+        if ms == 0 || ms > limits::MAX_TIMEOUT.as_millis() as u64 {
+            return Err(ApiError::bad_request(format!(
+                "config.timeoutMs must be 1..={} (milliseconds the device may take to \
+                 start its answer)",
+                limits::MAX_TIMEOUT.as_millis()
+            )));
+        }
+    }
+    if let Some(c) = config.as_mut().filter(|c| c.password.is_none()) {
+        let old = api.store.equipment(tid, eid).await?;
+        c.password = old.and_then(|o| o.config).and_then(|o| o.0.password);
+    }
+    let saved = api
+        .store
+        .put_equipment(&store::Equipment {
+            id: eid,
+            tenant_id: tid,
+            name: body.name.trim().to_owned(),
+            brand: body.brand,
+            model: body.model,
+            ip: body.ip,
+            active: body.active,
+            uses_addon: body.usa_addon,
+            config: config.map(sqlx::types::Json),
+        })
+        .await
+        .map_err(|e| match e {
+            // The id belongs to another institution: answered like any id this tenant
+            // does not have, so nobody learns which ids exist elsewhere.
+            store::StoreError::Conflict(_) => ApiError::not_found(
+                "EQUIPMENT_NOT_FOUND",
+                format!("equipment {eid} not found in institution {tid}"),
+            ),
+            other => other.into(),
+        })?;
+    let mut entry = audit_entry("equipment.put", Some(&user), tid);
+    entry.equipment_id = Some(eid);
+    audit(&api, entry);
+    Ok(Json(view(saved)))
+}
+
+/// Read equipment.
+#[utoipa::path(
+    get,
+    path = "/api/instituicao/{tid}/equipamento/{eid}",
+    params(("tid" = i32, Path), ("eid" = i32, Path)),
+    responses((status = 200, body = EquipmentView), (status = 401), (status = 403), (status = 404))
+)]
+pub(super) async fn get_equipment(
+    State(api): St,
+    user: User,
+    P((tid, eid)): P<(i32, i32)>,
+) -> ApiResult<Json<EquipmentView>> {
+    tenant(&api, &user, tid).await?;
+    Ok(Json(view(equipment(&api, tid, eid).await?)))
+}
