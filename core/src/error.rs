@@ -16,7 +16,8 @@ pub enum ErrorSource {
     /// The caller: a bad or refused request, a body that failed, a client gone away.
     /// Logged at debug: nothing to fix on our side.
     Downstream,
-    /// Ponte itself (the store failed, a bug). Logged as an error.
+    /// Ponte itself (the store failed, a bug). Logged as a warning, as every 5xx was
+    /// before the source was named: the sites that know more log the detail themselves.
     Internal,
 }
 
@@ -74,7 +75,7 @@ pub fn report(
         ErrorSource::Upstream => {
             tracing::warn!(role, status, code, "request failed upstream: {detail}")
         }
-        ErrorSource::Internal => tracing::error!(role, status, code, "request failed: {detail}"),
+        ErrorSource::Internal => tracing::warn!(role, status, code, "request failed: {detail}"),
         ErrorSource::Downstream => {
             tracing::debug!(role, status, code, "request refused: {detail}")
         }

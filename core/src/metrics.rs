@@ -53,7 +53,10 @@ pub fn describe() {
         Unit::Seconds,
         "Time from request arrival to response head, by role and status class"
     );
-    describe_counter!(ERRORS, "Error responses, by role and error code");
+    describe_counter!(
+        ERRORS,
+        "Error responses, by role (api, gateway, relay), error code and source (upstream, downstream, internal)"
+    );
     describe_counter!(
         HEARTBEATS_MISSED,
         "Connectors disconnected because they went silent"

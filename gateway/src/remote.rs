@@ -19,7 +19,7 @@ use ponte_core::session::{Admitted, Denied, GRANT_COOKIE};
 use ponte_core::{ProxyRequest, RequestBody, RouteError, WsRequest};
 use ponte_protocol::Headers;
 use std::sync::Arc;
-use tracing::{debug, warn};
+use tracing::warn;
 
 pub(crate) async fn proxy(gw: Gateway, sid: String, mode: Mode, req: Request) -> Response {
     // A request that changes state, or opens a WebSocket (which has no CORS), must come
@@ -199,7 +199,8 @@ pub(crate) async fn websocket(
     let device = match opened {
         Ok(d) => d,
         Err(e) => {
-            debug!(session_id = %sid, "device WebSocket not opened");
+            // The session names the failure in the log; `route_failed` counts and answers it.
+            let _session = tracing::warn_span!("session", session_id = %sid).entered();
             return route_failed(&e);
         }
     };

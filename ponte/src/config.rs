@@ -236,20 +236,22 @@ impl ServeLayer {
     /// `self` where set, else `base`: one merge for every setting, by name. The two
     /// user-JWT keys are one setting: a layer that names either replaces both of the
     /// layer below.
-    pub fn over(self, mut base: ServeLayer) -> ServeLayer {
+    /// Fails only on a path that is not UTF-8 (the file layer could not hold it).
+    pub fn over(self, mut base: ServeLayer) -> Result<ServeLayer, String> {
         if self.user_jwt_secret_file.is_some() || self.user_jwt_public_key.is_some() {
             (base.user_jwt_secret_file, base.user_jwt_public_key) = (None, None);
         }
         // TOML, not JSON: a rate of `nan` must reach validation, not turn into null. An
         // unset option is left out.
         let as_table = |layer: &ServeLayer| {
-            toml::Table::try_from(layer).expect("a layer is a table of options")
+            toml::Table::try_from(layer)
+                .map_err(|e| format!("settings: {e} (paths must be UTF-8)").replace('\n', " "))
         };
-        let mut merged = as_table(&base);
-        merged.extend(as_table(&self));
+        let mut merged = as_table(&base)?;
+        merged.extend(as_table(&self)?);
         toml::Value::Table(merged)
             .try_into()
-            .expect("a merge of two layers is a layer")
+            .map_err(|e: toml::de::Error| format!("settings: {}", e.message()))
     }
 }
 
@@ -261,7 +263,7 @@ impl ServeSettings {
             Some(p) => ServeLayer::load(p)?,
             None => ServeLayer::default(),
         };
-        let l = flags.over(file);
+        let l = flags.over(file)?;
         let roles = l
             .roles
             .map(|r| r.names())

@@ -83,7 +83,8 @@ fn the_demo_is_a_default_feature_a_deployment_can_leave_out() {
         .iter()
         .find(|p| p["name"] == "ponte")
         .unwrap();
-    for name in ["ponte-devsim", "ponte-connector"] {
+    // reqwest: the demo's own calls to the API (a deployment's ponte makes none).
+    for name in ["ponte-devsim", "ponte-connector", "reqwest"] {
         let dep = ponte["dependencies"]
             .as_array()
             .unwrap()
@@ -95,7 +96,7 @@ fn the_demo_is_a_default_feature_a_deployment_can_leave_out() {
     assert_eq!(ponte["features"]["default"], serde_json::json!(["demo"]));
     assert_eq!(
         ponte["features"]["demo"],
-        serde_json::json!(["dep:ponte-connector", "dep:ponte-devsim"])
+        serde_json::json!(["dep:ponte-connector", "dep:ponte-devsim", "dep:reqwest"])
     );
 }
 

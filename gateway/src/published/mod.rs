@@ -221,6 +221,7 @@ fn refused(d: &RouteDenied) -> Response {
 fn device_failed(route: &Published, e: &RouteError) -> Response {
     let status = e.status_code();
     let detail = format_args!("public route {}: {e}", route.slug);
+    let _route = tracing::warn_span!("public", route = %route.slug).entered();
     ponte_core::report("gateway", e.source(), status, e.code(), &detail);
     let message = match status.as_u16() {
         504 => "the device did not answer in time",

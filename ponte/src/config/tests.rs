@@ -15,7 +15,7 @@ fn flags_beat_the_file_which_beats_defaults() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ponte.toml");
     std::fs::write(&path, "").unwrap();
-    let s = ServeSettings::resolve(flags.over(file), Some(&path)).unwrap();
+    let s = ServeSettings::resolve(flags.over(file).unwrap(), Some(&path)).unwrap();
     assert_eq!(s.api_listen, "127.0.0.1:9000");
     assert_eq!(s.relay_listen, "127.0.0.1:7001");
     assert_eq!(s.gateway_listen, DEFAULT_GATEWAY_LISTEN);
@@ -155,6 +155,19 @@ fn mistakes_name_the_setting() {
         assert!(!err.contains('\n'), "{err}");
     }
     assert!(toml::from_str::<ServeLayer>("api_lisen = \"x\"").is_err());
+    // A path that is not UTF-8 (a flag can carry one) is a one-line refusal, not a panic.
+    let odd = ServeLayer {
+        data_dir: Some(
+            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(vec![b'd', 0xff])
+                .into(),
+        ),
+        ..Default::default()
+    };
+    let err = ServeSettings::resolve(odd, None).unwrap_err();
+    assert!(
+        err.starts_with("settings: ") && !err.contains('\n'),
+        "{err}"
+    );
     // A name is fine (resolved when bound); so is IPv6.
     for ok in ["localhost:8000", "[::1]:8000", "0.0.0.0:80"] {
         let l = ServeLayer {
@@ -169,7 +182,7 @@ fn mistakes_name_the_setting() {
         user_jwt_secret_file: Some("/etc/ponte/s".into()),
         ..Default::default()
     };
-    let s = ServeSettings::resolve(flags.over(file), None).unwrap();
+    let s = ServeSettings::resolve(flags.over(file).unwrap(), None).unwrap();
     assert!(s.user_jwt_public_key.is_none() && s.user_jwt_secret_file.is_some());
 }
 
