@@ -12,6 +12,7 @@ pub mod published;
 pub mod ratelimit;
 pub mod remote;
 mod routes;
+mod service;
 pub mod sessions;
 pub mod store;
 
@@ -396,7 +397,10 @@ mod tests {
         assert_eq!(rate(r.claim), (10.0 / 60.0, 5), "10 a minute, burst 5");
         assert_eq!(rate(r.claim_global), (1.0, 30));
         // The gateway waits 30 s for a device's answer, proxy-http 60 s (unless set).
-        assert_eq!(crate::remote::DEVICE_TIMEOUT, Duration::from_secs(30));
+        assert_eq!(
+            crate::service::device::BROWSER_TIMEOUT,
+            Duration::from_secs(30)
+        );
         assert_eq!(
             ponte_protocol::limits::DEFAULT_TIMEOUT,
             Duration::from_secs(60)

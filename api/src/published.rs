@@ -8,6 +8,7 @@
 //! list, and the graceful stop).
 
 use crate::ratelimit::RouteBuckets;
+use crate::service::device::{device, Waiter};
 use crate::store::{self, NewPublicRoute, PublicRoute, RouteUsage, Store, StoreError, Ts};
 use crate::Api;
 use ponte_core::published::{Published, RouteAuthority, RouteDenied};
@@ -284,36 +285,14 @@ impl RouteAuthority for RouteDesk {
         // Taken before the reads below: a delete from here on cancels it, and one that
         // came first is seen.
         let ended = routes.streams(&r).ok_or(RouteDenied::NotFound)?;
-        let eq = self
-            .api
-            .store
-            .equipment(r.tenant_id, r.equipment_id)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| unavailable("the equipment was removed"))?;
-        if !eq.uses_addon {
-            return Err(unavailable(
-                "the equipment no longer uses the connector addon",
-            ));
-        }
-        let base_url = eq
-            .base_url()
-            .ok_or_else(|| unavailable("the equipment has no localBaseUrl"))?;
-        let con = self
-            .api
-            .store
-            .connector_of(r.tenant_id)
-            .await
-            .map_err(unavailable)?
-            .filter(|c| c.token_id.is_some())
-            .ok_or_else(|| unavailable("the institution has no paired connector"))?;
+        let device = device(&self.api, r.tenant_id, r.equipment_id).await?;
         Ok(Published {
             id: r.id,
             slug: r.slug.clone(),
-            connector_id: con.id.to_string(),
-            base_url,
-            tls_insecure: eq.tls_insecure(),
-            timeout: eq.timeout().unwrap_or(crate::remote::DEVICE_TIMEOUT),
+            connector_id: device.connector_id.to_string(),
+            timeout: device.timeout(Waiter::Browser),
+            base_url: device.base_url,
+            tls_insecure: device.tls_insecure,
             paths: r.paths.0.clone().into(),
             methods: r.methods.0.clone().into(),
             websocket: r.websocket,

@@ -2,6 +2,7 @@
 //! a signed grant naming session, user and tenant; every gateway request is checked
 //! against the session (ATIVA, not expired, same user and tenant) and the rate limits.
 
+use crate::service::device::{device, Waiter};
 use crate::sessions::SessionError;
 use crate::store;
 use crate::Api;
@@ -10,12 +11,7 @@ use ponte_core::session::{Admitted, Denied, Launched, SessionAuthority};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
 use tracing::info;
-
-/// How long the gateway waits for a device's response head, once the request (its
-/// body included) has been sent, unless the equipment sets `config.timeoutMs`.
-pub(crate) const DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the `__ponte_rs` cookie carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,26 +171,12 @@ impl SessionAuthority for RemoteAuthority {
         }
         self.api.limits.session(session_id).map_err(limited)?;
         self.api.limits.connector(s.connector_id).map_err(limited)?;
-        let eq = self
-            .api
-            .store
-            .equipment(s.tenant_id, s.equipment_id)
-            .await
-            .map_err(|e| Denied::Unavailable(e.to_string()))?
-            .ok_or_else(|| Denied::Unavailable("the equipment was removed".into()))?;
-        if !eq.uses_addon {
-            return Err(Denied::Unavailable(
-                "the equipment no longer uses the connector addon".into(),
-            ));
-        }
-        let base_url = eq
-            .base_url()
-            .ok_or_else(|| Denied::Unavailable("the equipment has no localBaseUrl".into()))?;
+        let device = device(&self.api, s.tenant_id, s.equipment_id).await?;
         Ok(Admitted {
-            connector_id: s.connector_id.to_string(),
-            base_url,
-            tls_insecure: eq.tls_insecure(),
-            timeout: eq.timeout().unwrap_or(DEVICE_TIMEOUT),
+            connector_id: device.connector_id.to_string(),
+            timeout: device.timeout(Waiter::Browser),
+            base_url: device.base_url,
+            tls_insecure: device.tls_insecure,
             ended,
         })
     }

@@ -15,7 +15,6 @@ use tracing::warn;
 use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-mod access;
 mod audit_log;
 mod connector;
 mod console;

@@ -922,6 +922,39 @@ async fn remote_sessions_lifecycle() {
     );
 }
 
+/// Equipment on the addon but with no address (no localBaseUrl, no IP) can be reached by
+/// nobody: proxy-http, a new remote session and a new published route all refuse it the
+/// same way, at once, instead of creating a session or route that fails when used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equipment_without_an_address_is_refused_alike_by_every_caller() {
+    let cloud = TestCloud::start(Backend::Sqlite).await;
+    let _paired = cloud.pair_connector(2).await;
+    cloud.add_equipment(2, 103, "", true).await;
+    let user = cloud.user_token(7, &[2], false);
+    let base = "/api/instituicao/2/equipamento/103";
+    let proxy = json!({"method": "GET", "path": "/"});
+    let route = json!({"paths": ["/x"], "methods": ["GET"]});
+    for (path, body) in [
+        (format!("{base}/proxy-http"), Some(proxy.clone())),
+        (format!("{base}/remoto/sessoes"), None),
+        (format!("{base}/rotas-publicas"), Some(route.clone())),
+    ] {
+        let (s, _, e) = cloud.call("POST", &path, Some(&user), body).await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (409, Some("NO_DEVICE_ADDRESS")),
+            "{path}: {e}"
+        );
+    }
+    let (s, _, listed) = cloud
+        .call("GET", &format!("{base}/rotas-publicas"), Some(&user), None)
+        .await;
+    assert_eq!((s, listed), (200, json!([])), "no route was created");
+    // The console offers no remote access to it either.
+    let page = cloud.console_page(2, &user).await;
+    assert!(page.contains("sem endereço"), "{page}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_are_rate_limited_per_source_and_proxying_per_connector() {
     let cloud = TestCloud::start_with(Backend::Sqlite, |o| {

@@ -1,31 +1,15 @@
-//! `…/auditoria`: the institution's audit log, newest first, and the entries the other
-//! routes queue for what they did.
+//! `…/auditoria`: the institution's audit log, newest first.
 
-use super::access::tenant;
 use super::extract::P;
 use super::{ApiResult, St};
 use crate::auth::User;
+use crate::service::access::tenant;
 use crate::store;
-use crate::Api;
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
-
-/// Queues an audit entry for an action already done (written in the background).
-pub(super) fn audit(api: &Api, entry: store::AuditEntry) {
-    api.audit.record(entry)
-}
-
-pub(super) fn audit_entry(action: &str, user: Option<&User>, tid: i32) -> store::AuditEntry {
-    store::AuditEntry {
-        action: action.into(),
-        user_id: user.map(|u| u.id),
-        tenant_id: tid,
-        ..Default::default()
-    }
-}
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -1,12 +1,13 @@
 //! `…/connector`: the institution's connector — a pairing code, the public claim that
 //! exchanges it for a token, token renewal, status, unpairing.
 
-use super::access::tenant;
-use super::audit_log::{audit, audit_entry};
 use super::extract::{J, P};
 use super::{ApiResult, St};
 use crate::auth::{self, User};
 use crate::error::ApiError;
+use crate::service::access::tenant;
+use crate::service::connector;
+use crate::service::{audit, audit_entry};
 use crate::store::{self, ConnectorStatus};
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::StatusCode;
@@ -36,19 +37,12 @@ pub(super) async fn pair(
     user: User,
     P(tid): P<i32>,
 ) -> ApiResult<(StatusCode, Json<PairingCode>)> {
-    tenant(&api, &user, tid).await?;
-    let code = auth::pairing_code();
-    let expires_at = store::now()
-        + chrono::TimeDelta::from_std(api.cfg.pairing_ttl).unwrap_or(chrono::TimeDelta::MAX);
-    api.store
-        .start_pairing(tid, &auth::digest(&code), expires_at, Some(user.id))
-        .await?;
-    audit(&api, audit_entry("connector.pair", Some(&user), tid));
+    let p = connector::pair(&api, &tenant(&api, &user, tid).await?).await?;
     Ok((
         StatusCode::CREATED,
         Json(PairingCode {
-            pairing_code: code,
-            expires_at: store::rfc3339(expires_at),
+            pairing_code: p.code,
+            expires_at: store::rfc3339(p.expires_at),
         }),
     ))
 }
@@ -74,23 +68,12 @@ pub(super) async fn renew_token(
     user: User,
     P(tid): P<i32>,
 ) -> ApiResult<Json<IssuedToken>> {
-    tenant(&api, &user, tid).await?;
-    let con = api.store.ensure_connector(tid).await?;
-    let new = api.issuer.mint(con.id, con.client_id, tid);
-    api.store
-        .set_token(con.id, &new.jti, new.expires_at)
-        .await?;
-    api.router.disconnect(&con.id.to_string(), "token renewed");
-    audit(&api, audit_entry("connector.token", Some(&user), tid));
-    info!(
-        connector_id = con.id,
-        tid, "connector token renewed; the previous one is revoked"
-    );
+    let issued = connector::renew(&api, &tenant(&api, &user, tid).await?).await?;
     Ok(Json(IssuedToken {
-        connector_id: con.id,
-        token: new.token,
+        connector_id: issued.connector_id,
+        token: issued.token,
         relay_url: api.cfg.relay_public_url.clone(),
-        expires_at: store::rfc3339(new.expires_at),
+        expires_at: store::rfc3339(issued.expires_at),
     }))
 }
 
@@ -137,55 +120,32 @@ pub(super) async fn connector_status(
     user: User,
     P(tid): P<i32>,
 ) -> ApiResult<Json<ConnectorStatusView>> {
-    tenant(&api, &user, tid).await?;
-    let Some(con) = api.store.connector_of(tid).await? else {
-        return Ok(Json(ConnectorStatusView {
-            paired: false,
-            status: ConnectorStatus::OFFLINE,
-            connector_id: None,
-            name: None,
-            version: None,
-            last_heartbeat: None,
-            connected_since: None,
-            token_expires_at: None,
-            token_expiring: false,
-            duplicate: None,
-            metadata: None,
-        }));
-    };
-    // The relay's live view wins over a status row that a batch has not written yet.
-    let online = con.token_id.is_some() && api.router.is_online(&con.id.to_string());
-    let status = match (online, con.status) {
-        (true, _) => ConnectorStatus::ONLINE,
-        (false, ConnectorStatus::ONLINE) => ConnectorStatus::OFFLINE,
-        (false, s) => s,
-    };
-    let token_expiring = api.token_expiring(&con);
-    let duplicate = api
-        .router
-        .conflict(&con.id.to_string())
-        .map(|c| DuplicateView {
+    let status = connector::status(&api, &tenant(&api, &user, tid).await?).await?;
+    let connected_since = status.connected_since();
+    let con = status.connector;
+    Ok(Json(ConnectorStatusView {
+        paired: status.paired,
+        status: status.status,
+        connector_id: con.as_ref().map(|c| c.id),
+        version: con.as_ref().and_then(|c| c.version.clone()),
+        last_heartbeat: con
+            .as_ref()
+            .and_then(|c| c.last_heartbeat)
+            .map(store::rfc3339),
+        connected_since: connected_since.map(store::rfc3339),
+        token_expiring: status.token_expiring,
+        duplicate: status.duplicate.map(|c| DuplicateView {
             refused_connections: c.refused,
             last_refused_at: store::rfc3339(
                 chrono::DateTime::<chrono::Utc>::from(c.last_refused).naive_utc(),
             ),
-        });
-    Ok(Json(ConnectorStatusView {
-        paired: con.token_id.is_some(),
-        status,
-        connector_id: Some(con.id),
-        name: Some(con.name),
-        version: con.version,
-        last_heartbeat: con.last_heartbeat.map(store::rfc3339),
-        connected_since: if online {
-            con.connected_since.map(store::rfc3339)
-        } else {
-            None
-        },
-        token_expiring,
-        duplicate,
-        token_expires_at: con.token_expires_at.map(store::rfc3339),
-        metadata: con.metadata.map(|m| m.0),
+        }),
+        token_expires_at: con
+            .as_ref()
+            .and_then(|c| c.token_expires_at)
+            .map(store::rfc3339),
+        name: con.as_ref().map(|c| c.name.clone()),
+        metadata: con.and_then(|c| c.metadata).map(|m| m.0),
     }))
 }
 
@@ -197,13 +157,7 @@ pub(super) async fn connector_status(
     responses((status = 204), (status = 401), (status = 403), (status = 404))
 )]
 pub(super) async fn unpair(State(api): St, user: User, P(tid): P<i32>) -> ApiResult<StatusCode> {
-    tenant(&api, &user, tid).await?;
-    let con = api.store.unpair(tid, store::now()).await?.ok_or_else(|| {
-        ApiError::not_found("CONNECTOR_NOT_FOUND", "the institution has no connector")
-    })?;
-    api.router.disconnect(&con.id.to_string(), "unpaired");
-    audit(&api, audit_entry("connector.unpair", Some(&user), tid));
-    info!(connector_id = con.id, tid, "connector unpaired");
+    connector::unpair(&api, &tenant(&api, &user, tid).await?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

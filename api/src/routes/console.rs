@@ -2,9 +2,9 @@
 //! the SaaS shows them — the institution settings with the "Connector On-Premise" card,
 //! the equipment page with "Gerenciar Remotamente", the audit list of remote sessions.
 //!
-//! It is a thin skin over the API: every action calls the same handler the JSON route
-//! does, as the signed-in user, so the tenant checks, audit rows and errors are the
-//! API's. Every POST must come from this origin (`Origin`), so a device page open in the
+//! It is a thin skin over the API: every action calls the same service the JSON route
+//! does (`crate::service`), as the signed-in user, so the tenant checks, audit rows and
+//! errors are the API's. Every POST must come from this origin (`Origin`), so a device page open in the
 //! gateway — which shares the site when only the port differs — cannot drive the console.
 //!
 //! Sign-in keeps the user JWT in an HttpOnly, SameSite=Strict cookie, bound to a login
@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn heartbeat_ages_read_as_the_product_says() {
-        let now = Utc::now();
+        let now = Utc::now().naive_utc();
         for (secs, want) in [
             (0, "agora"),
             (15, "há 15s"),

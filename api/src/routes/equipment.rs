@@ -1,12 +1,12 @@
 //! `…/equipamento/:eid`: register, update and read equipment, its `config` with the
 //! password write-only.
 
-use super::access::{equipment, tenant};
-use super::audit_log::{audit, audit_entry};
 use super::extract::{J, P};
 use super::{ApiResult, St};
 use crate::auth::User;
 use crate::error::ApiError;
+use crate::service::access::tenant;
+use crate::service::equipment;
 use crate::store::{self, EquipmentConfig};
 use axum::extract::State;
 use axum::Json;
@@ -40,6 +40,7 @@ fn yes() -> bool {
     true
 }
 
+/// `e` as the API shows it: never its password (the service leaves it out already).
 fn view(e: store::Equipment) -> EquipmentView {
     EquipmentView {
         id: e.id,
@@ -70,11 +71,11 @@ pub(super) async fn put_equipment(
     P((tid, eid)): P<(i32, i32)>,
     J(body): J<EquipmentView>,
 ) -> ApiResult<Json<EquipmentView>> {
-    tenant(&api, &user, tid).await?;
+    let t = tenant(&api, &user, tid).await?;
     if body.name.trim().is_empty() {
         return Err(ApiError::bad_request("name must not be empty"));
     }
-    let mut config = body.config;
+    let config = body.config;
     if let Some(url) = config.as_ref().and_then(|c| c.local_base_url.as_deref()) {
         let ok = (url.starts_with("http://") || url.starts_with("https://"))
             && !url.contains(char::is_whitespace);
@@ -93,36 +94,18 @@ pub(super) async fn put_equipment(
             )));
         }
     }
-    if let Some(c) = config.as_mut().filter(|c| c.password.is_none()) {
-        let old = api.store.equipment(tid, eid).await?;
-        c.password = old.and_then(|o| o.config).and_then(|o| o.0.password);
-    }
-    let saved = api
-        .store
-        .put_equipment(&store::Equipment {
-            id: eid,
-            tenant_id: tid,
-            name: body.name.trim().to_owned(),
-            brand: body.brand,
-            model: body.model,
-            ip: body.ip,
-            active: body.active,
-            uses_addon: body.usa_addon,
-            config: config.map(sqlx::types::Json),
-        })
-        .await
-        .map_err(|e| match e {
-            // The id belongs to another institution: answered like any id this tenant
-            // does not have, so nobody learns which ids exist elsewhere.
-            store::StoreError::Conflict(_) => ApiError::not_found(
-                "EQUIPMENT_NOT_FOUND",
-                format!("equipment {eid} not found in institution {tid}"),
-            ),
-            other => other.into(),
-        })?;
-    let mut entry = audit_entry("equipment.put", Some(&user), tid);
-    entry.equipment_id = Some(eid);
-    audit(&api, entry);
+    let eq = store::Equipment {
+        id: eid,
+        tenant_id: tid,
+        name: body.name.trim().to_owned(),
+        brand: body.brand,
+        model: body.model,
+        ip: body.ip,
+        active: body.active,
+        uses_addon: body.usa_addon,
+        config: config.map(sqlx::types::Json),
+    };
+    let saved = equipment::put(&api, &t, eq).await?;
     Ok(Json(view(saved)))
 }
 
@@ -138,6 +121,6 @@ pub(super) async fn get_equipment(
     user: User,
     P((tid, eid)): P<(i32, i32)>,
 ) -> ApiResult<Json<EquipmentView>> {
-    tenant(&api, &user, tid).await?;
-    Ok(Json(view(equipment(&api, tid, eid).await?)))
+    let t = tenant(&api, &user, tid).await?;
+    Ok(Json(view(equipment::get(&api, &t, eid).await?)))
 }

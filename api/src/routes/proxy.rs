@@ -1,12 +1,13 @@
 //! `…/equipamento/:eid/proxy-http`: one HTTP request to a device through the
 //! institution's connector, audited, its response buffered within the API's budget.
 
-use super::access::{equipment, paired_connector, tenant};
-use super::audit_log::audit_entry;
 use super::extract::{J, P};
 use super::{ApiResult, St};
 use crate::auth::User;
 use crate::error::ApiError;
+use crate::service::access::tenant;
+use crate::service::audit_entry;
+use crate::service::device::{device, Waiter};
 use crate::Api;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -178,31 +179,20 @@ async fn proxy(
             format!("request body over {} bytes", api.cfg.proxy_max_request),
         ));
     }
-    let eq = equipment(api, tid, eid).await?;
-    if !eq.uses_addon {
-        return Err(ApiError::conflict(
-            "ADDON_DISABLED",
-            format!("equipment {eid} does not use the connector addon"),
-        ));
-    }
-    let base_url = eq.base_url().ok_or_else(|| {
-        ApiError::conflict(
-            "NO_DEVICE_ADDRESS",
-            format!("equipment {eid} has no localBaseUrl or IP address"),
-        )
-    })?;
-    let con = paired_connector(api, tid).await?;
-    api.limits.connector(con.id)?;
-    // The call's own timeoutMs, else the equipment's, else the protocol default.
-    let timeout = asked.or(eq.timeout()).unwrap_or(limits::DEFAULT_TIMEOUT);
-    let mut preq = ProxyRequest::new(base_url, &method, req.path);
+    let d = device(api, tid, eid)
+        .await
+        .map_err(|e| e.into_api(tid, eid))?;
+    api.limits.connector(d.connector_id)?;
+    // The call's own timeoutMs, else the equipment's, else the API's default.
+    let timeout = asked.unwrap_or_else(|| d.timeout(Waiter::Api));
+    let mut preq = ProxyRequest::new(d.base_url, &method, req.path);
     preq.tenant_id = Some(tid.into());
     preq.equip_id = Some(eid.into());
     preq.headers = req.headers;
     preq.body = body;
     preq.timeout = timeout;
-    preq.tls_insecure = eq.tls_insecure();
-    let resp = api.router.send(&con.id.to_string(), preq).await?;
+    preq.tls_insecure = d.tls_insecure;
+    let resp = api.router.send(&d.connector_id.to_string(), preq).await?;
     let content_type = resp.headers.get("content-type").map(str::to_owned);
     // The body is buffered, so the whole of it gets a deadline too (a device dripping a
     // byte a second would otherwise hold the call for ever), and the bytes every call
@@ -210,14 +200,16 @@ async fn proxy(
     let collect = collect_within_budget(api, resp.body);
     let bytes = match tokio::time::timeout(timeout, collect).await {
         Err(_) => {
-            return Err(ApiError::new(
+            let mut e = ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "TIMEOUT",
                 format!(
                     "the device did not finish its response within {} ms of starting it",
                     timeout.as_millis()
                 ),
-            ))
+            );
+            e.source = ponte_core::ErrorSource::Upstream;
+            return Err(e);
         }
         Ok(r) => r?,
     };

@@ -1,13 +1,13 @@
 //! `…/equipamento/:eid/rotas-publicas`: publish chosen paths of a device, list the
 //! routes with their use, end one (DESIGN.md "Published routes").
 
-use super::access::{equipment, tenant};
-use super::audit_log::{audit, audit_entry};
 use super::extract::{J, P};
 use super::{ApiResult, St};
 use crate::auth::User;
 use crate::error::ApiError;
 use crate::published::{DEFAULT_RPM, MAX_PATHS, MAX_RPM, METHODS};
+use crate::service::access::tenant;
+use crate::service::publish::{self, Publish};
 use crate::store::{self, NewPublicRoute, PublicRoute};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,7 +16,6 @@ use chrono::{DateTime, Utc};
 use ponte_core::published::path::valid_glob;
 use ponte_core::published::valid_slug;
 use serde::{Deserialize, Serialize};
-use tracing::info;
 
 /// A route to publish.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -79,28 +78,9 @@ pub(super) fn view(api: &crate::Api, r: PublicRoute) -> RouteView {
     }
 }
 
-/// A random slug: 12 letters and digits, starting with a letter.
-fn random_slug() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
-    let bytes = crate::auth::random_bytes::<12>();
-    bytes
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let n = if i == 0 { 25 } else { ALPHABET.len() };
-            ALPHABET[usize::from(*b) % n] as char
-        })
-        .collect()
-}
-
 /// Checks a new route for equipment `eid` of `tid`; the error says what is wrong with
 /// which field. The flag: the slug was given (a taken one is the caller's mistake).
-fn checked(
-    body: NewRoute,
-    tid: i32,
-    eid: i32,
-    user: &User,
-) -> Result<(NewPublicRoute, bool), ApiError> {
+fn checked(body: NewRoute, tid: i32, eid: i32, user: &User) -> Result<Publish, ApiError> {
     if let Some(s) = &body.slug {
         if !valid_slug(s) {
             return Err(ApiError::bad_request(
@@ -165,9 +145,9 @@ fn checked(
         }
     }
     let given = body.slug.is_some();
-    Ok((
-        NewPublicRoute {
-            slug: body.slug.unwrap_or_else(random_slug),
+    Ok(Publish {
+        route: NewPublicRoute {
+            slug: body.slug.unwrap_or_else(publish::random_slug),
             equipment_id: eid,
             tenant_id: tid,
             user_id: Some(user.id),
@@ -178,7 +158,7 @@ fn checked(
             expires_at,
         },
         given,
-    ))
+    })
 }
 
 /// Publish paths of a device on a public origin of their own.
@@ -189,7 +169,7 @@ fn checked(
     request_body = NewRoute,
     responses(
         (status = 201, body = RouteView), (status = 400), (status = 401), (status = 403), (status = 404),
-        (status = 409, description = "slug taken, equipment not on the addon, or no public domain configured"),
+        (status = 409, description = "slug taken, equipment not on the addon or without an address, or no public domain configured"),
     )
 )]
 pub(super) async fn create_route(
@@ -198,43 +178,8 @@ pub(super) async fn create_route(
     P((tid, eid)): P<(i32, i32)>,
     J(body): J<NewRoute>,
 ) -> ApiResult<(StatusCode, Json<RouteView>)> {
-    tenant(&api, &user, tid).await?;
-    let eq = equipment(&api, tid, eid).await?;
-    if !eq.uses_addon {
-        return Err(ApiError::conflict(
-            "ADDON_DISABLED",
-            format!("equipment {eid} does not use the connector addon"),
-        ));
-    }
-    if api.cfg.public_domain.is_none() {
-        return Err(ApiError::conflict(
-            "PUBLIC_DOMAIN_UNSET",
-            "this server has no public domain for routes (set public_domain, \
-             --public-domain or PONTE_PUBLIC_DOMAIN)",
-        ));
-    }
-    let (mut new, given) = checked(body, tid, eid, &user)?;
-    let route = loop {
-        match api.routes.create(&new).await {
-            Ok(r) => break r,
-            Err(store::StoreError::Conflict(_)) if given => {
-                return Err(ApiError::conflict(
-                    "SLUG_TAKEN",
-                    format!("slug {:?} is already in use", new.slug),
-                ))
-            }
-            // A random slug taken (about 1 in 10^17): draw another.
-            Err(store::StoreError::Conflict(_)) => new.slug = random_slug(),
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut entry = audit_entry("route.create", Some(&user), tid);
-    entry.equipment_id = Some(eid);
-    entry.detail = Some(serde_json::json!({
-        "routeId": route.id, "slug": route.slug, "paths": route.paths.0, "methods": route.methods.0,
-    }));
-    audit(&api, entry);
-    info!(route = %route.slug, tid, eid, user_id = user.id, "route published");
+    let t = tenant(&api, &user, tid).await?;
+    let route = publish::publish(&api, &t, eid, || checked(body, tid, eid, &user)).await?;
     Ok((StatusCode::CREATED, Json(view(&api, route))))
 }
 
@@ -250,11 +195,7 @@ pub(super) async fn list_routes(
     user: User,
     P((tid, eid)): P<(i32, i32)>,
 ) -> ApiResult<Json<Vec<RouteView>>> {
-    tenant(&api, &user, tid).await?;
-    equipment(&api, tid, eid).await?;
-    // Counts are written in batches: what is pending goes first.
-    api.routes.flush().await;
-    let rows = api.store.list_routes(tid, eid).await?;
+    let rows = publish::list(&api, &tenant(&api, &user, tid).await?, eid).await?;
     Ok(Json(rows.into_iter().map(|r| view(&api, r)).collect()))
 }
 
@@ -270,14 +211,6 @@ pub(super) async fn delete_route(
     user: User,
     P((tid, eid, id)): P<(i32, i32, i32)>,
 ) -> ApiResult<StatusCode> {
-    tenant(&api, &user, tid).await?;
-    let gone = api.routes.delete(tid, eid, id).await?.ok_or_else(|| {
-        ApiError::not_found("ROUTE_NOT_FOUND", "no such route for this equipment")
-    })?;
-    let mut entry = audit_entry("route.delete", Some(&user), tid);
-    entry.equipment_id = Some(eid);
-    entry.detail = Some(serde_json::json!({"routeId": gone.id, "slug": gone.slug}));
-    audit(&api, entry);
-    info!(route = %gone.slug, tid, eid, user_id = user.id, "route deleted");
+    publish::delete(&api, &tenant(&api, &user, tid).await?, eid, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,18 +1,16 @@
 //! `…/remoto/sessoes`: open a remote UI session to a device, end one, list the
 //! institution's sessions.
 
-use super::access::{equipment, paired_connector, tenant};
-use super::audit_log::{audit, audit_entry};
 use super::extract::P;
 use super::{ApiResult, St};
 use crate::auth::User;
-use crate::error::ApiError;
+use crate::service::access::tenant;
+use crate::service::sessions;
 use crate::store::{self, SessionStatus};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
-use tracing::info;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -30,7 +28,7 @@ pub(super) struct CreatedSession {
     params(("tid" = i32, Path), ("eid" = i32, Path)),
     responses(
         (status = 201, body = CreatedSession), (status = 401), (status = 403), (status = 404),
-        (status = 409, description = "equipment does not use the addon, or the connector is not ONLINE"),
+        (status = 409, description = "equipment does not use the addon or has no address, or the connector is not paired and ONLINE"),
     )
 )]
 pub(super) async fn create_session(
@@ -38,34 +36,13 @@ pub(super) async fn create_session(
     user: User,
     P((tid, eid)): P<(i32, i32)>,
 ) -> ApiResult<(StatusCode, Json<CreatedSession>)> {
-    tenant(&api, &user, tid).await?;
-    let eq = equipment(&api, tid, eid).await?;
-    if !eq.uses_addon {
-        return Err(ApiError::conflict(
-            "ADDON_DISABLED",
-            format!("equipment {eid} does not use the connector addon"),
-        ));
-    }
-    let con = paired_connector(&api, tid).await?;
-    if !api.router.is_online(&con.id.to_string()) {
-        return Err(ApiError::conflict(
-            "CONNECTOR_OFFLINE",
-            "the institution's connector is not ONLINE",
-        ));
-    }
-    let (s, code) = api.sessions.create(tid, eid, con.id, user.id).await?;
-    let mut entry = audit_entry("session.create", Some(&user), tid);
-    entry.equipment_id = Some(eid);
-    entry.detail = Some(serde_json::json!({"sessionId": s.id}));
-    audit(&api, entry);
-    info!(session_id = %s.id, tid, eid, user_id = user.id, "remote session created");
-    let url = api.cfg.launch_url(&s.id, &code);
+    let opened = sessions::open(&api, &tenant(&api, &user, tid).await?, eid).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedSession {
-            session_id: s.id,
-            url,
-            expires_at: store::rfc3339(s.expires_at),
+            session_id: opened.session.id,
+            url: opened.url,
+            expires_at: store::rfc3339(opened.session.expires_at),
         }),
     ))
 }
@@ -82,14 +59,7 @@ pub(super) async fn end_session(
     user: User,
     P((tid, eid, sid)): P<(i32, i32, String)>,
 ) -> ApiResult<StatusCode> {
-    tenant(&api, &user, tid).await?;
-    api.sessions.end(tid, eid, &sid).await?.ok_or_else(|| {
-        ApiError::not_found("SESSION_NOT_FOUND", "no such session for this equipment")
-    })?;
-    let mut entry = audit_entry("session.end", Some(&user), tid);
-    entry.equipment_id = Some(eid);
-    entry.detail = Some(serde_json::json!({"sessionId": sid}));
-    audit(&api, entry);
+    sessions::end(&api, &tenant(&api, &user, tid).await?, eid, &sid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -121,10 +91,7 @@ pub(super) async fn list_sessions(
     user: User,
     P(tid): P<i32>,
 ) -> ApiResult<Json<Vec<SessionView>>> {
-    tenant(&api, &user, tid).await?;
-    // Statuses are kept true: expire what is due and count what is pending first.
-    api.sessions.maintain().await;
-    let rows = api.store.list_sessions(tid, 500).await?;
+    let rows = sessions::list(&api, &tenant(&api, &user, tid).await?).await?;
     Ok(Json(
         rows.into_iter()
             .map(|r| SessionView {

@@ -1,18 +1,16 @@
 //! The connector card's actions: a pairing code with the command that uses it, token
 //! renewal and unpairing, each behind a confirmation page.
 
-use super::layout::{esc, local, parse_ts, Page, PageResult};
+use super::layout::{esc, local, Page, PageResult};
 use super::sign_in::{https, same_origin, BoundUser, ConsoleUser};
 use super::St;
 use crate::auth::User;
-use crate::routes::access::tenant;
-use crate::routes::connector::{pair, renew_token, unpair};
 use crate::routes::extract::P;
+use crate::service::access::tenant;
+use crate::service::connector;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Json;
-use std::sync::Arc;
 
 /// The public origin of this API as the browser sees it, for the commands shown.
 fn server_url(headers: &HeaderMap) -> String {
@@ -34,8 +32,8 @@ pub(super) async fn pairing(
         return Ok(r);
     }
     let BoundUser(user) = user;
-    let (_, Json(code)) = pair(State(Arc::clone(&api)), user.clone(), P(tid)).await?;
-    let expires = parse_ts(&code.expires_at).map(local).unwrap_or_default();
+    let code = connector::pair(&api, &tenant(&api, &user, tid).await?).await?;
+    let expires = local(code.expires_at);
     let server = server_url(&headers);
     let body = format!(
         r#"<section class="card narrow">
@@ -48,7 +46,7 @@ sudo systemctl enable --now ponte-connector</pre>
 <p>O status do connector muda para ONLINE quando ele conectar.</p>
 <p><a class="button" href="/instituicao/{tid}" id="voltar">Voltar</a></p>
 </section>"#,
-        code = esc(&code.pairing_code),
+        code = esc(&code.code),
         expires = esc(&expires),
         server = esc(&server),
     );
@@ -95,8 +93,8 @@ pub(super) async fn renew(
         return Ok(r);
     }
     let BoundUser(user) = user;
-    let Json(issued) = renew_token(State(Arc::clone(&api)), user.clone(), P(tid)).await?;
-    let expires = parse_ts(&issued.expires_at).map(local).unwrap_or_default();
+    let issued = connector::renew(&api, &tenant(&api, &user, tid).await?).await?;
+    let expires = local(issued.expires_at);
     let body = format!(
         r#"<section class="card">
 <h1>Novo Token do Connector</h1>
@@ -108,7 +106,7 @@ sudo systemctl restart ponte-connector</pre>
 <p><a class="button" href="/instituicao/{tid}" id="voltar">Voltar</a></p>
 </section>"#,
         token = esc(&issued.token),
-        relay = esc(&issued.relay_url),
+        relay = esc(&api.cfg.relay_public_url),
         expires = esc(&expires),
     );
     Ok(Page::new("Novo Token", Some(&user))
@@ -144,6 +142,6 @@ pub(super) async fn do_unpair(
         return Ok(r);
     }
     let BoundUser(user) = user;
-    unpair(State(Arc::clone(&api)), user, P(tid)).await?;
+    connector::unpair(&api, &tenant(&api, &user, tid).await?).await?;
     Ok(Redirect::to(&format!("/instituicao/{tid}")).into_response())
 }

@@ -1,21 +1,17 @@
 //! The equipment page: its data, its published routes, and "Gerenciar Remotamente",
 //! which opens a remote session and follows its launch link.
 
-use super::layout::{esc, local, parse_ts, Page, PageResult};
+use super::layout::{esc, local, Page, PageResult};
 use super::sign_in::{same_origin, BoundUser, ConsoleUser};
 use super::St;
-use crate::routes::connector::connector_status;
-use crate::routes::equipment::get_equipment;
 use crate::routes::extract::P;
-use crate::routes::public::{delete_route, list_routes};
-use crate::routes::sessions::create_session;
+use crate::service::access::tenant;
+use crate::service::{connector, equipment, publish, sessions};
 use crate::store::ConnectorStatus;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect};
-use axum::Json;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 pub(super) async fn equipment_page(
     State(api): St,
@@ -23,12 +19,17 @@ pub(super) async fn equipment_page(
     P((tid, eid)): P<(i32, i32)>,
 ) -> PageResult {
     let ConsoleUser(user) = user;
-    let Json(eq) = get_equipment(State(Arc::clone(&api)), user.clone(), P((tid, eid))).await?;
-    let Json(status) = connector_status(State(Arc::clone(&api)), user.clone(), P(tid)).await?;
+    let t = tenant(&api, &user, tid).await?;
+    let eq = equipment::get(&api, &t, eid).await?;
+    let status = connector::status(&api, &t).await?;
     let online = status.status == ConnectorStatus::ONLINE;
-    // The button exists only when it can work: the equipment uses the addon and the
-    // institution's connector is ONLINE (the API answers 409 otherwise).
-    let action = match (eq.usa_addon, online) {
+    // The button exists only when it can work: the equipment uses the addon, has an
+    // address, and the institution's connector is ONLINE (the API answers 409 otherwise).
+    let addressed = eq.base_url().is_some();
+    let action = match (eq.uses_addon, online) {
+        (true, _) if !addressed => {
+            r#"<span class="muted" id="remoto-indisponivel">Acesso remoto indisponível: o equipamento não tem endereço na rede local (URL ou IP).</span>"#.to_owned()
+        }
         (true, true) => format!(
             r#"<form method="post" action="/instituicao/{tid}/equipamento/{eid}/remoto"><button id="gerenciar-remotamente">Gerenciar Remotamente</button></form>"#
         ),
@@ -37,7 +38,7 @@ pub(super) async fn equipment_page(
         }
         (false, _) => String::new(),
     };
-    let cfg = eq.config.clone().unwrap_or_default();
+    let cfg = eq.config.clone().map(|c| c.0).unwrap_or_default();
     let mut b = format!(
         r#"<header class="page-header"><div><h1 id="equipamento-nome">{name}</h1><p class="sub">Configuração do equipamento · código {eid}</p></div>{action}</header>
 <section class="card"><h2>Dados</h2><dl>"#,
@@ -49,7 +50,7 @@ pub(super) async fn equipment_page(
         ("Modelo", eq.model.clone().unwrap_or_default()),
         ("Endereço IP", eq.ip.clone().unwrap_or_default()),
         ("Ativo", yes_no(eq.active)),
-        ("Usa o addon (connector)", yes_no(eq.usa_addon)),
+        ("Usa o addon (connector)", yes_no(eq.uses_addon)),
         (
             "URL na rede local",
             cfg.local_base_url.clone().unwrap_or_default(),
@@ -62,29 +63,23 @@ pub(super) async fn equipment_page(
         let _ = write!(b, "<dt>{k}</dt><dd>{}</dd>", esc(&v));
     }
     b.push_str("</dl></section>");
-    if eq.usa_addon {
-        let Json(routes) =
-            list_routes(State(Arc::clone(&api)), user.clone(), P((tid, eid))).await?;
+    if eq.uses_addon {
+        let routes = publish::list(&api, &t, eid).await?;
         b.push_str(
             r#"<section class="card"><h2>Rotas públicas</h2><p class="sub">Caminhos deste equipamento abertos ao público, sem login (publicados pela API: POST …/rotas-publicas).</p><table id="rotas"><thead><tr><th>Endereço</th><th>Caminhos</th><th>Métodos</th><th>Expira</th><th>Requisições</th><th>Último uso</th><th></th></tr></thead><tbody>"#,
         );
         for r in &routes {
-            let when = |t: &Option<String>| {
-                t.as_deref()
-                    .and_then(parse_ts)
-                    .map(local)
-                    .unwrap_or_else(|| "—".into())
-            };
+            let when = |t: Option<crate::store::Ts>| t.map(local).unwrap_or_else(|| "—".into());
             let _ = write!(
                 b,
                 r#"<tr data-route="{id}"><td><a href="{url}" rel="noreferrer noopener" target="_blank">{url}</a></td><td>{paths}</td><td>{methods}</td><td>{expires}</td><td>{req}</td><td>{last}</td><td><form method="post" action="/instituicao/{tid}/equipamento/{eid}/rotas-publicas/{id}/encerrar"><button class="small">Encerrar</button></form></td></tr>"#,
                 id = r.id,
-                url = esc(&r.url),
-                paths = esc(&r.paths.join(" ")),
-                methods = esc(&r.methods.join(" ")),
-                expires = esc(&when(&r.expires_at)),
+                url = esc(&api.cfg.route_url(&r.slug).unwrap_or_default()),
+                paths = esc(&r.paths.0.join(" ")),
+                methods = esc(&r.methods.0.join(" ")),
+                expires = esc(&when(r.expires_at)),
                 req = r.requests,
-                last = esc(&when(&r.last_used_at)),
+                last = esc(&when(r.last_used_at)),
             );
         }
         if routes.is_empty() {
@@ -111,7 +106,7 @@ pub(super) async fn end_route(
         return Ok(r);
     }
     let BoundUser(user) = user;
-    delete_route(State(Arc::clone(&api)), user, P((tid, eid, id))).await?;
+    publish::delete(&api, &tenant(&api, &user, tid).await?, eid, id).await?;
     Ok(Redirect::to(&format!("/instituicao/{tid}/equipamento/{eid}")).into_response())
 }
 
@@ -125,8 +120,8 @@ pub(super) async fn remote(
         return Ok(r);
     }
     let BoundUser(user) = user;
-    let (_, Json(created)) = create_session(State(Arc::clone(&api)), user, P((tid, eid))).await?;
+    let opened = sessions::open(&api, &tenant(&api, &user, tid).await?, eid).await?;
     // 303: the browser GETs the one-time launch link, which sets the grant cookie on the
     // gateway's origin and lands in the device's UI.
-    Ok(Redirect::to(&created.url).into_response())
+    Ok(Redirect::to(&opened.url).into_response())
 }

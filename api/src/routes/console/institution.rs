@@ -1,20 +1,17 @@
 //! The home page (the user's institutions) and "Configurações da Instituição": the
 //! "Connector On-Premise" card and the equipment list.
 
-use super::layout::{ago, esc, local, parse_ts, Page, PageResult};
+use super::layout::{ago, esc, local, Page, PageResult};
 use super::sign_in::ConsoleUser;
 use super::St;
-use crate::routes::access::tenant;
-use crate::routes::connector::connector_status;
 use crate::routes::extract::P;
-use crate::store::ConnectorStatus;
+use crate::service::access::tenant;
+use crate::service::connector;
+use crate::store::{self, ConnectorStatus};
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Json;
-use chrono::Utc;
 use serde::Deserialize;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 pub(super) async fn home(user: Result<ConsoleUser, Response>) -> Response {
     let ConsoleUser(user) = match user {
@@ -61,8 +58,9 @@ pub(super) async fn institution_page(
     P(tid): P<i32>,
 ) -> PageResult {
     let ConsoleUser(user) = user;
-    let ins = tenant(&api, &user, tid).await?;
-    let Json(status) = connector_status(State(Arc::clone(&api)), user.clone(), P(tid)).await?;
+    let t = tenant(&api, &user, tid).await?;
+    let status = connector::status(&api, &t).await?;
+    let con = status.connector.as_ref();
     let equipment = api.store.list_equipment(tid, 500).await?;
     let online = status.status == ConnectorStatus::ONLINE;
     let (badge, label) = match (status.paired, status.status) {
@@ -80,7 +78,7 @@ pub(super) async fn institution_page(
 <h2>Connector On-Premise</h2>
 <p>Status: <span class="badge {badge}" id="connector-status">{label}</span></p>
 <dl>"#,
-        name = esc(&ins.name),
+        name = esc(&t.institution().name),
     );
     let dash = || "—".to_owned();
     let row = |b: &mut String, id: &str, k: &str, v: String| {
@@ -90,9 +88,7 @@ pub(super) async fn institution_page(
         &mut b,
         "connector-name",
         "Nome",
-        status
-            .name
-            .clone()
+        con.map(|c| c.name.clone())
             .filter(|_| status.paired)
             .unwrap_or_else(dash),
     );
@@ -100,27 +96,24 @@ pub(super) async fn institution_page(
         &mut b,
         "connector-version",
         "Versão",
-        status.version.clone().unwrap_or_else(dash),
+        con.and_then(|c| c.version.clone()).unwrap_or_else(dash),
     );
-    let heartbeat = status
-        .last_heartbeat
-        .as_deref()
-        .and_then(parse_ts)
-        .map(|t| format!("último heartbeat: {}", ago(t, Utc::now())))
+    let heartbeat = con
+        .and_then(|c| c.last_heartbeat)
+        .map(|t| format!("último heartbeat: {}", ago(t, store::now())))
         .unwrap_or_else(|| "último heartbeat: nunca".into());
     row(&mut b, "connector-heartbeat", "Heartbeat", heartbeat);
-    if let Some(since) = status.connected_since.as_deref().and_then(parse_ts) {
+    if let Some(since) = status.connected_since() {
         row(&mut b, "connector-since", "Conectado desde", local(since));
     }
-    if let Some(host) = status
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("hostname"))
+    if let Some(host) = con
+        .and_then(|c| c.metadata.as_ref())
+        .and_then(|m| m.0.get("hostname"))
         .and_then(|h| h.as_str())
     {
         row(&mut b, "connector-host", "Servidor", host.to_owned());
     }
-    if let Some(exp) = status.token_expires_at.as_deref().and_then(parse_ts) {
+    if let Some(exp) = con.and_then(|c| c.token_expires_at) {
         row(
             &mut b,
             "connector-token-exp",
@@ -140,9 +133,7 @@ pub(super) async fn institution_page(
         );
     }
     if let Some(dup) = &status.duplicate {
-        let at = parse_ts(&dup.last_refused_at)
-            .map(local)
-            .unwrap_or_else(|| dup.last_refused_at.clone());
+        let at = local(chrono::DateTime::<chrono::Utc>::from(dup.last_refused).naive_utc());
         row(
             &mut b,
             "connector-duplicate",
@@ -151,7 +142,7 @@ pub(super) async fn institution_page(
                 "outra instalação usa o mesmo token ({} conexões recusadas, a última em {at}); \
                  a conexão ativa foi mantida. Pare a cópia, ou renove o token e pareie cada \
                  instalação com o seu",
-                dup.refused_connections
+                dup.refused
             ),
         );
     }
@@ -171,6 +162,7 @@ pub(super) async fn institution_page(
     );
     for e in &equipment {
         let remote = match (e.uses_addon, online) {
+            (true, _) if e.base_url().is_none() => "sem endereço",
             (true, true) => "disponível",
             (true, false) => "connector offline",
             (false, _) => "—",

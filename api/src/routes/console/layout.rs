@@ -4,9 +4,9 @@
 use super::sign_in::to_sign_in;
 use crate::auth::User;
 use crate::error::ApiError;
+use crate::store::Ts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 
 /// An API error shown as a console page, with the API's status.
 pub(super) struct PageError(ApiError);
@@ -147,19 +147,13 @@ pub(super) fn esc(s: &str) -> String {
     out
 }
 
-pub(super) fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 /// `dd/mm/aaaa hh:mm:ss` (UTC; the SaaS shows its users' zone, the console keeps UTC).
-pub(super) fn local(t: DateTime<Utc>) -> String {
+pub(super) fn local(t: Ts) -> String {
     t.format("%d/%m/%Y %H:%M:%S UTC").to_string()
 }
 
 /// "há 15s", "há 3 min", "há 2 h", "há 4 dias", as the product says it.
-pub(super) fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+pub(super) fn ago(t: Ts, now: Ts) -> String {
     let s = (now - t).num_seconds();
     match s {
         ..=0 => "agora".into(),

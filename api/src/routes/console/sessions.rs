@@ -1,57 +1,50 @@
 //! "Sessões Remotas": the institution's remote sessions (the audit of remote access),
 //! each active one with its "Encerrar".
 
-use super::layout::{esc, local, parse_ts, size, Page, PageResult};
+use super::layout::{esc, local, size, Page, PageResult};
 use super::sign_in::{same_origin, BoundUser, ConsoleUser};
 use super::St;
-use crate::routes::access::tenant;
 use crate::routes::extract::P;
-use crate::routes::sessions::{end_session, list_sessions};
+use crate::service::access::tenant;
+use crate::service::sessions;
 use crate::store::SessionStatus;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect};
-use axum::Json;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 pub(super) async fn sessions_page(State(api): St, user: ConsoleUser, P(tid): P<i32>) -> PageResult {
     let ConsoleUser(user) = user;
-    let ins = tenant(&api, &user, tid).await?;
-    let Json(rows) = list_sessions(State(Arc::clone(&api)), user.clone(), P(tid)).await?;
+    let t = tenant(&api, &user, tid).await?;
+    let rows = sessions::list(&api, &t).await?;
     let mut b = format!(
         r#"<h1>Sessões Remotas</h1><p class="sub">{name} · auditoria de acesso remoto</p>
 <section class="card"><table id="sessoes"><thead><tr><th>Início</th><th>Usuário</th><th>Equipamento</th><th>Status</th><th>Fim / expira</th><th>Requisições</th><th>Dados</th><th></th></tr></thead><tbody>"#,
-        name = esc(&ins.name)
+        name = esc(&t.institution().name)
     );
-    for s in &rows {
+    for row in &rows {
+        let s = &row.session;
         let (class, status) = match s.status {
             SessionStatus::ATIVA => ("online", "ATIVA"),
             SessionStatus::EXPIRADA => ("offline", "EXPIRADA"),
             SessionStatus::ENCERRADA => ("offline", "ENCERRADA"),
         };
-        let end = s
-            .ended_at
-            .as_deref()
-            .or(Some(s.expires_at.as_str()))
-            .and_then(parse_ts)
-            .map(local)
-            .unwrap_or_default();
+        let end = local(s.ended_at.unwrap_or(s.expires_at));
         let action = match s.status {
             SessionStatus::ATIVA => format!(
                 r#"<form method="post" action="/instituicao/{tid}/equipamento/{eid}/sessoes/{sid}/encerrar"><button class="small">Encerrar</button></form>"#,
                 eid = s.equipment_id,
-                sid = esc(&s.session_id),
+                sid = esc(&s.id),
             ),
             _ => String::new(),
         };
         let _ = write!(
             b,
             r#"<tr data-session="{sid}"><td>{start}</td><td>{user}</td><td>{eq}</td><td><span class="badge {class}">{status}</span></td><td>{end}</td><td>{req}</td><td>{bytes}</td><td>{action}</td></tr>"#,
-            sid = esc(&s.session_id),
-            start = esc(&parse_ts(&s.created_at).map(local).unwrap_or_default()),
-            user = esc(&s.user_name),
-            eq = esc(&s.equipment_name),
+            sid = esc(&s.id),
+            start = esc(&local(s.created_at)),
+            user = esc(&row.user_name),
+            eq = esc(&row.equipment_name),
             end = esc(&end),
             req = s.requests,
             bytes = esc(&size(s.bytes)),
@@ -79,6 +72,6 @@ pub(super) async fn end(
         return Ok(r);
     }
     let BoundUser(user) = user;
-    end_session(State(Arc::clone(&api)), user, P((tid, eid, sid))).await?;
+    sessions::end(&api, &tenant(&api, &user, tid).await?, eid, &sid).await?;
     Ok(Redirect::to(&format!("/instituicao/{tid}/sessoes")).into_response())
 }
