@@ -14,7 +14,7 @@ use ponte_protocol::{
     Capabilities, Capability, CloudMsg, RecvWindow, SendWindow,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -182,6 +182,11 @@ pub struct FrameCounts {
     pub binary_sent: u64,
 }
 
+/// Control frames (HTTP_CANCEL, WS_CLOSE, the HELLO answer, TOKEN_ROTATE) that may wait,
+/// each in a task of its own, for room in a full outbound queue. A connection's streams
+/// are bounded and it has one HELLO, so reaching this means the connector stopped reading.
+pub(crate) const MAX_DETACHED: usize = 1024;
+
 /// Everything the relay knows about one live connection.
 pub(crate) struct Conn {
     pub connector_id: String,
@@ -189,6 +194,8 @@ pub(crate) struct Conn {
     peer: watch::Sender<Option<Peer>>,
     pub(crate) binary_received: AtomicU64,
     binary_sent: AtomicU64,
+    /// Control frames waiting in tasks of their own for room in the full queue.
+    detached: Arc<AtomicUsize>,
     pub streams: Mutex<HashMap<String, Slot>>,
     pub ws: Mutex<HashMap<String, Arc<WsState>>>,
     /// WebSocket bytes queued toward callers, over all of this connection's streams.
@@ -217,6 +224,7 @@ impl Conn {
             peer: watch::channel(None).0,
             binary_received: AtomicU64::new(0),
             binary_sent: AtomicU64::new(0),
+            detached: Arc::default(),
             streams: Mutex::default(),
             ws: Mutex::default(),
             ws_budget: proto::WsBudget::new(limits::WS_STREAM_BUDGET, limits::WS_CONNECTION_BUDGET),
@@ -340,21 +348,37 @@ impl Conn {
 
     /// Queues a control frame without waiting. Used from `Drop` and from the reader,
     /// which must never wait on the writer. If the queue is full the frame is handed to
-    /// a short task that waits for room, so it is not lost.
-    pub fn send_detached(&self, msg: &CloudMsg) {
+    /// a short task that waits for room, so it is not lost; past [`MAX_DETACHED`] such
+    /// tasks the connector is not reading, and the frame is dropped (the streams it
+    /// was about end by their own timeouts, or with the connection: the write deadline
+    /// cuts a connector that does not read). False when the frame was dropped.
+    pub fn send_detached(&self, msg: &CloudMsg) -> bool {
         let frame = Message::text(proto::encode(msg));
         match self.out.try_send(frame) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(TrySendError::Full(frame)) => {
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                    let out = self.out.clone();
-                    rt.spawn(async move {
-                        let _ = out.send(frame).await;
-                    });
+                let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                    return false;
+                };
+                if self.detached.fetch_add(1, Ordering::SeqCst) >= MAX_DETACHED {
+                    self.detached.fetch_sub(1, Ordering::SeqCst);
+                    warn!("connector not reading: a control frame dropped");
+                    return false;
                 }
+                let (out, detached) = (self.out.clone(), Arc::clone(&self.detached));
+                rt.spawn(async move {
+                    let _ = out.send(frame).await;
+                    detached.fetch_sub(1, Ordering::SeqCst);
+                });
+                true
             }
-            Err(TrySendError::Closed) => {}
+            Err(TrySendError::Closed) => false,
         }
+    }
+
+    /// Whether the connector has said HELLO on this connection.
+    pub(crate) fn said_hello(&self) -> bool {
+        matches!(*self.peer.borrow(), Some(Peer { hello: true, .. }))
     }
 
     /// Forgets a stream; if it was still open, tells the connector to stop it.

@@ -131,6 +131,12 @@ async fn handle_msg(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, msg: C
         conn.set_peer_once(Peer::LEGACY);
     }
     match msg {
+        ConnectorMsg::Hello(_) if conn.said_hello() => {
+            // Capabilities are set once per connection. Answering each repeat would let
+            // a connector that sends HELLOs and reads nothing fill the relay's memory
+            // with answers.
+            debug!("a second HELLO on one connection ignored");
+        }
         ConnectorMsg::Hello(hello) => {
             let caps = hello.capability_set().intersect(Capabilities::all());
             // The answer (DESIGN: the intersection) goes before the peer is marked, so

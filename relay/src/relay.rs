@@ -110,8 +110,7 @@ impl Relay {
                 c.send_detached(&CloudMsg::TokenRotate(proto::TokenRotate {
                     token,
                     expires_at,
-                }));
-                true
+                }))
             }
             _ => false,
         }

@@ -608,6 +608,32 @@ async fn a_late_hello_still_gets_flow_control_credit() {
     assert_eq!(body.len(), CHUNK * TOTAL_CHUNKS as usize);
 }
 
+/// Capabilities are agreed once per connection: a HELLO repeated (by a connector that
+/// floods them and reads nothing, to fill the relay with answers) is not answered again.
+#[tokio::test(start_paused = true)]
+async fn a_repeated_hello_is_answered_once() {
+    let relay = TestRelay::spawn().await;
+    let (mut fake, _served) = relay.raw_peer("hello-again").await;
+    let hello = json!({"type":"HELLO","version":"x","capabilities":["flow","error"]});
+    for _ in 0..5 {
+        fake.send(Message::text(hello.to_string())).await.unwrap();
+    }
+    fake.send(Message::text(json!({"type":"PING","ts":7}).to_string()))
+        .await
+        .unwrap();
+    let mut hellos = 0;
+    loop {
+        let m = fake.next().await.expect("the relay answers").unwrap();
+        let v: serde_json::Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        match v["type"].as_str() {
+            Some("HELLO") => hellos += 1,
+            Some("PONG") => break,
+            _ => {}
+        }
+    }
+    assert_eq!(hellos, 1, "one answer for five HELLOs");
+}
+
 /// A device that streams many tiny pieces to a caller that reads later (an event feed
 /// behind a busy browser) stays within the window, so the stream must survive even
 /// though it is more pieces than the relay's per-stream queue has slots.
