@@ -51,6 +51,7 @@ pub(crate) fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
                 tx: Some(tx),
                 next_index: 0,
                 recv: RecvWindow::default(),
+                window_budget: Arc::clone(&sess.window_budget),
                 complete: false,
             }),
         )
@@ -348,12 +349,10 @@ pub(crate) fn streamed_body(
                         return Some((Err(stalled), (None, sess, ctl, rid)));
                     }
                 };
-                let credit = ctl
-                    .body
-                    .lock()
-                    .unwrap()
-                    .as_mut()
-                    .and_then(|b| b.recv.on_consumed(data.len()));
+                let credit = ctl.body.lock().unwrap().as_mut().and_then(|b| {
+                    let now = std::time::Instant::now();
+                    b.recv.on_consumed_tuned(data.len(), now, &b.window_budget)
+                });
                 if let Some(bytes) = credit {
                     let wu = ConnectorMsg::WindowUpdate(proto::WindowUpdate {
                         request_id: rid.clone(),

@@ -36,9 +36,18 @@ pub(crate) struct BodyIn {
     pub(crate) tx: Option<mpsc::Sender<Bytes>>,
     pub(crate) next_index: u64,
     pub(crate) recv: RecvWindow,
+    /// The connection's budget for grown upload windows; this body's growth goes back
+    /// to it when the body is dropped (its stream ended).
+    pub(crate) window_budget: Arc<proto::WindowBudget>,
     /// HTTP_REQUEST_END arrived: the body is whole. Without it, the end of the chunk
     /// queue is a cut upload, which the device must see as an aborted request.
     pub(crate) complete: bool,
+}
+
+impl Drop for BodyIn {
+    fn drop(&mut self) {
+        self.window_budget.give_back(self.recv.grown());
+    }
 }
 
 /// [`Session::relay_bin`]: JSON only; body chunks and WebSocket messages binary; heads
@@ -54,6 +63,10 @@ pub(crate) struct Session {
     pub(crate) ws: Mutex<HashMap<String, Arc<WsIn>>>,
     /// WebSocket bytes queued toward devices, over all streams of this connection.
     pub(crate) ws_budget: Arc<proto::WsBudget>,
+    /// Growth of upload windows, over all of this connection's streams (as the relay's
+    /// for responses): a device that takes an upload fast gets a window that covers
+    /// the round trip, and the bytes all uploads may hold at once stay bounded.
+    pub(crate) window_budget: Arc<proto::WindowBudget>,
     pub(crate) cancel: CancellationToken,
     /// What the relay's HELLO allows in binary frames: [`BIN_NONE`], [`BIN_BODIES`] (it
     /// named `bin`) or [`BIN_HEADS`] (`bin` and `bin-head`). One value, so a frame never

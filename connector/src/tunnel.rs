@@ -235,6 +235,7 @@ where
         streams: Mutex::default(),
         ws: Mutex::default(),
         ws_budget: proto::WsBudget::new(limits::WS_STREAM_BUDGET, limits::WS_CONNECTION_BUDGET),
+        window_budget: proto::WindowBudget::new(limits::WINDOW_GROWTH_BUDGET),
         cancel: cancel.clone(),
         relay_bin: AtomicU8::new(BIN_NONE),
         relay_flow: AtomicBool::new(false),

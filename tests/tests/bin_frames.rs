@@ -592,3 +592,95 @@ async fn a_relay_that_never_answers_hello_gets_responses_longer_than_one_window(
         .unwrap()
         .unwrap();
 }
+
+/// An upload that the device takes fast gets its window grown, as a download does: the
+/// connector grants more than the initial 256 KiB, so a long round trip does not cap an
+/// upload at 256 KiB per trip. (Before, uploads were credited only what was consumed.)
+#[tokio::test]
+async fn a_fast_upload_is_granted_more_than_the_initial_window() {
+    const N: u64 = 32 << 20;
+    let origin = origin::Origin::spawn().await;
+    let (mut relay, shutdown, session) = fake_relay().await;
+    assert_eq!(next_json(&mut relay).await["type"], "HELLO");
+    hello_caps(
+        &mut relay,
+        &["flow", "req-stream", "error", "cancel", "bin"],
+    )
+    .await;
+    relay
+        .send(text(
+            json!({"type":"HTTP_REQUEST","requestId":"r-u","bodyStream":true,
+            "target":{"baseUrl":origin.base_url(),"method":"POST","path":"/upload",
+            "headers":{"content-length":N.to_string()}}}),
+        ))
+        .await
+        .unwrap();
+    // Sends as the relay does: no more than the window the connector has granted.
+    let mut window = u64::from(limits::INITIAL_WINDOW);
+    let mut peak = window;
+    for (i, c) in pattern_chunks(N, 9).enumerate() {
+        while window < c.len() as u64 {
+            match relay.next().await.unwrap().unwrap() {
+                Message::Text(t) => match ponte_protocol::decode_connector(t.as_str()).unwrap() {
+                    ConnectorMsg::WindowUpdate(w) => window += u64::from(w.bytes),
+                    ConnectorMsg::HttpResponseError(e) => panic!("upload failed: {e:?}"),
+                    _ => {}
+                },
+                // The device answers once it has the whole upload.
+                Message::Binary(b) => panic!("unexpected {:?}", binary::decode_connector(&b)),
+                _ => {}
+            }
+            peak = peak.max(window);
+        }
+        window -= c.len() as u64;
+        let msg = CloudMsg::HttpRequestChunk(ponte_protocol::Chunk {
+            request_id: "r-u".into(),
+            data: c,
+            index: i as u64,
+        });
+        relay
+            .send(Message::Binary(binary::encode_cloud(&msg).unwrap()))
+            .await
+            .unwrap();
+    }
+    relay
+        .send(text(json!({"type":"HTTP_REQUEST_END","requestId":"r-u"})))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let msg = match relay.next().await.unwrap().unwrap() {
+            Message::Binary(b) => binary::decode_connector(&b).unwrap(),
+            Message::Text(t) => ponte_protocol::decode_connector(t.as_str()).unwrap(),
+            other => panic!("unexpected {other:?}"),
+        };
+        match msg {
+            ConnectorMsg::HttpResponseChunk(c) => got.extend_from_slice(&c.data),
+            ConnectorMsg::HttpResponseEnd(_) => break,
+            ConnectorMsg::HttpResponseError(e) => panic!("upload failed: {e:?}"),
+            _ => {}
+        }
+    }
+    let v: Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(v["len"], N);
+    assert_eq!(v["sha256"], sha256_hex(pattern_chunks(N, 9)));
+    assert!(
+        peak > u64::from(limits::INITIAL_WINDOW),
+        "the window never grew past {peak} bytes"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), session)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Says HELLO with `caps` to the connector (whose own HELLO was read already).
+async fn hello_caps(relay: &mut Peer, caps: &[&str]) {
+    relay
+        .send(text(
+            json!({"type":"HELLO","version":"t","capabilities":caps}),
+        ))
+        .await
+        .unwrap();
+}
