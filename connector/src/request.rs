@@ -20,6 +20,9 @@ const BODY_QUEUE: usize = 256;
 pub(crate) fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
     let rid = req.request_id.clone();
     {
+        // Requests and WebSockets count together, as the relay counts them (and as a
+        // WS_OPEN is checked). Read first: the two tables are never locked together.
+        let sockets = sess.ws.lock().unwrap().len();
         let streams = sess.streams.lock().unwrap();
         if streams.contains_key(&rid) {
             drop(streams);
@@ -35,7 +38,7 @@ pub(crate) fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
                 &ExecError::new(ErrorCode::Busy, "connector is stopping; retry shortly"),
             );
         }
-        if streams.len() >= limits::MAX_STREAMS_PER_CONNECTOR {
+        if streams.len() + sockets >= limits::MAX_STREAMS_PER_CONNECTOR {
             drop(streams);
             return sess.error(
                 &rid,

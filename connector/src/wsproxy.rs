@@ -190,9 +190,8 @@ pub(crate) fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
             error: Some(ErrorCode::Busy.as_str().into()),
         }));
     }
-    if sess.ws.lock().unwrap().len() + sess.streams.lock().unwrap().len()
-        >= limits::MAX_STREAMS_PER_CONNECTOR
-    {
+    let sockets = sess.ws.lock().unwrap().len();
+    if sockets + sess.streams.lock().unwrap().len() >= limits::MAX_STREAMS_PER_CONNECTOR {
         return sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
             stream_id: sid,
             code: Some(1013),

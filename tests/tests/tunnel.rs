@@ -573,6 +573,46 @@ fn http_request(rid: &str, base_url: &str, path: &str) -> tokio_tungstenite::tun
     tokio_tungstenite::tungstenite::Message::text(v.to_string())
 }
 
+/// Requests and WebSockets share the connector's cap, as the relay counts them: with a
+/// device WebSocket open, the request that would make `MAX_STREAMS_PER_CONNECTOR + 1`
+/// streams is refused with BUSY. (The connector used to count only requests there.)
+#[tokio::test]
+async fn an_open_websocket_takes_a_slot_from_requests() {
+    use futures_util::SinkExt;
+    use ponte_protocol::limits::MAX_STREAMS_PER_CONNECTOR as MAX;
+    let device = origin::Origin::spawn().await;
+    let (mut relay, _stop, _session) = connector_session(connector_shared(None), 1 << 20).await;
+    assert_eq!(next_json(&mut relay).await["type"], "HELLO");
+    let ws = serde_json::json!({"type":"WS_OPEN","streamId":"ws-1",
+        "target":{"baseUrl":device.base_url(),"path":"/ws","headers":{}}});
+    relay
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            ws.to_string(),
+        ))
+        .await
+        .unwrap();
+    let opened = next_json(&mut relay).await;
+    assert_eq!(opened["type"], "WS_OPENED", "{opened}");
+    for i in 0..MAX - 1 {
+        relay
+            .feed(http_request(&format!("r-{i}"), &device.base_url(), "/hold"))
+            .await
+            .unwrap();
+    }
+    relay
+        .send(http_request("one-too-many", &device.base_url(), "/hold"))
+        .await
+        .unwrap();
+    let busy = tokio::time::timeout(Duration::from_secs(10), next_json(&mut relay))
+        .await
+        .expect("the request past the cap is answered at once");
+    assert_eq!(
+        (busy["requestId"].as_str(), busy["code"].as_str()),
+        (Some("one-too-many"), Some("BUSY")),
+        "{busy}"
+    );
+}
+
 /// DNS rebinding: a name that passes the pre-check (it resolves to 127.0.0.1, allowed)
 /// and then resolves to 127.0.0.2 (denied) when the HTTP client connects. The client's
 /// resolver filters again, so the request fails with TARGET_FORBIDDEN and nothing
