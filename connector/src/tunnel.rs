@@ -9,7 +9,7 @@ use crate::dispatch::{close_ws, handle, handle_binary};
 use crate::session::{hostname, timed, unix_ms, Session, BIN_NONE};
 use crate::Shared;
 use futures_util::{SinkExt, StreamExt};
-use ponte_protocol::{self as proto, limits, queue, ConnectorMsg};
+use ponte_protocol::{self as proto, limits, queue, ConnectorMsg, Due, Liveness};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -256,40 +256,34 @@ where
     });
     let _ = sess.send(&hello).await;
 
-    let ping_every = shared.timing.ping_interval;
     let peer_timeout = shared.timing.peer_timeout;
     let writer_cancel = cancel.clone();
     let writer = tokio::spawn(async move {
-        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         // Cancellation wraps the whole loop so a write stuck on a dead peer cannot hang it.
         let pump = async {
-            loop {
-                tokio::select! {
-                    m = out_rx.recv() => {
-                        let Some(m) = m else { return Ok(()) };
-                        // A close frame (a drained session's last) ends the writer once
-                        // everything queued before it is written.
-                        let mut last = m.frame.is_close();
-                        timed(peer_timeout, sink.feed(m.frame)).await?;
-                        for _ in 0..32 {
-                            if last { break }
-                            match out_rx.try_recv() {
-                                Some(m) => {
-                                    last = m.frame.is_close();
-                                    timed(peer_timeout, sink.feed(m.frame)).await?
-                                }
-                                None => break,
-                            }
-                        }
-                        timed(peer_timeout, sink.flush()).await?;
-                        if last { return Ok(()) }
+            while let Some(m) = out_rx.recv().await {
+                // A close frame (a drained session's last) ends the writer once
+                // everything queued before it is written.
+                let mut last = m.frame.is_close();
+                timed(peer_timeout, sink.feed(m.frame)).await?;
+                for _ in 0..32 {
+                    if last {
+                        break;
                     }
-                    _ = ping.tick() => {
-                        let ping = ConnectorMsg::Ping(proto::Heartbeat { ts: unix_ms() });
-                        timed(peer_timeout, sink.send(Message::text(proto::encode(&ping)))).await?;
+                    match out_rx.try_recv() {
+                        Some(m) => {
+                            last = m.frame.is_close();
+                            timed(peer_timeout, sink.feed(m.frame)).await?
+                        }
+                        None => break,
                     }
                 }
+                timed(peer_timeout, sink.flush()).await?;
+                if last {
+                    return Ok(());
+                }
             }
+            Ok(())
         };
         let res: Result<(), String> = tokio::select! {
             _ = writer_cancel.cancelled() => Ok(()),
@@ -300,9 +294,13 @@ where
         res
     });
 
-    let mut last_seen = Instant::now();
-    let silence = tokio::time::sleep(peer_timeout);
-    tokio::pin!(silence);
+    let mut live = Liveness::new(
+        Instant::now().into_std(),
+        shared.timing.ping_interval,
+        peer_timeout,
+    );
+    let heartbeat = tokio::time::sleep_until(Instant::from_std(live.deadline()));
+    tokio::pin!(heartbeat);
     // Stopping: requests in flight get `shutdown_grace` to finish while new ones are
     // refused (BUSY, nothing done on the device: safe to retry), device WebSockets are
     // closed at once (1001: a page reconnects), and the session ends as soon as no
@@ -342,7 +340,7 @@ where
                 break "shutting down".to_owned();
             }
             frame = stream.next() => {
-                last_seen = Instant::now();
+                live.on_read(Instant::now().into_std());
                 match frame {
                     Some(Ok(Message::Text(t))) => handle(&sess, t.as_str()),
                     Some(Ok(Message::Binary(b))) => handle_binary(&sess, &b),
@@ -352,12 +350,19 @@ where
                     None => break "connection closed".to_owned(),
                 }
             }
-            _ = &mut silence => {
-                let deadline = last_seen + peer_timeout;
-                if Instant::now() >= deadline {
-                    break format!("relay silent for {}s", peer_timeout.as_secs());
+            _ = &mut heartbeat => {
+                match live.poll(Instant::now().into_std()) {
+                    Due::PeerSilent => break format!("relay silent for {}s", peer_timeout.as_secs()),
+                    Due::Ping => {
+                        // Into the queue, dropped when it is full: the writer is then
+                        // busy sending what the relay reads as liveness, or stuck, and
+                        // its write deadline ends the session.
+                        let ping = ConnectorMsg::Ping(proto::Heartbeat { ts: unix_ms() });
+                        let _ = sess.out.try_send(Message::text(proto::encode(&ping)));
+                    }
+                    Due::Nothing => {}
                 }
-                silence.as_mut().reset(deadline);
+                heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
             }
         }
     };

@@ -17,6 +17,7 @@ mod codec;
 mod flow;
 mod headers;
 pub mod limits;
+mod liveness;
 mod message;
 pub mod queue;
 
@@ -26,4 +27,5 @@ pub use flow::{
     MAX_WINDOW,
 };
 pub use headers::{HeaderValue, Headers};
+pub use liveness::{Due, Liveness};
 pub use message::*;

@@ -6,13 +6,13 @@
 //! would stall every other stream on the connection).
 
 use crate::conn::{close_ws, ws_len, Conn, ConnConfig, Peer, Slot, StreamEvent, WS_QUEUE};
-use crate::writer::write_loop;
+use crate::writer::{unix_ms, write_loop};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use ponte_core::connector::{ConnectorDirectory, ConnectorEvent};
 use ponte_core::router::{RouteError, WsFrame};
 use ponte_protocol::{
-    self as proto, limits, queue, Capabilities, CloudMsg, ConnectorMsg, DecodeError,
+    self as proto, limits, queue, Capabilities, CloudMsg, ConnectorMsg, DecodeError, Due, Liveness,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -39,14 +39,17 @@ pub(crate) async fn run<S>(
         sink,
         out_rx,
         conn.cancel.clone(),
-        cfg.ping_interval,
         cfg.peer_timeout,
         Arc::clone(&conn),
     ));
 
-    let mut last_seen = Instant::now();
-    let silence = tokio::time::sleep(cfg.peer_timeout);
-    tokio::pin!(silence);
+    let mut live = Liveness::new(
+        Instant::now().into_std(),
+        cfg.ping_interval,
+        cfg.peer_timeout,
+    );
+    let heartbeat = tokio::time::sleep_until(Instant::from_std(live.deadline()));
+    tokio::pin!(heartbeat);
     let hello_deadline = tokio::time::sleep(conn.hello_grace);
     tokio::pin!(hello_deadline);
     let mut hello_pending = true;
@@ -56,7 +59,7 @@ pub(crate) async fn run<S>(
             biased;
             _ = conn.cancel.cancelled() => break,
             frame = stream.next() => {
-                last_seen = Instant::now();
+                live.on_read(Instant::now().into_std());
                 conn.saw_frame();
                 match frame {
                     Some(Ok(Message::Text(text))) => {
@@ -88,15 +91,24 @@ pub(crate) async fn run<S>(
                     None => break,
                 }
             }
-            _ = &mut silence => {
-                let deadline = last_seen + cfg.peer_timeout;
-                if Instant::now() >= deadline {
-                    warn!(timeout_s = cfg.peer_timeout.as_secs(), "connector silent; disconnecting");
-                    ponte_core::metrics::heartbeat_missed();
-                    conn.close(4002, "heartbeat timeout");
-                    break;
+            _ = &mut heartbeat => {
+                match live.poll(Instant::now().into_std()) {
+                    Due::PeerSilent => {
+                        warn!(timeout_s = live.peer_timeout().as_secs(), "connector silent; disconnecting");
+                        ponte_core::metrics::heartbeat_missed();
+                        conn.close(4002, "heartbeat timeout");
+                        break;
+                    }
+                    Due::Ping => {
+                        // Into the queue, dropped when it is full: the writer is then
+                        // busy sending what the connector reads as liveness, or stuck,
+                        // and its write deadline ends the connection.
+                        let ping = CloudMsg::Ping(proto::Heartbeat { ts: unix_ms() });
+                        let _ = conn.out.try_send(Message::text(proto::encode(&ping)));
+                    }
+                    Due::Nothing => {}
                 }
-                silence.as_mut().reset(deadline);
+                heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
             }
             _ = &mut hello_deadline, if hello_pending => {
                 hello_pending = false;

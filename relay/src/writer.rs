@@ -1,17 +1,16 @@
 //! The writer task of one connector connection: sends what the bounded channel holds
-//! (batched into one flush), pings on the heartbeat interval, and ends with the
-//! connection's close frame.
+//! (batched into one flush; the reader queues the heartbeat's PINGs there too), and ends
+//! with the connection's close frame.
 //!
 //! Must never: let a write to a peer that stopped reading keep the connection alive, or
 //! back up every sender on it (each write must make progress within the peer timeout).
 
 use crate::conn::Conn;
 use futures_util::SinkExt;
-use ponte_protocol::{self as proto, queue, CloudMsg};
+use ponte_protocol::queue;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -23,38 +22,28 @@ pub(crate) async fn write_loop<S>(
     mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     mut rx: queue::Receiver<Message>,
     cancel: CancellationToken,
-    ping_interval: Duration,
     write_timeout: Duration,
     conn: Arc<Conn>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
     // Cancellation wraps the whole loop: a write blocked on a peer that stopped reading
     // must not keep a replaced or revoked connection alive.
     // Each write must make progress within `write_timeout`; a peer that stops reading
     // is disconnected rather than left to back up every sender on this connection.
     let pump = async {
-        loop {
-            tokio::select! {
-                msg = rx.recv() => {
-                    let Some(queued) = msg else { return Ok(()) };
-                    timed(write_timeout, sink.feed(queued.frame)).await?;
-                    // Batch what is already queued into one flush.
-                    for _ in 0..32 {
-                        match rx.try_recv() {
-                            Some(queued) => timed(write_timeout, sink.feed(queued.frame)).await?,
-                            None => break,
-                        }
-                    }
-                    timed(write_timeout, sink.flush()).await?;
-                }
-                _ = ping.tick() => {
-                    let ping = CloudMsg::Ping(proto::Heartbeat { ts: unix_ms() });
-                    timed(write_timeout, sink.send(Message::text(proto::encode(&ping)))).await?;
+        while let Some(queued) = rx.recv().await {
+            timed(write_timeout, sink.feed(queued.frame)).await?;
+            // Batch what is already queued into one flush.
+            for _ in 0..32 {
+                match rx.try_recv() {
+                    Some(queued) => timed(write_timeout, sink.feed(queued.frame)).await?,
+                    None => break,
                 }
             }
+            timed(write_timeout, sink.flush()).await?;
         }
+        Ok(())
     };
     let result: Result<(), String> = tokio::select! {
         _ = cancel.cancelled() => Ok(()),
