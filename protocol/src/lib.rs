@@ -15,6 +15,7 @@
 pub mod binary;
 mod codec;
 mod flow;
+mod handshake;
 mod headers;
 pub mod limits;
 mod liveness;
@@ -26,6 +27,7 @@ pub use flow::{
     OverBudget, RecvWindow, SendWindow, WindowBudget, WindowViolation, WsBudget, WsStreamBudget,
     MAX_WINDOW,
 };
+pub use handshake::{Handshake, Heard, Peer};
 pub use headers::{HeaderValue, Headers};
 pub use liveness::{Due, Liveness};
 pub use message::*;

@@ -11,7 +11,7 @@ use ponte_core::router::{RouteError, WsFrame};
 use ponte_protocol::{
     self as proto, limits,
     queue::{self, TrySendError},
-    Capabilities, Capability, CloudMsg, RecvWindow, SendWindow,
+    Capability, CloudMsg, RecvWindow, SendWindow,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// Frames queued for the writer, and at most [`queue::OUTBOUND_BYTES`] of them. When
 /// full, senders wait: request senders and upload pumps slow down instead of buffering;
@@ -159,19 +159,7 @@ pub(crate) struct WsState {
     pub budget: proto::WsStreamBudget,
 }
 
-/// What a connector speaks: the base protocol only (no HELLO), or what HELLO announced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Peer {
-    pub hello: bool,
-    pub caps: Capabilities,
-}
-
-impl Peer {
-    pub const LEGACY: Peer = Peer {
-        hello: false,
-        caps: Capabilities::NONE,
-    };
-}
+pub(crate) use ponte_protocol::Peer;
 
 /// Binary (`bin`) frames one connection has carried, for tests and diagnostics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -249,32 +237,10 @@ impl Conn {
         }
     }
 
-    pub(crate) fn set_peer_once(&self, peer: Peer) {
-        self.peer.send_if_modified(|p| {
-            if p.is_none() {
-                *p = Some(peer);
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    /// HELLO always wins, even after the grace timer marked the peer legacy: a
-    /// connector on a slow link still gets the extensions (its in-flight streams keep
-    /// their mode; credit starts flowing for them as they are read).
-    pub(crate) fn set_hello(&self, peer: Peer) {
-        self.peer.send_if_modified(|p| {
-            if matches!(p, Some(Peer { hello: true, .. })) {
-                false
-            } else {
-                if p.is_some() {
-                    info!("late HELLO: upgrading a connector first treated as legacy");
-                }
-                *p = Some(peer);
-                true
-            }
-        });
+    /// What the reader's handshake settled ([`ponte_protocol::Handshake`]): requests
+    /// waiting in [`Conn::peer`] go on.
+    pub(crate) fn publish_peer(&self, peer: Peer) {
+        self.peer.send_replace(Some(peer));
     }
 
     pub fn has(&self, cap: Capability) -> bool {
@@ -374,11 +340,6 @@ impl Conn {
             }
             Err(TrySendError::Closed) => false,
         }
-    }
-
-    /// Whether the connector has said HELLO on this connection.
-    pub(crate) fn said_hello(&self) -> bool {
-        matches!(*self.peer.borrow(), Some(Peer { hello: true, .. }))
     }
 
     /// Forgets a stream; if it was still open, tells the connector to stop it.

@@ -12,7 +12,8 @@ use futures_util::StreamExt;
 use ponte_core::connector::{ConnectorDirectory, ConnectorEvent};
 use ponte_core::router::{RouteError, WsFrame};
 use ponte_protocol::{
-    self as proto, limits, queue, Capabilities, CloudMsg, ConnectorMsg, DecodeError, Due, Liveness,
+    self as proto, limits, queue, CloudMsg, ConnectorMsg, DecodeError, Due, Handshake, Heard,
+    Liveness,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -50,9 +51,9 @@ pub(crate) async fn run<S>(
     );
     let heartbeat = tokio::time::sleep_until(Instant::from_std(live.deadline()));
     tokio::pin!(heartbeat);
-    let hello_deadline = tokio::time::sleep(conn.hello_grace);
-    tokio::pin!(hello_deadline);
-    let mut hello_pending = true;
+    let mut hs = Handshake::new(Instant::now().into_std(), conn.hello_grace);
+    let grace_over = tokio::time::sleep(conn.hello_grace);
+    tokio::pin!(grace_over);
 
     loop {
         tokio::select! {
@@ -63,17 +64,15 @@ pub(crate) async fn run<S>(
                 conn.saw_frame();
                 match frame {
                     Some(Ok(Message::Text(text))) => {
-                        hello_pending = false;
-                        handle_text(&conn, directory.as_ref(), text.as_str()).await;
+                        handle_text(&conn, &mut hs, directory.as_ref(), text.as_str()).await;
                         // Any first frame but HELLO (even a malformed one) means legacy.
-                        conn.set_peer_once(Peer::LEGACY);
+                        other_frame(&conn, &mut hs);
                     }
                     Some(Ok(Message::Binary(data))) => {
-                        hello_pending = false;
                         // Accepted from any peer: the decoder bounds it like a text frame.
                         conn.binary_received.fetch_add(1, Ordering::Relaxed);
-                        handle_binary(&conn, directory.as_ref(), &data).await;
-                        conn.set_peer_once(Peer::LEGACY);
+                        handle_binary(&conn, &mut hs, directory.as_ref(), &data).await;
+                        other_frame(&conn, &mut hs);
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(frame))) => {
@@ -110,10 +109,11 @@ pub(crate) async fn run<S>(
                 }
                 heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
             }
-            _ = &mut hello_deadline, if hello_pending => {
-                hello_pending = false;
-                conn.set_peer_once(Peer::LEGACY);
-                debug!("no HELLO: treating connector as protocol v1 base");
+            _ = &mut grace_over, if hs.deadline().is_some() => {
+                if hs.poll(Instant::now().into_std()) {
+                    conn.publish_peer(Peer::LEGACY);
+                    debug!("no HELLO: treating connector as protocol v1 base");
+                }
             }
         }
     }
@@ -122,50 +122,89 @@ pub(crate) async fn run<S>(
     let _ = writer.await;
 }
 
-async fn handle_text(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, text: &str) {
+/// A frame that is not HELLO was read: the first one settles the connector as legacy.
+fn other_frame(conn: &Conn, hs: &mut Handshake) {
+    if hs.on_other_frame() {
+        conn.publish_peer(Peer::LEGACY);
+    }
+}
+
+async fn handle_text(
+    conn: &Arc<Conn>,
+    hs: &mut Handshake,
+    directory: &dyn ConnectorDirectory,
+    text: &str,
+) {
     match proto::decode_connector(text) {
-        Ok(msg) => handle_msg(conn, directory, msg).await,
+        Ok(msg) => handle_msg(conn, hs, directory, msg).await,
         Err(err) => handle_decode_error(conn, err),
     }
 }
 
 /// A `bin` frame: decodes to the same message as its JSON twin and takes the same path,
 /// so index rules, windows and per-stream failure apply alike.
-async fn handle_binary(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, data: &Bytes) {
+async fn handle_binary(
+    conn: &Arc<Conn>,
+    hs: &mut Handshake,
+    directory: &dyn ConnectorDirectory,
+    data: &Bytes,
+) {
     match proto::binary::decode_connector(data) {
-        Ok(msg) => handle_msg(conn, directory, msg).await,
+        Ok(msg) => handle_msg(conn, hs, directory, msg).await,
         Err(err) => handle_decode_error(conn, err),
     }
 }
 
-async fn handle_msg(conn: &Arc<Conn>, directory: &dyn ConnectorDirectory, msg: ConnectorMsg) {
-    if !matches!(msg, ConnectorMsg::Hello(_)) {
-        conn.set_peer_once(Peer::LEGACY);
+async fn handle_msg(
+    conn: &Arc<Conn>,
+    hs: &mut Handshake,
+    directory: &dyn ConnectorDirectory,
+    msg: ConnectorMsg,
+) {
+    let hello = match msg {
+        ConnectorMsg::Hello(hello) => hello,
+        other => {
+            other_frame(conn, hs);
+            return handle_stream_msg(conn, directory, other).await;
+        }
+    };
+    let Heard::Agreed { answer: caps, late } = hs.on_hello(hello.capability_set()) else {
+        // Answering each repeat would let a connector that sends HELLOs and reads
+        // nothing fill the relay's memory with answers.
+        debug!("a second HELLO on one connection ignored");
+        return;
+    };
+    // The answer (DESIGN: the intersection) goes before the peer is marked, so frames
+    // using an extension normally queue behind it; a connector that named `bin` accepts
+    // binary frames even before it has read the answer.
+    conn.send_detached(&CloudMsg::Hello(proto::Hello {
+        version: env!("CARGO_PKG_VERSION").into(),
+        capabilities: caps.names(),
+        metadata: None,
+    }));
+    // HELLO wins even after the grace marked the peer legacy: a connector on a slow
+    // link still gets the extensions (its in-flight streams keep their mode; credit
+    // starts flowing for them as they are read).
+    conn.publish_peer(Peer { hello: true, caps });
+    if late {
+        info!("late HELLO: upgrading a connector first treated as legacy");
     }
+    info!(version = %hello.version, capabilities = ?caps.names(), "connector said HELLO");
+    directory.on_event(ConnectorEvent::Hello {
+        connector_id: conn.connector_id.clone(),
+        hello,
+    });
+}
+
+/// Every frame but HELLO.
+async fn handle_stream_msg(
+    conn: &Arc<Conn>,
+    directory: &dyn ConnectorDirectory,
+    msg: ConnectorMsg,
+) {
     match msg {
-        ConnectorMsg::Hello(_) if conn.said_hello() => {
-            // Capabilities are set once per connection. Answering each repeat would let
-            // a connector that sends HELLOs and reads nothing fill the relay's memory
-            // with answers.
-            debug!("a second HELLO on one connection ignored");
-        }
-        ConnectorMsg::Hello(hello) => {
-            let caps = hello.capability_set().intersect(Capabilities::all());
-            // The answer (DESIGN: the intersection) goes before the peer is marked, so
-            // frames using an extension normally queue behind it; a connector that named
-            // `bin` accepts binary frames even before it has read the answer.
-            conn.send_detached(&CloudMsg::Hello(proto::Hello {
-                version: env!("CARGO_PKG_VERSION").into(),
-                capabilities: caps.names(),
-                metadata: None,
-            }));
-            conn.set_hello(Peer { hello: true, caps });
-            info!(version = %hello.version, capabilities = ?caps.names(), "connector said HELLO");
-            directory.on_event(ConnectorEvent::Hello {
-                connector_id: conn.connector_id.clone(),
-                hello,
-            });
-        }
+        // `handle_msg`'s own; never passed here.
+        ConnectorMsg::Hello(_) => {}
         ConnectorMsg::Ping(hb) => {
             // Liveness is any frame, so a PONG is a courtesy: dropped when the writer is
             // backed up. (Queueing it would let a PING flood grow memory.)
