@@ -23,14 +23,16 @@ pub(crate) fn handle(sess: &Arc<Session>, text: &str) {
 
 pub(crate) fn bad_frame(sess: &Arc<Session>, e: proto::DecodeError) {
     warn!(%e, "bad frame from relay");
-    if let Some(rid) = e.request_id() {
-        let ctl = sess.streams.lock().unwrap().remove(rid);
-        if let Some(ctl) = ctl {
-            ctl.cancel.cancel();
-            sess.error(rid, &ExecError::new(ErrorCode::BadRequest, e.to_string()));
+    match e.blame() {
+        proto::Blame::Http(rid) => {
+            let ctl = sess.streams.lock().unwrap().remove(rid);
+            if let Some(ctl) = ctl {
+                ctl.cancel.cancel();
+                sess.error(rid, &ExecError::new(ErrorCode::BadRequest, e.to_string()));
+            }
         }
-    } else if let Some(sid) = e.stream_id() {
-        close_ws(sess, sid, 1002, "malformed frame");
+        proto::Blame::Ws(sid) => close_ws(sess, sid, 1002, "malformed frame"),
+        proto::Blame::Ignored | proto::Blame::Dropped => {}
     }
 }
 

@@ -14,8 +14,12 @@ use tokio::time::Instant;
 use tracing::{debug, debug_span, info, Instrument};
 
 /// Request-body chunks queued per stream toward the device; bytes are bounded by the
-/// window we grant. Overflow (a relay ignoring the window) fails that stream only.
-const BODY_QUEUE: usize = 256;
+/// window we grant (at most [`limits::MAX_TUNED_WINDOW`]). One slot per KiB of the
+/// largest window, so a window's worth of chunks averaging 1 KiB (a slow client's
+/// small reads, forwarded as they come) fits. Overflow (a relay ignoring the window,
+/// or sending chunks smaller than that) fails that stream only. Slots are allocated as
+/// they are used.
+const BODY_QUEUE: usize = limits::MAX_TUNED_WINDOW as usize / 1024;
 
 pub(crate) fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
     let rid = req.request_id.clone();

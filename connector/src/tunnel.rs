@@ -258,10 +258,24 @@ where
 
     let peer_timeout = shared.timing.peer_timeout;
     let writer_cancel = cancel.clone();
+    // The heartbeat's PING, which the loop below says is due: written beside the queue,
+    // so a queue kept full by a long upload does not starve it (the relay's "last
+    // heartbeat" and a legacy relay's timer see PINGs only).
+    let ping = Arc::new(Notify::new());
+    let ping_due = Arc::clone(&ping);
     let writer = tokio::spawn(async move {
         // Cancellation wraps the whole loop so a write stuck on a dead peer cannot hang it.
         let pump = async {
-            while let Some(m) = out_rx.recv().await {
+            loop {
+                let m = tokio::select! {
+                    m = out_rx.recv() => m,
+                    () = ping_due.notified() => {
+                        let ping = ConnectorMsg::Ping(proto::Heartbeat { ts: unix_ms() });
+                        timed(peer_timeout, sink.send(Message::text(proto::encode(&ping)))).await?;
+                        continue;
+                    }
+                };
+                let Some(m) = m else { return Ok(()) };
                 // A close frame (a drained session's last) ends the writer once
                 // everything queued before it is written.
                 let mut last = m.frame.is_close();
@@ -283,7 +297,6 @@ where
                     return Ok(());
                 }
             }
-            Ok(())
         };
         let res: Result<(), String> = tokio::select! {
             _ = writer_cancel.cancelled() => Ok(()),
@@ -339,6 +352,15 @@ where
                 warn!(requests = open, "stopping: shutdown grace over, cutting the requests still in flight");
                 break "shutting down".to_owned();
             }
+            // Before the frames: a relay that always has one ready must not starve it.
+            _ = &mut heartbeat => {
+                match live.poll(Instant::now().into_std()) {
+                    Due::PeerSilent => break format!("relay silent for {}s", peer_timeout.as_secs()),
+                    Due::Ping => ping.notify_one(),
+                    Due::Nothing => {}
+                }
+                heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
+            }
             frame = stream.next() => {
                 live.on_read(Instant::now().into_std());
                 match frame {
@@ -349,20 +371,6 @@ where
                     Some(Err(e)) => break format!("connection error: {e}"),
                     None => break "connection closed".to_owned(),
                 }
-            }
-            _ = &mut heartbeat => {
-                match live.poll(Instant::now().into_std()) {
-                    Due::PeerSilent => break format!("relay silent for {}s", peer_timeout.as_secs()),
-                    Due::Ping => {
-                        // Into the queue, dropped when it is full: the writer is then
-                        // busy sending what the relay reads as liveness, or stuck, and
-                        // its write deadline ends the session.
-                        let ping = ConnectorMsg::Ping(proto::Heartbeat { ts: unix_ms() });
-                        let _ = sess.out.try_send(Message::text(proto::encode(&ping)));
-                    }
-                    Due::Nothing => {}
-                }
-                heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
             }
         }
     };

@@ -41,6 +41,39 @@ impl DecodeError {
             _ => None,
         }
     }
+
+    /// What a frame that did not decode costs, the same at both ends: never the
+    /// connection. A type this version does not know is ignored (a newer peer's
+    /// extension); a malformed frame that names its stream fails that stream only (an
+    /// HTTP stream with an error, a WebSocket with close 1002); one that names none is
+    /// dropped.
+    pub fn blame(&self) -> Blame<'_> {
+        match self {
+            DecodeError::UnknownType { .. } => Blame::Ignored,
+            DecodeError::Malformed {
+                request_id: Some(rid),
+                ..
+            } => Blame::Http(rid),
+            DecodeError::Malformed {
+                stream_id: Some(sid),
+                ..
+            } => Blame::Ws(sid),
+            _ => Blame::Dropped,
+        }
+    }
+}
+
+/// Who a frame that did not decode is on ([`DecodeError::blame`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame<'a> {
+    /// A message type this version does not define: ignored, for forward compatibility.
+    Ignored,
+    /// The HTTP stream with this request id fails (if it is open).
+    Http(&'a str),
+    /// The WebSocket stream with this id is closed with 1002 (if it is open).
+    Ws(&'a str),
+    /// Names no stream: dropped, logged.
+    Dropped,
 }
 
 /// A message of either direction; lets [`encode`] take the fast path for body chunks.
@@ -522,5 +555,32 @@ mod tests {
             decode_connector(&huge),
             Err(DecodeError::TooLarge { .. })
         ));
+    }
+
+    /// The bad-frame policy both ends apply: a stream named is the one that pays, an
+    /// unknown type costs nothing, and nothing costs the connection.
+    #[test]
+    fn a_bad_frame_is_blamed_on_the_stream_it_names() {
+        let blame = |frame: &str| match decode_connector(frame).unwrap_err().blame() {
+            Blame::Ignored => "ignored".to_owned(),
+            Blame::Http(r) => format!("http {r}"),
+            Blame::Ws(s) => format!("ws {s}"),
+            Blame::Dropped => "dropped".to_owned(),
+        };
+        let cases = [
+            (r#"{"type":"NOPE","requestId":"r1"}"#, "ignored"),
+            (
+                r#"{"type":"HTTP_RESPONSE_CHUNK","requestId":"r1","data":"!!","index":0}"#,
+                "http r1",
+            ),
+            (r#"{"type":"WS_MESSAGE","streamId":"w1","text":1}"#, "ws w1"),
+            (r#"{"type":"HTTP_RESPONSE_END"}"#, "dropped"),
+            ("{not json", "dropped"),
+        ];
+        for (frame, want) in cases {
+            assert_eq!(blame(frame), want, "{frame}");
+        }
+        let huge = format!(r#"{{"type":"PING","pad":"{}"}}"#, "a".repeat(MAX_FRAME_LEN));
+        assert_eq!(blame(&huge), "dropped");
     }
 }

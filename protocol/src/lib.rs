@@ -22,7 +22,7 @@ mod liveness;
 mod message;
 pub mod queue;
 
-pub use codec::{decode_cloud, decode_connector, encode, DecodeError, Frame};
+pub use codec::{decode_cloud, decode_connector, encode, Blame, DecodeError, Frame};
 pub use flow::{
     OverBudget, RecvWindow, SendWindow, WindowBudget, WindowViolation, WsBudget, WsStreamBudget,
     MAX_WINDOW,

@@ -184,6 +184,8 @@ pub(crate) struct Conn {
     binary_sent: AtomicU64,
     /// Control frames waiting in tasks of their own for room in the full queue.
     detached: Arc<AtomicUsize>,
+    /// The reader's heartbeat says a PING is due; the writer sends it beside the queue.
+    pub(crate) ping: tokio::sync::Notify,
     pub streams: Mutex<HashMap<String, Slot>>,
     pub ws: Mutex<HashMap<String, Arc<WsState>>>,
     /// WebSocket bytes queued toward callers, over all of this connection's streams.
@@ -213,6 +215,7 @@ impl Conn {
             binary_received: AtomicU64::new(0),
             binary_sent: AtomicU64::new(0),
             detached: Arc::default(),
+            ping: tokio::sync::Notify::new(),
             streams: Mutex::default(),
             ws: Mutex::default(),
             ws_budget: proto::WsBudget::new(limits::WS_STREAM_BUDGET, limits::WS_CONNECTION_BUDGET),

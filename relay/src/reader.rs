@@ -6,14 +6,14 @@
 //! would stall every other stream on the connection).
 
 use crate::conn::{close_ws, ws_len, Conn, ConnConfig, Peer, Slot, StreamEvent, WS_QUEUE};
-use crate::writer::{unix_ms, write_loop};
+use crate::writer::write_loop;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use ponte_core::connector::{ConnectorDirectory, ConnectorEvent};
 use ponte_core::router::{RouteError, WsFrame};
 use ponte_protocol::{
-    self as proto, limits, queue, CloudMsg, ConnectorMsg, DecodeError, Due, Handshake, Heard,
-    Liveness,
+    self as proto, limits, queue, Blame, CloudMsg, ConnectorMsg, DecodeError, Due, Handshake,
+    Heard, Liveness,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,14 +51,29 @@ pub(crate) async fn run<S>(
     );
     let heartbeat = tokio::time::sleep_until(Instant::from_std(live.deadline()));
     tokio::pin!(heartbeat);
-    let mut hs = Handshake::new(Instant::now().into_std(), conn.hello_grace);
-    let grace_over = tokio::time::sleep(conn.hello_grace);
+    let accepted = Instant::now();
+    let mut hs = Handshake::new(accepted.into_std(), conn.hello_grace);
+    let grace_over = tokio::time::sleep_until(accepted + conn.hello_grace);
     tokio::pin!(grace_over);
 
     loop {
         tokio::select! {
             biased;
             _ = conn.cancel.cancelled() => break,
+            // Before the frames: a peer that always has one ready must not starve it.
+            _ = &mut heartbeat => {
+                match live.poll(Instant::now().into_std()) {
+                    Due::PeerSilent => {
+                        warn!(timeout_s = live.peer_timeout().as_secs(), "connector silent; disconnecting");
+                        ponte_core::metrics::heartbeat_missed();
+                        conn.close(4002, "heartbeat timeout");
+                        break;
+                    }
+                    Due::Ping => conn.ping.notify_one(),
+                    Due::Nothing => {}
+                }
+                heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
+            }
             frame = stream.next() => {
                 live.on_read(Instant::now().into_std());
                 conn.saw_frame();
@@ -89,25 +104,6 @@ pub(crate) async fn run<S>(
                     }
                     None => break,
                 }
-            }
-            _ = &mut heartbeat => {
-                match live.poll(Instant::now().into_std()) {
-                    Due::PeerSilent => {
-                        warn!(timeout_s = live.peer_timeout().as_secs(), "connector silent; disconnecting");
-                        ponte_core::metrics::heartbeat_missed();
-                        conn.close(4002, "heartbeat timeout");
-                        break;
-                    }
-                    Due::Ping => {
-                        // Into the queue, dropped when it is full: the writer is then
-                        // busy sending what the connector reads as liveness, or stuck,
-                        // and its write deadline ends the connection.
-                        let ping = CloudMsg::Ping(proto::Heartbeat { ts: unix_ms() });
-                        let _ = conn.out.try_send(Message::text(proto::encode(&ping)));
-                    }
-                    Due::Nothing => {}
-                }
-                heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
             }
             _ = &mut grace_over, if hs.deadline().is_some() => {
                 if hs.poll(Instant::now().into_std()) {
@@ -488,17 +484,15 @@ fn finish(conn: &Conn, request_id: &str) {
 }
 
 fn handle_decode_error(conn: &Conn, err: DecodeError) {
-    match (&err, err.request_id(), err.stream_id()) {
-        (DecodeError::UnknownType { msg_type }, _, _) => {
-            warn!(%msg_type, "unknown message type ignored");
-        }
-        (_, Some(rid), _) if conn.streams.lock().unwrap().contains_key(rid) => {
+    match err.blame() {
+        Blame::Ignored => warn!(%err, "unknown message type ignored"),
+        Blame::Http(rid) if conn.streams.lock().unwrap().contains_key(rid) => {
             conn.fail_stream(rid, RouteError::Protocol(err.to_string()));
         }
-        (_, _, Some(sid)) => {
+        Blame::Ws(sid) => {
             warn!(stream_id = sid, %err, "malformed WebSocket frame");
             close_ws(conn, sid, 1002, "malformed frame");
         }
-        _ => warn!(%err, "malformed frame dropped"),
+        Blame::Http(_) | Blame::Dropped => warn!(%err, "malformed frame dropped"),
     }
 }

@@ -1,13 +1,14 @@
 //! The writer task of one connector connection: sends what the bounded channel holds
-//! (batched into one flush; the reader queues the heartbeat's PINGs there too), and ends
-//! with the connection's close frame.
+//! (batched into one flush), the heartbeat's PING when the reader says it is due
+//! (beside the queue, so a full queue does not starve it), and ends with the
+//! connection's close frame.
 //!
 //! Must never: let a write to a peer that stopped reading keep the connection alive, or
 //! back up every sender on it (each write must make progress within the peer timeout).
 
 use crate::conn::Conn;
 use futures_util::SinkExt;
-use ponte_protocol::queue;
+use ponte_protocol::{self as proto, queue, CloudMsg};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -32,7 +33,16 @@ pub(crate) async fn write_loop<S>(
     // Each write must make progress within `write_timeout`; a peer that stops reading
     // is disconnected rather than left to back up every sender on this connection.
     let pump = async {
-        while let Some(queued) = rx.recv().await {
+        loop {
+            let queued = tokio::select! {
+                queued = rx.recv() => queued,
+                () = conn.ping.notified() => {
+                    let ping = CloudMsg::Ping(proto::Heartbeat { ts: unix_ms() });
+                    timed(write_timeout, sink.send(Message::text(proto::encode(&ping)))).await?;
+                    continue;
+                }
+            };
+            let Some(queued) = queued else { return Ok(()) };
             timed(write_timeout, sink.feed(queued.frame)).await?;
             // Batch what is already queued into one flush.
             for _ in 0..32 {
@@ -43,7 +53,6 @@ pub(crate) async fn write_loop<S>(
             }
             timed(write_timeout, sink.flush()).await?;
         }
-        Ok(())
     };
     let result: Result<(), String> = tokio::select! {
         _ = cancel.cancelled() => Ok(()),
