@@ -233,7 +233,19 @@ fn relay_child() {
         );
         println!("{}", listener.local_addr().unwrap().port());
         std::io::stdout().flush().unwrap();
-        tokio::spawn(ponte_relay::serve(listener, relay, Default::default()));
+        // Every idle connector comes from 127.0.0.1: no per-address or total cap (as
+        // `ponte serve --max-connections 0 --max-connections-per-address 0`).
+        let limits = ponte_listen::Limits {
+            max_connections: 0,
+            max_connections_per_address: 0,
+            ..Default::default()
+        };
+        tokio::spawn(ponte_relay::serve_with(
+            listener,
+            relay,
+            limits,
+            Default::default(),
+        ));
         tokio::task::spawn_blocking(|| {
             let mut line = String::new();
             let _ = std::io::stdin().lock().read_line(&mut line);
