@@ -509,35 +509,13 @@ async fn the_connector_sends_binary_only_after_the_relay_named_bin() {
         .await
         .unwrap();
     for (i, c) in pattern_chunks(N, 3).enumerate() {
-        let msg = CloudMsg::HttpRequestChunk(ponte_protocol::Chunk {
-            request_id: "r-3".into(),
-            data: c,
-            index: i as u64,
-        });
-        relay
-            .send(Message::Binary(binary::encode_cloud(&msg).unwrap()))
-            .await
-            .unwrap();
+        send_chunk(&mut relay, "r-3", i as u64, c).await;
     }
     relay
         .send(text(json!({"type":"HTTP_REQUEST_END","requestId":"r-3"})))
         .await
         .unwrap();
-    let mut body = Vec::new();
-    loop {
-        let msg = match relay.next().await.unwrap().unwrap() {
-            Message::Binary(b) => binary::decode_connector(&b).unwrap(),
-            Message::Text(t) => ponte_protocol::decode_connector(t.as_str()).unwrap(),
-            other => panic!("unexpected {other:?}"),
-        };
-        match msg {
-            ConnectorMsg::HttpResponseChunk(c) => body.extend_from_slice(&c.data),
-            ConnectorMsg::HttpResponseEnd(_) => break,
-            ConnectorMsg::HttpResponseError(e) => panic!("upload failed: {e:?}"),
-            _ => {}
-        }
-    }
-    let v: Value = serde_json::from_slice(&body).unwrap();
+    let v = upload_answer(&mut relay).await;
     assert_eq!(v["len"], N);
     assert_eq!(v["sha256"], sha256_hex(pattern_chunks(N, 3)));
     shutdown.cancel();
@@ -633,35 +611,13 @@ async fn a_fast_upload_is_granted_more_than_the_initial_window() {
             peak = peak.max(window);
         }
         window -= c.len() as u64;
-        let msg = CloudMsg::HttpRequestChunk(ponte_protocol::Chunk {
-            request_id: "r-u".into(),
-            data: c,
-            index: i as u64,
-        });
-        relay
-            .send(Message::Binary(binary::encode_cloud(&msg).unwrap()))
-            .await
-            .unwrap();
+        send_chunk(&mut relay, "r-u", i as u64, c).await;
     }
     relay
         .send(text(json!({"type":"HTTP_REQUEST_END","requestId":"r-u"})))
         .await
         .unwrap();
-    let mut got = Vec::new();
-    loop {
-        let msg = match relay.next().await.unwrap().unwrap() {
-            Message::Binary(b) => binary::decode_connector(&b).unwrap(),
-            Message::Text(t) => ponte_protocol::decode_connector(t.as_str()).unwrap(),
-            other => panic!("unexpected {other:?}"),
-        };
-        match msg {
-            ConnectorMsg::HttpResponseChunk(c) => got.extend_from_slice(&c.data),
-            ConnectorMsg::HttpResponseEnd(_) => break,
-            ConnectorMsg::HttpResponseError(e) => panic!("upload failed: {e:?}"),
-            _ => {}
-        }
-    }
-    let v: Value = serde_json::from_slice(&got).unwrap();
+    let v = upload_answer(&mut relay).await;
     assert_eq!(v["len"], N);
     assert_eq!(v["sha256"], sha256_hex(pattern_chunks(N, 9)));
     assert!(
@@ -683,4 +639,37 @@ async fn hello_caps(relay: &mut Peer, caps: &[&str]) {
         ))
         .await
         .unwrap();
+}
+
+/// Sends one request-body chunk as a binary frame.
+async fn send_chunk(relay: &mut Peer, rid: &str, index: u64, data: Bytes) {
+    let msg = CloudMsg::HttpRequestChunk(ponte_protocol::Chunk {
+        request_id: rid.into(),
+        data,
+        index,
+    });
+    relay
+        .send(Message::Binary(binary::encode_cloud(&msg).unwrap()))
+        .await
+        .unwrap();
+}
+
+/// The device's JSON answer to an upload (`/upload`: its length and SHA-256), read to the
+/// end of the response.
+async fn upload_answer(relay: &mut Peer) -> Value {
+    let mut body = Vec::new();
+    loop {
+        let msg = match relay.next().await.unwrap().unwrap() {
+            Message::Binary(b) => binary::decode_connector(&b).unwrap(),
+            Message::Text(t) => ponte_protocol::decode_connector(t.as_str()).unwrap(),
+            other => panic!("unexpected {other:?}"),
+        };
+        match msg {
+            ConnectorMsg::HttpResponseChunk(c) => body.extend_from_slice(&c.data),
+            ConnectorMsg::HttpResponseEnd(_) => break,
+            ConnectorMsg::HttpResponseError(e) => panic!("upload failed: {e:?}"),
+            _ => {}
+        }
+    }
+    serde_json::from_slice(&body).unwrap()
 }

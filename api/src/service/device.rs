@@ -82,7 +82,7 @@ impl std::fmt::Display for Unreachable {
 }
 
 /// The part of [`device`] that asks only the equipment row: it uses the addon and has
-/// an address. Its base URL and TLS setting.
+/// an address. Its base URL.
 pub(crate) fn target(eq: &store::Equipment) -> Result<String, Unreachable> {
     if !eq.uses_addon {
         return Err(Unreachable::AddonDisabled);
@@ -110,7 +110,7 @@ pub(crate) async fn device(api: &Api, tid: i32, eid: i32) -> Result<Device, Unre
 }
 
 /// The institution's connector, if it is paired (has a current token).
-pub(crate) async fn paired_connector(api: &Api, tid: i32) -> Result<store::Connector, Unreachable> {
+async fn paired_connector(api: &Api, tid: i32) -> Result<store::Connector, Unreachable> {
     api.store
         .connector_of(tid)
         .await?
