@@ -3,11 +3,12 @@
 
 use crate::exec::ExecError;
 use crate::request::start_request;
-use crate::session::{Session, WsToDevice, BIN_BODIES, BIN_HEADS, BIN_NONE};
-use crate::wsproxy::start_ws;
+use crate::session::{Session, StreamCtl, WsToDevice, BIN_BODIES, BIN_HEADS, BIN_NONE};
+use crate::wsproxy::{close_ws, start_ws};
 use bytes::Bytes;
 
-use ponte_protocol::{self as proto, limits, CloudMsg, ConnectorMsg, ErrorCode};
+use ponte_protocol::stream::WsPayload;
+use ponte_protocol::{self as proto, CloudMsg, ConnectorMsg, ErrorCode};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -79,42 +80,33 @@ pub(crate) fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
                 let mut body = ctl.body.lock().unwrap();
                 match body.as_mut() {
                     None => Err("chunk for a request without bodyStream".to_owned()),
-                    Some(b) if c.index != b.next_index => Err(format!(
-                        "chunk index {} where {} was expected",
-                        c.index, b.next_index
-                    )),
-                    Some(b) => match b.recv.on_data(c.data.len()) {
+                    Some(b) => match b.rx.on_chunk(c.index, c.data.len()) {
                         Err(v) => Err(v.to_string()),
-                        Ok(()) => {
-                            b.next_index += 1;
-                            match b.tx.as_ref().map(|tx| tx.try_send(c.data)) {
-                                Some(Err(mpsc::error::TrySendError::Full(_))) => {
-                                    Err("too many body chunks queued".into())
-                                }
-                                None => Err("chunk after HTTP_REQUEST_END".into()),
-                                _ => Ok(()),
+                        Ok(()) => match b.tx.as_ref().map(|tx| tx.try_send(c.data)) {
+                            Some(Err(mpsc::error::TrySendError::Full(_))) => {
+                                Err("too many body chunks queued".into())
                             }
-                        }
+                            // The device's end of the body is gone (it answered early);
+                            // the request's own task reports that.
+                            _ => Ok(()),
+                        },
                     },
                 }
             };
             if let Err(reason) = verdict {
-                warn!(request_id = %c.request_id, %reason, "failing request");
-                sess.streams.lock().unwrap().remove(&c.request_id);
-                ctl.cancel.cancel();
-                sess.error(
-                    &c.request_id,
-                    &ExecError::new(ErrorCode::BadRequest, reason),
-                );
+                fail_request(sess, &c.request_id, &ctl, reason);
             }
         }
         CloudMsg::HttpRequestEnd(r) => {
             let ctl = sess.streams.lock().unwrap().get(&r.request_id).cloned();
-            if let Some(ctl) = ctl {
-                if let Some(b) = ctl.body.lock().unwrap().as_mut() {
-                    b.complete = true;
-                    b.tx = None; // body complete: the device sees the end of the stream
-                }
+            let Some(ctl) = ctl else { return };
+            // A request sent whole has no body to end: nothing to do.
+            let ended = ctl.body.lock().unwrap().as_mut().map(|b| {
+                b.tx = None; // the device sees the end of the body
+                b.rx.on_end()
+            });
+            if let Some(Err(v)) = ended {
+                fail_request(sess, &r.request_id, &ctl, v.to_string());
             }
         }
         CloudMsg::HttpCancel(r) => {
@@ -126,20 +118,12 @@ pub(crate) fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
         }
         CloudMsg::WindowUpdate(w) => {
             let ctl = sess.streams.lock().unwrap().get(&w.request_id).cloned();
-            // A stream begun before the relay named `flow` sends without a window: its
-            // credit is not counted (it would only add up to an overflow).
-            if let Some(ctl) = ctl.filter(|c| c.flow) {
-                let granted = ctl.window.lock().unwrap().grant(w.bytes);
-                if let Err(v) = granted {
-                    warn!(request_id = %w.request_id, %v, "bad WINDOW_UPDATE");
-                    sess.streams.lock().unwrap().remove(&w.request_id);
-                    ctl.cancel.cancel();
-                    sess.error(
-                        &w.request_id,
-                        &ExecError::new(ErrorCode::BadRequest, v.to_string()),
-                    );
-                } else {
-                    ctl.credit.notify_waiters();
+            // A stream begun before the relay named `flow` ignores it (`BodyTx::grant`).
+            if let Some(ctl) = ctl {
+                let granted = ctl.body_tx.lock().unwrap().grant(w.bytes);
+                match granted {
+                    Err(v) => fail_request(sess, &w.request_id, &ctl, v.to_string()),
+                    Ok(()) => ctl.credit.notify_waiters(),
                 }
             }
         }
@@ -147,32 +131,20 @@ pub(crate) fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
         CloudMsg::WsMessage(m) => {
             let ws = sess.ws.lock().unwrap().get(&m.stream_id).cloned();
             let Some(ws) = ws else { return };
-            let msg = match (m.text, m.data) {
-                (Some(t), None) => Message::text(t),
-                (None, Some(d)) => Message::binary(d),
-                _ => {
-                    return close_ws(
-                        sess,
-                        &m.stream_id,
-                        1002,
-                        "WS_MESSAGE needs exactly one of text/data",
-                    )
+            let msg = match proto::stream::ws_payload(m.text, m.data) {
+                Ok(WsPayload::Text(t)) => Message::text(t),
+                Ok(WsPayload::Binary(d)) => Message::binary(d),
+                Err(no) => {
+                    warn!(stream_id = %m.stream_id, code = no.code, "closing a WebSocket: {}", no.reason);
+                    return close_ws(sess, &m.stream_id, no.code, no.reason);
                 }
             };
             let len = msg.len();
-            if len > limits::MAX_WS_MESSAGE {
-                warn!(stream_id = %m.stream_id, len, "WebSocket message over the limit; closing stream");
-                return close_ws(sess, &m.stream_id, 1009, "message too big");
-            }
             // Never wait: the budget bounds what a device that does not read can hold.
             if let Err(over) = ws.budget.charge(len) {
-                let (code, reason) = match over {
-                    proto::OverBudget::Closed => return,
-                    proto::OverBudget::Stream => (1008, "device WebSocket too slow"),
-                    proto::OverBudget::Connection => (1013, "connector WebSocket budget used up"),
-                };
-                warn!(stream_id = %m.stream_id, held = ws.budget.held(), connection_held = sess.ws_budget.used(), code, "device not keeping up; closing its WebSocket: {over}");
-                return close_ws(sess, &m.stream_id, code, reason);
+                let Some(no) = over.close() else { return };
+                warn!(stream_id = %m.stream_id, held = ws.budget.held(), connection_held = sess.ws_budget.used(), code = no.code, "device not keeping up; closing its WebSocket: {over}");
+                return close_ws(sess, &m.stream_id, no.code, no.reason);
             }
             // The last slot stays free for the close frame.
             let sent = match ws.tx.capacity() > 1 {
@@ -181,7 +153,7 @@ pub(crate) fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
             };
             if sent.is_err() {
                 ws.budget.release(len);
-                close_ws(sess, &m.stream_id, 1008, "device WebSocket too slow");
+                close_ws(sess, &m.stream_id, 1008, "receiver too slow");
             }
         }
         CloudMsg::WsClose(c) => {
@@ -198,17 +170,11 @@ pub(crate) fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
     }
 }
 
-pub(crate) fn close_ws(sess: &Session, stream_id: &str, code: u16, reason: &str) {
-    let ws = sess.ws.lock().unwrap().remove(stream_id);
-    if let Some(ws) = ws {
-        let _ = ws
-            .tx
-            .try_send(WsToDevice::Close(Some(code), Some(reason.to_owned())));
-        sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
-            stream_id: stream_id.to_owned(),
-            code: Some(code),
-            reason: Some(reason.to_owned()),
-            error: None,
-        }));
-    }
+/// Fails one request for a frame that broke its rules: its device request is cancelled
+/// and the relay told why.
+fn fail_request(sess: &Session, request_id: &str, ctl: &StreamCtl, reason: String) {
+    warn!(request_id, %reason, "failing request");
+    sess.streams.lock().unwrap().remove(request_id);
+    ctl.cancel.cancel();
+    sess.error(request_id, &ExecError::new(ErrorCode::BadRequest, reason));
 }

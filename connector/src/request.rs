@@ -2,10 +2,11 @@
 //! back within its window, feed a streamed upload to the device.
 
 use crate::exec::{self, ExecError, Executor};
-use crate::session::{gone, loggable, take_window_now, wait_window, BodyIn, Session, StreamCtl};
+use crate::session::{gone, loggable, wait_window, BodyIn, Session, StreamCtl};
 use bytes::Bytes;
 use futures_util::{FutureExt as _, StreamExt};
-use ponte_protocol::{self as proto, limits, ConnectorMsg, ErrorCode, RecvWindow, SendWindow};
+use ponte_protocol::stream::{self, BodyRx, BodyTx, Refusal};
+use ponte_protocol::{self as proto, limits, ConnectorMsg, ErrorCode};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,27 +28,22 @@ pub(crate) fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
         // Requests and WebSockets count together, as the relay counts them (and as a
         // WS_OPEN is checked). Read first: the two tables are never locked together.
         let sockets = sess.ws.lock().unwrap().len();
-        let streams = sess.streams.lock().unwrap();
-        if streams.contains_key(&rid) {
-            drop(streams);
-            return sess.error(
-                &rid,
-                &ExecError::new(ErrorCode::BadRequest, "duplicate requestId"),
-            );
-        }
-        if sess.draining.load(Ordering::SeqCst) {
-            drop(streams);
-            return sess.error(
-                &rid,
-                &ExecError::new(ErrorCode::Busy, "connector is stopping; retry shortly"),
-            );
-        }
-        if streams.len() + sockets >= limits::MAX_STREAMS_PER_CONNECTOR {
-            drop(streams);
-            return sess.error(
-                &rid,
-                &ExecError::new(ErrorCode::Busy, "connector has too many requests in flight"),
-            );
+        let admitted = {
+            let streams = sess.streams.lock().unwrap();
+            stream::admit(streams.len() + sockets, streams.contains_key(&rid))
+        };
+        let refusal = match admitted {
+            Err(Refusal::Duplicate) => Some((ErrorCode::BadRequest, "duplicate requestId")),
+            _ if sess.draining.load(Ordering::SeqCst) => {
+                Some((ErrorCode::Busy, "connector is stopping; retry shortly"))
+            }
+            Err(Refusal::Busy) => {
+                Some((ErrorCode::Busy, "connector has too many streams in flight"))
+            }
+            Ok(()) => None,
+        };
+        if let Some((code, why)) = refusal {
+            return sess.error(&rid, &ExecError::new(code, why));
         }
     }
     let (body_rx, body_in) = if req.body_stream {
@@ -56,10 +52,8 @@ pub(crate) fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
             Some(rx),
             Some(BodyIn {
                 tx: Some(tx),
-                next_index: 0,
-                recv: RecvWindow::default(),
+                rx: BodyRx::upload(),
                 window_budget: Arc::clone(&sess.window_budget),
-                complete: false,
             }),
         )
     } else {
@@ -67,8 +61,7 @@ pub(crate) fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
     };
     let ctl = Arc::new(StreamCtl {
         cancel: sess.cancel.child_token(),
-        flow: sess.relay_flow.load(Ordering::Relaxed),
-        window: Mutex::new(SendWindow::default()),
+        body_tx: Mutex::new(BodyTx::new(sess.relay_flow.load(Ordering::Relaxed))),
         credit: Notify::new(),
         body: Mutex::new(body_in),
     });
@@ -250,9 +243,14 @@ pub(crate) async fn serve_request(
             }
         }
     }
-    if ended && ready_len <= limits::MAX_CHUNK_LEN && take_window_now(ctl, ready_len) {
+    let whole = match (ended, ready_len) {
+        (false, _) => None,
+        (true, 0) => Some(None),
+        (true, n) => ctl.body_tx.lock().unwrap().take_whole(n).map(Some),
+    };
+    if let Some(piece) = whole {
         let mut batch = vec![start];
-        if ready_len > 0 {
+        if let Some(piece) = piece {
             let data = match ready.len() {
                 1 => ready.pop().unwrap_or_default(),
                 _ => ready.concat().into(),
@@ -260,7 +258,7 @@ pub(crate) async fn serve_request(
             batch.push(ConnectorMsg::HttpResponseChunk(proto::Chunk {
                 request_id: rid.clone(),
                 data,
-                index: 0,
+                index: piece.index,
             }));
         }
         batch.push(ConnectorMsg::HttpResponseEnd(proto::StreamRef {
@@ -271,7 +269,6 @@ pub(crate) async fn serve_request(
     sess.send(&start).await.map_err(|_| gone())?;
 
     let mut ready = ready.into_iter();
-    let mut index = 0u64;
     loop {
         let chunk = if let Some(c) = ready.next() {
             c
@@ -294,14 +291,13 @@ pub(crate) async fn serve_request(
         };
         let mut chunk = chunk;
         while !chunk.is_empty() {
-            let n = wait_window(ctl, chunk.len().min(limits::MAX_CHUNK_LEN)).await;
-            let data = chunk.split_to(n);
+            let piece = wait_window(ctl, chunk.len()).await;
+            let data = chunk.split_to(piece.len);
             let msg = ConnectorMsg::HttpResponseChunk(proto::Chunk {
                 request_id: rid.clone(),
                 data,
-                index,
+                index: piece.index,
             });
-            index += 1;
             sess.send(&msg).await.map_err(|_| gone())?;
         }
     }
@@ -340,7 +336,7 @@ pub(crate) fn streamed_body(
                             .lock()
                             .unwrap()
                             .as_ref()
-                            .is_some_and(|b| b.complete);
+                            .is_some_and(|b| b.rx.is_ended());
                         if complete {
                             uploaded.notify_one();
                             return None;
@@ -358,7 +354,8 @@ pub(crate) fn streamed_body(
                 };
                 let credit = ctl.body.lock().unwrap().as_mut().and_then(|b| {
                     let now = std::time::Instant::now();
-                    b.recv.on_consumed_tuned(data.len(), now, &b.window_budget)
+                    b.rx.window()
+                        .on_consumed_tuned(data.len(), now, &b.window_budget)
                 });
                 if let Some(bytes) = credit {
                     let wu = ConnectorMsg::WindowUpdate(proto::WindowUpdate {

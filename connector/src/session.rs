@@ -6,7 +6,8 @@ use crate::exec::ExecError;
 use crate::Shared;
 use bytes::Bytes;
 
-use ponte_protocol::{self as proto, queue, ConnectorMsg, ErrorCode, RecvWindow, SendWindow};
+use ponte_protocol::stream::{BodyRx, BodyTx, Piece};
+use ponte_protocol::{self as proto, queue, ConnectorMsg, ErrorCode};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,30 +24,29 @@ const MAX_DETACHED: usize = 1024;
 /// Per-stream state shared by the reader and the stream's task.
 pub(crate) struct StreamCtl {
     pub(crate) cancel: CancellationToken,
-    /// The relay had named `flow` when the stream began: the response waits for its
-    /// window. A relay that never answers HELLO (the original Node relay) sends no
-    /// WINDOW_UPDATE, so waiting on it would stall every response at 256 KiB.
-    pub(crate) flow: bool,
-    pub(crate) window: Mutex<SendWindow>,
+    /// The response's chunk indexes, and its window if the relay had named `flow` when
+    /// the stream began. A relay that never answers HELLO (the original Node relay)
+    /// sends no WINDOW_UPDATE, so waiting on it would stall every response at 256 KiB.
+    pub(crate) body_tx: Mutex<BodyTx>,
     pub(crate) credit: Notify,
     pub(crate) body: Mutex<Option<BodyIn>>,
 }
 
 pub(crate) struct BodyIn {
+    /// Closed at HTTP_REQUEST_END: the device sees the end of the body.
     pub(crate) tx: Option<mpsc::Sender<Bytes>>,
-    pub(crate) next_index: u64,
-    pub(crate) recv: RecvWindow,
+    /// The upload's rules: chunks in order and within the window, the end once. Without
+    /// its end (`is_ended`), the end of the chunk queue is a cut upload, which the device
+    /// must see as an aborted request.
+    pub(crate) rx: BodyRx,
     /// The connection's budget for grown upload windows; this body's growth goes back
     /// to it when the body is dropped (its stream ended).
     pub(crate) window_budget: Arc<proto::WindowBudget>,
-    /// HTTP_REQUEST_END arrived: the body is whole. Without it, the end of the chunk
-    /// queue is a cut upload, which the device must see as an aborted request.
-    pub(crate) complete: bool,
 }
 
 impl Drop for BodyIn {
     fn drop(&mut self) {
-        self.window_budget.give_back(self.recv.grown());
+        self.window_budget.give_back(self.rx.grown());
     }
 }
 
@@ -165,36 +165,15 @@ pub(crate) fn gone() -> ExecError {
     ExecError::new(ErrorCode::Cancelled, "relay connection closed")
 }
 
-/// Takes `n` bytes of credit if the window has them now (always, without flow control).
-pub(crate) fn take_window_now(ctl: &StreamCtl, n: usize) -> bool {
-    if !ctl.flow || n == 0 {
-        return true;
-    }
-    let mut w = ctl.window.lock().unwrap();
-    let enough = w.available() >= n as u64;
-    if enough {
-        w.consume(n);
-    }
-    enough
-}
-
-/// Waits for send window and takes up to `want` bytes of it.
-pub(crate) async fn wait_window(ctl: &StreamCtl, want: usize) -> usize {
-    if !ctl.flow {
-        // No window: the relay's TCP backpressure (the writer queue) paces the stream.
-        return want;
-    }
+/// Waits for send window and takes the next chunk of up to `want` bytes. Without a
+/// window the relay's TCP backpressure (the writer queue) paces the stream.
+pub(crate) async fn wait_window(ctl: &StreamCtl, want: usize) -> Piece {
     loop {
         let notified = ctl.credit.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        {
-            let mut w = ctl.window.lock().unwrap();
-            if w.available() > 0 {
-                let n = want.min(w.available() as usize);
-                w.consume(n);
-                return n;
-            }
+        if let Some(piece) = ctl.body_tx.lock().unwrap().take(want) {
+            return piece;
         }
         notified.await;
     }

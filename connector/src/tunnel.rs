@@ -5,8 +5,9 @@
 //! waits on its own flow-control window, never on the reader), or buffer more than one
 //! window per stream.
 
-use crate::dispatch::{close_ws, handle, handle_binary};
+use crate::dispatch::{handle, handle_binary};
 use crate::session::{hostname, timed, unix_ms, Session, BIN_NONE};
+use crate::wsproxy::close_ws;
 use crate::Shared;
 use futures_util::{SinkExt, StreamExt};
 use ponte_protocol::{self as proto, limits, queue, ConnectorMsg, Due, Liveness};

@@ -4,6 +4,7 @@
 use crate::exec::{ExecError, Executor};
 use crate::session::{loggable, Session, WsIn, WsToDevice};
 use futures_util::{SinkExt, StreamExt};
+use ponte_protocol::stream::{self, Refusal};
 use ponte_protocol::{self as proto, limits, ConnectorMsg, ErrorCode};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -182,20 +183,29 @@ pub(crate) async fn proxy(
 
 pub(crate) fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
     let sid = o.stream_id.clone();
-    if sess.draining.load(Ordering::SeqCst) {
+    // Requests and WebSockets count together, as for a request; the two tables are
+    // never locked together. Only this reader opens streams, so the count can only
+    // shrink before the insert below.
+    let requests = sess.streams.lock().unwrap().len();
+    let admitted = {
+        let ws = sess.ws.lock().unwrap();
+        stream::admit(requests + ws.len(), ws.contains_key(&sid))
+    };
+    let refusal = match admitted {
+        Err(Refusal::Duplicate) => {
+            // The relay has lost track of the one open under this id: both ends drop it.
+            warn!(stream_id = %sid, "duplicate WS_OPEN: closing the stream of that id");
+            return close_ws(sess, &sid, 1002, "duplicate stream id");
+        }
+        _ if sess.draining.load(Ordering::SeqCst) => Some((1001, "connector stopping")),
+        Err(Refusal::Busy) => Some((1013, "connector busy")),
+        Ok(()) => None,
+    };
+    if let Some((code, reason)) = refusal {
         return sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
             stream_id: sid,
-            code: Some(1001),
-            reason: Some("connector stopping".into()),
-            error: Some(ErrorCode::Busy.as_str().into()),
-        }));
-    }
-    let sockets = sess.ws.lock().unwrap().len();
-    if sockets + sess.streams.lock().unwrap().len() >= limits::MAX_STREAMS_PER_CONNECTOR {
-        return sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
-            stream_id: sid,
-            code: Some(1013),
-            reason: Some("connector busy".into()),
+            code: Some(code),
+            reason: Some(reason.into()),
             error: Some(ErrorCode::Busy.as_str().into()),
         }));
     }
@@ -204,15 +214,10 @@ pub(crate) fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
         tx,
         budget: sess.ws_budget.stream(),
     });
-    {
-        let mut ws = sess.ws.lock().unwrap();
-        if ws.contains_key(&sid) {
-            drop(ws);
-            warn!(stream_id = %sid, "duplicate WS_OPEN ignored");
-            return;
-        }
-        ws.insert(sid.clone(), Arc::clone(&ws_in));
-    }
+    sess.ws
+        .lock()
+        .unwrap()
+        .insert(sid.clone(), Arc::clone(&ws_in));
     let sess = Arc::clone(sess);
     let path = loggable(&o.target.path).to_owned();
     let span = info_span!("ws", stream_id = %sid, %path);
@@ -247,4 +252,21 @@ pub(crate) fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
         }
         .instrument(span),
     );
+}
+
+/// Closes one tunnelled WebSocket from the connector's side: its device end, and the
+/// relay's with the same code.
+pub(crate) fn close_ws(sess: &Session, stream_id: &str, code: u16, reason: &str) {
+    let ws = sess.ws.lock().unwrap().remove(stream_id);
+    if let Some(ws) = ws {
+        let _ = ws
+            .tx
+            .try_send(WsToDevice::Close(Some(code), Some(reason.to_owned())));
+        sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
+            stream_id: stream_id.to_owned(),
+            code: Some(code),
+            reason: Some(reason.to_owned()),
+            error: None,
+        }));
+    }
 }

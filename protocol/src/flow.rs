@@ -207,6 +207,11 @@ impl RecvWindow {
         self.credit(grow)
     }
 
+    /// Bytes the peer may still send before it must wait for credit.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
     /// Bytes the window has grown by (to give back to its [`WindowBudget`] at the end).
     pub fn grown(&self) -> u64 {
         self.window - INITIAL_WINDOW as u64

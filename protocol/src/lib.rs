@@ -21,6 +21,7 @@ pub mod limits;
 mod liveness;
 mod message;
 pub mod queue;
+pub mod stream;
 
 pub use codec::{decode_cloud, decode_connector, encode, Blame, DecodeError, Frame};
 pub use flow::{

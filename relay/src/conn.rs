@@ -11,7 +11,8 @@ use ponte_core::router::{RouteError, WsFrame};
 use ponte_protocol::{
     self as proto, limits,
     queue::{self, TrySendError},
-    Capability, CloudMsg, RecvWindow, SendWindow,
+    stream::{BodyRx, BodyTx},
+    Capability, CloudMsg,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -112,19 +113,16 @@ pub(crate) struct HttpStream {
 impl Drop for HttpStream {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = &state.recv {
-            self.window_budget.give_back(w.grown());
-        }
+        self.window_budget.give_back(state.rx.grown());
     }
 }
 
 pub(crate) struct StreamState {
-    pub(crate) next_index: u64,
-    pub(crate) started: bool,
-    /// Response-body window, when the connector speaks `flow`.
-    pub recv: Option<RecvWindow>,
-    /// Upload window, when the connector speaks `flow`.
-    pub upload: Option<SendWindow>,
+    /// The response body's rules: its head first, chunks in order and within the
+    /// window (which binds a connector that spoke `flow` when the stream began).
+    pub rx: BodyRx,
+    /// The upload's chunk indexes, and its window when the connector speaks `flow`.
+    pub upload: BodyTx,
     /// Why the stream failed, for the consumer that finds its channel closed.
     pub failed: Option<RouteError>,
     /// Events that did not fit the channel (`flow` streams only), newer than anything
@@ -417,11 +415,8 @@ pub(crate) fn new_stream(
     let stream = Arc::new(HttpStream {
         flow: caps_flow,
         state: Mutex::new(StreamState {
-            next_index: 0,
-            started: false,
-            // Always counted, so credit can start if a late HELLO announces `flow`.
-            recv: Some(RecvWindow::default()),
-            upload: caps_flow.then(SendWindow::default),
+            rx: BodyRx::response(caps_flow),
+            upload: BodyTx::new(caps_flow),
             failed: None,
             overflow: Default::default(),
         }),

@@ -94,14 +94,12 @@ pub(crate) async fn pump_upload(
     stream: Arc<HttpStream>,
     request_id: String,
     mut body: Upload,
-    flow: bool,
     idle: Duration,
 ) {
     let fail = |err: RouteError| {
         stream.state.lock().unwrap().failed = Some(err);
         conn.cancel_stream(&request_id);
     };
-    let mut index = 0u64;
     loop {
         let item = match tokio::time::timeout(idle, body.next()).await {
             Ok(Some(item)) => item,
@@ -118,44 +116,34 @@ pub(crate) async fn pump_upload(
             Err(e) => return fail(RouteError::BodyRead(e.to_string())),
         };
         while !bytes.is_empty() {
-            let mut n = bytes.len().min(limits::MAX_CHUNK_LEN);
-            if flow {
-                loop {
-                    let notified = stream.upload_credit.notified();
-                    tokio::pin!(notified);
-                    notified.as_mut().enable();
-                    {
-                        let mut st = stream.state.lock().unwrap();
-                        if st.failed.is_some() || conn.cancel.is_cancelled() {
-                            return;
-                        }
-                        let w = st
-                            .upload
-                            .as_mut()
-                            .expect("flow stream has an upload window");
-                        if w.available() > 0 {
-                            n = n.min(w.available() as usize);
-                            w.consume(n);
-                            break;
-                        }
-                    }
-                    if !conn.streams.lock().unwrap().contains_key(&request_id) {
+            let piece = loop {
+                let notified = stream.upload_credit.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                {
+                    let mut st = stream.state.lock().unwrap();
+                    if st.failed.is_some() || conn.cancel.is_cancelled() {
                         return;
                     }
-                    if tokio::time::timeout(idle, notified).await.is_err() {
-                        // The device stopped reading the upload.
-                        return fail(RouteError::Timeout);
+                    if let Some(piece) = st.upload.take(bytes.len()) {
+                        break piece;
                     }
                 }
-            }
-            let piece = bytes.split_to(n);
-            ponte_core::metrics::bytes_to_device(piece.len());
+                if !conn.streams.lock().unwrap().contains_key(&request_id) {
+                    return;
+                }
+                if tokio::time::timeout(idle, notified).await.is_err() {
+                    // The device stopped reading the upload.
+                    return fail(RouteError::Timeout);
+                }
+            };
+            let data = bytes.split_to(piece.len);
+            ponte_core::metrics::bytes_to_device(data.len());
             let msg = CloudMsg::HttpRequestChunk(proto::Chunk {
                 request_id: request_id.clone(),
-                data: piece,
-                index,
+                data,
+                index: piece.index,
             });
-            index += 1;
             if conn.out.send(conn.frame(&msg)).await.is_err() {
                 return;
             }
@@ -230,12 +218,13 @@ impl RelayBody {
                         .state
                         .lock()
                         .unwrap()
-                        .recv
-                        .as_mut()
-                        .and_then(|w| {
-                            let budget = &self.stream.window_budget;
-                            w.on_consumed_tuned(b.len(), std::time::Instant::now(), budget)
-                        });
+                        .rx
+                        .window()
+                        .on_consumed_tuned(
+                            b.len(),
+                            std::time::Instant::now(),
+                            &self.stream.window_budget,
+                        );
                     if let Some(bytes) = credit {
                         let wu = CloudMsg::WindowUpdate(proto::WindowUpdate {
                             request_id: self.request_id.clone(),

@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use ponte_core::connector::{ConnectorDirectory, ConnectorEvent};
 use ponte_core::router::{RouteError, WsFrame};
 use ponte_protocol::{
-    self as proto, limits, queue, Blame, CloudMsg, ConnectorMsg, DecodeError, Due, Handshake,
-    Heard, Liveness,
+    self as proto, limits, queue, stream::WsPayload, Blame, CloudMsg, ConnectorMsg, DecodeError,
+    Due, Handshake, Heard, Liveness,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -220,35 +220,10 @@ async fn handle_stream_msg(
             let Some(stream) = lookup(conn, &start.request_id) else {
                 return;
             };
-            if start.headers.byte_len() > limits::MAX_HEADER_BYTES {
-                return conn.fail_stream(
-                    &start.request_id,
-                    RouteError::Protocol("response headers too large".into()),
-                );
-            }
-            if !(100..=999).contains(&start.status_code) {
-                return conn.fail_stream(
-                    &start.request_id,
-                    RouteError::Protocol(format!("invalid status {}", start.status_code)),
-                );
-            }
-            // A 1xx is never a final answer, and a 101 would hand the caller's socket to
-            // whatever the connector sends next: WebSockets go through WS_OPEN only.
-            if start.status_code < 200 {
-                return conn.fail_stream(
-                    &start.request_id,
-                    RouteError::Protocol(format!(
-                        "the connector answered a plain request with {}",
-                        start.status_code
-                    )),
-                );
-            }
-            let dup = std::mem::replace(&mut stream.state.lock().unwrap().started, true);
-            if dup {
-                return conn.fail_stream(
-                    &start.request_id,
-                    RouteError::Protocol("second HTTP_RESPONSE_START".into()),
-                );
+            let verdict =
+                (stream.state.lock().unwrap().rx).on_start(start.status_code, &start.headers);
+            if let Err(v) = verdict {
+                return conn.fail_stream(&start.request_id, RouteError::Protocol(v.to_string()));
             }
             // The queue is empty before START: this cannot be full.
             let _ = stream.events.try_send(StreamEvent::Start {
@@ -260,27 +235,9 @@ async fn handle_stream_msg(
             let Some(stream) = lookup(conn, &chunk.request_id) else {
                 return;
             };
-            let verdict = {
-                let mut st = stream.state.lock().unwrap();
-                if !st.started {
-                    Err("chunk before HTTP_RESPONSE_START".to_owned())
-                } else if chunk.index != st.next_index {
-                    Err(format!(
-                        "chunk index {} where {} was expected",
-                        chunk.index, st.next_index
-                    ))
-                } else if let (true, Some(Err(v))) = (
-                    stream.flow,
-                    st.recv.as_mut().map(|w| w.on_data(chunk.data.len())),
-                ) {
-                    Err(v.to_string())
-                } else {
-                    st.next_index += 1;
-                    Ok(())
-                }
-            };
-            if let Err(reason) = verdict {
-                return conn.fail_stream(&chunk.request_id, RouteError::Protocol(reason));
+            let verdict = (stream.state.lock().unwrap().rx).on_chunk(chunk.index, chunk.data.len());
+            if let Err(v) = verdict {
+                return conn.fail_stream(&chunk.request_id, RouteError::Protocol(v.to_string()));
             }
             if chunk.data.is_empty() {
                 return;
@@ -298,11 +255,10 @@ async fn handle_stream_msg(
             let Some(stream) = lookup(conn, &end.request_id) else {
                 return;
             };
-            if !stream.state.lock().unwrap().started {
-                return conn.fail_stream(
-                    &end.request_id,
-                    RouteError::Protocol("END before START".into()),
-                );
+            // Bound first: `fail_stream` takes the state's lock again.
+            let ended = stream.state.lock().unwrap().rx.on_end();
+            if let Err(v) = ended {
+                return conn.fail_stream(&end.request_id, RouteError::Protocol(v.to_string()));
             }
             deliver(conn, &end.request_id, &stream, StreamEvent::End).await;
             finish(conn, &end.request_id);
@@ -321,18 +277,10 @@ async fn handle_stream_msg(
             let Some(stream) = lookup(conn, &wu.request_id) else {
                 return;
             };
-            let res = stream
-                .state
-                .lock()
-                .unwrap()
-                .upload
-                .as_mut()
-                .map(|w| w.grant(wu.bytes));
-            match res {
-                Some(Err(v)) => {
-                    conn.fail_stream(&wu.request_id, RouteError::Protocol(v.to_string()))
-                }
-                _ => stream.upload_credit.notify_waiters(),
+            let granted = stream.state.lock().unwrap().upload.grant(wu.bytes);
+            match granted {
+                Err(v) => conn.fail_stream(&wu.request_id, RouteError::Protocol(v.to_string())),
+                Ok(()) => stream.upload_credit.notify_waiters(),
             }
         }
         ConnectorMsg::WsOpened(o) => {
@@ -348,37 +296,31 @@ async fn handle_stream_msg(
             let Some(ws) = conn.ws.lock().unwrap().get(&m.stream_id).cloned() else {
                 return debug!(stream_id = %m.stream_id, "WS_MESSAGE for unknown stream");
             };
-            let frame = match (m.text, m.data) {
-                (Some(t), None) => WsFrame::Text(t),
-                (None, Some(d)) => WsFrame::Binary(d),
-                _ => {
-                    warn!(stream_id = %m.stream_id, "WS_MESSAGE needs exactly one of text/data");
-                    return close_ws(conn, &m.stream_id, 1002, "malformed WS_MESSAGE");
+            let carried =
+                m.text.as_ref().map_or(0, String::len) + m.data.as_ref().map_or(0, Bytes::len);
+            ponte_core::metrics::bytes_from_device(carried);
+            let frame = match proto::stream::ws_payload(m.text, m.data) {
+                Ok(WsPayload::Text(t)) => WsFrame::Text(t),
+                Ok(WsPayload::Binary(d)) => WsFrame::Binary(d),
+                Err(no) => {
+                    warn!(connector_id = %conn.connector_id, stream_id = %m.stream_id, code = no.code, "closing a WebSocket: {}", no.reason);
+                    return close_ws(conn, &m.stream_id, no.code, no.reason);
                 }
             };
             let len = ws_len(&frame);
-            ponte_core::metrics::bytes_from_device(len);
-            if len > limits::MAX_WS_MESSAGE {
-                warn!(connector_id = %conn.connector_id, stream_id = %m.stream_id, len, "WebSocket message over the limit; closing stream");
-                return close_ws(conn, &m.stream_id, 1009, "message too big");
-            }
             // Never wait: the budget bounds what a caller that does not keep up can hold,
             // and the stream over it is closed (the rest of the connection goes on).
             if let Err(over) = ws.budget.charge(len) {
-                let (code, reason) = match over {
-                    proto::OverBudget::Closed => return,
-                    proto::OverBudget::Stream => (1008, "receiver too slow"),
-                    proto::OverBudget::Connection => (1013, "connector WebSocket budget used up"),
-                };
+                let Some(no) = over.close() else { return };
                 warn!(
                     connector_id = %conn.connector_id,
                     stream_id = %m.stream_id,
                     held = ws.budget.held(),
                     connection_held = conn.ws_budget.used(),
-                    code,
+                    code = no.code,
                     "WebSocket receiver not keeping up; closing stream: {over}"
                 );
-                return close_ws(conn, &m.stream_id, code, reason);
+                return close_ws(conn, &m.stream_id, no.code, no.reason);
             }
             // The last slot stays free for the close frame.
             let sent = match ws.tx.capacity() > 1 {

@@ -282,7 +282,7 @@ impl Relay {
     ) -> Result<ProxyResponse, RouteError> {
         let conn = self.conn(&connector)?;
         let peer = conn.peer(conn.hello_grace).await;
-        if conn.open_streams() >= limits::MAX_STREAMS_PER_CONNECTOR {
+        if proto::stream::admit(conn.open_streams(), false).is_err() {
             return Err(RouteError::Busy(format!(
                 "connector has {} requests in flight",
                 limits::MAX_STREAMS_PER_CONNECTOR
@@ -364,7 +364,6 @@ impl Relay {
                 Arc::clone(&stream),
                 request_id.clone(),
                 upload,
-                flow,
                 req.idle_timeout,
             );
             body.pump = Some(tokio::spawn(async move {
@@ -409,7 +408,7 @@ impl Relay {
                 "connector cannot carry WebSockets".into(),
             ));
         }
-        if conn.open_streams() >= limits::MAX_STREAMS_PER_CONNECTOR {
+        if proto::stream::admit(conn.open_streams(), false).is_err() {
             return Err(RouteError::Busy(
                 "too many streams on this connector".into(),
             ));

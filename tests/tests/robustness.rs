@@ -182,9 +182,10 @@ async fn malformed_frames_fail_only_their_stream() {
             resp.body.collect(1 << 20).await
         })
     };
-    let tasks: Vec<_> = ["/a", "/b", "/c", "/d"].iter().map(|p| call(p)).collect();
+    let paths = ["/a", "/b", "/c", "/d", "/f", "/g"];
+    let tasks: Vec<_> = paths.iter().map(|p| call(p)).collect();
     let mut ids = std::collections::HashMap::new();
-    for _ in 0..4 {
+    for _ in 0..paths.len() {
         let v = peer.requests.recv().await.unwrap();
         ids.insert(
             v["target"]["path"].as_str().unwrap().to_owned(),
@@ -192,6 +193,7 @@ async fn malformed_frames_fail_only_their_stream() {
         );
     }
     let (a, b, c, d) = (&ids["/a"], &ids["/b"], &ids["/c"], &ids["/d"]);
+    let (f, g) = (&ids["/f"], &ids["/g"]);
     let start = |id: &str| json!({"type":"HTTP_RESPONSE_START","requestId":id,"statusCode":200,"headers":{}});
     let chunk = |id: &str, data: &str, index: u64| json!({"type":"HTTP_RESPONSE_CHUNK","requestId":id,"data":data,"index":index});
     peer.send_raw("{this is not json").await;
@@ -205,6 +207,16 @@ async fn malformed_frames_fail_only_their_stream() {
     peer.send_json(chunk(b, "aGk=", 2)).await; // gap
     peer.send_json(chunk("r-unknown", "aGk=", 0)).await;
     peer.send_json(json!({"type":"HTTP_RESPONSE_START","requestId":d,"statusCode":"x"}))
+        .await;
+    // END before START; a JSON chunk past the chunk size from a peer without `flow`
+    // (the original Node connector sends ~768 KiB ones) is accepted.
+    peer.send_json(json!({"type":"HTTP_RESPONSE_END","requestId":f}))
+        .await;
+    peer.send_json(start(g)).await;
+    use base64::Engine as _;
+    let large = base64::engine::general_purpose::STANDARD.encode(vec![b'z'; 3 << 16]);
+    peer.send_json(chunk(g, &large, 0)).await;
+    peer.send_json(json!({"type":"HTTP_RESPONSE_END","requestId":g}))
         .await;
     peer.send_json(chunk(c, "aGk=", 0)).await;
     peer.send_json(json!({"type":"HTTP_RESPONSE_END","requestId":c}))
@@ -234,6 +246,12 @@ async fn malformed_frames_fail_only_their_stream() {
         "{:?}",
         results[3]
     );
+    assert!(
+        matches!(&results[4], Err(RouteError::Protocol(m)) if m.contains("END before")),
+        "{:?}",
+        results[4]
+    );
+    assert_eq!(results[5].as_ref().map(Bytes::len), Ok(3 << 16));
 
     // The connection still serves new requests.
     let e = call("/e");
