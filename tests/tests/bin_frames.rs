@@ -673,3 +673,107 @@ async fn upload_answer(relay: &mut Peer) -> Value {
     }
     serde_json::from_slice(&body).unwrap()
 }
+
+/// A relay that named `flow` but grants no credit (and sends no cancel) does not hold the
+/// connector's stream and device request forever: after the request's timeout without
+/// window, the stream fails with TIMEOUT, as the relay fails an upload the connector
+/// grants nothing for. Before, the connector waited for credit with no deadline.
+#[tokio::test]
+async fn a_relay_that_grants_no_window_gets_a_timeout_not_a_stuck_stream() {
+    const N: u64 = 4 * limits::INITIAL_WINDOW as u64;
+    let origin = origin::Origin::spawn().await;
+    let (mut relay, shutdown, session) = fake_relay().await;
+    assert_eq!(next_json(&mut relay).await["type"], "HELLO");
+    hello_caps(&mut relay, &["flow", "error"]).await;
+    relay
+        .send(text(
+            json!({"type":"HTTP_REQUEST","requestId":"r-w","timeoutMs":300,
+            "target":{"baseUrl":origin.base_url(),"method":"GET",
+            "path":format!("/bytes/{N}?seed=3"),"headers":{}}}),
+        ))
+        .await
+        .unwrap();
+    let mut sent = 0u64;
+    let error = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let v = next_json(&mut relay).await;
+            match v["type"].as_str().unwrap() {
+                "HTTP_RESPONSE_START" => {}
+                "HTTP_RESPONSE_CHUNK" => {
+                    let data = v["data"].as_str().unwrap();
+                    sent += base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data)
+                        .unwrap()
+                        .len() as u64;
+                }
+                "HTTP_RESPONSE_ERROR" => break v,
+                other => panic!("unexpected {other}: {v}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!("no failure after {sent} bytes: the stream waits for credit forever")
+    });
+    assert_eq!(
+        sent,
+        u64::from(limits::INITIAL_WINDOW),
+        "one window, no more"
+    );
+    assert_eq!(error["code"], "TIMEOUT", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("no window"),
+        "{error}"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), session)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A JSON upload chunk over the 64 KiB chunk size fails its request at the connector,
+/// as the binary decoder refuses a binary one: a peer that named `flow` keeps to it.
+#[tokio::test]
+async fn an_upload_chunk_over_the_chunk_size_fails_its_request() {
+    let origin = origin::Origin::spawn().await;
+    let (mut relay, shutdown, session) = fake_relay().await;
+    assert_eq!(next_json(&mut relay).await["type"], "HELLO");
+    hello_caps(&mut relay, &["flow", "req-stream", "error"]).await;
+    relay
+        .send(text(
+            json!({"type":"HTTP_REQUEST","requestId":"r-big","bodyStream":true,
+            "target":{"baseUrl":origin.base_url(),"method":"POST","path":"/upload",
+            "headers":{}}}),
+        ))
+        .await
+        .unwrap();
+    let data = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        vec![b'u'; limits::MAX_CHUNK_LEN + 1],
+    );
+    relay
+        .send(text(
+            json!({"type":"HTTP_REQUEST_CHUNK","requestId":"r-big",
+            "data":data,"index":0}),
+        ))
+        .await
+        .unwrap();
+    let v = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let v = next_json(&mut relay).await;
+            if v["type"] == "HTTP_RESPONSE_ERROR" {
+                break v;
+            }
+        }
+    })
+    .await
+    .expect("the oversized chunk fails the request");
+    assert_eq!(v["requestId"], "r-big");
+    assert_eq!(v["code"], "BAD_REQUEST", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("65536"), "{v}");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), session)
+        .await
+        .unwrap()
+        .unwrap();
+}
