@@ -3,7 +3,7 @@
 
 use crate::exec::ExecError;
 use crate::request::start_request;
-use crate::session::{Session, StreamCtl, WsToDevice, BIN_BODIES, BIN_HEADS, BIN_NONE};
+use crate::session::{Session, StreamCtl, WsToDevice, OFFERED};
 use crate::wsproxy::{close_ws, start_ws};
 use bytes::Bytes;
 
@@ -49,19 +49,11 @@ pub(crate) fn handle_binary(sess: &Arc<Session>, data: &Bytes) {
 pub(crate) fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
     match msg {
         CloudMsg::Hello(h) => {
-            let caps = h.capability_set();
-            info!(capabilities = ?caps.names(), "relay answered HELLO");
-            let bin = match (
-                caps.has(proto::Capability::Bin),
-                caps.has(proto::Capability::BinHead),
-            ) {
-                (true, true) => BIN_HEADS,
-                (true, false) => BIN_BODIES,
-                (false, _) => BIN_NONE,
-            };
-            sess.relay_bin.store(bin, Ordering::Relaxed);
-            sess.relay_flow
-                .store(caps.has(proto::Capability::Flow), Ordering::Relaxed);
+            let peer = proto::Peer::answered(OFFERED, h.capability_set());
+            info!(capabilities = ?peer.caps.names(), "relay answered HELLO");
+            // A later answer replaces it (our relay answers once); frames already
+            // queued keep the encoding they were made with, and both ends read both.
+            sess.relay_agreed.store(peer.caps.bits(), Ordering::Relaxed);
         }
         CloudMsg::Ping(hb) => {
             sess.shared.status.heartbeat();

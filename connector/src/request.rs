@@ -61,7 +61,7 @@ pub(crate) fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
     };
     let ctl = Arc::new(StreamCtl {
         cancel: sess.cancel.child_token(),
-        body_tx: Mutex::new(BodyTx::new(sess.relay_flow.load(Ordering::Relaxed))),
+        body_tx: Mutex::new(BodyTx::new(sess.relay_caps().has(proto::Capability::Flow))),
         credit: Notify::new(),
         body: Mutex::new(body_in),
     });

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use ponte_protocol::stream::{BodyRx, BodyTx, Piece};
 use ponte_protocol::{self as proto, queue, ConnectorMsg, ErrorCode};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -50,11 +50,8 @@ impl Drop for BodyIn {
     }
 }
 
-/// [`Session::relay_bin`]: JSON only; body chunks and WebSocket messages binary; heads
-/// and ends of responses binary too.
-pub(crate) const BIN_NONE: u8 = 0;
-pub(crate) const BIN_BODIES: u8 = 1;
-pub(crate) const BIN_HEADS: u8 = 2;
+/// What this connector names in its HELLO: everything it speaks.
+pub(crate) const OFFERED: proto::Capabilities = proto::Capabilities::ALL;
 
 pub(crate) struct Session {
     pub(crate) shared: Arc<Shared>,
@@ -68,12 +65,11 @@ pub(crate) struct Session {
     /// the round trip, and the bytes all uploads may hold at once stay bounded.
     pub(crate) window_budget: Arc<proto::WindowBudget>,
     pub(crate) cancel: CancellationToken,
-    /// What the relay's HELLO allows in binary frames: [`BIN_NONE`], [`BIN_BODIES`] (it
-    /// named `bin`) or [`BIN_HEADS`] (`bin` and `bin-head`). One value, so a frame never
-    /// sees half of a HELLO. A relay that does not answer HELLO only ever gets JSON.
-    pub(crate) relay_bin: AtomicU8,
-    /// The relay's HELLO named `flow`: streams begun from now on honour the window.
-    pub(crate) relay_flow: AtomicBool,
+    /// What the relay's answer to HELLO agreed ([`proto::Capabilities::bits`]): one
+    /// value, so a frame never sees half of an answer. Until then (and for ever with a
+    /// relay that does not answer, like the original Node relay) the base protocol: JSON
+    /// frames only, no window. Streams begun after it honour the window (`flow`).
+    pub(crate) relay_agreed: AtomicU16,
     /// Stopping (SIGTERM): requests in flight finish, new ones are refused with BUSY.
     pub(crate) draining: AtomicBool,
     /// A request's task has ended (its stream is out of the table), or a detached frame
@@ -127,20 +123,19 @@ impl Session {
         self.send_frame(self.frame(msg)).await
     }
 
-    /// The frame for `msg`: binary once the relay named `bin` and the message has a
-    /// binary form (body chunks, WebSocket messages; a response's head and end only if
-    /// the relay named `bin-head` as well), the JSON text frame otherwise.
+    /// What the relay agreed to ([`Session::relay_agreed`]): nothing until it answered
+    /// HELLO.
+    pub(crate) fn relay_caps(&self) -> proto::Capabilities {
+        proto::Capabilities::from_bits(self.relay_agreed.load(Ordering::Relaxed))
+    }
+
+    /// The frame for `msg`: binary where the relay's answer allows it and the message
+    /// has a binary form ([`proto::binary::encode_connector_for`]), JSON otherwise.
     pub(crate) fn frame(&self, msg: &ConnectorMsg) -> Message {
-        let needs = match proto::binary::is_head(msg) {
-            true => BIN_HEADS,
-            false => BIN_BODIES,
-        };
-        if self.relay_bin.load(Ordering::Relaxed) >= needs {
-            if let Some(bin) = proto::binary::encode_connector(msg) {
-                return Message::Binary(bin);
-            }
+        match proto::binary::encode_connector_for(self.relay_caps(), msg) {
+            Some(bin) => Message::Binary(bin),
+            None => Message::text(proto::encode(msg)),
         }
-        Message::text(proto::encode(msg))
     }
 
     /// Queues `msgs` back to back (room for all is reserved first), so the writer takes

@@ -6,12 +6,12 @@
 //! window per stream.
 
 use crate::dispatch::{handle, handle_binary};
-use crate::session::{hostname, timed, unix_ms, Session, BIN_NONE};
+use crate::session::{hostname, timed, unix_ms, Session, OFFERED};
 use crate::wsproxy::close_ws;
 use crate::Shared;
 use futures_util::{SinkExt, StreamExt};
 use ponte_protocol::{self as proto, limits, queue, ConnectorMsg, Due, Liveness};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -238,8 +238,7 @@ where
         ws_budget: proto::WsBudget::new(limits::WS_STREAM_BUDGET, limits::WS_CONNECTION_BUDGET),
         window_budget: proto::WindowBudget::new(limits::WINDOW_GROWTH_BUDGET),
         cancel: cancel.clone(),
-        relay_bin: AtomicU8::new(BIN_NONE),
-        relay_flow: AtomicBool::new(false),
+        relay_agreed: AtomicU16::new(proto::Capabilities::NONE.bits()),
         draining: AtomicBool::new(false),
         ended: Arc::new(Notify::new()),
         detached: Arc::new(AtomicUsize::new(0)),
@@ -247,7 +246,7 @@ where
 
     let hello = ConnectorMsg::Hello(proto::Hello {
         version: env!("CARGO_PKG_VERSION").into(),
-        capabilities: proto::Capabilities::all().names(),
+        capabilities: OFFERED.names(),
         metadata: Some(serde_json::json!({
             "os": std::env::consts::OS,
             "arch": std::env::consts::ARCH,

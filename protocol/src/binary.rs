@@ -40,7 +40,9 @@
 use crate::codec::DecodeError;
 use crate::headers::Headers;
 use crate::limits::{MAX_CHUNK_LEN, MAX_FRAME_LEN, MAX_ID_LEN};
-use crate::message::{Chunk, CloudMsg, ConnectorMsg, ResponseStart, StreamRef, WsMessage};
+use crate::message::{
+    Capabilities, Capability, Chunk, CloudMsg, ConnectorMsg, ResponseStart, StreamRef, WsMessage,
+};
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// `HTTP_RESPONSE_CHUNK`, connector → cloud.
@@ -96,6 +98,22 @@ pub fn is_head(msg: &ConnectorMsg) -> bool {
         msg,
         ConnectorMsg::HttpResponseStart(_) | ConnectorMsg::HttpResponseEnd(_)
     )
+}
+
+/// The binary frame for `msg` to a relay that answered with `caps`: one that named `bin`
+/// takes body chunks and WebSocket messages binary, and a response's head and end only
+/// if it named `bin-head` too. `None`: send the JSON text frame.
+pub fn encode_connector_for(caps: Capabilities, msg: &ConnectorMsg) -> Option<Bytes> {
+    let allowed = caps.has(Capability::Bin) && (!is_head(msg) || caps.has(Capability::BinHead));
+    allowed.then(|| encode_connector(msg)).flatten()
+}
+
+/// The binary frame for `msg` to a connector whose HELLO agreed `caps` (it named `bin`);
+/// `None`: send the JSON text frame.
+pub fn encode_cloud_for(caps: Capabilities, msg: &CloudMsg) -> Option<Bytes> {
+    caps.has(Capability::Bin)
+        .then(|| encode_cloud(msg))
+        .flatten()
 }
 
 /// Encodes a cloud message as a binary frame; `None` as for [`encode_connector`].

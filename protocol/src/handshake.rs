@@ -5,8 +5,8 @@
 //! on a slow link is upgraded late. Capabilities are agreed once per connection: a
 //! repeated HELLO is not answered again.
 //!
-//! The connector's side is simpler and stays in the connector: it sends HELLO first and
-//! uses what the relay's answer names.
+//! The connector's side is simpler: it sends HELLO first and uses what the relay's first
+//! answer names of what it offered ([`Peer::answered`]).
 
 use crate::Capabilities;
 use std::time::{Duration, Instant};
@@ -24,6 +24,15 @@ impl Peer {
         hello: false,
         caps: Capabilities::NONE,
     };
+
+    /// The relay as the connector sees it once the relay answered HELLO: what both
+    /// named. A relay that names more than was offered gets only what was offered.
+    pub fn answered(offered: Capabilities, answer: Capabilities) -> Peer {
+        Peer {
+            hello: true,
+            caps: offered.intersect(answer),
+        }
+    }
 }
 
 /// What a HELLO read means.

@@ -115,12 +115,25 @@ pub struct Capabilities(u16);
 impl Capabilities {
     pub const NONE: Capabilities = Capabilities(0);
 
+    /// Every capability this version speaks.
+    pub const ALL: Capabilities = Capabilities((1 << Capability::ALL.len()) - 1);
+
     pub fn all() -> Self {
-        Capability::ALL.into_iter().collect()
+        Self::ALL
     }
 
     pub fn has(self, c: Capability) -> bool {
         self.0 & (1 << c as u8) != 0
+    }
+
+    /// The set as bits, to keep in an atomic ([`Capabilities::from_bits`] reads it back).
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// The set from [`Capabilities::bits`]; bits no capability has are dropped.
+    pub const fn from_bits(bits: u16) -> Self {
+        Capabilities(bits & Self::ALL.0)
     }
 
     /// What both sets name: what two peers may use.

@@ -245,19 +245,26 @@ impl Conn {
     }
 
     pub fn has(&self, cap: Capability) -> bool {
-        matches!(*self.peer.borrow(), Some(p) if p.caps.has(cap))
+        self.caps().has(cap)
     }
 
-    /// The frame for `msg`: binary when the connector named `bin` and the message has a
-    /// binary form (body chunks, WebSocket messages), the JSON text frame otherwise.
+    /// What HELLO agreed; nothing until then, or for a legacy connector.
+    fn caps(&self) -> proto::Capabilities {
+        self.peer
+            .borrow()
+            .map_or(proto::Capabilities::NONE, |p| p.caps)
+    }
+
+    /// The frame for `msg`: binary where the connector's HELLO allows it and the message
+    /// has a binary form ([`proto::binary::encode_cloud_for`]), JSON otherwise.
     pub fn frame(&self, msg: &CloudMsg) -> Message {
-        if self.has(Capability::Bin) {
-            if let Some(bin) = proto::binary::encode_cloud(msg) {
+        match proto::binary::encode_cloud_for(self.caps(), msg) {
+            Some(bin) => {
                 self.binary_sent.fetch_add(1, Ordering::Relaxed);
-                return Message::Binary(bin);
+                Message::Binary(bin)
             }
+            None => Message::text(proto::encode(msg)),
         }
-        Message::text(proto::encode(msg))
     }
 
     pub fn frame_counts(&self) -> FrameCounts {

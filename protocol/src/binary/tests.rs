@@ -289,3 +289,60 @@ fn payload_shares_the_frame_buffer() {
     };
     assert_eq!(c.data.as_ptr(), frame[frame.len() - 6..].as_ptr());
 }
+
+/// Which frames go binary is one rule for both ends: body chunks and WebSocket messages
+/// once the peer named `bin`, a response's head and end only with `bin-head` as well,
+/// and never a control frame.
+#[test]
+fn binary_frames_go_only_where_the_peer_agreed() {
+    use crate::{Capabilities, Capability as C, ResponseStart, StreamRef, WindowUpdate};
+    let caps = |cs: &[C]| cs.iter().copied().collect::<Capabilities>();
+    let chunk = Chunk {
+        request_id: "r-1".into(),
+        data: Bytes::from_static(b"x"),
+        index: 0,
+    };
+    let body = ConnectorMsg::HttpResponseChunk(chunk.clone());
+    let head = ConnectorMsg::HttpResponseStart(ResponseStart {
+        request_id: "r-1".into(),
+        status_code: 200,
+        headers: Default::default(),
+    });
+    let end = ConnectorMsg::HttpResponseEnd(StreamRef {
+        request_id: "r-1".into(),
+    });
+    let credit = ConnectorMsg::WindowUpdate(WindowUpdate {
+        request_id: "r-1".into(),
+        bytes: 1,
+    });
+    let upload = CloudMsg::HttpRequestChunk(chunk);
+    let binary = |c: &Capabilities, m: &ConnectorMsg| encode_connector_for(*c, m).is_some();
+    for (agreed, bodies, heads) in [
+        (caps(&[]), false, false),
+        (caps(&[C::BinHead]), false, false),
+        (caps(&[C::Bin]), true, false),
+        (caps(&[C::Bin, C::BinHead]), true, true),
+    ] {
+        assert_eq!(binary(&agreed, &body), bodies, "{agreed:?}");
+        assert_eq!(binary(&agreed, &head), heads, "{agreed:?}");
+        assert_eq!(binary(&agreed, &end), heads, "{agreed:?}");
+        assert!(!binary(&agreed, &credit), "control frames stay JSON");
+        assert_eq!(encode_cloud_for(agreed, &upload).is_some(), bodies);
+    }
+}
+
+/// The connector uses what both named: a relay answering with more than was offered
+/// gets only what was offered.
+#[test]
+fn the_connector_keeps_what_both_named() {
+    use crate::{Capabilities, Capability as C, Peer};
+    let offered: Capabilities = [C::Flow, C::Bin].into_iter().collect();
+    let answer: Capabilities = [C::Flow, C::BinHead, C::Ws].into_iter().collect();
+    let peer = Peer::answered(offered, answer);
+    assert!(peer.hello);
+    assert_eq!(peer.caps.names(), ["flow"]);
+    assert_eq!(Capabilities::ALL, Capabilities::all());
+    assert_eq!(Capabilities::ALL.names().len(), C::ALL.len());
+    assert_eq!(Capabilities::from_bits(peer.caps.bits()), peer.caps);
+    assert_eq!(Capabilities::from_bits(u16::MAX), Capabilities::ALL);
+}
