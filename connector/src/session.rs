@@ -9,17 +9,13 @@ use bytes::Bytes;
 use ponte_protocol::stream::{BodyRx, BodyTx, Piece};
 use ponte_protocol::{self as proto, queue, ConnectorMsg, ErrorCode};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
-
-/// Control frames (errors, refusals, WebSocket closes) waiting for room in a full queue,
-/// each in a task of its own. Past this the relay is not reading; more are dropped.
-const MAX_DETACHED: usize = 1024;
 
 /// Per-stream state shared by the reader and the stream's task.
 pub(crate) struct StreamCtl {
@@ -72,12 +68,9 @@ pub(crate) struct Session {
     pub(crate) relay_agreed: AtomicU16,
     /// Stopping (SIGTERM): requests in flight finish, new ones are refused with BUSY.
     pub(crate) draining: AtomicBool,
-    /// A request's task has ended (its stream is out of the table), or a detached frame
-    /// was queued at last: a draining session looks whether it is idle now.
+    /// A request's task has ended (its stream is out of the table): a draining session
+    /// looks whether it is idle now.
     pub(crate) ended: Arc<Notify>,
-    /// Detached frames (errors, refusals, WebSocket closes) still waiting for room in
-    /// the queue: a drained session says goodbye only after them.
-    pub(crate) detached: Arc<AtomicUsize>,
 }
 
 pub(crate) enum WsToDevice {
@@ -93,29 +86,20 @@ pub(crate) struct WsIn {
 }
 
 impl Session {
-    /// Nothing in flight: no request, no detached frame waiting for the queue.
+    /// No request in flight. (Control frames already queued, in the queue or its
+    /// control lane, go out before a drained session's goodbye, which queues after them.)
     pub(crate) fn idle(&self) -> bool {
-        self.streams.lock().unwrap().is_empty() && self.detached.load(Ordering::SeqCst) == 0
+        self.streams.lock().unwrap().is_empty()
     }
 
-    pub(crate) fn send_detached(&self, msg: &ConnectorMsg) {
+    /// Queues a control frame (an error, a refusal, a WebSocket close) without waiting:
+    /// beside a full queue in its control lane ([`queue::Sender::send_control`]). A relay
+    /// that floods requests while not reading fills that too, and then the frame is
+    /// dropped (its streams end by the relay's own timeouts).
+    pub(crate) fn send_control(&self, msg: &ConnectorMsg) {
         let frame = Message::text(proto::encode(msg));
-        if let Err(queue::TrySendError::Full(frame)) = self.out.try_send(frame) {
-            // Each waits in a task of its own; a relay that floods requests while not
-            // reading gets no more than this many answers queued, the rest are dropped
-            // (its streams then end by its own timeouts).
-            if self.detached.load(Ordering::SeqCst) >= MAX_DETACHED {
-                warn!("relay not reading: a control frame dropped");
-                return;
-            }
-            let (out, detached, ended) =
-                (self.out.clone(), self.detached.clone(), self.ended.clone());
-            detached.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let _ = out.send(frame).await;
-                detached.fetch_sub(1, Ordering::SeqCst);
-                ended.notify_one();
-            });
+        if let Err(queue::TrySendError::Full(_)) = self.out.send_control(frame) {
+            warn!("relay not reading: a control frame dropped");
         }
     }
 
@@ -150,7 +134,7 @@ impl Session {
     }
 
     pub(crate) fn error(&self, request_id: &str, e: &ExecError) {
-        self.send_detached(&ConnectorMsg::HttpResponseError(proto::ResponseError::new(
+        self.send_control(&ConnectorMsg::HttpResponseError(proto::ResponseError::new(
             request_id, e.code, &e.message,
         )));
     }

@@ -11,7 +11,7 @@ use crate::wsproxy::close_ws;
 use crate::Shared;
 use futures_util::{SinkExt, StreamExt};
 use ponte_protocol::{self as proto, limits, queue, ConnectorMsg, Due, Liveness};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -25,7 +25,7 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 
 /// Frames queued for the writer, and at most [`queue::OUTBOUND_BYTES`] of them. Full:
 /// request tasks wait (each is also bounded by its window), the reader never does
-/// (control frames go through `send_detached`, a PONG is dropped).
+/// (control frames go through `send_control`, a PONG is dropped).
 const OUTBOUND_QUEUE: usize = 32;
 
 /// A connection that stayed up this long resets the backoff (tests shrink it through
@@ -241,7 +241,6 @@ where
         relay_agreed: AtomicU16::new(proto::Capabilities::NONE.bits()),
         draining: AtomicBool::new(false),
         ended: Arc::new(Notify::new()),
-        detached: Arc::new(AtomicUsize::new(0)),
     });
 
     let hello = ConnectorMsg::Hello(proto::Hello {

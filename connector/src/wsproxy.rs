@@ -202,7 +202,7 @@ pub(crate) fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
         Ok(()) => None,
     };
     if let Some((code, reason)) = refusal {
-        return sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
+        return sess.send_control(&ConnectorMsg::WsClose(proto::WsClose {
             stream_id: sid,
             code: Some(code),
             reason: Some(reason.into()),
@@ -262,7 +262,7 @@ pub(crate) fn close_ws(sess: &Session, stream_id: &str, code: u16, reason: &str)
         let _ = ws
             .tx
             .try_send(WsToDevice::Close(Some(code), Some(reason.to_owned())));
-        sess.send_detached(&ConnectorMsg::WsClose(proto::WsClose {
+        sess.send_control(&ConnectorMsg::WsClose(proto::WsClose {
             stream_id: stream_id.to_owned(),
             code: Some(code),
             reason: Some(reason.to_owned()),

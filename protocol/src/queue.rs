@@ -5,7 +5,9 @@
 //! a queue of 64 frames of up to [`limits::MAX_FRAME_LEN`] each (64 MiB) wait for a peer
 //! that stops reading; the byte budget ([`OUTBOUND_BYTES`] on both ends) holds it to 4 MiB.
 //! When either bound is full, `send` waits (the sender slows down, nothing is buffered
-//! elsewhere) and `try_send` hands the frame back.
+//! elsewhere) and `try_send` hands the frame back. Control frames that must not wait and
+//! should not be lost (credit, cancels, refusals, WebSocket closes, the HELLO answer) have
+//! a lane of their own beside a full queue ([`Sender::send_control`]), bounded by count.
 //!
 //! No runtime needed (tokio's `sync` primitives only), so both ends and their tests share
 //! it.
@@ -14,6 +16,7 @@
 //! accepted while the writer lives.
 
 use std::sync::Arc;
+use std::task::Poll;
 
 use crate::limits;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -28,17 +31,25 @@ pub const OUTBOUND_BYTES: usize = 4 * limits::MAX_FRAME_LEN;
 /// that waits for bytes.
 pub const SMALL_FRAME: usize = 1024;
 
+/// Control frames (each under [`SMALL_FRAME`]) that may wait in their lane beside a full
+/// queue, so at most this many KiB. The writer empties the lane first. A peer that keeps
+/// the queue full and stops reading fills it too; then [`Sender::send_control`] hands the
+/// frame back and the caller drops it: the streams it was about end by their own
+/// timeouts, or with the connection at the write deadline.
+pub const CONTROL_FRAMES: usize = 1024;
+
 /// A frame and the share of the byte budget it holds until the writer drops it.
 #[derive(Debug)]
 pub struct Queued<T> {
     pub frame: T,
-    _bytes: OwnedSemaphorePermit,
+    _bytes: Option<OwnedSemaphorePermit>,
 }
 
 /// The sending side, shared by every task that talks to this peer.
 #[derive(Debug)]
 pub struct Sender<T> {
     tx: mpsc::Sender<Queued<T>>,
+    control: mpsc::Sender<T>,
     bytes: Arc<Semaphore>,
     budget: usize,
     weigh: fn(&T) -> usize,
@@ -48,6 +59,7 @@ impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
+            control: self.control.clone(),
             bytes: self.bytes.clone(),
             budget: self.budget,
             weigh: self.weigh,
@@ -59,6 +71,7 @@ impl<T> Clone for Sender<T> {
 #[derive(Debug)]
 pub struct Receiver<T> {
     rx: mpsc::Receiver<Queued<T>>,
+    control: mpsc::Receiver<T>,
     bytes: Arc<Semaphore>,
 }
 
@@ -71,19 +84,26 @@ pub enum TrySendError<T> {
     Closed,
 }
 
-/// A queue of at most `count` frames and `bytes` bytes, a frame weighing `weigh(frame)`.
+/// A queue of at most `count` frames and `bytes` bytes, a frame weighing `weigh(frame)`,
+/// and its control lane of [`CONTROL_FRAMES`].
 pub fn channel<T>(count: usize, bytes: usize, weigh: fn(&T) -> usize) -> (Sender<T>, Receiver<T>) {
     let bytes = bytes.clamp(1, Semaphore::MAX_PERMITS);
     let (tx, rx) = mpsc::channel(count);
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_FRAMES);
     let sem = Arc::new(Semaphore::new(bytes));
     (
         Sender {
             tx,
+            control: control_tx,
             bytes: sem.clone(),
             budget: bytes.min(u32::MAX as usize),
             weigh,
         },
-        Receiver { rx, bytes: sem },
+        Receiver {
+            rx,
+            control: control_rx,
+            bytes: sem,
+        },
     )
 }
 
@@ -107,7 +127,7 @@ impl<T> Sender<T> {
         self.tx
             .send(Queued {
                 frame,
-                _bytes: permit,
+                _bytes: Some(permit),
             })
             .await
             .map_err(|e| e.0.frame)
@@ -140,7 +160,7 @@ impl<T> Sender<T> {
                 .expect("shares add up to the permit");
             slot.send(Queued {
                 frame,
-                _bytes: bytes,
+                _bytes: Some(bytes),
             });
         }
         Ok(())
@@ -160,25 +180,56 @@ impl<T> Sender<T> {
         self.tx
             .try_send(Queued {
                 frame,
-                _bytes: permit,
+                _bytes: Some(permit),
             })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(q) => TrySendError::Full(q.frame),
                 mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
             })
     }
+
+    /// Queues a control frame without waiting: in order in the queue when there is room,
+    /// else in the control lane, which the writer empties first (the frame overtakes
+    /// what waits in the full queue). A frame of [`SMALL_FRAME`] or more never takes the
+    /// lane. `Full` once the lane is full too: the caller drops the frame.
+    pub fn send_control(&self, frame: T) -> Result<(), TrySendError<T>> {
+        let frame = match self.try_send(frame) {
+            Err(TrySendError::Full(frame)) if (self.weigh)(&frame) < SMALL_FRAME => frame,
+            other => return other,
+        };
+        self.control.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(frame) => TrySendError::Full(frame),
+            mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
+        })
+    }
 }
 
 impl<T> Receiver<T> {
     /// The next frame; `None` once every sender is gone. Its bytes are given back when
     /// the returned [`Queued`] is dropped, after the writer has fed it to the socket.
+    /// Control frames come first.
     pub async fn recv(&mut self) -> Option<Queued<T>> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(Some(frame)) = self.control.poll_recv(cx) {
+                return Poll::Ready(Some(Queued {
+                    frame,
+                    _bytes: None,
+                }));
+            }
+            self.rx.poll_recv(cx)
+        })
+        .await
     }
 
-    /// The next frame if one is queued now.
+    /// The next frame if one is queued now, control frames first.
     pub fn try_recv(&mut self) -> Option<Queued<T>> {
-        self.rx.try_recv().ok()
+        match self.control.try_recv() {
+            Ok(frame) => Some(Queued {
+                frame,
+                _bytes: None,
+            }),
+            Err(_) => self.rx.try_recv().ok(),
+        }
     }
 }
 
@@ -317,5 +368,51 @@ mod tests {
             other => panic!("expected the frame back, got {other:?}"),
         }
         assert_eq!(tx.try_send(frame(1)), Err(TrySendError::Closed));
+    }
+
+    /// A full queue still takes a small control frame, in a lane the writer empties
+    /// first; the lane is bounded, a large frame never takes it, and with room a control
+    /// frame keeps its place in the queue.
+    #[test]
+    fn control_frames_pass_a_full_queue_first_and_are_bounded() {
+        let (tx, mut rx) = channel(2, 10_000, Vec::len);
+        tx.send_control(frame(5)).unwrap();
+        tx.try_send(frame(6000)).unwrap();
+        assert!(matches!(tx.try_send(frame(1)), Err(TrySendError::Full(_))));
+        for _ in 0..CONTROL_FRAMES {
+            tx.send_control(frame(7)).unwrap();
+        }
+        assert!(
+            matches!(tx.send_control(frame(7)), Err(TrySendError::Full(_))),
+            "the lane is bounded"
+        );
+        assert!(
+            matches!(
+                tx.send_control(frame(SMALL_FRAME)),
+                Err(TrySendError::Full(_))
+            ),
+            "a frame that is not small never takes the lane"
+        );
+        let mut next = || match poll_once(pin!(rx.recv())) {
+            Poll::Ready(Some(q)) => q.frame.len(),
+            other => panic!(
+                "a frame is queued: {:?}",
+                other.map(|q| q.map(|q| q.frame.len()))
+            ),
+        };
+        for _ in 0..CONTROL_FRAMES {
+            assert_eq!(next(), 7, "the lane first");
+        }
+        assert_eq!(
+            next(),
+            5,
+            "then the queue, in order: the control frame sent with room"
+        );
+        assert_eq!(next(), 6000);
+        assert_eq!(rx.try_recv().map(|q| q.frame.len()), None);
+        tx.send_control(frame(3)).unwrap();
+        assert_eq!(rx.try_recv().map(|q| q.frame.len()), Some(3));
+        drop(rx);
+        assert_eq!(tx.send_control(frame(3)), Err(TrySendError::Closed));
     }
 }

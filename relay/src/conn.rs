@@ -15,7 +15,7 @@ use ponte_protocol::{
     Capability, CloudMsg,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -28,7 +28,7 @@ use tracing::warn;
 
 /// Frames queued for the writer, and at most [`queue::OUTBOUND_BYTES`] of them. When
 /// full, senders wait: request senders and upload pumps slow down instead of buffering;
-/// the reader never waits on it (it uses `try_send`, or `send_detached` for the few
+/// the reader never waits on it (it uses `try_send`, or `send_control` for the few
 /// control frames it must not drop).
 const OUTBOUND_QUEUE: usize = 64;
 
@@ -168,11 +168,6 @@ pub struct FrameCounts {
     pub binary_sent: u64,
 }
 
-/// Control frames (HTTP_CANCEL, WS_CLOSE, the HELLO answer, TOKEN_ROTATE) that may wait,
-/// each in a task of its own, for room in a full outbound queue. A connection's streams
-/// are bounded and it has one HELLO, so reaching this means the connector stopped reading.
-pub(crate) const MAX_DETACHED: usize = 1024;
-
 /// Everything the relay knows about one live connection.
 pub(crate) struct Conn {
     pub connector_id: String,
@@ -180,8 +175,6 @@ pub(crate) struct Conn {
     peer: watch::Sender<Option<Peer>>,
     pub(crate) binary_received: AtomicU64,
     binary_sent: AtomicU64,
-    /// Control frames waiting in tasks of their own for room in the full queue.
-    detached: Arc<AtomicUsize>,
     /// The reader's heartbeat says a PING is due; the writer sends it beside the queue.
     pub(crate) ping: tokio::sync::Notify,
     pub streams: Mutex<HashMap<String, Slot>>,
@@ -212,7 +205,6 @@ impl Conn {
             peer: watch::channel(None).0,
             binary_received: AtomicU64::new(0),
             binary_sent: AtomicU64::new(0),
-            detached: Arc::default(),
             ping: tokio::sync::Notify::new(),
             streams: Mutex::default(),
             ws: Mutex::default(),
@@ -320,31 +312,19 @@ impl Conn {
         self.cancel.cancel();
     }
 
-    /// Queues a control frame without waiting. Used from `Drop` and from the reader,
-    /// which must never wait on the writer. If the queue is full the frame is handed to
-    /// a short task that waits for room, so it is not lost; past [`MAX_DETACHED`] such
-    /// tasks the connector is not reading, and the frame is dropped (the streams it
-    /// was about end by their own timeouts, or with the connection: the write deadline
-    /// cuts a connector that does not read). False when the frame was dropped.
-    pub fn send_detached(&self, msg: &CloudMsg) -> bool {
-        let frame = Message::text(proto::encode(msg));
-        match self.out.try_send(frame) {
+    /// Queues a control frame (HTTP_CANCEL, WS_CLOSE, the HELLO answer, TOKEN_ROTATE)
+    /// without waiting. Used from `Drop` and from the reader, which must never wait on
+    /// the writer. A full queue puts it in the queue's control lane
+    /// ([`queue::Sender::send_control`]); when that is full as well the connector has
+    /// stopped reading, and the frame is dropped (the streams it was about end by their
+    /// own timeouts, or with the connection: the write deadline cuts a connector that
+    /// does not read). False when the frame was dropped.
+    pub fn send_control(&self, msg: &CloudMsg) -> bool {
+        match self.out.send_control(Message::text(proto::encode(msg))) {
             Ok(()) => true,
-            Err(TrySendError::Full(frame)) => {
-                let Ok(rt) = tokio::runtime::Handle::try_current() else {
-                    return false;
-                };
-                if self.detached.fetch_add(1, Ordering::SeqCst) >= MAX_DETACHED {
-                    self.detached.fetch_sub(1, Ordering::SeqCst);
-                    warn!("connector not reading: a control frame dropped");
-                    return false;
-                }
-                let (out, detached) = (self.out.clone(), Arc::clone(&self.detached));
-                rt.spawn(async move {
-                    let _ = out.send(frame).await;
-                    detached.fetch_sub(1, Ordering::SeqCst);
-                });
-                true
+            Err(TrySendError::Full(_)) => {
+                warn!("connector not reading: a control frame dropped");
+                false
             }
             Err(TrySendError::Closed) => false,
         }
@@ -356,7 +336,7 @@ impl Conn {
         if let Some(stream) = removed {
             stream.upload_credit.notify_waiters();
             if self.has(Capability::Cancel) {
-                self.send_detached(&CloudMsg::HttpCancel(proto::StreamRef {
+                self.send_control(&CloudMsg::HttpCancel(proto::StreamRef {
                     request_id: request_id.to_owned(),
                 }));
             }
@@ -401,7 +381,7 @@ pub(crate) fn close_ws(conn: &Conn, stream_id: &str, code: u16, reason: &str) {
             code: Some(code),
             reason: Some(reason.to_owned()),
         });
-        conn.send_detached(&CloudMsg::WsClose(proto::WsClose {
+        conn.send_control(&CloudMsg::WsClose(proto::WsClose {
             stream_id: stream_id.to_owned(),
             code: Some(code),
             reason: Some(reason.to_owned()),

@@ -173,7 +173,7 @@ async fn handle_msg(
     // The answer (DESIGN: the intersection) goes before the peer is marked, so frames
     // using an extension normally queue behind it; a connector that named `bin` accepts
     // binary frames even before it has read the answer.
-    conn.send_detached(&CloudMsg::Hello(proto::Hello {
+    conn.send_control(&CloudMsg::Hello(proto::Hello {
         version: env!("CARGO_PKG_VERSION").into(),
         capabilities: caps.names(),
         metadata: None,

@@ -107,7 +107,7 @@ impl Relay {
         let conn = self.inner.conns.lock().unwrap().get(connector_id).cloned();
         match conn {
             Some(c) if c.has(Capability::TokenRotate) => {
-                c.send_detached(&CloudMsg::TokenRotate(proto::TokenRotate {
+                c.send_control(&CloudMsg::TokenRotate(proto::TokenRotate {
                     token,
                     expires_at,
                 }))
