@@ -355,6 +355,8 @@ where
             _ = &mut heartbeat => {
                 match live.poll(Instant::now().into_std()) {
                     Due::PeerSilent => break format!("relay silent for {}s", peer_timeout.as_secs()),
+                    // The connector never probes; a probe's rule is the relay's.
+                    Due::ProbeUnanswered => break "relay did not answer a probe".to_owned(),
                     Due::Ping => ping.notify_one(),
                     Due::Nothing => {}
                 }

@@ -4,8 +4,9 @@
 //! [`PEER_TIMEOUT`](crate::limits::PEER_TIMEOUT) is lost. Time comes in as an
 //! [`Instant`] the driver passes, so the rule is stepped with fake time in tests.
 //!
-//! The first rule of the connection state machine that both the relay and the connector
-//! drive (protocol/CONNECTION-PLAN.md); the stream table follows.
+//! Besides the heartbeat, a probe ([`Liveness::probe`]): the relay asks a connection it
+//! doubts (another install claims its identity) for a sign of life within seconds rather
+//! than the whole peer timeout.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,8 @@ pub enum Due {
     Ping,
     /// The peer has sent nothing for the peer timeout: the connection is lost.
     PeerSilent,
+    /// Nothing was read within a probe's time: the connection is taken for half-open.
+    ProbeUnanswered,
 }
 
 /// One connection's heartbeat: when to ping, and when the peer counts as gone.
@@ -27,6 +30,8 @@ pub struct Liveness {
     peer_timeout: Duration,
     next_ping: Instant,
     last_read: Instant,
+    /// A probe's deadline, until any frame is read.
+    probe: Option<Instant>,
 }
 
 impl Liveness {
@@ -38,12 +43,21 @@ impl Liveness {
             peer_timeout,
             next_ping: now + ping_interval,
             last_read: now,
+            probe: None,
         }
     }
 
-    /// A frame of any kind was read at `now`.
+    /// A frame of any kind was read at `now`: it answers a probe too.
     pub fn on_read(&mut self, now: Instant) {
         self.last_read = self.last_read.max(now);
+        self.probe = None;
+    }
+
+    /// The driver has sent the peer something every peer answers (a WebSocket ping) at
+    /// `now`: a frame must arrive `within`, or [`poll`](Self::poll) says
+    /// [`Due::ProbeUnanswered`]. A probe already running keeps its earlier deadline.
+    pub fn probe(&mut self, now: Instant, within: Duration) {
+        self.probe.get_or_insert(now + within);
     }
 
     /// What is due at `now`. A silent peer comes first: a connection that is lost needs
@@ -53,6 +67,10 @@ impl Liveness {
     pub fn poll(&mut self, now: Instant) -> Due {
         if now >= self.last_read + self.peer_timeout {
             return Due::PeerSilent;
+        }
+        if self.probe.is_some_and(|at| now >= at) {
+            self.probe = None;
+            return Due::ProbeUnanswered;
         }
         if now < self.next_ping {
             return Due::Nothing;
@@ -64,10 +82,11 @@ impl Liveness {
         Due::Ping
     }
 
-    /// When [`poll`](Self::poll) has something to say next: the next PING or the
-    /// peer's deadline, whichever is first.
+    /// When [`poll`](Self::poll) has something to say next: the next PING, the peer's
+    /// deadline or a probe's, whichever is first.
     pub fn deadline(&self) -> Instant {
-        self.next_ping.min(self.last_read + self.peer_timeout)
+        let heartbeat = self.next_ping.min(self.last_read + self.peer_timeout);
+        self.probe.map_or(heartbeat, |at| heartbeat.min(at))
     }
 
     /// How long the peer may stay silent.

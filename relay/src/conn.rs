@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -185,9 +184,9 @@ pub(crate) struct Conn {
     pub window_budget: Arc<proto::WindowBudget>,
     pub cancel: CancellationToken,
     pub(crate) close: Mutex<Option<CloseFrame>>,
-    /// When the connection began, and milliseconds since then of the last frame read.
-    born: Instant,
-    last_frame_ms: AtomicU64,
+    /// Another connection claimed this identity: the reader probes this one
+    /// ([`ponte_protocol::Liveness::probe`]).
+    pub(crate) probe: Notify,
     /// How long requests wait for HELLO on this connection (see [`limits::HELLO_GRACE`]).
     pub hello_grace: Duration,
 }
@@ -212,8 +211,7 @@ impl Conn {
             window_budget: proto::WindowBudget::new(limits::WINDOW_GROWTH_BUDGET),
             cancel,
             close: Mutex::new(None),
-            born: Instant::now(),
-            last_frame_ms: AtomicU64::new(0),
+            probe: Notify::new(),
             hello_grace,
         });
         (conn, rx)
@@ -270,37 +268,11 @@ impl Conn {
         self.streams.lock().unwrap().len() + self.ws.lock().unwrap().len()
     }
 
-    /// A frame arrived: the connection is alive (the heartbeat deadline reads this).
-    pub(crate) fn saw_frame(&self) {
-        let ms = self.born.elapsed().as_millis() as u64;
-        self.last_frame_ms.fetch_max(ms, Ordering::Relaxed);
-    }
-
-    /// Sends a WebSocket ping (every peer answers it, the Node connector included) and
-    /// closes the connection if no frame at all arrives within `timeout`.
-    pub fn probe(self: &Arc<Self>, timeout: Duration) {
-        let sent = self.born.elapsed().as_millis() as u64;
-        if self
-            .out
-            .try_send(Message::Ping(Default::default()))
-            .is_err()
-        {
-            // The writer is backed up: the peer is reading slowly, not gone. The
-            // heartbeat deadline still applies.
-            return;
-        }
-        let conn = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = conn.cancel.cancelled() => {}
-                _ = tokio::time::sleep(timeout) => {
-                    if conn.last_frame_ms.load(Ordering::Relaxed) < sent {
-                        warn!("no answer to a liveness probe while another connection claimed this identity; closing");
-                        conn.close(4002, "no answer to a liveness probe");
-                    }
-                }
-            }
-        });
+    /// Asks the reader to probe the connection: a WebSocket ping (every peer answers it,
+    /// the Node connector included), and the connection is closed (4002) if no frame at
+    /// all arrives within [`crate::contest::PROBE_TIMEOUT`].
+    pub fn probe(&self) {
+        self.probe.notify_one();
     }
 
     /// Closes the connection with a WebSocket close code and reason.

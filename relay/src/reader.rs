@@ -6,6 +6,7 @@
 //! would stall every other stream on the connection).
 
 use crate::conn::{close_ws, ws_len, Conn, ConnConfig, Peer, Slot, StreamEvent, WS_QUEUE};
+use crate::contest::PROBE_TIMEOUT;
 use crate::writer::write_loop;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -69,14 +70,26 @@ pub(crate) async fn run<S>(
                         conn.close(4002, "heartbeat timeout");
                         break;
                     }
+                    Due::ProbeUnanswered => {
+                        warn!("no answer to a liveness probe while another connection claimed this identity; closing");
+                        conn.close(4002, "no answer to a liveness probe");
+                        break;
+                    }
                     Due::Ping => conn.ping.notify_one(),
                     Due::Nothing => {}
                 }
                 heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
             }
+            () = conn.probe.notified() => {
+                // A backed-up writer means a peer reading slowly, not one gone: no probe
+                // then (the heartbeat deadline still applies).
+                if conn.out.try_send(Message::Ping(Default::default())).is_ok() {
+                    live.probe(Instant::now().into_std(), PROBE_TIMEOUT);
+                    heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
+                }
+            }
             frame = stream.next() => {
                 live.on_read(Instant::now().into_std());
-                conn.saw_frame();
                 match frame {
                     Some(Ok(Message::Text(text))) => {
                         handle_text(&conn, &mut hs, directory.as_ref(), text.as_str()).await;

@@ -2,7 +2,7 @@
 
 use crate::auth::TokenVerifier;
 use crate::conn::{self, Conn, ConnConfig, StreamEvent};
-use crate::contest::{Contest, CONFLICT_SHOWN, FLAP_REPLACEMENTS, MAX_CONTESTS, PROBE_TIMEOUT};
+use crate::contest::{Contest, CONFLICT_SHOWN, FLAP_REPLACEMENTS, MAX_CONTESTS};
 use crate::http_body::{encode_inline, plan_body, pump_upload, RelayBody};
 use crate::reader;
 use crate::ws_channel::RelayWs;
@@ -120,7 +120,7 @@ impl Relay {
     /// connection wins (a connector that moved networks must not wait for its old socket
     /// to time out) unless the identity is flapping: then the established connection is
     /// kept, the newcomer is refused (`Err`), and the established one is probed so a
-    /// half-open socket cannot lock the real install out for longer than [`PROBE_TIMEOUT`].
+    /// half-open socket cannot lock the real install out for longer than [`crate::contest::PROBE_TIMEOUT`].
     pub fn admit(&self, connector_id: &str) -> Result<(), Conflict> {
         let live = self.inner.conns.lock().unwrap().get(connector_id).cloned();
         let Some(live) = live else { return Ok(()) };
@@ -148,7 +148,7 @@ impl Relay {
                  newer one refused (stop the duplicate install, or renew the token)"
             );
         }
-        live.probe(PROBE_TIMEOUT);
+        live.probe();
         Err(conflict)
     }
 
@@ -523,7 +523,7 @@ mod tests {
             (FLAP_REPLACEMENTS, FLAP_WINDOW),
             (2, Duration::from_secs(60))
         );
-        assert_eq!(PROBE_TIMEOUT, Duration::from_secs(5));
+        assert_eq!(crate::contest::PROBE_TIMEOUT, Duration::from_secs(5));
         assert_eq!(CONFLICT_SHOWN, Duration::from_secs(10 * 60));
     }
 

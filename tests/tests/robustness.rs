@@ -140,6 +140,51 @@ async fn a_second_connection_with_the_same_identity_replaces_the_first() {
     assert_eq!(relay.relay.online_count(), 1);
 }
 
+/// Two installs with one token: once the identity flaps, a newcomer is refused (409) and
+/// the established connection is probed. One that answers nothing (half-open: it reads
+/// nothing, so it answers no WebSocket ping) is closed with 4002 within the probe's 5 s:
+/// it cannot lock the real install out until the 90 s heartbeat deadline.
+#[tokio::test]
+async fn a_half_open_connection_is_closed_when_its_identity_is_contested() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let relay = TestRelay::spawn().await;
+    let token = relay.token_for("half");
+    let connect = || {
+        let mut req = relay.ws_url().into_client_request().unwrap();
+        let bearer = format!("Bearer {token}").parse().unwrap();
+        req.headers_mut().insert("authorization", bearer);
+        tokio_tungstenite::connect_async(req)
+    };
+    let first = LegacyPeer::connect(&relay.ws_url(), &token, true).await;
+    relay.wait_online("half").await;
+    let second = LegacyPeer::connect(&relay.ws_url(), &token, true).await;
+    assert_eq!(first.wait_closed(Duration::from_secs(5)).await, Some(4001));
+    // The third is never read from here on.
+    let (mut third, _) = connect().await.expect("the third connects");
+    assert_eq!(second.wait_closed(Duration::from_secs(5)).await, Some(4001));
+    // Two replacements within a minute: the identity flaps, the newcomer is refused.
+    let refused = connect().await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 409),
+        "{refused:?}"
+    );
+    let asked = std::time::Instant::now();
+    relay.wait_offline("half").await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(9),
+        "closed by the probe (5 s), not by the heartbeat (90 s): {:?}",
+        asked.elapsed()
+    );
+    let close = loop {
+        match third.next().await {
+            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close, Some(4002));
+}
+
 /// A token revoked after the upgrade's check but before the connection is registered
 /// (renew or unpair racing the handshake) is caught by the check made once registered.
 #[tokio::test]

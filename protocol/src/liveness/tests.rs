@@ -30,6 +30,7 @@ fn run(l: &mut Liveness, t0: Instant, until: u64, reads: &[u64]) -> (Vec<u64>, O
         match l.poll(now) {
             Due::Ping => pings.push((now - t0).as_secs()),
             Due::PeerSilent => return (pings, Some((now - t0).as_secs())),
+            Due::ProbeUnanswered => panic!("no probe was asked for"),
             Due::Nothing => {}
         }
     }
@@ -92,4 +93,32 @@ fn silence_wins_over_a_ping_due_at_the_same_time() {
     let mut l = Liveness::new(t0, Duration::from_secs(45), Duration::from_secs(90));
     assert_eq!(l.poll(at(t0, 45)), Due::Ping);
     assert_eq!(l.poll(at(t0, 90)), Due::PeerSilent);
+}
+
+#[test]
+fn an_unanswered_probe_is_reported_once_at_its_deadline() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(t0, PING_INTERVAL, PEER_TIMEOUT);
+    l.probe(at(t0, 10), 5 * S);
+    assert_eq!(l.deadline(), at(t0, 15), "before the first PING at 30 s");
+    assert_eq!(l.poll(at(t0, 14)), Due::Nothing);
+    // A second probe while one runs keeps the earlier deadline.
+    l.probe(at(t0, 14), 5 * S);
+    assert_eq!(l.deadline(), at(t0, 15));
+    assert_eq!(l.poll(at(t0, 15)), Due::ProbeUnanswered);
+    assert_eq!(l.poll(at(t0, 15)), Due::Nothing, "reported once");
+    assert_eq!(l.deadline(), at(t0, 30), "back to the heartbeat");
+}
+
+#[test]
+fn any_frame_read_answers_a_probe() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(t0, PING_INTERVAL, PEER_TIMEOUT);
+    l.probe(at(t0, 10), 5 * S);
+    l.on_read(at(t0, 12));
+    assert_eq!(l.deadline(), at(t0, 30));
+    assert_eq!(l.poll(at(t0, 16)), Due::Nothing);
+    // A silent peer is still lost at the timeout, probe or not.
+    l.probe(at(t0, 100), 5 * S);
+    assert_eq!(l.poll(at(t0, 102)), Due::PeerSilent, "12 + 90 comes first");
 }
