@@ -60,6 +60,11 @@ impl Liveness {
         self.probe.get_or_insert(now + within);
     }
 
+    /// A probe is running: the driver need not send another ping.
+    pub fn probing(&self) -> bool {
+        self.probe.is_some()
+    }
+
     /// What is due at `now`. A silent peer comes first: a connection that is lost needs
     /// no PING. A PING due is answered once, however late the call (a stalled driver
     /// does not send a burst), and the next is one interval from the one due, or from

@@ -107,6 +107,16 @@ impl Capability {
     }
 }
 
+// A capability's bit is its position in `Capability::ALL` (`Capabilities::ALL` and
+// `FromIterator` rely on it).
+const _: () = {
+    let mut i = 0;
+    while i < Capability::ALL.len() {
+        assert!(Capability::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 /// Set of capabilities a connector announced; unknown names are ignored. A bit per
 /// capability: room for sixteen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -5,18 +5,19 @@
 //! a queue of 64 frames of up to [`limits::MAX_FRAME_LEN`] each (64 MiB) wait for a peer
 //! that stops reading; the byte budget ([`OUTBOUND_BYTES`] on both ends) holds it to 4 MiB.
 //! When either bound is full, `send` waits (the sender slows down, nothing is buffered
-//! elsewhere) and `try_send` hands the frame back. Control frames that must not wait and
-//! should not be lost (credit, cancels, refusals, WebSocket closes, the HELLO answer) have
-//! a lane of their own beside a full queue ([`Sender::send_control`]), bounded by count.
+//! elsewhere) and `try_send` hands the frame back. Control frames that must neither wait
+//! nor be lost (cancels, refusals and errors, WebSocket closes, the HELLO answer, a token
+//! rotation) may go past a full count into slots kept for them
+//! ([`Sender::send_control`]), in order behind what is queued.
 //!
 //! No runtime needed (tokio's `sync` primitives only), so both ends and their tests share
 //! it.
 //!
-//! Must never: hold more than its budget for a peer that does not read, or lose a frame it
-//! accepted while the writer lives.
+//! Must never: hold more than its budget for a peer that does not read, lose a frame it
+//! accepted while the writer lives, or let a frame overtake one queued before it (a
+//! cancel must not reach the peer before the request it cancels).
 
 use std::sync::Arc;
-use std::task::Poll;
 
 use crate::limits;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -31,26 +32,32 @@ pub const OUTBOUND_BYTES: usize = 4 * limits::MAX_FRAME_LEN;
 /// that waits for bytes.
 pub const SMALL_FRAME: usize = 1024;
 
-/// Control frames (each under [`SMALL_FRAME`]) that may wait in their lane beside a full
-/// queue, so at most this many KiB. The writer empties the lane first. A peer that keeps
-/// the queue full and stops reading fills it too; then [`Sender::send_control`] hands the
-/// frame back and the caller drops it: the streams it was about end by their own
+/// Slots past the count kept for control frames (each under [`SMALL_FRAME`], so at most
+/// this many KiB): [`Sender::send_control`] queues one there when the count is full. A
+/// peer that keeps the queue full and stops reading fills these too; then the frame is
+/// handed back and the caller drops it: the streams it was about end by their own
 /// timeouts, or with the connection at the write deadline.
 pub const CONTROL_FRAMES: usize = 1024;
 
-/// A frame and the share of the byte budget it holds until the writer drops it.
+/// A frame, and the share of the byte budget and the slot it holds until the writer
+/// drops it.
 #[derive(Debug)]
 pub struct Queued<T> {
     pub frame: T,
-    _bytes: Option<OwnedSemaphorePermit>,
+    _bytes: OwnedSemaphorePermit,
+    _slot: OwnedSemaphorePermit,
 }
 
 /// The sending side, shared by every task that talks to this peer.
 #[derive(Debug)]
 pub struct Sender<T> {
+    /// Room for every slot of both kinds, so a sender holding a slot never waits here.
     tx: mpsc::Sender<Queued<T>>,
-    control: mpsc::Sender<T>,
     bytes: Arc<Semaphore>,
+    /// The count, for every frame but control frames past it.
+    slots: Arc<Semaphore>,
+    /// [`CONTROL_FRAMES`].
+    control: Arc<Semaphore>,
     budget: usize,
     weigh: fn(&T) -> usize,
 }
@@ -59,8 +66,9 @@ impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
-            control: self.control.clone(),
             bytes: self.bytes.clone(),
+            slots: self.slots.clone(),
+            control: self.control.clone(),
             budget: self.budget,
             weigh: self.weigh,
         }
@@ -71,8 +79,7 @@ impl<T> Clone for Sender<T> {
 #[derive(Debug)]
 pub struct Receiver<T> {
     rx: mpsc::Receiver<Queued<T>>,
-    control: mpsc::Receiver<T>,
-    bytes: Arc<Semaphore>,
+    semaphores: [Arc<Semaphore>; 3],
 }
 
 /// Why a frame was not queued.
@@ -84,27 +91,37 @@ pub enum TrySendError<T> {
     Closed,
 }
 
-/// A queue of at most `count` frames and `bytes` bytes, a frame weighing `weigh(frame)`,
-/// and its control lane of [`CONTROL_FRAMES`].
+/// A queue of at most `count` frames (and [`CONTROL_FRAMES`] control frames past them)
+/// and `bytes` bytes, a frame weighing `weigh(frame)`.
 pub fn channel<T>(count: usize, bytes: usize, weigh: fn(&T) -> usize) -> (Sender<T>, Receiver<T>) {
     let bytes = bytes.clamp(1, Semaphore::MAX_PERMITS);
-    let (tx, rx) = mpsc::channel(count);
-    let (control_tx, control_rx) = mpsc::channel(CONTROL_FRAMES);
-    let sem = Arc::new(Semaphore::new(bytes));
+    let (tx, rx) = mpsc::channel(count + CONTROL_FRAMES);
+    let sems = [
+        Arc::new(Semaphore::new(bytes)),
+        Arc::new(Semaphore::new(count)),
+        Arc::new(Semaphore::new(CONTROL_FRAMES)),
+    ];
     (
         Sender {
             tx,
-            control: control_tx,
-            bytes: sem.clone(),
+            bytes: sems[0].clone(),
+            slots: sems[1].clone(),
+            control: sems[2].clone(),
             budget: bytes.min(u32::MAX as usize),
             weigh,
         },
         Receiver {
             rx,
-            control: control_rx,
-            bytes: sem,
+            semaphores: sems,
         },
     )
+}
+
+fn try_acquire(sem: &Arc<Semaphore>, n: u32) -> Result<OwnedSemaphorePermit, TrySendError<()>> {
+    sem.clone().try_acquire_many_owned(n).map_err(|e| match e {
+        TryAcquireError::NoPermits => TrySendError::Full(()),
+        TryAcquireError::Closed => TrySendError::Closed,
+    })
 }
 
 impl<T> Sender<T> {
@@ -117,23 +134,21 @@ impl<T> Sender<T> {
         }
     }
 
-    /// Queues a frame, waiting for room in the count and in the bytes. Gives the frame
-    /// back if the writer has ended.
+    /// Queues a frame, waiting for room in the bytes, then in the count (in that order,
+    /// so a small frame never waits behind a large one waiting for bytes while holding
+    /// a slot). Gives the frame back if the writer has ended.
     pub async fn send(&self, frame: T) -> Result<(), T> {
         let charge = self.charge(&frame);
-        let Ok(permit) = self.bytes.clone().acquire_many_owned(charge).await else {
+        let Ok(bytes) = self.bytes.clone().acquire_many_owned(charge).await else {
             return Err(frame);
         };
-        self.tx
-            .send(Queued {
-                frame,
-                _bytes: Some(permit),
-            })
-            .await
-            .map_err(|e| e.0.frame)
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return Err(frame);
+        };
+        self.queue(frame, bytes, slot)
     }
 
-    /// Queues `frames` back to back, room for all of them (count and bytes) taken first,
+    /// Queues `frames` back to back, room for all of them (bytes and count) taken first,
     /// so the writer finds them together and sends them in one flush. Gives the frames
     /// back if the writer has ended. More than the budget in all waits for an empty queue.
     pub async fn send_all(&self, frames: Vec<T>) -> Result<(), Vec<T>> {
@@ -143,24 +158,26 @@ impl<T> Sender<T> {
             .map(|&c| c as usize)
             .sum::<usize>()
             .min(self.budget) as u32;
-        let Ok(mut permit) = self.bytes.clone().acquire_many_owned(total).await else {
+        let Ok(mut bytes) = self.bytes.clone().acquire_many_owned(total).await else {
             return Err(frames);
         };
-        let Ok(slots) = self.tx.reserve_many(frames.len()).await else {
+        let n = frames.len() as u32;
+        let Ok(mut slots) = self.slots.clone().acquire_many_owned(n).await else {
+            return Err(frames);
+        };
+        let Ok(room) = self.tx.reserve_many(frames.len()).await else {
             return Err(frames);
         };
         let mut left = total;
-        for ((slot, frame), charge) in slots.zip(frames).zip(charges) {
+        for ((room, frame), charge) in room.zip(frames).zip(charges) {
             // Each frame carries its share of the bytes taken (the later ones none once
             // a total over the budget is used up), given back as the writer drops it.
             let share = charge.min(left);
             left -= share;
-            let bytes = permit
-                .split(share as usize)
-                .expect("shares add up to the permit");
-            slot.send(Queued {
+            room.send(Queued {
                 frame,
-                _bytes: Some(bytes),
+                _bytes: bytes.split(share as usize).expect("shares add up"),
+                _slot: slots.split(1).expect("a slot per frame"),
             });
         }
         Ok(())
@@ -168,74 +185,75 @@ impl<T> Sender<T> {
 
     /// Queues a frame if there is room now.
     pub fn try_send(&self, frame: T) -> Result<(), TrySendError<T>> {
-        let permit = match self
-            .bytes
-            .clone()
-            .try_acquire_many_owned(self.charge(&frame))
-        {
-            Ok(permit) => permit,
-            Err(TryAcquireError::NoPermits) => return Err(TrySendError::Full(frame)),
-            Err(TryAcquireError::Closed) => return Err(TrySendError::Closed),
-        };
-        self.tx
-            .try_send(Queued {
-                frame,
-                _bytes: Some(permit),
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(q) => TrySendError::Full(q.frame),
-                mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
-            })
+        let taken = try_acquire(&self.bytes, self.charge(&frame))
+            .and_then(|bytes| Ok((bytes, try_acquire(&self.slots, 1)?)));
+        match taken {
+            Ok((bytes, slot)) => self
+                .queue(frame, bytes, slot)
+                .map_err(|_| TrySendError::Closed),
+            Err(TrySendError::Full(())) => Err(TrySendError::Full(frame)),
+            Err(TrySendError::Closed) => Err(TrySendError::Closed),
+        }
     }
 
-    /// Queues a control frame without waiting: in order in the queue when there is room,
-    /// else in the control lane, which the writer empties first (the frame overtakes
-    /// what waits in the full queue). A frame of [`SMALL_FRAME`] or more never takes the
-    /// lane. `Full` once the lane is full too: the caller drops the frame.
+    /// Queues a control frame without waiting, in order behind what is queued: in the
+    /// count when there is room, else in a slot kept for control frames
+    /// ([`CONTROL_FRAMES`]). A frame of [`SMALL_FRAME`] or more never takes one of
+    /// those. `Full` once they are taken too: the caller drops the frame.
     pub fn send_control(&self, frame: T) -> Result<(), TrySendError<T>> {
         let frame = match self.try_send(frame) {
             Err(TrySendError::Full(frame)) if (self.weigh)(&frame) < SMALL_FRAME => frame,
             other => return other,
         };
-        self.control.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(frame) => TrySendError::Full(frame),
-            mpsc::error::TrySendError::Closed(_) => TrySendError::Closed,
+        let taken = try_acquire(&self.bytes, 0)
+            .and_then(|bytes| Ok((bytes, try_acquire(&self.control, 1)?)));
+        match taken {
+            Ok((bytes, slot)) => self
+                .queue(frame, bytes, slot)
+                .map_err(|_| TrySendError::Closed),
+            Err(TrySendError::Full(())) => Err(TrySendError::Full(frame)),
+            Err(TrySendError::Closed) => Err(TrySendError::Closed),
+        }
+    }
+
+    /// Hands a frame whose room is taken to the writer. The channel holds a slot of
+    /// either kind, so it has room; it fails only when the writer has ended.
+    fn queue(
+        &self,
+        frame: T,
+        bytes: OwnedSemaphorePermit,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<(), T> {
+        let queued = Queued {
+            frame,
+            _bytes: bytes,
+            _slot: slot,
+        };
+        self.tx.try_send(queued).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(q) | mpsc::error::TrySendError::Closed(q) => q.frame,
         })
     }
 }
 
 impl<T> Receiver<T> {
-    /// The next frame; `None` once every sender is gone. Its bytes are given back when
-    /// the returned [`Queued`] is dropped, after the writer has fed it to the socket.
-    /// Control frames come first.
+    /// The next frame; `None` once every sender is gone. Its bytes and its slot are
+    /// given back when the returned [`Queued`] is dropped, after the writer has fed it
+    /// to the socket.
     pub async fn recv(&mut self) -> Option<Queued<T>> {
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(Some(frame)) = self.control.poll_recv(cx) {
-                return Poll::Ready(Some(Queued {
-                    frame,
-                    _bytes: None,
-                }));
-            }
-            self.rx.poll_recv(cx)
-        })
-        .await
+        self.rx.recv().await
     }
 
-    /// The next frame if one is queued now, control frames first.
+    /// The next frame if one is queued now.
     pub fn try_recv(&mut self) -> Option<Queued<T>> {
-        match self.control.try_recv() {
-            Ok(frame) => Some(Queued {
-                frame,
-                _bytes: None,
-            }),
-            Err(_) => self.rx.try_recv().ok(),
-        }
+        self.rx.try_recv().ok()
     }
 }
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        self.bytes.close();
+        for sem in &self.semaphores {
+            sem.close();
+        }
     }
 }
 
@@ -370,11 +388,12 @@ mod tests {
         assert_eq!(tx.try_send(frame(1)), Err(TrySendError::Closed));
     }
 
-    /// A full queue still takes a small control frame, in a lane the writer empties
-    /// first; the lane is bounded, a large frame never takes it, and with room a control
-    /// frame keeps its place in the queue.
+    /// A full queue still takes a small control frame, past the count and in order
+    /// behind what is queued (a cancel never overtakes its request); the slots kept for
+    /// them are bounded, a large frame never takes one, and they come back as the writer
+    /// takes the frames.
     #[test]
-    fn control_frames_pass_a_full_queue_first_and_are_bounded() {
+    fn control_frames_pass_a_full_count_in_order_and_are_bounded() {
         let (tx, mut rx) = channel(2, 10_000, Vec::len);
         tx.send_control(frame(5)).unwrap();
         tx.try_send(frame(6000)).unwrap();
@@ -384,34 +403,30 @@ mod tests {
         }
         assert!(
             matches!(tx.send_control(frame(7)), Err(TrySendError::Full(_))),
-            "the lane is bounded"
+            "the control slots are bounded"
         );
         assert!(
             matches!(
                 tx.send_control(frame(SMALL_FRAME)),
                 Err(TrySendError::Full(_))
             ),
-            "a frame that is not small never takes the lane"
+            "a frame that is not small never takes one"
         );
-        let mut next = || match poll_once(pin!(rx.recv())) {
-            Poll::Ready(Some(q)) => q.frame.len(),
-            other => panic!(
-                "a frame is queued: {:?}",
-                other.map(|q| q.map(|q| q.frame.len()))
-            ),
-        };
-        for _ in 0..CONTROL_FRAMES {
-            assert_eq!(next(), 7, "the lane first");
-        }
+        let mut next = || rx.try_recv().map(|q| q.frame.len());
+        assert_eq!(next(), Some(5), "in the order queued");
         assert_eq!(
             next(),
-            5,
-            "then the queue, in order: the control frame sent with room"
+            Some(6000),
+            "the control frames behind it, not before"
         );
-        assert_eq!(next(), 6000);
-        assert_eq!(rx.try_recv().map(|q| q.frame.len()), None);
+        for _ in 0..CONTROL_FRAMES {
+            assert_eq!(next(), Some(7));
+        }
+        assert_eq!(next(), None);
+        tx.try_send(frame(6000)).unwrap();
         tx.send_control(frame(3)).unwrap();
-        assert_eq!(rx.try_recv().map(|q| q.frame.len()), Some(3));
+        assert_eq!(next(), Some(6000));
+        assert_eq!(next(), Some(3));
         drop(rx);
         assert_eq!(tx.send_control(frame(3)), Err(TrySendError::Closed));
     }

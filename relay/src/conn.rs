@@ -270,7 +270,9 @@ impl Conn {
 
     /// Asks the reader to probe the connection: a WebSocket ping (every peer answers it,
     /// the Node connector included), and the connection is closed (4002) if no frame at
-    /// all arrives within [`crate::contest::PROBE_TIMEOUT`].
+    /// all arrives within [`crate::contest::PROBE_TIMEOUT`]. Skipped while the outbound
+    /// queue is full (a peer reading slowly is not gone): then the write deadline, or
+    /// the next newcomer's probe, settles it.
     pub fn probe(&self) {
         self.probe.notify_one();
     }

@@ -82,8 +82,8 @@ pub(crate) async fn run<S>(
             }
             () = conn.probe.notified() => {
                 // A backed-up writer means a peer reading slowly, not one gone: no probe
-                // then (the heartbeat deadline still applies).
-                if conn.out.try_send(Message::Ping(Default::default())).is_ok() {
+                // then (the heartbeat deadline still applies). One probe at a time.
+                if !live.probing() && conn.out.try_send(Message::Ping(Default::default())).is_ok() {
                     live.probe(Instant::now().into_std(), PROBE_TIMEOUT);
                     heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
                 }
@@ -298,11 +298,22 @@ async fn handle_stream_msg(
         }
         ConnectorMsg::WsOpened(o) => {
             let ws = conn.ws.lock().unwrap().get(&o.stream_id).cloned();
-            match ws.and_then(|w| w.opened.lock().unwrap().take()) {
-                Some(tx) => {
-                    let _ = tx.send(Ok(o.protocol));
-                }
-                None => debug!(stream_id = %o.stream_id, "WS_OPENED for unknown stream"),
+            let Some(ws) = ws else {
+                // Its caller left before it opened (and the close sent then crossed this,
+                // or was dropped): close the device's side too, or its socket would hold a
+                // stream slot on the connector until the device hangs up.
+                debug!(stream_id = %o.stream_id, "WS_OPENED for unknown stream; closing it");
+                conn.send_control(&CloudMsg::WsClose(proto::WsClose {
+                    stream_id: o.stream_id,
+                    code: Some(1001),
+                    reason: Some("the caller has gone".into()),
+                    error: None,
+                }));
+                return;
+            };
+            let opened = ws.opened.lock().unwrap().take();
+            if let Some(tx) = opened {
+                let _ = tx.send(Ok(o.protocol));
             }
         }
         ConnectorMsg::WsMessage(m) => {

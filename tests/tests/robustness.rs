@@ -185,6 +185,31 @@ async fn a_half_open_connection_is_closed_when_its_identity_is_contested() {
     assert_eq!(close, Some(4002));
 }
 
+/// A WebSocket that opens on the device after its caller has left (the relay forgot the
+/// stream, and its WS_CLOSE crossed the WS_OPENED or was dropped) is closed at the
+/// connector, so the device socket does not hold a stream slot until the device hangs up.
+#[tokio::test]
+async fn a_websocket_opened_after_its_caller_left_is_closed() {
+    let relay = TestRelay::spawn().await;
+    let token = relay.token_for("wsgone");
+    let mut peer = LegacyPeer::hostile(&relay.ws_url(), &token, &["ws"]).await;
+    relay.wait_online("wsgone").await;
+    peer.send_json(json!({"type":"WS_OPENED","streamId":"w-gone-1"}))
+        .await;
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let v = peer.requests.recv().await.expect("connection open");
+            if v["type"] == "WS_CLOSE" {
+                break v;
+            }
+        }
+    })
+    .await
+    .expect("the relay closes the stream it does not know");
+    assert_eq!(close["streamId"], "w-gone-1");
+    assert_eq!(close["code"], 1001);
+}
+
 /// A token revoked after the upgrade's check but before the connection is registered
 /// (renew or unpair racing the handshake) is caught by the check made once registered.
 #[tokio::test]

@@ -103,10 +103,12 @@ fn an_unanswered_probe_is_reported_once_at_its_deadline() {
     assert_eq!(l.deadline(), at(t0, 15), "before the first PING at 30 s");
     assert_eq!(l.poll(at(t0, 14)), Due::Nothing);
     // A second probe while one runs keeps the earlier deadline.
+    assert!(l.probing());
     l.probe(at(t0, 14), 5 * S);
     assert_eq!(l.deadline(), at(t0, 15));
     assert_eq!(l.poll(at(t0, 15)), Due::ProbeUnanswered);
     assert_eq!(l.poll(at(t0, 15)), Due::Nothing, "reported once");
+    assert!(!l.probing());
     assert_eq!(l.deadline(), at(t0, 30), "back to the heartbeat");
 }
 
