@@ -1,27 +1,20 @@
-//! The reader's side of a connection: every frame from the relay, decoded and handed to
-//! its stream (or answered, for one this connector cannot take).
+//! The reader's side of a connection: every message from the relay (decoded by the
+//! connection, `ponte_protocol::connection`) handed to its stream, or answered, for one
+//! this connector cannot take.
 
 use crate::exec::ExecError;
 use crate::request::start_request;
-use crate::session::{Session, StreamCtl, WsToDevice, OFFERED};
+use crate::session::{Session, StreamCtl, WsToDevice};
 use crate::wsproxy::{close_ws, start_ws};
-use bytes::Bytes;
-
 use ponte_protocol::stream::WsPayload;
 use ponte_protocol::{self as proto, CloudMsg, ConnectorMsg, ErrorCode};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-pub(crate) fn handle(sess: &Arc<Session>, text: &str) {
-    match proto::decode_cloud(text) {
-        Ok(m) => dispatch(sess, m),
-        Err(e) => bad_frame(sess, e),
-    }
-}
-
+/// A frame that did not decode (text or `bin`, accepted whether or not the relay named
+/// `bin`): the stream it names, if any, fails.
 pub(crate) fn bad_frame(sess: &Arc<Session>, e: proto::DecodeError) {
     warn!(%e, "bad frame from relay");
     match e.blame() {
@@ -37,24 +30,12 @@ pub(crate) fn bad_frame(sess: &Arc<Session>, e: proto::DecodeError) {
     }
 }
 
-/// A `bin` frame (accepted whether or not the relay named `bin`): the same message as
-/// its JSON twin, handled by the same code.
-pub(crate) fn handle_binary(sess: &Arc<Session>, data: &Bytes) {
-    match proto::binary::decode_cloud(data) {
-        Ok(m) => dispatch(sess, m),
-        Err(e) => bad_frame(sess, e),
-    }
-}
-
+/// A frame's message, decoded by the connection ([`proto::connection::Connection::read`]),
+/// handed to its stream.
 pub(crate) fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
     match msg {
-        CloudMsg::Hello(h) => {
-            let peer = proto::Peer::answered(OFFERED, h.capability_set());
-            info!(capabilities = ?peer.caps.names(), "relay answered HELLO");
-            // A later answer replaces it (our relay answers once); frames already
-            // queued keep the encoding they were made with, and both ends read both.
-            sess.relay_agreed.store(peer.caps.bits(), Ordering::Relaxed);
-        }
+        // The connection's own (`Connection::read`); never passed here.
+        CloudMsg::Hello(_) => {}
         CloudMsg::Ping(hb) => {
             sess.shared.status.heartbeat();
             // A PONG is a courtesy (any frame proves liveness): dropped when the writer is

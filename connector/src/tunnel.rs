@@ -5,12 +5,13 @@
 //! waits on its own flow-control window, never on the reader), or buffer more than one
 //! window per stream.
 
-use crate::dispatch::{handle, handle_binary};
+use crate::dispatch::{bad_frame, dispatch};
 use crate::session::{hostname, timed, unix_ms, Session, OFFERED};
 use crate::wsproxy::close_ws;
 use crate::Shared;
 use futures_util::{SinkExt, StreamExt};
-use ponte_protocol::{self as proto, limits, queue, ConnectorMsg, Due, Liveness};
+use ponte_protocol::connection::{Connection, Event, Lost, Wire};
+use ponte_protocol::{self as proto, limits, queue, ConnectorMsg};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -306,12 +307,15 @@ where
         res
     });
 
-    let mut live = Liveness::new(
+    // The connection's own rules (heartbeat, the relay's HELLO answer): this loop feeds
+    // it frames and time and acts on what it says.
+    let mut link = Connection::connector(
         Instant::now().into_std(),
         shared.timing.ping_interval,
         peer_timeout,
+        OFFERED,
     );
-    let heartbeat = tokio::time::sleep_until(Instant::from_std(live.deadline()));
+    let heartbeat = tokio::time::sleep_until(Instant::from_std(link.poll_timeout()));
     tokio::pin!(heartbeat);
     // Stopping: requests in flight get `shutdown_grace` to finish while new ones are
     // refused (BUSY, nothing done on the device: safe to retry), device WebSockets are
@@ -320,7 +324,7 @@ where
     let mut draining = false;
     let grace = tokio::time::sleep(Duration::MAX);
     tokio::pin!(grace);
-    let reason = loop {
+    let reason = 'session: loop {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break "writer failed".to_owned(),
@@ -353,25 +357,40 @@ where
             }
             // Before the frames: a relay that always has one ready must not starve it.
             _ = &mut heartbeat => {
-                match live.poll(Instant::now().into_std()) {
-                    Due::PeerSilent => break format!("relay silent for {}s", peer_timeout.as_secs()),
-                    // The connector never probes; a probe's rule is the relay's.
-                    Due::ProbeUnanswered => break "relay did not answer a probe".to_owned(),
-                    Due::Ping => ping.notify_one(),
-                    Due::Nothing => {}
-                }
-                heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
+                link.handle_timeout(Instant::now().into_std());
+                heartbeat.as_mut().reset(Instant::from_std(link.poll_timeout()));
             }
             frame = stream.next() => {
-                live.on_read(Instant::now().into_std());
-                match frame {
-                    Some(Ok(Message::Text(t))) => handle(&sess, t.as_str()),
-                    Some(Ok(Message::Binary(b))) => handle_binary(&sess, &b),
+                let now = Instant::now().into_std();
+                let read = match frame {
+                    Some(Ok(Message::Text(t))) => link.read(now, Wire::Text(t.as_str())),
+                    Some(Ok(Message::Binary(b))) => link.read(now, Wire::Binary(&b)),
                     Some(Ok(Message::Close(f))) => break format!("relay closed the connection: {}", f.map(|f| format!("{} {}", f.code, f.reason)).unwrap_or_default()),
-                    Some(Ok(_)) => {}
+                    Some(Ok(_)) => link.read(now, Wire::Control),
                     Some(Err(e)) => break format!("connection error: {e}"),
                     None => break "connection closed".to_owned(),
+                };
+                match read {
+                    Some(Ok(msg)) => dispatch(&sess, msg),
+                    Some(Err(e)) => bad_frame(&sess, e),
+                    None => {}
                 }
+            }
+        }
+        while let Some(event) = link.poll_event() {
+            match event {
+                Event::Hello { peer, .. } => {
+                    info!(capabilities = ?peer.caps.names(), "relay answered HELLO");
+                    // A later answer replaces it (our relay answers once); frames already
+                    // queued keep the encoding they were made with, and both ends read both.
+                    sess.relay_agreed.store(peer.caps.bits(), Ordering::Relaxed);
+                }
+                Event::Ping => ping.notify_one(),
+                Event::Lost(Lost::PeerSilent(t)) => {
+                    break 'session format!("relay silent for {}s", t.as_secs())
+                }
+                // The relay's rules: a connector neither probes nor waits for a HELLO.
+                Event::Lost(Lost::ProbeUnanswered) | Event::Legacy => {}
             }
         }
     };

@@ -14,6 +14,7 @@
 
 pub mod binary;
 mod codec;
+pub mod connection;
 mod flow;
 mod handshake;
 mod headers;

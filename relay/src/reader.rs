@@ -12,9 +12,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use ponte_core::connector::{ConnectorDirectory, ConnectorEvent};
 use ponte_core::router::{RouteError, WsFrame};
+use ponte_protocol::connection::{Connection, Event, Lost, Relay, Wire};
 use ponte_protocol::{
     self as proto, limits, queue, stream::WsPayload, Blame, CloudMsg, ConnectorMsg, DecodeError,
-    Due, Handshake, Heard, Liveness,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,64 +45,48 @@ pub(crate) async fn run<S>(
         Arc::clone(&conn),
     ));
 
-    let mut live = Liveness::new(
+    // The connection's own rules (handshake, heartbeat, probe): this loop feeds it
+    // frames and time and acts on what it says.
+    let mut link = Connection::relay(
         Instant::now().into_std(),
         cfg.ping_interval,
         cfg.peer_timeout,
+        conn.hello_grace,
     );
-    let heartbeat = tokio::time::sleep_until(Instant::from_std(live.deadline()));
-    tokio::pin!(heartbeat);
-    let accepted = Instant::now();
-    let mut hs = Handshake::new(accepted.into_std(), conn.hello_grace);
-    let grace_over = tokio::time::sleep_until(accepted + conn.hello_grace);
-    tokio::pin!(grace_over);
+    let timer = tokio::time::sleep_until(Instant::from_std(link.poll_timeout()));
+    tokio::pin!(timer);
 
     loop {
-        tokio::select! {
+        let read = tokio::select! {
             biased;
             _ = conn.cancel.cancelled() => break,
             // Before the frames: a peer that always has one ready must not starve it.
-            _ = &mut heartbeat => {
-                match live.poll(Instant::now().into_std()) {
-                    Due::PeerSilent => {
-                        warn!(timeout_s = live.peer_timeout().as_secs(), "connector silent; disconnecting");
-                        ponte_core::metrics::heartbeat_missed();
-                        conn.close(4002, "heartbeat timeout");
-                        break;
-                    }
-                    Due::ProbeUnanswered => {
-                        warn!("no answer to a liveness probe while another connection claimed this identity; closing");
-                        conn.close(4002, "no answer to a liveness probe");
-                        break;
-                    }
-                    Due::Ping => conn.ping.notify_one(),
-                    Due::Nothing => {}
-                }
-                heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
+            _ = &mut timer => {
+                link.handle_timeout(Instant::now().into_std());
+                timer.as_mut().reset(Instant::from_std(link.poll_timeout()));
+                None
             }
             () = conn.probe.notified() => {
                 // A backed-up writer means a peer reading slowly, not one gone: no probe
                 // then (the heartbeat deadline still applies). One probe at a time.
-                if !live.probing() && conn.out.try_send(Message::Ping(Default::default())).is_ok() {
-                    live.probe(Instant::now().into_std(), PROBE_TIMEOUT);
-                    heartbeat.as_mut().reset(Instant::from_std(live.deadline()));
+                if !link.probing() && conn.out.try_send(Message::Ping(Default::default())).is_ok() {
+                    link.probe(Instant::now().into_std(), PROBE_TIMEOUT);
+                    timer.as_mut().reset(Instant::from_std(link.poll_timeout()));
                 }
+                None
             }
             frame = stream.next() => {
-                live.on_read(Instant::now().into_std());
+                let now = Instant::now().into_std();
                 match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        handle_text(&conn, &mut hs, directory.as_ref(), text.as_str()).await;
-                        // Any first frame but HELLO (even a malformed one) means legacy.
-                        other_frame(&conn, &mut hs);
-                    }
+                    Some(Ok(Message::Text(text))) => link.read(now, Wire::Text(text.as_str())),
                     Some(Ok(Message::Binary(data))) => {
                         // Accepted from any peer: the decoder bounds it like a text frame.
                         conn.binary_received.fetch_add(1, Ordering::Relaxed);
-                        handle_binary(&conn, &mut hs, directory.as_ref(), &data).await;
-                        other_frame(&conn, &mut hs);
+                        link.read(now, Wire::Binary(&data))
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                        link.read(now, Wire::Control)
+                    }
                     Some(Ok(Message::Close(frame))) => {
                         debug!(?frame, "connector closed the connection");
                         break;
@@ -118,12 +102,16 @@ pub(crate) async fn run<S>(
                     None => break,
                 }
             }
-            _ = &mut grace_over, if hs.deadline().is_some() => {
-                if hs.poll(Instant::now().into_std()) {
-                    conn.publish_peer(Peer::LEGACY);
-                    debug!("no HELLO: treating connector as protocol v1 base");
-                }
-            }
+        };
+        // What the connection settled goes first (the HELLO answer, the peer's dialect),
+        // then the frame's message.
+        if !act(&conn, &mut link, directory.as_ref()) {
+            break;
+        }
+        match read {
+            Some(Ok(msg)) => handle_stream_msg(&conn, directory.as_ref(), msg).await,
+            Some(Err(err)) => handle_decode_error(&conn, err),
+            None => {}
         }
     }
     conn.cancel.cancel();
@@ -131,78 +119,54 @@ pub(crate) async fn run<S>(
     let _ = writer.await;
 }
 
-/// A frame that is not HELLO was read: the first one settles the connector as legacy.
-fn other_frame(conn: &Conn, hs: &mut Handshake) {
-    if hs.on_other_frame() {
-        conn.publish_peer(Peer::LEGACY);
-    }
-}
-
-async fn handle_text(
-    conn: &Arc<Conn>,
-    hs: &mut Handshake,
-    directory: &dyn ConnectorDirectory,
-    text: &str,
-) {
-    match proto::decode_connector(text) {
-        Ok(msg) => handle_msg(conn, hs, directory, msg).await,
-        Err(err) => handle_decode_error(conn, err),
-    }
-}
-
-/// A `bin` frame: decodes to the same message as its JSON twin and takes the same path,
-/// so index rules, windows and per-stream failure apply alike.
-async fn handle_binary(
-    conn: &Arc<Conn>,
-    hs: &mut Handshake,
-    directory: &dyn ConnectorDirectory,
-    data: &Bytes,
-) {
-    match proto::binary::decode_connector(data) {
-        Ok(msg) => handle_msg(conn, hs, directory, msg).await,
-        Err(err) => handle_decode_error(conn, err),
-    }
-}
-
-async fn handle_msg(
-    conn: &Arc<Conn>,
-    hs: &mut Handshake,
-    directory: &dyn ConnectorDirectory,
-    msg: ConnectorMsg,
-) {
-    let hello = match msg {
-        ConnectorMsg::Hello(hello) => hello,
-        other => {
-            other_frame(conn, hs);
-            return handle_stream_msg(conn, directory, other).await;
+/// Does what the connection says is due; false when it is lost (and being closed).
+fn act(conn: &Conn, link: &mut Connection<Relay>, directory: &dyn ConnectorDirectory) -> bool {
+    while let Some(event) = link.poll_event() {
+        match event {
+            Event::Hello { hello, peer, late } => {
+                // The answer (DESIGN: the intersection) goes before the peer is marked,
+                // so frames using an extension normally queue behind it; a connector
+                // that named `bin` accepts binary frames even before it has read it.
+                conn.send_control(&CloudMsg::Hello(proto::Hello {
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    capabilities: peer.caps.names(),
+                    metadata: None,
+                }));
+                // HELLO wins even after the grace marked the peer legacy: a connector on
+                // a slow link still gets the extensions (its in-flight streams keep
+                // their mode; credit starts flowing for them as they are read).
+                conn.publish_peer(peer);
+                if late {
+                    info!("late HELLO: upgrading a connector first treated as legacy");
+                }
+                info!(version = %hello.version, capabilities = ?peer.caps.names(), "connector said HELLO");
+                directory.on_event(ConnectorEvent::Hello {
+                    connector_id: conn.connector_id.clone(),
+                    hello,
+                });
+            }
+            Event::Legacy => {
+                conn.publish_peer(Peer::LEGACY);
+                debug!("no HELLO: treating connector as protocol v1 base");
+            }
+            Event::Ping => conn.ping.notify_one(),
+            Event::Lost(Lost::PeerSilent(timeout)) => {
+                warn!(
+                    timeout_s = timeout.as_secs(),
+                    "connector silent; disconnecting"
+                );
+                ponte_core::metrics::heartbeat_missed();
+                conn.close(4002, "heartbeat timeout");
+                return false;
+            }
+            Event::Lost(Lost::ProbeUnanswered) => {
+                warn!("no answer to a liveness probe while another connection claimed this identity; closing");
+                conn.close(4002, "no answer to a liveness probe");
+                return false;
+            }
         }
-    };
-    let Heard::Agreed { answer: caps, late } = hs.on_hello(hello.capability_set()) else {
-        // Answering each repeat would let a connector that sends HELLOs and reads
-        // nothing fill the relay's memory with answers.
-        debug!("a second HELLO on one connection ignored");
-        return;
-    };
-    // The answer (DESIGN: the intersection) goes before the peer is marked, so frames
-    // using an extension normally queue behind it; a connector that named `bin` accepts
-    // binary frames even before it has read the answer.
-    conn.send_control(&CloudMsg::Hello(proto::Hello {
-        version: env!("CARGO_PKG_VERSION").into(),
-        capabilities: caps.names(),
-        metadata: None,
-    }));
-    // HELLO wins even after the grace marked the peer legacy: a connector on a slow
-    // link still gets the extensions (its in-flight streams keep their mode; credit
-    // starts flowing for them as they are read).
-    conn.publish_peer(Peer { hello: true, caps });
-    if late {
-        info!("late HELLO: upgrading a connector first treated as legacy");
     }
-    info!(version = %hello.version, capabilities = ?caps.names(), "connector said HELLO");
-    directory.on_event(ConnectorEvent::Hello {
-        connector_id: conn.connector_id.clone(),
-        hello,
-    });
+    true
 }
 
 /// Every frame but HELLO.
@@ -212,7 +176,7 @@ async fn handle_stream_msg(
     msg: ConnectorMsg,
 ) {
     match msg {
-        // `handle_msg`'s own; never passed here.
+        // The connection's own ([`Connection::read`]); never passed here.
         ConnectorMsg::Hello(_) => {}
         ConnectorMsg::Ping(hb) => {
             // Liveness is any frame, so a PONG is a courtesy: dropped when the writer is
