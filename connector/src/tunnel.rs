@@ -389,8 +389,11 @@ where
                 Event::Lost(Lost::PeerSilent(t)) => {
                     break 'session format!("relay silent for {}s", t.as_secs())
                 }
-                // The relay's rules: a connector neither probes nor waits for a HELLO.
-                Event::Lost(Lost::ProbeUnanswered) | Event::Legacy => {}
+                Event::Lost(Lost::ProbeUnanswered) => {
+                    break 'session "relay did not answer a probe".to_owned()
+                }
+                // The relay's: a connector waits for no HELLO and is answered once.
+                Event::Legacy | Event::RepeatHello => {}
             }
         }
     };

@@ -41,6 +41,8 @@ pub enum Event {
     /// Relay: the connector speaks the base protocol (its first frame was not HELLO, or
     /// the grace ran out without one).
     Legacy,
+    /// Relay: a HELLO after the first, ignored (not answered, nothing changes).
+    RepeatHello,
     /// Send a PING now.
     Ping,
     /// The connection is lost: close it (the relay with 4002).
@@ -215,7 +217,7 @@ impl<S: Side> Connection<S> {
                 ),
                 // Answering each repeat would let a connector that sends HELLOs and
                 // reads nothing fill the relay's memory with answers.
-                Heard::Repeat => return,
+                Heard::Repeat => return self.events.push_back(Event::RepeatHello),
             },
         };
         self.events.push_back(Event::Hello { hello, peer, late });
@@ -231,8 +233,8 @@ impl<S: Side> Connection<S> {
         }
     }
 
-    /// Time has come to `now` (the driver woke at [`poll_timeout`](Self::poll_timeout),
-    /// or later).
+    /// Time has come to `now` for the heartbeat and the probe (the driver woke at
+    /// [`poll_timeout`](Self::poll_timeout), or later).
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.live.poll(now) {
             Due::PeerSilent => {
@@ -243,19 +245,29 @@ impl<S: Side> Connection<S> {
             Due::Ping => self.events.push_back(Event::Ping),
             Due::Nothing => {}
         }
-        if self.handshake.as_mut().is_some_and(|hs| hs.poll(now)) {
-            self.events.push_back(Event::Legacy);
-        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) has something to do next. Reading
     /// frames only ever moves it later, so a driver need not re-arm its timer per frame
     /// (waking early is harmless); [`probe`](Self::probe) can move it earlier.
     pub fn poll_timeout(&self) -> Instant {
-        let heartbeat = self.live.deadline();
-        match self.handshake.as_ref().and_then(Handshake::deadline) {
-            Some(grace) => heartbeat.min(grace),
-            None => heartbeat,
+        self.live.deadline()
+    }
+
+    /// Relay: when the connector's grace to say HELLO ends, while it has not said
+    /// anything. A driver handles it after the frames already read ([`handle_grace`]):
+    /// a HELLO that arrived with the grace's end is not late.
+    ///
+    /// [`handle_grace`]: Self::handle_grace
+    pub fn grace_deadline(&self) -> Option<Instant> {
+        self.handshake.as_ref().and_then(Handshake::deadline)
+    }
+
+    /// Relay: time has come to `now` for the grace: [`Event::Legacy`] if it is over
+    /// without a word.
+    pub fn handle_grace(&mut self, now: Instant) {
+        if self.handshake.as_mut().is_some_and(|hs| hs.poll(now)) {
+            self.events.push_back(Event::Legacy);
         }
     }
 

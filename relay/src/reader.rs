@@ -55,6 +55,11 @@ pub(crate) async fn run<S>(
     );
     let timer = tokio::time::sleep_until(Instant::from_std(link.poll_timeout()));
     tokio::pin!(timer);
+    let grace_deadline = link
+        .grace_deadline()
+        .expect("a new connection has its grace");
+    let grace = tokio::time::sleep_until(Instant::from_std(grace_deadline));
+    tokio::pin!(grace);
 
     loop {
         let read = tokio::select! {
@@ -101,6 +106,11 @@ pub(crate) async fn run<S>(
                     }
                     None => break,
                 }
+            }
+            // After the frames: a HELLO read with the grace's end is not late.
+            _ = &mut grace, if link.grace_deadline().is_some() => {
+                link.handle_grace(Instant::now().into_std());
+                None
             }
         };
         // What the connection settled goes first (the HELLO answer, the peer's dialect),
@@ -149,6 +159,7 @@ fn act(conn: &Conn, link: &mut Connection<Relay>, directory: &dyn ConnectorDirec
                 conn.publish_peer(Peer::LEGACY);
                 debug!("no HELLO: treating connector as protocol v1 base");
             }
+            Event::RepeatHello => debug!("a second HELLO on one connection ignored"),
             Event::Ping => conn.ping.notify_one(),
             Event::Lost(Lost::PeerSilent(timeout)) => {
                 warn!(

@@ -104,7 +104,7 @@ impl Pair {
                     self.relay_sends(&answer);
                 }
                 Event::Ping => self.relay_sends(&CloudMsg::Ping(Heartbeat { ts: 1 })),
-                Event::Legacy | Event::Lost(_) => {}
+                Event::Legacy | Event::RepeatHello | Event::Lost(_) => {}
             }
             self.seen.push((at, "relay", ev));
         }
@@ -116,22 +116,36 @@ impl Pair {
         }
     }
 
-    /// Runs both ends to `until` after t0, waking at their deadlines.
+    /// Runs both ends to `until` after t0, waking at their deadlines, as their drivers
+    /// do: the heartbeat's and, at the relay, the grace's (after the frames). An end that
+    /// lost the connection is driven no more.
     fn run_until(&mut self, until: Duration) {
         self.settle();
         loop {
-            let next = self.relay.poll_timeout().min(self.connector.poll_timeout());
+            let relay_live = self.lost("relay").is_none();
+            let connector_live = self.lost("connector").is_none();
+            let wakes = [
+                relay_live.then(|| self.relay.poll_timeout()),
+                relay_live.then(|| self.relay.grace_deadline()).flatten(),
+                connector_live.then(|| self.connector.poll_timeout()),
+            ];
+            let Some(next) = wakes.into_iter().flatten().min() else {
+                return;
+            };
             if next > self.t0 + until {
                 self.now = self.t0 + until;
                 return;
             }
             self.now = self.now.max(next);
-            self.relay.handle_timeout(self.now);
-            self.connector.handle_timeout(self.now);
-            self.settle();
-            if self.lost("relay").is_some() && self.lost("connector").is_some() {
-                return;
+            if relay_live {
+                self.relay.handle_timeout(self.now);
+                self.settle();
+                self.relay.handle_grace(self.now);
             }
+            if connector_live {
+                self.connector.handle_timeout(self.now);
+            }
+            self.settle();
         }
     }
 
@@ -172,6 +186,33 @@ fn hello_settles_both_ends_on_what_both_named() {
         matches!(connector_saw[..], [Event::Hello { peer, .. }] if *peer == agreed),
         "{connector_saw:?}"
     );
+    // A relay answering with more than the connector offered gets only what it offered.
+    let t0 = Instant::now();
+    let mut connector = Connection::connector(t0, PING_INTERVAL, PEER_TIMEOUT, offered);
+    let answer = codec::encode(&CloudMsg::Hello(hello(Capabilities::ALL)));
+    assert!(connector.read(t0, Wire::Text(&answer)).is_none());
+    assert!(matches!(
+        connector.poll_event(),
+        Some(Event::Hello { peer, .. }) if peer == agreed
+    ));
+}
+
+#[test]
+fn a_hello_read_with_the_end_of_the_grace_is_not_late() {
+    let t0 = Instant::now();
+    let mut relay = Connection::relay(t0, PING_INTERVAL, PEER_TIMEOUT, HELLO_GRACE);
+    assert_eq!(relay.grace_deadline(), Some(t0 + HELLO_GRACE));
+    let end = t0 + HELLO_GRACE;
+    let frame = codec::encode(&ConnectorMsg::Hello(hello(Capabilities::ALL)));
+    // The driver reads the frames waiting, then looks at the grace.
+    relay.read(end, Wire::Text(&frame));
+    relay.handle_grace(end);
+    assert!(matches!(
+        relay.poll_event(),
+        Some(Event::Hello { late: false, .. })
+    ));
+    assert_eq!(relay.poll_event(), None, "no legacy");
+    assert_eq!(relay.grace_deadline(), None);
 }
 
 #[test]
@@ -223,7 +264,15 @@ fn a_repeated_hello_is_answered_once() {
     let mut pair = Pair::new(Some(caps(&[Capability::Flow])));
     pair.connector_sends(&ConnectorMsg::Hello(hello(caps(&[Capability::Bin]))));
     pair.settle();
-    assert_eq!(pair.events("relay").len(), 1, "{:?}", pair.events("relay"));
+    assert!(
+        matches!(
+            pair.events("relay")[..],
+            [Event::Hello { .. }, Event::RepeatHello]
+        ),
+        "{:?}",
+        pair.events("relay")
+    );
+    assert_eq!(pair.events("connector").len(), 1, "answered once");
     assert!(pair
         .relay
         .peer()
@@ -254,7 +303,7 @@ fn both_ends_ping_every_interval_and_lose_a_cut_link_at_the_peer_timeout() {
 }
 
 #[test]
-fn a_bad_frame_is_blamed_on_its_stream_and_the_connection_goes_on() {
+fn a_bad_frame_is_blamed_on_the_stream_it_names() {
     let t0 = Instant::now();
     let mut relay = Connection::relay(t0, PING_INTERVAL, PEER_TIMEOUT, HELLO_GRACE);
     let bad = r#"{"type":"HTTP_RESPONSE_CHUNK","requestId":"r-1","data":"!!","index":0}"#;
