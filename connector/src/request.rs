@@ -34,6 +34,10 @@ pub(crate) fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
         };
         let refusal = match admitted {
             Err(Refusal::Duplicate) => Some((ErrorCode::BadRequest, "duplicate requestId")),
+            // The relay checks before it sends; a relay that does not is refused alike.
+            _ if stream::check_headers(&req.target.headers).is_err() => {
+                Some((ErrorCode::BadRequest, "request headers too large"))
+            }
             _ if sess.draining.load(Ordering::SeqCst) => {
                 Some((ErrorCode::Busy, "connector is stopping; retry shortly"))
             }

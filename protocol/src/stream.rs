@@ -33,7 +33,7 @@ pub enum Violation {
     SecondEnd,
     #[error("chunk of {0} bytes, over the {MAX_CHUNK_LEN}-byte limit")]
     ChunkTooLarge(usize),
-    #[error("response headers too large")]
+    #[error("headers over {MAX_HEADER_BYTES} bytes")]
     HeadersTooLarge,
     #[error("invalid status {0}")]
     InvalidStatus(u16),
@@ -83,9 +83,7 @@ impl BodyRx {
 
     /// HTTP_RESPONSE_START with this status and these headers.
     pub fn on_start(&mut self, status: u16, headers: &Headers) -> Result<(), Violation> {
-        if headers.byte_len() > MAX_HEADER_BYTES {
-            return Err(Violation::HeadersTooLarge);
-        }
+        check_headers(headers)?;
         if !(100..=999).contains(&status) {
             return Err(Violation::InvalidStatus(status));
         }
@@ -216,6 +214,16 @@ impl BodyTx {
     /// Bytes the window allows now (`u64::MAX` without one).
     pub fn available(&self) -> u64 {
         self.window.map_or(u64::MAX, |w| w.available())
+    }
+}
+
+/// A request's or response's headers, names and values together, are at most
+/// [`MAX_HEADER_BYTES`]: checked by the end that sends them and by the end that reads
+/// them.
+pub fn check_headers(headers: &Headers) -> Result<(), Violation> {
+    match headers.byte_len() > MAX_HEADER_BYTES {
+        true => Err(Violation::HeadersTooLarge),
+        false => Ok(()),
     }
 }
 

@@ -288,7 +288,7 @@ impl Relay {
                 limits::MAX_STREAMS_PER_CONNECTOR
             )));
         }
-        if req.headers.byte_len() > limits::MAX_HEADER_BYTES {
+        if proto::stream::check_headers(&req.headers).is_err() {
             return Err(RouteError::BadRequest("request headers too large".into()));
         }
         let request_id = self.next_id('r');

@@ -777,3 +777,35 @@ async fn an_upload_chunk_over_the_chunk_size_fails_its_request() {
         .unwrap()
         .unwrap();
 }
+
+/// Request headers over 64 KiB are refused by the connector too, not only by the relay
+/// that sends them: BAD_REQUEST, and nothing reaches the device.
+#[tokio::test]
+async fn request_headers_over_the_limit_are_refused_by_the_connector() {
+    let origin = origin::Origin::spawn().await;
+    let (mut relay, shutdown, session) = fake_relay().await;
+    assert_eq!(next_json(&mut relay).await["type"], "HELLO");
+    let big = "v".repeat(limits::MAX_HEADER_BYTES);
+    relay
+        .send(text(json!({"type":"HTTP_REQUEST","requestId":"r-h",
+            "target":{"baseUrl":origin.base_url(),"method":"GET","path":"/hello",
+            "headers":{"x-big":big}}})))
+        .await
+        .unwrap();
+    let v = tokio::time::timeout(Duration::from_secs(10), next_json(&mut relay))
+        .await
+        .expect("an answer");
+    assert_eq!(v["type"], "HTTP_RESPONSE_ERROR", "{v}");
+    assert_eq!(v["requestId"], "r-h");
+    assert_eq!(v["code"], "BAD_REQUEST", "{v}");
+    let accepted = origin
+        .stats
+        .accepted
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(accepted, 0, "nothing reached the device");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), session)
+        .await
+        .unwrap()
+        .unwrap();
+}

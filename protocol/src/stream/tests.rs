@@ -321,6 +321,15 @@ fn the_head_comes_first_and_once() {
     let mut big = Headers::new();
     big.insert("x-big", "v".repeat(MAX_HEADER_BYTES));
     assert_eq!(rx.on_start(200, &big), Err(Violation::HeadersTooLarge));
+    assert_eq!(check_headers(&big), Err(Violation::HeadersTooLarge));
+    let mut at_limit = Headers::new();
+    at_limit.insert("x", "v".repeat(MAX_HEADER_BYTES - 1));
+    assert_eq!(
+        check_headers(&at_limit),
+        Ok(()),
+        "{} bytes",
+        at_limit.byte_len()
+    );
     assert!(!rx.is_started(), "a refused head starts nothing");
     assert_eq!(rx.on_start(204, &h), Ok(()));
     assert_eq!(rx.on_start(200, &h), Err(Violation::SecondStart));
