@@ -86,16 +86,16 @@ pub(crate) struct WsIn {
 }
 
 impl Session {
-    /// No request in flight. (Control frames already queued, in the queue or its
-    /// control lane, go out before a drained session's goodbye, which queues after them.)
+    /// No request in flight. (Control frames already queued go out before a drained
+    /// session's goodbye, which queues after them.)
     pub(crate) fn idle(&self) -> bool {
         self.streams.lock().unwrap().is_empty()
     }
 
     /// Queues a control frame (an error, a refusal, a WebSocket close) without waiting:
-    /// beside a full queue in its control lane ([`queue::Sender::send_control`]). A relay
-    /// that floods requests while not reading fills that too, and then the frame is
-    /// dropped (its streams end by the relay's own timeouts).
+    /// past a full count, in a slot kept for control frames ([`queue::Sender::send_control`]).
+    /// A relay that floods requests while not reading fills those too, and then the frame
+    /// is dropped (its streams end by the relay's own timeouts).
     pub(crate) fn send_control(&self, msg: &ConnectorMsg) {
         let frame = Message::text(proto::encode(msg));
         if let Err(queue::TrySendError::Full(_)) = self.out.send_control(frame) {

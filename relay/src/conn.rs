@@ -185,7 +185,7 @@ pub(crate) struct Conn {
     pub cancel: CancellationToken,
     pub(crate) close: Mutex<Option<CloseFrame>>,
     /// Another connection claimed this identity: the reader probes this one
-    /// ([`ponte_protocol::Liveness::probe`]).
+    /// ([`ponte_protocol::connection::Connection::probe`]).
     pub(crate) probe: Notify,
     /// How long requests wait for HELLO on this connection (see [`limits::HELLO_GRACE`]).
     pub hello_grace: Duration,
@@ -288,8 +288,8 @@ impl Conn {
 
     /// Queues a control frame (HTTP_CANCEL, WS_CLOSE, the HELLO answer, TOKEN_ROTATE)
     /// without waiting. Used from `Drop` and from the reader, which must never wait on
-    /// the writer. A full queue puts it in the queue's control lane
-    /// ([`queue::Sender::send_control`]); when that is full as well the connector has
+    /// the writer. Past a full count it takes a slot kept for control frames
+    /// ([`queue::Sender::send_control`]); when those are full as well the connector has
     /// stopped reading, and the frame is dropped (the streams it was about end by their
     /// own timeouts, or with the connection: the write deadline cuts a connector that
     /// does not read). False when the frame was dropped.
