@@ -295,7 +295,7 @@ pub(crate) async fn serve_request(
         };
         let mut chunk = chunk;
         while !chunk.is_empty() {
-            let piece = wait_window(ctl, chunk.len(), timeout).await?;
+            let piece = wait_window(ctl, chunk.len()).await;
             let data = chunk.split_to(piece.len);
             let msg = ConnectorMsg::HttpResponseChunk(proto::Chunk {
                 request_id: rid.clone(),

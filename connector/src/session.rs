@@ -145,28 +145,21 @@ pub(crate) fn gone() -> ExecError {
 }
 
 /// Waits for send window and takes the next chunk of up to `want` bytes. Without a
-/// window the relay's TCP backpressure (the writer queue) paces the stream. A relay that
-/// grants nothing for `idle` fails the stream, as the relay fails an upload the
-/// connector grants nothing for: the device request and the stream's slot are not held
-/// forever by a relay that neither reads on nor cancels.
-pub(crate) async fn wait_window(
-    ctl: &StreamCtl,
-    want: usize,
-    idle: Duration,
-) -> Result<Piece, ExecError> {
+/// window the relay's TCP backpressure (the writer queue) paces the stream.
+///
+/// No deadline, on purpose: the window is shut while the response's reader (a browser
+/// that paused a video or a download) does not read, for as long as it likes, and holds
+/// one window meanwhile. The relay ends the stream (HTTP_CANCEL, or the connection)
+/// when its caller goes away.
+pub(crate) async fn wait_window(ctl: &StreamCtl, want: usize) -> Piece {
     loop {
         let notified = ctl.credit.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         if let Some(piece) = ctl.body_tx.lock().unwrap().take(want) {
-            return Ok(piece);
+            return piece;
         }
-        if tokio::time::timeout(idle, notified).await.is_err() {
-            return Err(ExecError::new(
-                ErrorCode::Timeout,
-                format!("the relay granted no window for {} ms", idle.as_millis()),
-            ));
-        }
+        notified.await;
     }
 }
 
