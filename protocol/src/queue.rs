@@ -185,15 +185,8 @@ impl<T> Sender<T> {
 
     /// Queues a frame if there is room now.
     pub fn try_send(&self, frame: T) -> Result<(), TrySendError<T>> {
-        let taken = try_acquire(&self.bytes, self.charge(&frame))
-            .and_then(|bytes| Ok((bytes, try_acquire(&self.slots, 1)?)));
-        match taken {
-            Ok((bytes, slot)) => self
-                .queue(frame, bytes, slot)
-                .map_err(|_| TrySendError::Closed),
-            Err(TrySendError::Full(())) => Err(TrySendError::Full(frame)),
-            Err(TrySendError::Closed) => Err(TrySendError::Closed),
-        }
+        let charge = self.charge(&frame);
+        self.try_queue(frame, charge, &self.slots)
     }
 
     /// Queues a control frame without waiting, in order behind what is queued: in the
@@ -205,8 +198,18 @@ impl<T> Sender<T> {
             Err(TrySendError::Full(frame)) if (self.weigh)(&frame) < SMALL_FRAME => frame,
             other => return other,
         };
-        let taken = try_acquire(&self.bytes, 0)
-            .and_then(|bytes| Ok((bytes, try_acquire(&self.control, 1)?)));
+        self.try_queue(frame, 0, &self.control)
+    }
+
+    /// Queues a frame charged `charge` bytes in one of `slots` if both have room now.
+    fn try_queue(
+        &self,
+        frame: T,
+        charge: u32,
+        slots: &Arc<Semaphore>,
+    ) -> Result<(), TrySendError<T>> {
+        let taken =
+            try_acquire(&self.bytes, charge).and_then(|bytes| Ok((bytes, try_acquire(slots, 1)?)));
         match taken {
             Ok((bytes, slot)) => self
                 .queue(frame, bytes, slot)

@@ -29,6 +29,18 @@ async fn fake_relay() -> (
     connector_session(connector_shared(None), 1 << 20).await
 }
 
+/// Stops the connector's session and waits (at most 5 s) for it to end.
+async fn stop(
+    shutdown: tokio_util::sync::CancellationToken,
+    session: tokio::task::JoinHandle<String>,
+) {
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), session)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 /// Says HELLO with `caps` and returns the capabilities the relay's answer names.
 async fn hello(peer: &mut Peer, caps: &[&str]) -> Vec<String> {
     peer.send(text(
@@ -518,11 +530,7 @@ async fn the_connector_sends_binary_only_after_the_relay_named_bin() {
     let v = upload_answer(&mut relay).await;
     assert_eq!(v["len"], N);
     assert_eq!(v["sha256"], sha256_hex(pattern_chunks(N, 3)));
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), session)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(shutdown, session).await;
 }
 
 /// A relay that never answers HELLO (the original Node relay) grants no window: the
@@ -540,35 +548,14 @@ async fn a_relay_that_never_answers_hello_gets_responses_longer_than_one_window(
         .await
         .unwrap();
     let mut body = Vec::new();
-    let read = async {
-        loop {
-            let v = next_json(&mut relay).await;
-            match v["type"].as_str().unwrap() {
-                "HTTP_RESPONSE_START" => assert_eq!(v["statusCode"], 200),
-                "HTTP_RESPONSE_CHUNK" => body.extend_from_slice(
-                    &base64::Engine::decode(
-                        &base64::engine::general_purpose::STANDARD,
-                        v["data"].as_str().unwrap(),
-                    )
-                    .unwrap(),
-                ),
-                "HTTP_RESPONSE_END" => break,
-                other => panic!("unexpected {other}: {v}"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), read)
-        .await
-        .unwrap_or_else(|_| panic!("stalled after {} bytes", body.len()));
+    let read = read_json_body(&mut relay, &mut body, u64::MAX);
+    let ended = tokio::time::timeout(Duration::from_secs(30), read).await;
+    assert!(ended == Ok(true), "stalled after {} bytes", body.len());
     assert_eq!(
         sha256_hex([Bytes::from(body)]),
         sha256_hex(pattern_chunks(N, 7))
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), session)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(shutdown, session).await;
 }
 
 /// An upload that the device takes fast gets its window grown, as a download does: the
@@ -624,11 +611,7 @@ async fn a_fast_upload_is_granted_more_than_the_initial_window() {
         peak > u64::from(limits::INITIAL_WINDOW),
         "the window never grew past {peak} bytes"
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), session)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(shutdown, session).await;
 }
 
 /// Says HELLO with `caps` to the connector (whose own HELLO was read already).
@@ -712,11 +695,7 @@ async fn a_download_whose_reader_pauses_past_the_timeout_is_not_cut() {
         sha256_hex([Bytes::from(body)]),
         sha256_hex(pattern_chunks(N, 3))
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), session)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(shutdown, session).await;
 }
 
 /// Reads a JSON response into `body` until it holds `want` bytes (false) or the response
@@ -725,7 +704,7 @@ async fn read_json_body(relay: &mut Peer, body: &mut Vec<u8>, want: u64) -> bool
     loop {
         let v = next_json(relay).await;
         match v["type"].as_str().unwrap() {
-            "HTTP_RESPONSE_START" => {}
+            "HTTP_RESPONSE_START" => assert_eq!(v["statusCode"], 200),
             "HTTP_RESPONSE_CHUNK" => body.extend(
                 base64::Engine::decode(
                     &base64::engine::general_purpose::STANDARD,
@@ -782,11 +761,7 @@ async fn an_upload_chunk_over_the_chunk_size_fails_its_request() {
     assert_eq!(v["requestId"], "r-big");
     assert_eq!(v["code"], "BAD_REQUEST", "{v}");
     assert!(v["message"].as_str().unwrap().contains("65536"), "{v}");
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), session)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(shutdown, session).await;
 }
 
 /// Request headers over 64 KiB are refused by the connector too, not only by the relay
@@ -814,9 +789,5 @@ async fn request_headers_over_the_limit_are_refused_by_the_connector() {
         .accepted
         .load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(accepted, 0, "nothing reached the device");
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), session)
-        .await
-        .unwrap()
-        .unwrap();
+    stop(shutdown, session).await;
 }
