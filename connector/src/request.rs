@@ -2,9 +2,10 @@
 //! back within its window, feed a streamed upload to the device.
 
 use crate::exec::{self, ExecError, Executor};
-use crate::session::{gone, loggable, wait_window, BodyIn, Session, StreamCtl};
+use crate::session::{gone, loggable, wait_window, Session, StreamCtl};
 use bytes::Bytes;
 use futures_util::{FutureExt as _, StreamExt};
+use ponte_protocol::connection::HttpStream;
 use ponte_protocol::stream::{self, BodyRx, BodyTx, Refusal};
 use ponte_protocol::{self as proto, limits, ConnectorMsg, ErrorCode};
 use std::sync::atomic::Ordering;
@@ -24,55 +25,44 @@ const BODY_QUEUE: usize = limits::MAX_TUNED_WINDOW as usize / 1024;
 
 pub(crate) fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
     let rid = req.request_id.clone();
-    {
-        // Requests and WebSockets count together, as the relay counts them (and as a
-        // WS_OPEN is checked). Read first: the two tables are never locked together.
-        let sockets = sess.ws.lock().unwrap().len();
-        let admitted = {
-            let streams = sess.streams.lock().unwrap();
-            stream::admit(streams.len() + sockets, streams.contains_key(&rid))
-        };
-        let refusal = match admitted {
-            Err(Refusal::Duplicate) => Some((ErrorCode::BadRequest, "duplicate requestId")),
-            // The relay checks before it sends; a relay that does not is refused alike.
-            _ if stream::check_headers(&req.target.headers).is_err() => {
-                Some((ErrorCode::BadRequest, "request headers too large"))
-            }
-            _ if sess.draining.load(Ordering::SeqCst) => {
-                Some((ErrorCode::Busy, "connector is stopping; retry shortly"))
-            }
-            Err(Refusal::Busy) => {
-                Some((ErrorCode::Busy, "connector has too many streams in flight"))
-            }
-            Ok(()) => None,
-        };
-        if let Some((code, why)) = refusal {
-            return sess.error(&rid, &ExecError::new(code, why));
+    // Requests and WebSockets count together, as the relay counts them (and as a
+    // WS_OPEN is checked). Only this reader opens streams, so nothing opens between the
+    // check and the insert below.
+    let admitted = sess.link.lock().unwrap().admits(&rid, false);
+    let refusal = match admitted {
+        Err(Refusal::Duplicate) => Some((ErrorCode::BadRequest, "duplicate requestId")),
+        // The relay checks before it sends; a relay that does not is refused alike.
+        _ if stream::check_headers(&req.target.headers).is_err() => {
+            Some((ErrorCode::BadRequest, "request headers too large"))
         }
+        _ if sess.draining.load(Ordering::SeqCst) => {
+            Some((ErrorCode::Busy, "connector is stopping; retry shortly"))
+        }
+        Err(Refusal::Busy) => Some((ErrorCode::Busy, "connector has too many streams in flight")),
+        Ok(()) => None,
+    };
+    if let Some((code, why)) = refusal {
+        return sess.error(&rid, &ExecError::new(code, why));
     }
-    let (body_rx, body_in) = if req.body_stream {
-        let (tx, rx) = mpsc::channel(BODY_QUEUE);
-        (
-            Some(rx),
-            Some(BodyIn {
-                tx: Some(tx),
-                rx: BodyRx::upload(),
-                window_budget: Arc::clone(&sess.window_budget),
-            }),
-        )
-    } else {
-        (None, None)
+    let (upload, body_rx) = match req.body_stream {
+        true => {
+            let (tx, rx) = mpsc::channel(BODY_QUEUE);
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
     };
     let ctl = Arc::new(StreamCtl {
         cancel: sess.cancel.child_token(),
-        body_tx: Mutex::new(BodyTx::new(sess.relay_caps().has(proto::Capability::Flow))),
         credit: Notify::new(),
-        body: Mutex::new(body_in),
+        upload: Mutex::new(upload),
     });
-    sess.streams
-        .lock()
-        .unwrap()
-        .insert(rid.clone(), Arc::clone(&ctl));
+    let entry = HttpStream::new(
+        req.body_stream.then(BodyRx::upload),
+        BodyTx::new(sess.relay_caps().has(proto::Capability::Flow)),
+        Arc::clone(&ctl),
+    );
+    // Admitted above: cannot be refused.
+    let _ = sess.link.lock().unwrap().open_http(rid.clone(), entry);
     let sess = Arc::clone(sess);
     let path = loggable(&req.target.path).to_owned();
     let method = req.target.method.clone();
@@ -98,7 +88,7 @@ pub(crate) fn start_request(sess: &Arc<Session>, req: proto::HttpRequest) {
                     let _ = sess.send(&ConnectorMsg::HttpResponseError(err)).await;
                 }
             }
-            sess.streams.lock().unwrap().remove(&rid);
+            sess.link.lock().unwrap().close_http(&rid);
             sess.ended.notify_one();
         }
         .instrument(span),
@@ -250,7 +240,11 @@ pub(crate) async fn serve_request(
     let whole = match (ended, ready_len) {
         (false, _) => None,
         (true, 0) => Some(None),
-        (true, n) => ctl.body_tx.lock().unwrap().take_whole(n).map(Some),
+        (true, n) => {
+            let link = &mut sess.link.lock().unwrap();
+            let taken = link.http(&rid).map(|s| s.tx.take_whole(n));
+            taken.ok_or_else(gone)?.map(Some)
+        }
     };
     if let Some(piece) = whole {
         let mut batch = vec![start];
@@ -295,7 +289,8 @@ pub(crate) async fn serve_request(
         };
         let mut chunk = chunk;
         while !chunk.is_empty() {
-            let piece = wait_window(ctl, chunk.len()).await;
+            let piece = wait_window(sess, &rid, ctl, chunk.len()).await;
+            let piece = piece.ok_or_else(gone)?;
             let data = chunk.split_to(piece.len);
             let msg = ConnectorMsg::HttpResponseChunk(proto::Chunk {
                 request_id: rid.clone(),
@@ -335,12 +330,10 @@ pub(crate) fn streamed_body(
                 let data = match tokio::time::timeout(idle, rx.recv()).await {
                     Ok(Some(data)) => data,
                     Ok(None) => {
-                        let complete = ctl
-                            .body
-                            .lock()
-                            .unwrap()
-                            .as_ref()
-                            .is_some_and(|b| b.rx.is_ended());
+                        // Closed at HTTP_REQUEST_END, or the stream left the table.
+                        let complete = (sess.link.lock().unwrap().http(&rid))
+                            .and_then(|s| s.rx.as_ref())
+                            .is_some_and(BodyRx::is_ended);
                         if complete {
                             uploaded.notify_one();
                             return None;
@@ -356,11 +349,8 @@ pub(crate) fn streamed_body(
                         return Some((Err(stalled), (None, sess, ctl, rid)));
                     }
                 };
-                let credit = ctl.body.lock().unwrap().as_mut().and_then(|b| {
-                    let now = std::time::Instant::now();
-                    b.rx.window()
-                        .on_consumed_tuned(data.len(), now, &b.window_budget)
-                });
+                let now = std::time::Instant::now();
+                let credit = sess.link.lock().unwrap().consumed(&rid, data.len(), now);
                 if let Some(bytes) = credit {
                     let wu = ConnectorMsg::WindowUpdate(proto::WindowUpdate {
                         request_id: rid.clone(),

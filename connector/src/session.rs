@@ -1,14 +1,14 @@
-//! One connection's state, shared by its reader, its writer and its streams' tasks: the
-//! stream table, the relay's capabilities, the outbound queue, and the per-stream
-//! flow-control windows.
+//! One connection's state, shared by its reader, its writer and its streams' tasks: its
+//! [`Connection`] (the wire's rules and the table of open streams, each stream's handle
+//! here a [`StreamCtl`] or a [`WsIn`]), the relay's capabilities, the outbound queue.
 
 use crate::exec::ExecError;
 use crate::Shared;
 use bytes::Bytes;
 
-use ponte_protocol::stream::{BodyRx, BodyTx, Piece};
+use ponte_protocol::connection::{Connection, Connector};
+use ponte_protocol::stream::Piece;
 use ponte_protocol::{self as proto, queue, ConnectorMsg, ErrorCode};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,34 +17,20 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-/// Per-stream state shared by the reader and the stream's task.
+/// One request's handle in the connection's table, shared by the reader and the
+/// request's task. (Its rules, the upload's [`proto::stream::BodyRx`] and the response's
+/// [`proto::stream::BodyTx`], are in the table.)
 pub(crate) struct StreamCtl {
     pub(crate) cancel: CancellationToken,
-    /// The response's chunk indexes, and its window if the relay had named `flow` when
-    /// the stream began. A relay that never answers HELLO (the original Node relay)
-    /// sends no WINDOW_UPDATE, so waiting on it would stall every response at 256 KiB.
-    pub(crate) body_tx: Mutex<BodyTx>,
+    /// Woken when the relay grants credit for the response.
     pub(crate) credit: Notify,
-    pub(crate) body: Mutex<Option<BodyIn>>,
+    /// A streamed upload's chunks toward the device; dropped at HTTP_REQUEST_END, so the
+    /// device sees the end of the body.
+    pub(crate) upload: Mutex<Option<mpsc::Sender<Bytes>>>,
 }
 
-pub(crate) struct BodyIn {
-    /// Closed at HTTP_REQUEST_END: the device sees the end of the body.
-    pub(crate) tx: Option<mpsc::Sender<Bytes>>,
-    /// The upload's rules: chunks in order and within the window, the end once. Without
-    /// its end (`is_ended`), the end of the chunk queue is a cut upload, which the device
-    /// must see as an aborted request.
-    pub(crate) rx: BodyRx,
-    /// The connection's budget for grown upload windows; this body's growth goes back
-    /// to it when the body is dropped (its stream ended).
-    pub(crate) window_budget: Arc<proto::WindowBudget>,
-}
-
-impl Drop for BodyIn {
-    fn drop(&mut self) {
-        self.window_budget.give_back(self.rx.grown());
-    }
-}
+/// This end's [`Connection`], with the connector's handles for its streams.
+pub(crate) type Link = Connection<Connector, Arc<StreamCtl>, Arc<WsIn>>;
 
 /// What this connector names in its HELLO: everything it speaks.
 pub(crate) const OFFERED: proto::Capabilities = proto::Capabilities::ALL;
@@ -52,14 +38,13 @@ pub(crate) const OFFERED: proto::Capabilities = proto::Capabilities::ALL;
 pub(crate) struct Session {
     pub(crate) shared: Arc<Shared>,
     pub(crate) out: queue::Sender<Message>,
-    pub(crate) streams: Mutex<HashMap<String, Arc<StreamCtl>>>,
-    pub(crate) ws: Mutex<HashMap<String, Arc<WsIn>>>,
+    /// The wire's rules and the open streams. Locked for a table lookup or a rule's
+    /// step, never across an await or another lock. Its budget for grown upload
+    /// windows is the relay's for responses: a device that takes an upload fast gets a
+    /// window that covers the round trip, and what all uploads hold stays bounded.
+    pub(crate) link: Mutex<Link>,
     /// WebSocket bytes queued toward devices, over all streams of this connection.
     pub(crate) ws_budget: Arc<proto::WsBudget>,
-    /// Growth of upload windows, over all of this connection's streams (as the relay's
-    /// for responses): a device that takes an upload fast gets a window that covers
-    /// the round trip, and the bytes all uploads may hold at once stay bounded.
-    pub(crate) window_budget: Arc<proto::WindowBudget>,
     pub(crate) cancel: CancellationToken,
     /// What the relay's answer to HELLO agreed ([`proto::Capabilities::bits`]): one
     /// value, so a frame never sees half of an answer. Until then (and for ever with a
@@ -89,7 +74,7 @@ impl Session {
     /// No request in flight. (Control frames already queued go out before a drained
     /// session's goodbye, which queues after them.)
     pub(crate) fn idle(&self) -> bool {
-        self.streams.lock().unwrap().is_empty()
+        self.link.lock().unwrap().http_streams() == 0
     }
 
     /// Queues a control frame (an error, a refusal, a WebSocket close) without waiting:
@@ -144,22 +129,29 @@ pub(crate) fn gone() -> ExecError {
     ExecError::new(ErrorCode::Cancelled, "relay connection closed")
 }
 
-/// Waits for send window and takes the next chunk of up to `want` bytes. Without a
+/// Waits for send window and takes the next chunk of up to `want` bytes of the response
+/// to `request_id`; `None` once the stream has left the table (cancelled). Without a
 /// window the relay's TCP backpressure (the writer queue) paces the stream.
 ///
 /// No deadline, on purpose: the window is shut while the response's reader (a browser
 /// that paused a video or a download) does not read, for as long as it likes, and holds
 /// one window meanwhile. The relay ends the stream (HTTP_CANCEL, or the connection)
 /// when its caller goes away.
-pub(crate) async fn wait_window(ctl: &StreamCtl, want: usize) -> Piece {
+pub(crate) async fn wait_window(
+    sess: &Session,
+    request_id: &str,
+    ctl: &StreamCtl,
+    want: usize,
+) -> Option<Piece> {
     loop {
         let notified = ctl.credit.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let Some(piece) = ctl.body_tx.lock().unwrap().take(want) {
-            return piece;
+        let taken = (sess.link.lock().unwrap().http(request_id)).map(|s| s.tx.take(want));
+        match taken? {
+            Some(piece) => return Some(piece),
+            None => notified.await,
         }
-        notified.await;
     }
 }
 

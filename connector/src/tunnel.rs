@@ -6,7 +6,7 @@
 //! window per stream.
 
 use crate::dispatch::{bad_frame, dispatch};
-use crate::session::{hostname, timed, unix_ms, Session, OFFERED};
+use crate::session::{hostname, timed, unix_ms, Link, Session, OFFERED};
 use crate::wsproxy::close_ws;
 use crate::Shared;
 use futures_util::{SinkExt, StreamExt};
@@ -234,10 +234,16 @@ where
     let sess = Arc::new(Session {
         shared: Arc::clone(&shared),
         out,
-        streams: Mutex::default(),
-        ws: Mutex::default(),
+        // The connection's own rules (heartbeat, the relay's HELLO answer) and its
+        // streams' table: the loop below feeds it frames and time and acts on what it
+        // says.
+        link: Mutex::new(Connection::connector(
+            Instant::now().into_std(),
+            shared.timing.ping_interval,
+            shared.timing.peer_timeout,
+            OFFERED,
+        )),
         ws_budget: proto::WsBudget::new(limits::WS_STREAM_BUDGET, limits::WS_CONNECTION_BUDGET),
-        window_budget: proto::WindowBudget::new(limits::WINDOW_GROWTH_BUDGET),
         cancel: cancel.clone(),
         relay_agreed: AtomicU16::new(proto::Capabilities::NONE.bits()),
         draining: AtomicBool::new(false),
@@ -307,15 +313,8 @@ where
         res
     });
 
-    // The connection's own rules (heartbeat, the relay's HELLO answer): this loop feeds
-    // it frames and time and acts on what it says.
-    let mut link = Connection::connector(
-        Instant::now().into_std(),
-        shared.timing.ping_interval,
-        peer_timeout,
-        OFFERED,
-    );
-    let heartbeat = tokio::time::sleep_until(Instant::from_std(link.poll_timeout()));
+    let deadline = sess.link.lock().unwrap().poll_timeout();
+    let heartbeat = tokio::time::sleep_until(Instant::from_std(deadline));
     tokio::pin!(heartbeat);
     // Stopping: requests in flight get `shutdown_grace` to finish while new ones are
     // refused (BUSY, nothing done on the device: safe to retry), device WebSockets are
@@ -331,11 +330,11 @@ where
             _ = shutdown.cancelled(), if !draining => {
                 draining = true;
                 sess.draining.store(true, Ordering::SeqCst);
-                let sockets: Vec<String> = sess.ws.lock().unwrap().keys().cloned().collect();
+                let sockets = sess.link.lock().unwrap().ws_ids();
                 for sid in sockets {
                     close_ws(&sess, &sid, 1001, "connector stopping");
                 }
-                let open = sess.streams.lock().unwrap().len();
+                let open = sess.link.lock().unwrap().http_streams();
                 if sess.idle() {
                     break "shutting down".to_owned();
                 }
@@ -351,25 +350,31 @@ where
                 }
             }
             _ = &mut grace, if draining => {
-                let open = sess.streams.lock().unwrap().len();
+                let open = sess.link.lock().unwrap().http_streams();
                 warn!(requests = open, "stopping: shutdown grace over, cutting the requests still in flight");
                 break "shutting down".to_owned();
             }
             // Before the frames: a relay that always has one ready must not starve it.
             _ = &mut heartbeat => {
-                link.handle_timeout(Instant::now().into_std());
-                heartbeat.as_mut().reset(Instant::from_std(link.poll_timeout()));
+                let next = {
+                    let mut link = sess.link.lock().unwrap();
+                    link.handle_timeout(Instant::now().into_std());
+                    link.poll_timeout()
+                };
+                heartbeat.as_mut().reset(Instant::from_std(next));
             }
             frame = stream.next() => {
-                let now = Instant::now().into_std();
-                let read = match frame {
-                    Some(Ok(Message::Text(t))) => link.read(now, Wire::Text(t.as_str())),
-                    Some(Ok(Message::Binary(b))) => link.read(now, Wire::Binary(&b)),
+                // Decoded outside the lock: a chunk's base64 is the bulk of the work.
+                let decoded = match frame {
+                    Some(Ok(Message::Text(t))) => Link::decode(Wire::Text(t.as_str())),
+                    Some(Ok(Message::Binary(b))) => Link::decode(Wire::Binary(&b)),
                     Some(Ok(Message::Close(f))) => break format!("relay closed the connection: {}", f.map(|f| format!("{} {}", f.code, f.reason)).unwrap_or_default()),
-                    Some(Ok(_)) => link.read(now, Wire::Control),
+                    Some(Ok(_)) => None,
                     Some(Err(e)) => break format!("connection error: {e}"),
                     None => break "connection closed".to_owned(),
                 };
+                let now = Instant::now().into_std();
+                let read = sess.link.lock().unwrap().on_read(now, decoded);
                 match read {
                     Some(Ok(msg)) => dispatch(&sess, msg),
                     Some(Err(e)) => bad_frame(&sess, e),
@@ -377,7 +382,10 @@ where
                 }
             }
         }
-        while let Some(event) = link.poll_event() {
+        loop {
+            // Bound apart from the match: the lock is not held while acting.
+            let event = sess.link.lock().unwrap().poll_event();
+            let Some(event) = event else { break };
             match event {
                 Event::Hello { peer, .. } => {
                     info!(capabilities = ?peer.caps.names(), "relay answered HELLO");
@@ -414,10 +422,12 @@ where
         }
     }
     cancel.cancel();
-    for (_, s) in sess.streams.lock().unwrap().drain() {
+    let (requests, sockets) = sess.link.lock().unwrap().close_all();
+    for s in requests {
         s.cancel.cancel();
     }
-    sess.ws.lock().unwrap().clear();
+    // Their channels close: each device WebSocket's task closes its device end.
+    drop(sockets);
     if !writer_done {
         let _ = writer.await;
     }

@@ -4,7 +4,7 @@
 use crate::exec::{ExecError, Executor};
 use crate::session::{loggable, Session, WsIn, WsToDevice};
 use futures_util::{SinkExt, StreamExt};
-use ponte_protocol::stream::{self, Refusal};
+use ponte_protocol::stream::Refusal;
 use ponte_protocol::{self as proto, limits, ConnectorMsg, ErrorCode};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -183,14 +183,9 @@ pub(crate) async fn proxy(
 
 pub(crate) fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
     let sid = o.stream_id.clone();
-    // Requests and WebSockets count together, as for a request; the two tables are
-    // never locked together. Only this reader opens streams, so the count can only
-    // shrink before the insert below.
-    let requests = sess.streams.lock().unwrap().len();
-    let admitted = {
-        let ws = sess.ws.lock().unwrap();
-        stream::admit(requests + ws.len(), ws.contains_key(&sid))
-    };
+    // Requests and WebSockets count together, as for a request. Only this reader opens
+    // streams, so nothing opens between the check and the insert below.
+    let admitted = sess.link.lock().unwrap().admits(&sid, true);
     let refusal = match admitted {
         Err(Refusal::Duplicate) => {
             // The relay has lost track of the one open under this id: both ends drop it.
@@ -214,10 +209,8 @@ pub(crate) fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
         tx,
         budget: sess.ws_budget.stream(),
     });
-    sess.ws
-        .lock()
-        .unwrap()
-        .insert(sid.clone(), Arc::clone(&ws_in));
+    // Admitted above: cannot be refused.
+    let _ = (sess.link.lock().unwrap()).open_ws(sid.clone(), Arc::clone(&ws_in));
     let sess = Arc::clone(sess);
     let path = loggable(&o.target.path).to_owned();
     let span = info_span!("ws", stream_id = %sid, %path);
@@ -232,7 +225,8 @@ pub(crate) fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
             ws_in.budget.close();
             // Still in the table: the device side ended it, so tell the relay. Removed:
             // the relay closed it and needs no answer.
-            if sess.ws.lock().unwrap().remove(&sid).is_some() {
+            let removed = sess.link.lock().unwrap().close_ws(&sid);
+            if removed.is_some() {
                 let (code, reason, error) = match res {
                     Ok((code, reason)) => (code, reason, None),
                     Err(e) => {
@@ -257,16 +251,21 @@ pub(crate) fn start_ws(sess: &Arc<Session>, o: proto::WsOpen) {
 /// Closes one tunnelled WebSocket from the connector's side: its device end, and the
 /// relay's with the same code.
 pub(crate) fn close_ws(sess: &Session, stream_id: &str, code: u16, reason: &str) {
-    let ws = sess.ws.lock().unwrap().remove(stream_id);
-    if let Some(ws) = ws {
-        let _ = ws
-            .tx
-            .try_send(WsToDevice::Close(Some(code), Some(reason.to_owned())));
-        sess.send_control(&ConnectorMsg::WsClose(proto::WsClose {
-            stream_id: stream_id.to_owned(),
-            code: Some(code),
-            reason: Some(reason.to_owned()),
-            error: None,
-        }));
+    let removed = sess.link.lock().unwrap().close_ws(stream_id);
+    if let Some(ws) = removed {
+        closed_ws(sess, stream_id, &ws, code, reason);
     }
+}
+
+/// The same for a WebSocket that has left the table.
+pub(crate) fn closed_ws(sess: &Session, stream_id: &str, ws: &WsIn, code: u16, reason: &str) {
+    let _ = ws
+        .tx
+        .try_send(WsToDevice::Close(Some(code), Some(reason.to_owned())));
+    sess.send_control(&ConnectorMsg::WsClose(proto::WsClose {
+        stream_id: stream_id.to_owned(),
+        code: Some(code),
+        reason: Some(reason.to_owned()),
+        error: None,
+    }));
 }

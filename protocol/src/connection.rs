@@ -1,7 +1,8 @@
 //! One connection's own rules, sans-IO, for both ends: what the peer speaks (HELLO, the
 //! relay's grace and late HELLO, [`Handshake`]), the heartbeat and the probe
 //! ([`Liveness`]), and the reading of every frame into a message for the streams or a
-//! decode error to blame. The streams' rules are [`crate::stream`]'s.
+//! decode error to blame; and its table of open streams ([`streams`]), through which
+//! every message for a stream goes, checked by that stream's rules ([`crate::stream`]).
 //!
 //! The drivers (the relay's reader, the connector's session loop) hand it each frame
 //! read with the time, give the messages it returns to their streams, sleep until
@@ -11,7 +12,7 @@
 
 use crate::handshake::{Handshake, Heard, Peer};
 use crate::liveness::{Due, Liveness};
-use crate::{binary, codec, Capabilities, CloudMsg, ConnectorMsg, DecodeError, Hello};
+use crate::{binary, codec, limits, Capabilities, CloudMsg, ConnectorMsg, DecodeError, Hello};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -114,9 +115,13 @@ impl Side for Connector {
     }
 }
 
-/// One connection's state at one end.
+mod streams;
+pub use streams::{AtConnector, AtRelay, Blamed, HttpStream};
+
+/// One connection's state at one end. `H` and `W` are the driver's handles for an HTTP
+/// stream and a WebSocket (what wakes the task that serves it).
 #[derive(Debug)]
-pub struct Connection<S: Side> {
+pub struct Connection<S: Side, H = (), W = ()> {
     live: Liveness,
     /// The relay's handshake; the connector has none (it says HELLO first, and what it
     /// speaks is what the answer names of `offered`).
@@ -125,10 +130,11 @@ pub struct Connection<S: Side> {
     /// At most two per call (a frame settles the peer; a timeout is a PING or a loss,
     /// and the end of the grace): the driver drains them after each call.
     events: VecDeque<Event>,
+    streams: streams::Streams<H, W>,
     side: PhantomData<S>,
 }
 
-impl Connection<Relay> {
+impl<H, W> Connection<Relay, H, W> {
     /// A connection accepted at `now`, whose connector has `hello_grace` to say HELLO.
     pub fn relay(
         now: Instant,
@@ -149,7 +155,7 @@ impl Connection<Relay> {
     }
 }
 
-impl Connection<Connector> {
+impl<H, W> Connection<Connector, H, W> {
     /// A connection opened at `now`; its HELLO (sent by the driver) names `offered`.
     pub fn connector(
         now: Instant,
@@ -165,28 +171,45 @@ impl Connection<Connector> {
     }
 }
 
-impl<S: Side> Connection<S> {
+impl<S: Side, H, W> Connection<S, H, W> {
     fn new(live: Liveness, handshake: Option<Handshake>, offered: Capabilities) -> Self {
         Self {
             live,
             handshake,
             offered,
             events: VecDeque::with_capacity(2),
+            streams: streams::Streams::new(crate::WindowBudget::new(limits::WINDOW_GROWTH_BUDGET)),
             side: PhantomData,
         }
     }
 
-    /// A frame read at `now`. Returns the message for the driver's streams, or the
-    /// decode error for it to blame ([`DecodeError::blame`]); `None` for what is the
-    /// connection's own (HELLO, a WebSocket control frame).
+    /// A frame read at `now`. Returns the message for the driver's streams
+    /// ([`route`](Connection::route) it), or the decode error for it to blame
+    /// ([`blame`](Self::blame)); `None` for what is the connection's own (HELLO, a
+    /// WebSocket control frame). The same as [`on_read`](Self::on_read) of
+    /// [`decode`](Self::decode).
     pub fn read(&mut self, now: Instant, frame: Wire<'_>) -> Option<Result<S::Recv, DecodeError>> {
+        self.on_read(now, Self::decode(frame))
+    }
+
+    /// A frame decoded, without the connection: a driver that shares its `Connection`
+    /// behind a lock decodes outside it.
+    pub fn decode(frame: Wire<'_>) -> Option<Result<S::Recv, DecodeError>> {
+        match frame {
+            Wire::Text(t) => Some(S::decode_text(t)),
+            Wire::Binary(b) => Some(S::decode_binary(b)),
+            Wire::Control => None,
+        }
+    }
+
+    /// A frame read at `now`, as [`decode`](Self::decode) gave it: see [`read`](Self::read).
+    pub fn on_read(
+        &mut self,
+        now: Instant,
+        decoded: Option<Result<S::Recv, DecodeError>>,
+    ) -> Option<Result<S::Recv, DecodeError>> {
         self.live.on_read(now);
-        let decoded = match frame {
-            Wire::Text(t) => S::decode_text(t),
-            Wire::Binary(b) => S::decode_binary(b),
-            Wire::Control => return None,
-        };
-        match decoded.map(S::hello) {
+        match decoded?.map(S::hello) {
             Ok(Ok(hello)) => {
                 self.on_hello(hello);
                 None

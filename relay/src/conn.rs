@@ -1,6 +1,7 @@
-//! One connector connection: the table of open streams, their flow-control windows and
-//! the heartbeat state, shared by its reader loop (`reader.rs`) and its writer task
-//! (`writer.rs`), which are joined by a bounded channel.
+//! One connector connection as the relay holds it: its [`Connection`] (the wire's rules
+//! and the table of open streams, each stream's handle here a [`Slot`] or a [`WsState`]:
+//! the channel toward its caller), shared by its reader loop (`reader.rs`), its writer
+//! task (`writer.rs`, joined by a bounded queue) and the streams' callers.
 //!
 //! Must never: block the reader on one slow stream of a `flow` connector (that would
 //! stall every other stream on the connection), or hold more than one window of body
@@ -8,13 +9,13 @@
 
 use bytes::Bytes;
 use ponte_core::router::{RouteError, WsFrame};
+use ponte_protocol::connection::{Connection, HttpStream as Entry, Relay};
+use ponte_protocol::stream::{BodyRx, BodyTx};
 use ponte_protocol::{
     self as proto, limits,
     queue::{self, TrySendError},
-    stream::{BodyRx, BodyTx},
     Capability, CloudMsg,
 };
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -80,9 +81,9 @@ pub(crate) enum StreamEvent {
     Error(RouteError),
 }
 
-/// An open HTTP stream as the connection's table holds it. The event sender lives only
-/// here: removing the entry closes the consumer's channel, which is how a failed or
-/// disconnected stream wakes its consumer.
+/// An open HTTP stream's handle in the connection's table. The event sender lives only
+/// there (and in the reader while it hands an event on): removing the entry closes the
+/// consumer's channel, which is how a failed or disconnected stream wakes its consumer.
 #[derive(Clone)]
 pub(crate) struct Slot {
     pub stream: Arc<HttpStream>,
@@ -104,24 +105,12 @@ pub(crate) struct HttpStream {
     pub state: Mutex<StreamState>,
     /// Woken when the connector grants upload credit or the stream ends.
     pub upload_credit: Notify,
-    /// The connection's budget for grown response windows; this stream's growth goes
-    /// back to it when the stream is dropped.
-    pub window_budget: Arc<proto::WindowBudget>,
 }
 
-impl Drop for HttpStream {
-    fn drop(&mut self) {
-        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        self.window_budget.give_back(state.rx.grown());
-    }
-}
-
+/// What the stream's caller finds besides its channel. (Its rules, the response's
+/// [`proto::stream::BodyRx`] and the upload's [`proto::stream::BodyTx`], are in the
+/// connection's table.)
 pub(crate) struct StreamState {
-    /// The response body's rules: its head first, chunks in order and within the
-    /// window (which binds a connector that spoke `flow` when the stream began).
-    pub rx: BodyRx,
-    /// The upload's chunk indexes, and its window when the connector speaks `flow`.
-    pub upload: BodyTx,
     /// Why the stream failed, for the consumer that finds its channel closed.
     pub failed: Option<RouteError>,
     /// Events that did not fit the channel (`flow` streams only), newer than anything
@@ -176,12 +165,11 @@ pub(crate) struct Conn {
     binary_sent: AtomicU64,
     /// The reader's heartbeat says a PING is due; the writer sends it beside the queue.
     pub(crate) ping: tokio::sync::Notify,
-    pub streams: Mutex<HashMap<String, Slot>>,
-    pub ws: Mutex<HashMap<String, Arc<WsState>>>,
+    /// The wire's rules and the open streams. Locked for a table lookup or a rule's
+    /// step, never across an await or another lock.
+    pub(crate) link: Mutex<Link>,
     /// WebSocket bytes queued toward callers, over all of this connection's streams.
     pub ws_budget: Arc<proto::WsBudget>,
-    /// Growth of response windows, over all of this connection's streams.
-    pub window_budget: Arc<proto::WindowBudget>,
     pub cancel: CancellationToken,
     pub(crate) close: Mutex<Option<CloseFrame>>,
     /// Another connection claimed this identity: the reader probes this one
@@ -191,12 +179,22 @@ pub(crate) struct Conn {
     pub hello_grace: Duration,
 }
 
+/// This end's [`Connection`], with the relay's handles for its streams.
+pub(crate) type Link = Connection<Relay, Slot, Arc<WsState>>;
+
 impl Conn {
     pub fn new(
         connector_id: String,
         cancel: CancellationToken,
+        cfg: &ConnConfig,
         hello_grace: Duration,
     ) -> (Arc<Self>, queue::Receiver<Message>) {
+        let link = Connection::relay(
+            std::time::Instant::now(),
+            cfg.ping_interval,
+            cfg.peer_timeout,
+            hello_grace,
+        );
         let (out, rx) = queue::channel(OUTBOUND_QUEUE, queue::OUTBOUND_BYTES, Message::len);
         let conn = Arc::new(Self {
             connector_id,
@@ -205,10 +203,8 @@ impl Conn {
             binary_received: AtomicU64::new(0),
             binary_sent: AtomicU64::new(0),
             ping: tokio::sync::Notify::new(),
-            streams: Mutex::default(),
-            ws: Mutex::default(),
+            link: Mutex::new(link),
             ws_budget: proto::WsBudget::new(limits::WS_STREAM_BUDGET, limits::WS_CONNECTION_BUDGET),
-            window_budget: proto::WindowBudget::new(limits::WINDOW_GROWTH_BUDGET),
             cancel,
             close: Mutex::new(None),
             probe: Notify::new(),
@@ -265,7 +261,7 @@ impl Conn {
     }
 
     pub fn open_streams(&self) -> usize {
-        self.streams.lock().unwrap().len() + self.ws.lock().unwrap().len()
+        self.link.lock().unwrap().open_streams()
     }
 
     /// Asks the reader to probe the connection: a WebSocket ping (every peer answers it,
@@ -306,30 +302,34 @@ impl Conn {
 
     /// Forgets a stream; if it was still open, tells the connector to stop it.
     pub fn cancel_stream(&self, request_id: &str) {
-        let removed = self.streams.lock().unwrap().remove(request_id);
+        let removed = self.link.lock().unwrap().close_http(request_id);
         if let Some(stream) = removed {
-            stream.upload_credit.notify_waiters();
-            if self.has(Capability::Cancel) {
-                self.send_control(&CloudMsg::HttpCancel(proto::StreamRef {
-                    request_id: request_id.to_owned(),
-                }));
-            }
+            self.stopped(request_id, &stream);
         }
     }
 
-    /// Fails one stream with a reason, leaving the connection and other streams alone.
-    pub(crate) fn fail_stream(&self, request_id: &str, err: RouteError) {
-        let stream = self.streams.lock().unwrap().get(request_id).cloned();
-        if let Some(stream) = stream {
-            warn!(request_id, %err, "failing stream");
-            stream.state.lock().unwrap().failed = Some(err);
-            self.cancel_stream(request_id);
+    /// A stream that has left the table before its end: its upload stops, and the
+    /// connector is told to stop it.
+    pub(crate) fn stopped(&self, request_id: &str, stream: &Slot) {
+        stream.upload_credit.notify_waiters();
+        if self.has(Capability::Cancel) {
+            self.send_control(&CloudMsg::HttpCancel(proto::StreamRef {
+                request_id: request_id.to_owned(),
+            }));
         }
+    }
+
+    /// A stream that has left the table failed, leaving the connection and other
+    /// streams alone: its caller learns why, the connector is told to stop it.
+    pub(crate) fn failed(&self, request_id: &str, stream: &Slot, err: RouteError) {
+        warn!(request_id, %err, "failing stream");
+        stream.state.lock().unwrap().failed = Some(err);
+        self.stopped(request_id, stream);
     }
 
     pub(crate) fn fail_all(&self) {
-        let streams: Vec<_> = self.streams.lock().unwrap().drain().collect();
-        for (_, s) in streams {
+        let (http, ws) = self.link.lock().unwrap().close_all();
+        for s in http {
             s.state
                 .lock()
                 .unwrap()
@@ -337,8 +337,7 @@ impl Conn {
                 .get_or_insert(RouteError::Disconnected);
             s.upload_credit.notify_waiters();
         }
-        let ws: Vec<_> = self.ws.lock().unwrap().drain().collect();
-        for (_, w) in ws {
+        for w in ws {
             if let Some(tx) = w.opened.lock().unwrap().take() {
                 let _ = tx.send(Err(RouteError::Disconnected));
             }
@@ -346,45 +345,49 @@ impl Conn {
     }
 }
 
+/// Closes one WebSocket from the relay's side: toward its caller and the connector.
 pub(crate) fn close_ws(conn: &Conn, stream_id: &str, code: u16, reason: &str) {
-    if let Some(ws) = conn.ws.lock().unwrap().remove(stream_id) {
-        if let Some(tx) = ws.opened.lock().unwrap().take() {
-            let _ = tx.send(Err(RouteError::Protocol(reason.to_owned())));
-        }
-        let _ = ws.tx.try_send(WsFrame::Close {
-            code: Some(code),
-            reason: Some(reason.to_owned()),
-        });
-        conn.send_control(&CloudMsg::WsClose(proto::WsClose {
-            stream_id: stream_id.to_owned(),
-            code: Some(code),
-            reason: Some(reason.to_owned()),
-            error: None,
-        }));
+    let removed = conn.link.lock().unwrap().close_ws(stream_id);
+    if let Some(ws) = removed {
+        closed_ws(conn, stream_id, &ws, code, reason);
     }
 }
 
-pub(crate) fn new_stream(
-    caps_flow: bool,
-    window_budget: Arc<proto::WindowBudget>,
-) -> (Slot, mpsc::Receiver<StreamEvent>) {
-    let (tx, rx) = mpsc::channel(if caps_flow {
+/// The same for a WebSocket that has left the table.
+pub(crate) fn closed_ws(conn: &Conn, stream_id: &str, ws: &WsState, code: u16, reason: &str) {
+    if let Some(tx) = ws.opened.lock().unwrap().take() {
+        let _ = tx.send(Err(RouteError::Protocol(reason.to_owned())));
+    }
+    let _ = ws.tx.try_send(WsFrame::Close {
+        code: Some(code),
+        reason: Some(reason.to_owned()),
+    });
+    conn.send_control(&CloudMsg::WsClose(proto::WsClose {
+        stream_id: stream_id.to_owned(),
+        code: Some(code),
+        reason: Some(reason.to_owned()),
+        error: None,
+    }));
+}
+
+/// A new HTTP stream: its entry for the connection's table, and its caller's channel.
+pub(crate) fn new_stream(flow: bool) -> (Entry<Slot>, mpsc::Receiver<StreamEvent>) {
+    let (tx, rx) = mpsc::channel(if flow {
         STREAM_QUEUE
     } else {
         LEGACY_STREAM_QUEUE
     });
     let stream = Arc::new(HttpStream {
-        flow: caps_flow,
+        flow,
         state: Mutex::new(StreamState {
-            rx: BodyRx::response(caps_flow),
-            upload: BodyTx::new(caps_flow),
             failed: None,
             overflow: Default::default(),
         }),
         upload_credit: Notify::new(),
-        window_budget,
     });
-    (Slot { stream, events: tx }, rx)
+    let slot = Slot { stream, events: tx };
+    let entry = Entry::new(Some(BodyRx::response(flow)), BodyTx::new(flow), slot);
+    (entry, rx)
 }
 
 /// Bytes a WebSocket frame carries (what its budget is charged).

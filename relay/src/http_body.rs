@@ -120,17 +120,16 @@ pub(crate) async fn pump_upload(
                 let notified = stream.upload_credit.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                {
-                    let mut st = stream.state.lock().unwrap();
-                    if st.failed.is_some() || conn.cancel.is_cancelled() {
-                        return;
-                    }
-                    if let Some(piece) = st.upload.take(bytes.len()) {
-                        break piece;
-                    }
-                }
-                if !conn.streams.lock().unwrap().contains_key(&request_id) {
+                if stream.state.lock().unwrap().failed.is_some() || conn.cancel.is_cancelled() {
                     return;
+                }
+                let taken =
+                    (conn.link.lock().unwrap().http(&request_id)).map(|s| s.tx.take(bytes.len()));
+                match taken {
+                    // The stream has ended.
+                    None => return,
+                    Some(Some(piece)) => break piece,
+                    Some(None) => {}
                 }
                 if tokio::time::timeout(idle, notified).await.is_err() {
                     // The device stopped reading the upload.
@@ -213,18 +212,9 @@ impl RelayBody {
             StreamEvent::Data(b) => {
                 // Checked live: a connector whose HELLO came late gets credit too.
                 if self.conn.has(Capability::Flow) {
-                    let credit = self
-                        .stream
-                        .state
-                        .lock()
-                        .unwrap()
-                        .rx
-                        .window()
-                        .on_consumed_tuned(
-                            b.len(),
-                            std::time::Instant::now(),
-                            &self.stream.window_budget,
-                        );
+                    let now = std::time::Instant::now();
+                    let credit =
+                        (self.conn.link.lock().unwrap()).consumed(&self.request_id, b.len(), now);
                     if let Some(bytes) = credit {
                         let wu = CloudMsg::WindowUpdate(proto::WindowUpdate {
                             request_id: self.request_id.clone(),
@@ -270,7 +260,7 @@ impl Drop for RelayBody {
             // Caller went away mid-stream: stop the device download.
             self.conn.cancel_stream(&self.request_id);
         } else {
-            self.conn.streams.lock().unwrap().remove(&self.request_id);
+            self.conn.link.lock().unwrap().close_http(&self.request_id);
         }
     }
 }

@@ -5,16 +5,17 @@
 //! Must never: wait on the writer, or on one slow stream of a `flow` connector (that
 //! would stall every other stream on the connection).
 
-use crate::conn::{close_ws, ws_len, Conn, ConnConfig, Peer, Slot, StreamEvent, WS_QUEUE};
+use crate::conn::{
+    close_ws, closed_ws, ws_len, Conn, ConnConfig, Link, Peer, Slot, StreamEvent, WS_QUEUE,
+};
 use crate::contest::PROBE_TIMEOUT;
 use crate::writer::write_loop;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use ponte_core::connector::{ConnectorDirectory, ConnectorEvent};
 use ponte_core::router::{RouteError, WsFrame};
-use ponte_protocol::connection::{Connection, Event, Lost, Relay, Wire};
+use ponte_protocol::connection::{AtRelay, Blamed, Event, Lost, Wire};
 use ponte_protocol::{
-    self as proto, limits, queue, stream::WsPayload, Blame, CloudMsg, ConnectorMsg, DecodeError,
+    self as proto, limits, queue, stream::WsPayload, CloudMsg, ConnectorMsg, DecodeError,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,21 +46,20 @@ pub(crate) async fn run<S>(
         Arc::clone(&conn),
     ));
 
-    // The connection's own rules (handshake, heartbeat, probe): this loop feeds it
-    // frames and time and acts on what it says.
-    let mut link = Connection::relay(
-        Instant::now().into_std(),
-        cfg.ping_interval,
-        cfg.peer_timeout,
-        conn.hello_grace,
-    );
-    let timer = tokio::time::sleep_until(Instant::from_std(link.poll_timeout()));
+    // The connection's own rules (handshake, heartbeat, probe) and its streams' tables:
+    // this loop feeds it frames and time and acts on what it says.
+    let (deadline, grace_deadline) = {
+        let link = conn.link.lock().unwrap();
+        let grace = link
+            .grace_deadline()
+            .expect("a new connection has its grace");
+        (link.poll_timeout(), grace)
+    };
+    let timer = tokio::time::sleep_until(Instant::from_std(deadline));
     tokio::pin!(timer);
-    let grace_deadline = link
-        .grace_deadline()
-        .expect("a new connection has its grace");
     let grace = tokio::time::sleep_until(Instant::from_std(grace_deadline));
     tokio::pin!(grace);
+    let mut in_grace = true;
 
     loop {
         let read = tokio::select! {
@@ -67,31 +67,38 @@ pub(crate) async fn run<S>(
             _ = conn.cancel.cancelled() => break,
             // Before the frames: a peer that always has one ready must not starve it.
             _ = &mut timer => {
-                link.handle_timeout(Instant::now().into_std());
-                timer.as_mut().reset(Instant::from_std(link.poll_timeout()));
+                let next = {
+                    let mut link = conn.link.lock().unwrap();
+                    link.handle_timeout(Instant::now().into_std());
+                    link.poll_timeout()
+                };
+                timer.as_mut().reset(Instant::from_std(next));
                 None
             }
             () = conn.probe.notified() => {
                 // A backed-up writer means a peer reading slowly, not one gone: no probe
                 // then (the heartbeat deadline still applies). One probe at a time.
-                if !link.probing() && conn.out.try_send(Message::Ping(Default::default())).is_ok() {
-                    link.probe(Instant::now().into_std(), PROBE_TIMEOUT);
-                    timer.as_mut().reset(Instant::from_std(link.poll_timeout()));
+                let probing = conn.link.lock().unwrap().probing();
+                if !probing && conn.out.try_send(Message::Ping(Default::default())).is_ok() {
+                    let next = {
+                        let mut link = conn.link.lock().unwrap();
+                        link.probe(Instant::now().into_std(), PROBE_TIMEOUT);
+                        link.poll_timeout()
+                    };
+                    timer.as_mut().reset(Instant::from_std(next));
                 }
                 None
             }
             frame = stream.next() => {
-                let now = Instant::now().into_std();
-                match frame {
-                    Some(Ok(Message::Text(text))) => link.read(now, Wire::Text(text.as_str())),
+                // Decoded outside the lock: a chunk's base64 is the bulk of the work.
+                let decoded = match frame {
+                    Some(Ok(Message::Text(text))) => Link::decode(Wire::Text(text.as_str())),
                     Some(Ok(Message::Binary(data))) => {
                         // Accepted from any peer: the decoder bounds it like a text frame.
                         conn.binary_received.fetch_add(1, Ordering::Relaxed);
-                        link.read(now, Wire::Binary(&data))
+                        Link::decode(Wire::Binary(&data))
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
-                        link.read(now, Wire::Control)
-                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
                     Some(Ok(Message::Close(frame))) => {
                         debug!(?frame, "connector closed the connection");
                         break;
@@ -105,18 +112,24 @@ pub(crate) async fn run<S>(
                         break;
                     }
                     None => break,
-                }
+                };
+                let now = Instant::now().into_std();
+                conn.link.lock().unwrap().on_read(now, decoded)
             }
-            // After the frames: a HELLO read with the grace's end is not late.
-            _ = &mut grace, if link.grace_deadline().is_some() => {
+            _ = &mut grace, if in_grace => {
+                let mut link = conn.link.lock().unwrap();
                 link.handle_grace(Instant::now().into_std());
+                in_grace = link.grace_deadline().is_some();
                 None
             }
         };
         // What the connection settled goes first (the HELLO answer, the peer's dialect),
         // then the frame's message.
-        if !act(&conn, &mut link, directory.as_ref()) {
+        if !act(&conn, directory.as_ref()) {
             break;
+        }
+        if in_grace {
+            in_grace = conn.link.lock().unwrap().grace_deadline().is_some();
         }
         match read {
             Some(Ok(msg)) => handle_stream_msg(&conn, directory.as_ref(), msg).await,
@@ -130,8 +143,11 @@ pub(crate) async fn run<S>(
 }
 
 /// Does what the connection says is due; false when it is lost (and being closed).
-fn act(conn: &Conn, link: &mut Connection<Relay>, directory: &dyn ConnectorDirectory) -> bool {
-    while let Some(event) = link.poll_event() {
+fn act(conn: &Conn, directory: &dyn ConnectorDirectory) -> bool {
+    loop {
+        // Bound apart from the match: the lock is not held while acting.
+        let event = conn.link.lock().unwrap().poll_event();
+        let Some(event) = event else { break };
         match event {
             Event::Hello { hello, peer, late } => {
                 // The answer (DESIGN: the intersection) goes before the peer is marked,
@@ -180,131 +196,89 @@ fn act(conn: &Conn, link: &mut Connection<Relay>, directory: &dyn ConnectorDirec
     true
 }
 
-/// Every frame but HELLO.
+/// Every frame but HELLO, through the rules of the stream it names
+/// ([`Link::route`]).
 async fn handle_stream_msg(
     conn: &Arc<Conn>,
     directory: &dyn ConnectorDirectory,
     msg: ConnectorMsg,
 ) {
-    match msg {
-        // The connection's own ([`Connection::read`]); never passed here.
-        ConnectorMsg::Hello(_) => {}
-        ConnectorMsg::Ping(hb) => {
-            // Liveness is any frame, so a PONG is a courtesy: dropped when the writer is
-            // backed up. (Queueing it would let a PING flood grow memory.)
-            let _ = conn
-                .out
-                .try_send(Message::text(proto::encode(&CloudMsg::Pong(hb))));
-            directory.on_event(ConnectorEvent::Heartbeat {
-                connector_id: conn.connector_id.clone(),
-            });
-        }
-        ConnectorMsg::Pong(_) => {
-            directory.on_event(ConnectorEvent::Heartbeat {
-                connector_id: conn.connector_id.clone(),
-            });
-        }
-        ConnectorMsg::HttpResponseStart(start) => {
-            let Some(stream) = lookup(conn, &start.request_id) else {
-                return;
-            };
-            let verdict =
-                (stream.state.lock().unwrap().rx).on_start(start.status_code, &start.headers);
-            if let Err(v) = verdict {
-                return conn.fail_stream(&start.request_id, RouteError::Protocol(v.to_string()));
+    let routed = conn.link.lock().unwrap().route(msg);
+    let Some(routed) = routed else { return };
+    match routed {
+        AtRelay::Heartbeat(ping) => {
+            if let Some(hb) = ping {
+                // Liveness is any frame, so a PONG is a courtesy: dropped when the writer
+                // is backed up. (Queueing it would let a PING flood grow memory.)
+                let _ = conn
+                    .out
+                    .try_send(Message::text(proto::encode(&CloudMsg::Pong(hb))));
             }
+            directory.on_event(ConnectorEvent::Heartbeat {
+                connector_id: conn.connector_id.clone(),
+            });
+        }
+        AtRelay::Start {
+            stream,
+            status,
+            headers,
+        } => {
             // The queue is empty before START: this cannot be full.
-            let _ = stream.events.try_send(StreamEvent::Start {
-                status: start.status_code,
-                headers: start.headers,
-            });
+            let _ = stream
+                .events
+                .try_send(StreamEvent::Start { status, headers });
         }
-        ConnectorMsg::HttpResponseChunk(chunk) => {
-            let Some(stream) = lookup(conn, &chunk.request_id) else {
-                return;
-            };
-            let verdict = (stream.state.lock().unwrap().rx).on_chunk(chunk.index, chunk.data.len());
-            if let Err(v) = verdict {
-                return conn.fail_stream(&chunk.request_id, RouteError::Protocol(v.to_string()));
-            }
-            if chunk.data.is_empty() {
-                return;
-            }
-            ponte_core::metrics::bytes_from_device(chunk.data.len());
-            deliver(
-                conn,
-                &chunk.request_id,
-                &stream,
-                StreamEvent::Data(chunk.data),
-            )
-            .await;
+        AtRelay::Data { id, stream, data } => {
+            ponte_core::metrics::bytes_from_device(data.len());
+            deliver(conn, &id, &stream, StreamEvent::Data(data)).await;
         }
-        ConnectorMsg::HttpResponseEnd(end) => {
-            let Some(stream) = lookup(conn, &end.request_id) else {
-                return;
-            };
-            // Bound first: `fail_stream` takes the state's lock again.
-            let ended = stream.state.lock().unwrap().rx.on_end();
-            if let Err(v) = ended {
-                return conn.fail_stream(&end.request_id, RouteError::Protocol(v.to_string()));
-            }
-            deliver(conn, &end.request_id, &stream, StreamEvent::End).await;
-            finish(conn, &end.request_id);
+        AtRelay::End { stream } => {
+            stream.upload_credit.notify_waiters();
+            // Behind the data still queued; out of the table already.
+            deliver(conn, "", &stream, StreamEvent::End).await;
         }
-        ConnectorMsg::HttpResponseError(err) => {
-            let Some(stream) = lookup(conn, &err.request_id) else {
-                return;
-            };
-            let route_err = RouteError::from_wire(&err);
-            debug!(request_id = %err.request_id, %route_err, "connector reported error");
+        AtRelay::Error { stream, error } => {
+            let route_err = RouteError::from_wire(&error);
+            debug!(request_id = %error.request_id, %route_err, "connector reported error");
             stream.state.lock().unwrap().failed = Some(route_err.clone());
+            stream.upload_credit.notify_waiters();
             let _ = stream.events.try_send(StreamEvent::Error(route_err));
-            finish(conn, &err.request_id);
         }
-        ConnectorMsg::WindowUpdate(wu) => {
-            let Some(stream) = lookup(conn, &wu.request_id) else {
-                return;
-            };
-            let granted = stream.state.lock().unwrap().upload.grant(wu.bytes);
-            match granted {
-                Err(v) => conn.fail_stream(&wu.request_id, RouteError::Protocol(v.to_string())),
-                Ok(()) => stream.upload_credit.notify_waiters(),
-            }
+        AtRelay::Credit { stream } => stream.upload_credit.notify_waiters(),
+        AtRelay::Broken { id, stream, reason } => {
+            conn.failed(&id, &stream, RouteError::Protocol(reason));
         }
-        ConnectorMsg::WsOpened(o) => {
-            let ws = conn.ws.lock().unwrap().get(&o.stream_id).cloned();
-            let Some(ws) = ws else {
-                // Its caller left before it opened (and the close sent then crossed this,
-                // or was dropped): close the device's side too, or its socket would hold a
-                // stream slot on the connector until the device hangs up.
-                debug!(stream_id = %o.stream_id, "WS_OPENED for unknown stream; closing it");
-                conn.send_control(&CloudMsg::WsClose(proto::WsClose {
-                    stream_id: o.stream_id,
-                    code: Some(1001),
-                    reason: Some("the caller has gone".into()),
-                    error: None,
-                }));
-                return;
-            };
+        AtRelay::WsOpened { ws, protocol } => {
             let opened = ws.opened.lock().unwrap().take();
             if let Some(tx) = opened {
-                let _ = tx.send(Ok(o.protocol));
+                let _ = tx.send(Ok(protocol));
             }
         }
-        ConnectorMsg::WsMessage(m) => {
-            let Some(ws) = conn.ws.lock().unwrap().get(&m.stream_id).cloned() else {
-                return debug!(stream_id = %m.stream_id, "WS_MESSAGE for unknown stream");
-            };
-            let carried =
-                m.text.as_ref().map_or(0, String::len) + m.data.as_ref().map_or(0, Bytes::len);
-            ponte_core::metrics::bytes_from_device(carried);
-            let frame = match proto::stream::ws_payload(m.text, m.data) {
-                Ok(WsPayload::Text(t)) => WsFrame::Text(t),
-                Ok(WsPayload::Binary(d)) => WsFrame::Binary(d),
-                Err(no) => {
-                    warn!(connector_id = %conn.connector_id, stream_id = %m.stream_id, code = no.code, "closing a WebSocket: {}", no.reason);
-                    return close_ws(conn, &m.stream_id, no.code, no.reason);
-                }
+        AtRelay::WsOrphan { id } => {
+            // Its caller left before it opened (and the close sent then crossed this,
+            // or was dropped): close the device's side too, or its socket would hold a
+            // stream slot on the connector until the device hangs up.
+            debug!(stream_id = %id, "WS_OPENED for unknown stream; closing it");
+            conn.send_control(&CloudMsg::WsClose(proto::WsClose {
+                stream_id: id,
+                code: Some(1001),
+                reason: Some("the caller has gone".into()),
+                error: None,
+            }));
+        }
+        AtRelay::WsBroken {
+            id,
+            ws,
+            refusal: no,
+        } => {
+            warn!(connector_id = %conn.connector_id, stream_id = %id, code = no.code, "closing a WebSocket: {}", no.reason);
+            closed_ws(conn, &id, &ws, no.code, no.reason);
+        }
+        AtRelay::WsMessage { id, ws, payload } => {
+            ponte_core::metrics::bytes_from_device(payload.len());
+            let frame = match payload {
+                WsPayload::Text(t) => WsFrame::Text(t),
+                WsPayload::Binary(d) => WsFrame::Binary(d),
             };
             let len = ws_len(&frame);
             // Never wait: the budget bounds what a caller that does not keep up can hold,
@@ -313,13 +287,13 @@ async fn handle_stream_msg(
                 let Some(no) = over.close() else { return };
                 warn!(
                     connector_id = %conn.connector_id,
-                    stream_id = %m.stream_id,
+                    stream_id = %id,
                     held = ws.budget.held(),
                     connection_held = conn.ws_budget.used(),
                     code = no.code,
                     "WebSocket receiver not keeping up; closing stream: {over}"
                 );
-                return close_ws(conn, &m.stream_id, no.code, no.reason);
+                return close_ws(conn, &id, no.code, no.reason);
             }
             // The last slot stays free for the close frame.
             let sent = match ws.tx.capacity() > 1 {
@@ -331,17 +305,14 @@ async fn handle_stream_msg(
                 if !ws.tx.is_closed() {
                     warn!(
                         connector_id = %conn.connector_id,
-                        stream_id = %m.stream_id,
+                        stream_id = %id,
                         "WebSocket receiver not keeping up ({WS_QUEUE} messages queued); closing stream"
                     );
                 }
-                close_ws(conn, &m.stream_id, 1008, "receiver too slow");
+                close_ws(conn, &id, 1008, "receiver too slow");
             }
         }
-        ConnectorMsg::WsClose(c) => {
-            let Some(ws) = conn.ws.lock().unwrap().remove(&c.stream_id) else {
-                return;
-            };
+        AtRelay::WsClosed { ws, close: c } => {
             let reason = c
                 .reason
                 .clone()
@@ -369,19 +340,13 @@ async fn handle_stream_msg(
                 }
             }
         }
-    }
-}
-
-fn lookup(conn: &Conn, request_id: &str) -> Option<Slot> {
-    let found = conn.streams.lock().unwrap().get(request_id).cloned();
-    if found.is_none() {
         // Normal right after a cancel or timeout (frames in flight); otherwise a peer bug.
-        debug!(request_id, "frame for unknown or finished stream ignored");
+        AtRelay::Unknown { id } => debug!(id, "frame for unknown or finished stream ignored"),
     }
-    found
 }
 
-/// Hands an event to the stream's consumer.
+/// Hands a body's data or end to its consumer. (`request_id` is for a cancel: none is
+/// needed once the end is read.)
 async fn deliver(conn: &Conn, request_id: &str, stream: &Slot, ev: StreamEvent) {
     if stream.flow {
         // Never wait here. The window bounds the bytes; a device sending many small
@@ -389,17 +354,16 @@ async fn deliver(conn: &Conn, request_id: &str, stream: &Slot, ev: StreamEvent) 
         // spills (merged) into the stream's overflow instead of failing a healthy stream.
         {
             let mut st = stream.state.lock().unwrap();
-            let ev = if st.overflow.is_empty() {
-                match stream.events.try_send(ev) {
+            let ev = match st.overflow.is_empty() {
+                false => ev,
+                true => match stream.events.try_send(ev) {
                     Ok(()) => return,
                     Err(mpsc::error::TrySendError::Closed(_)) => {
                         drop(st);
                         return conn.cancel_stream(request_id);
                     }
                     Err(mpsc::error::TrySendError::Full(ev)) => ev,
-                }
-            } else {
-                ev
+                },
             };
             st.spill(ev);
         }
@@ -412,28 +376,25 @@ async fn deliver(conn: &Conn, request_id: &str, stream: &Slot, ev: StreamEvent) 
         match tokio::time::timeout(limits::DEFAULT_TIMEOUT, stream.events.send(ev)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => conn.cancel_stream(request_id),
-            Err(_) => conn.fail_stream(request_id, RouteError::Timeout),
+            Err(_) => {
+                stream.state.lock().unwrap().failed = Some(RouteError::Timeout);
+                conn.cancel_stream(request_id);
+            }
         }
-    }
-}
-
-/// A stream ended normally (END or ERROR): forget it without sending a cancel.
-fn finish(conn: &Conn, request_id: &str) {
-    if let Some(s) = conn.streams.lock().unwrap().remove(request_id) {
-        s.upload_credit.notify_waiters();
     }
 }
 
 fn handle_decode_error(conn: &Conn, err: DecodeError) {
-    match err.blame() {
-        Blame::Ignored => warn!(%err, "unknown message type ignored"),
-        Blame::Http(rid) if conn.streams.lock().unwrap().contains_key(rid) => {
-            conn.fail_stream(rid, RouteError::Protocol(err.to_string()));
+    let blamed = conn.link.lock().unwrap().blame(&err);
+    match blamed {
+        Blamed::Ignored => warn!(%err, "unknown message type ignored"),
+        Blamed::Http { id, stream } => {
+            conn.failed(&id, &stream, RouteError::Protocol(err.to_string()));
         }
-        Blame::Ws(sid) => {
-            warn!(stream_id = sid, %err, "malformed WebSocket frame");
-            close_ws(conn, sid, 1002, "malformed frame");
+        Blamed::Ws { id, ws } => {
+            warn!(stream_id = %id, %err, "malformed WebSocket frame");
+            closed_ws(conn, &id, &ws, 1002, "malformed frame");
         }
-        Blame::Http(_) | Blame::Dropped => warn!(%err, "malformed frame dropped"),
+        Blamed::Dropped => warn!(%err, "malformed frame dropped"),
     }
 }

@@ -212,7 +212,12 @@ impl Relay {
         };
         let id = claims.sub.clone();
         let span = info_span!("connector", connector_id = %id);
-        let (conn, out_rx) = Conn::new(id.clone(), self.inner.shutdown.child_token(), grace);
+        let (conn, out_rx) = Conn::new(
+            id.clone(),
+            self.inner.shutdown.child_token(),
+            &self.inner.cfg.conn,
+            grace,
+        );
         let previous = self
             .inner
             .conns
@@ -305,8 +310,8 @@ impl Relay {
             None => (None, None),
         };
         let flow = peer.caps.has(Capability::Flow);
-        let (slot, rx) = conn::new_stream(flow, Arc::clone(&conn.window_budget));
-        let stream = Arc::clone(&slot.stream);
+        let (entry, rx) = conn::new_stream(flow);
+        let stream = Arc::clone(&entry.handle.stream);
         let msg = CloudMsg::HttpRequest(proto::HttpRequest {
             request_id: request_id.clone(),
             tenant_id: req.tenant_id,
@@ -323,14 +328,22 @@ impl Relay {
             timeout_ms: Some(timeout.as_millis() as u64),
             body_stream: upload.is_some(),
         });
-        conn.streams
+        let opened = conn
+            .link
             .lock()
             .unwrap()
-            .insert(request_id.clone(), slot);
+            .open_http(request_id.clone(), entry);
+        if opened.is_err() {
+            // Others opened theirs since the check above.
+            return Err(RouteError::Busy(format!(
+                "connector has {} requests in flight",
+                limits::MAX_STREAMS_PER_CONNECTOR
+            )));
+        }
         if conn.cancel.is_cancelled() {
             // The connection died between lookup and insert; `fail_all` may already
             // have run, so nobody else would fail this stream.
-            conn.streams.lock().unwrap().remove(&request_id);
+            conn.link.lock().unwrap().close_http(&request_id);
             return Err(RouteError::Disconnected);
         }
         let mut body = RelayBody {
@@ -408,17 +421,14 @@ impl Relay {
                 "connector cannot carry WebSockets".into(),
             ));
         }
-        if proto::stream::admit(conn.open_streams(), false).is_err() {
+        let stream_id = self.next_id('w');
+        let (state, rx, opened) = conn::new_ws(&conn);
+        let admitted = (conn.link.lock().unwrap()).open_ws(stream_id.clone(), Arc::clone(&state));
+        if admitted.is_err() {
             return Err(RouteError::Busy(
                 "too many streams on this connector".into(),
             ));
         }
-        let stream_id = self.next_id('w');
-        let (state, rx, opened) = conn::new_ws(&conn);
-        conn.ws
-            .lock()
-            .unwrap()
-            .insert(stream_id.clone(), Arc::clone(&state));
         let mut chan = RelayWs {
             conn: Arc::clone(&conn),
             state,
@@ -505,7 +515,7 @@ impl Relay {
     /// beyond their initial size, over all its streams (`RecvWindow::on_consumed_tuned`).
     pub fn window_growth(&self, connector_id: &str) -> Option<u64> {
         let conn = self.inner.conns.lock().unwrap().get(connector_id).cloned();
-        conn.map(|c| limits::WINDOW_GROWTH_BUDGET - c.window_budget.left())
+        conn.map(|c| limits::WINDOW_GROWTH_BUDGET - c.link.lock().unwrap().window_budget().left())
     }
 }
 

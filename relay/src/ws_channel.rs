@@ -33,7 +33,7 @@ impl WsSource for RelayWs {
             }
             if matches!(f, None | Some(WsFrame::Close { .. })) {
                 self.closed = true;
-                self.conn.ws.lock().unwrap().remove(&self.stream_id);
+                self.conn.link.lock().unwrap().close_ws(&self.stream_id);
             }
             f
         })
@@ -62,7 +62,7 @@ impl WsSource for RelayWs {
                 }),
                 WsFrame::Close { code, reason } => {
                     self.closed = true;
-                    self.conn.ws.lock().unwrap().remove(&self.stream_id);
+                    self.conn.link.lock().unwrap().close_ws(&self.stream_id);
                     CloudMsg::WsClose(proto::WsClose {
                         stream_id: self.stream_id.clone(),
                         code,

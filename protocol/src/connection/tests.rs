@@ -188,7 +188,8 @@ fn hello_settles_both_ends_on_what_both_named() {
     );
     // A relay answering with more than the connector offered gets only what it offered.
     let t0 = Instant::now();
-    let mut connector = Connection::connector(t0, PING_INTERVAL, PEER_TIMEOUT, offered);
+    let mut connector: Connection<Connector> =
+        Connection::connector(t0, PING_INTERVAL, PEER_TIMEOUT, offered);
     let answer = codec::encode(&CloudMsg::Hello(hello(Capabilities::ALL)));
     assert!(connector.read(t0, Wire::Text(&answer)).is_none());
     assert!(matches!(
@@ -200,7 +201,8 @@ fn hello_settles_both_ends_on_what_both_named() {
 #[test]
 fn a_hello_read_with_the_end_of_the_grace_is_not_late() {
     let t0 = Instant::now();
-    let mut relay = Connection::relay(t0, PING_INTERVAL, PEER_TIMEOUT, HELLO_GRACE);
+    let mut relay: Connection<Relay> =
+        Connection::relay(t0, PING_INTERVAL, PEER_TIMEOUT, HELLO_GRACE);
     assert_eq!(relay.grace_deadline(), Some(t0 + HELLO_GRACE));
     let end = t0 + HELLO_GRACE;
     let frame = codec::encode(&ConnectorMsg::Hello(hello(Capabilities::ALL)));
@@ -244,7 +246,8 @@ fn a_late_hello_upgrades_a_connector_first_taken_for_legacy() {
 #[test]
 fn the_first_other_frame_settles_legacy_even_one_that_does_not_decode() {
     let t0 = Instant::now();
-    let mut relay = Connection::relay(t0, PING_INTERVAL, PEER_TIMEOUT, HELLO_GRACE);
+    let mut relay: Connection<Relay> =
+        Connection::relay(t0, PING_INTERVAL, PEER_TIMEOUT, HELLO_GRACE);
     assert!(relay.read(t0, Wire::Control).is_none());
     assert_eq!(relay.poll_event(), None, "a WebSocket ping settles nothing");
     assert!(matches!(
@@ -305,7 +308,8 @@ fn both_ends_ping_every_interval_and_lose_a_cut_link_at_the_peer_timeout() {
 #[test]
 fn a_bad_frame_is_blamed_on_the_stream_it_names() {
     let t0 = Instant::now();
-    let mut relay = Connection::relay(t0, PING_INTERVAL, PEER_TIMEOUT, HELLO_GRACE);
+    let mut relay: Connection<Relay> =
+        Connection::relay(t0, PING_INTERVAL, PEER_TIMEOUT, HELLO_GRACE);
     let bad = r#"{"type":"HTTP_RESPONSE_CHUNK","requestId":"r-1","data":"!!","index":0}"#;
     let err = relay.read(t0, Wire::Text(bad)).unwrap().unwrap_err();
     assert_eq!(err.blame(), Blame::Http("r-1"));
@@ -314,7 +318,8 @@ fn a_bad_frame_is_blamed_on_the_stream_it_names() {
         relay.read(t0, Wire::Text(good)),
         Some(Ok(ConnectorMsg::HttpResponseChunk(c))) if c.request_id == "r-2"
     ));
-    let mut connector = Connection::connector(t0, PING_INTERVAL, PEER_TIMEOUT, Capabilities::ALL);
+    let mut connector: Connection<Connector> =
+        Connection::connector(t0, PING_INTERVAL, PEER_TIMEOUT, Capabilities::ALL);
     let bad = r#"{"type":"WS_MESSAGE","streamId":"w-1","data":"!!"}"#;
     let err = connector.read(t0, Wire::Text(bad)).unwrap().unwrap_err();
     assert_eq!(err.blame(), Blame::Ws("w-1"));
@@ -337,7 +342,8 @@ fn a_bad_frame_is_blamed_on_the_stream_it_names() {
 #[test]
 fn a_probe_unanswered_loses_the_connection_and_any_frame_answers_it() {
     let t0 = Instant::now();
-    let mut relay = Connection::relay(t0, PING_INTERVAL, PEER_TIMEOUT, HELLO_GRACE);
+    let mut relay: Connection<Relay> =
+        Connection::relay(t0, PING_INTERVAL, PEER_TIMEOUT, HELLO_GRACE);
     relay.read(t0, Wire::Text(r#"{"type":"PING","ts":1}"#));
     assert_eq!(relay.poll_event(), Some(Event::Legacy));
     assert!(!relay.probing());
