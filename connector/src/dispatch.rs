@@ -20,7 +20,7 @@ pub(crate) fn bad_frame(sess: &Arc<Session>, e: proto::DecodeError) {
     warn!(%e, "bad frame from relay");
     let blamed = sess.link.lock().unwrap().blame(&e);
     match blamed {
-        Blamed::Http { id, stream } => {
+        Blamed::Http { id, stream, .. } => {
             stream.cancel.cancel();
             sess.error(&id, &ExecError::new(ErrorCode::BadRequest, e.to_string()));
         }

@@ -5,10 +5,18 @@
 //! every message for a stream goes, checked by that stream's rules ([`crate::stream`]).
 //!
 //! The drivers (the relay's reader, the connector's session loop) hand it each frame
-//! read with the time, give the messages it returns to their streams, sleep until
+//! read with the time, act on what [`route`](Connection::route) says of the message for
+//! a stream (hand data to its task, end it, fail it), sleep until
 //! [`Connection::poll_timeout`], and act on its [`Event`]s (answer HELLO, send a PING,
 //! close a lost connection). It never waits and holds no socket, so its tests step a
 //! relay's and a connector's `Connection` against each other with a clock they move.
+//!
+//! What the drivers keep is theirs by nature: the socket and its write deadline, the
+//! bounded queue toward the writer ([`crate::queue`]), each stream's channel toward the
+//! task that serves it (the handles `H` and `W`), and the callers' own clocks: the wait
+//! for a response's head and between its chunks is the waiting caller's (a caller that
+//! has stopped reading holds its window as long as it likes, and no frame comes
+//! meanwhile, so the connection cannot tell a slow device from a paused reader).
 
 use crate::handshake::{Handshake, Heard, Peer};
 use crate::liveness::{Due, Liveness};
@@ -131,6 +139,8 @@ pub struct Connection<S: Side, H = (), W = ()> {
     /// and the end of the grace): the driver drains them after each call.
     events: VecDeque<Event>,
     streams: streams::Streams<H, W>,
+    /// When it was built ([`begin`](Self::begin)).
+    opened: Instant,
     side: PhantomData<S>,
 }
 
@@ -143,6 +153,7 @@ impl<H, W> Connection<Relay, H, W> {
         hello_grace: Duration,
     ) -> Self {
         Self::new(
+            now,
             Liveness::new(now, ping_interval, peer_timeout),
             Some(Handshake::new(now, hello_grace)),
             Capabilities::ALL,
@@ -164,6 +175,7 @@ impl<H, W> Connection<Connector, H, W> {
         offered: Capabilities,
     ) -> Self {
         Self::new(
+            now,
             Liveness::new(now, ping_interval, peer_timeout),
             None,
             offered,
@@ -172,8 +184,14 @@ impl<H, W> Connection<Connector, H, W> {
 }
 
 impl<S: Side, H, W> Connection<S, H, W> {
-    fn new(live: Liveness, handshake: Option<Handshake>, offered: Capabilities) -> Self {
+    fn new(
+        now: Instant,
+        live: Liveness,
+        handshake: Option<Handshake>,
+        offered: Capabilities,
+    ) -> Self {
         Self {
+            opened: now,
             live,
             handshake,
             offered,
@@ -291,6 +309,17 @@ impl<S: Side, H, W> Connection<S, H, W> {
     pub fn handle_grace(&mut self, now: Instant) {
         if self.handshake.as_mut().is_some_and(|hs| hs.poll(now)) {
             self.events.push_back(Event::Legacy);
+        }
+    }
+
+    /// The driver begins to read the connection at `now`, some time after it built this
+    /// `Connection` (the relay checks the token again in between): the heartbeat's and
+    /// the HELLO grace's clocks start now, so that wait costs the peer nothing.
+    pub fn begin(&mut self, now: Instant) {
+        let waited = now.saturating_duration_since(self.opened);
+        self.live.restart(now);
+        if let Some(hs) = &mut self.handshake {
+            hs.delay(waited);
         }
     }
 

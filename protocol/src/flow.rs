@@ -133,6 +133,30 @@ impl WindowBudget {
     }
 }
 
+/// What an ended stream's window grew by, held until the data it let in has been read:
+/// given back to the budget when dropped. (A stream that has left its table may still
+/// have a whole grown window of data queued toward a caller that stopped reading; its
+/// growth must count until then, or streams that end unread could hold more than the
+/// budget.)
+#[derive(Debug)]
+#[must_use = "dropping it gives the growth back at once"]
+pub struct Growth {
+    budget: std::sync::Arc<WindowBudget>,
+    bytes: u64,
+}
+
+impl Growth {
+    pub fn new(budget: std::sync::Arc<WindowBudget>, bytes: u64) -> Self {
+        Self { budget, bytes }
+    }
+}
+
+impl Drop for Growth {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
+}
+
 impl RecvWindow {
     /// Data arrived from the peer.
     pub fn on_data(&mut self, n: usize) -> Result<(), WindowViolation> {

@@ -92,6 +92,11 @@ impl Handshake {
         self.peer.is_none().then_some(self.grace_until)
     }
 
+    /// The grace ends `by` later (the connection was set up before it began to be read).
+    pub fn delay(&mut self, by: Duration) {
+        self.grace_until += by;
+    }
+
     /// What the connector speaks, once known.
     pub fn peer(&self) -> Option<Peer> {
         self.peer

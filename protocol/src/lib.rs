@@ -26,8 +26,8 @@ pub mod stream;
 
 pub use codec::{decode_cloud, decode_connector, encode, Blame, DecodeError, Frame};
 pub use flow::{
-    OverBudget, RecvWindow, SendWindow, WindowBudget, WindowViolation, WsBudget, WsStreamBudget,
-    MAX_WINDOW,
+    Growth, OverBudget, RecvWindow, SendWindow, WindowBudget, WindowViolation, WsBudget,
+    WsStreamBudget, MAX_WINDOW,
 };
 pub use handshake::{Handshake, Heard, Peer};
 pub use headers::{HeaderValue, Headers};

@@ -98,6 +98,11 @@ impl Liveness {
     pub fn peer_timeout(&self) -> Duration {
         self.peer_timeout
     }
+
+    /// The clocks start again at `now`, as for a connection opened then.
+    pub fn restart(&mut self, now: Instant) {
+        *self = Self::new(now, self.ping_interval, self.peer_timeout);
+    }
 }
 
 #[cfg(test)]

@@ -113,6 +113,9 @@ pub(crate) struct HttpStream {
 pub(crate) struct StreamState {
     /// Why the stream failed, for the consumer that finds its channel closed.
     pub failed: Option<RouteError>,
+    /// What the window grew by, once the stream has left the table at its end: given
+    /// back to the connection's budget when the caller's end is dropped too.
+    pub growth: Option<proto::Growth>,
     /// Events that did not fit the channel (`flow` streams only), newer than anything
     /// in it. Bounded: data bytes by the window, entries by merging small chunks.
     pub overflow: std::collections::VecDeque<StreamEvent>,
@@ -319,6 +322,12 @@ impl Conn {
         }
     }
 
+    /// A stream that has left the table with data its caller may still read: its
+    /// window's growth counts until the caller has gone.
+    pub(crate) fn hold(stream: &Slot, growth: proto::Growth) {
+        stream.state.lock().unwrap().growth = Some(growth);
+    }
+
     /// A stream that has left the table failed, leaving the connection and other
     /// streams alone: its caller learns why, the connector is told to stop it.
     pub(crate) fn failed(&self, request_id: &str, stream: &Slot, err: RouteError) {
@@ -381,6 +390,7 @@ pub(crate) fn new_stream(flow: bool) -> (Entry<Slot>, mpsc::Receiver<StreamEvent
         flow,
         state: Mutex::new(StreamState {
             failed: None,
+            growth: None,
             overflow: Default::default(),
         }),
         upload_credit: Notify::new(),

@@ -49,7 +49,8 @@ pub(crate) async fn run<S>(
     // The connection's own rules (handshake, heartbeat, probe) and its streams' tables:
     // this loop feeds it frames and time and acts on what it says.
     let (deadline, grace_deadline) = {
-        let link = conn.link.lock().unwrap();
+        let mut link = conn.link.lock().unwrap();
+        link.begin(Instant::now().into_std());
         let grace = link
             .grace_deadline()
             .expect("a new connection has its grace");
@@ -232,12 +233,18 @@ async fn handle_stream_msg(
             ponte_core::metrics::bytes_from_device(data.len());
             deliver(conn, &id, &stream, StreamEvent::Data(data)).await;
         }
-        AtRelay::End { stream } => {
+        AtRelay::End { stream, growth } => {
+            Conn::hold(&stream, growth);
             stream.upload_credit.notify_waiters();
             // Behind the data still queued; out of the table already.
             deliver(conn, "", &stream, StreamEvent::End).await;
         }
-        AtRelay::Error { stream, error } => {
+        AtRelay::Error {
+            stream,
+            error,
+            growth,
+        } => {
+            Conn::hold(&stream, growth);
             let route_err = RouteError::from_wire(&error);
             debug!(request_id = %error.request_id, %route_err, "connector reported error");
             stream.state.lock().unwrap().failed = Some(route_err.clone());
@@ -245,7 +252,13 @@ async fn handle_stream_msg(
             let _ = stream.events.try_send(StreamEvent::Error(route_err));
         }
         AtRelay::Credit { stream } => stream.upload_credit.notify_waiters(),
-        AtRelay::Broken { id, stream, reason } => {
+        AtRelay::Broken {
+            id,
+            stream,
+            reason,
+            growth,
+        } => {
+            Conn::hold(&stream, growth);
             conn.failed(&id, &stream, RouteError::Protocol(reason));
         }
         AtRelay::WsOpened { ws, protocol } => {
@@ -388,7 +401,8 @@ fn handle_decode_error(conn: &Conn, err: DecodeError) {
     let blamed = conn.link.lock().unwrap().blame(&err);
     match blamed {
         Blamed::Ignored => warn!(%err, "unknown message type ignored"),
-        Blamed::Http { id, stream } => {
+        Blamed::Http { id, stream, growth } => {
+            Conn::hold(&stream, growth);
             conn.failed(&id, &stream, RouteError::Protocol(err.to_string()));
         }
         Blamed::Ws { id, ws } => {

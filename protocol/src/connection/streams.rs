@@ -14,7 +14,7 @@
 //! together, at both ends).
 
 use super::{Connection, Side};
-use crate::flow::WindowBudget;
+use crate::flow::{Growth, WindowBudget};
 use crate::stream::{self, BodyRx, BodyTx, Refusal, WsPayload, WsRefusal};
 use crate::{Blame, CloudMsg, ConnectorMsg, DecodeError, Headers, Heartbeat, HttpRequest};
 use crate::{ResponseError, TokenRotate, WsClose, WsOpen};
@@ -39,6 +39,9 @@ impl<H> HttpStream<H> {
         Self { rx, tx, handle }
     }
 }
+
+/// A stream that broke a rule, out of the table: its id, handle, why, and growth.
+type Broke<H> = (String, H, String, Growth);
 
 /// The streams of one connection.
 #[derive(Debug)]
@@ -67,12 +70,12 @@ impl<H, W> Streams<H, W> {
         stream::admit(self.http.len() + self.ws.len(), duplicate)
     }
 
-    fn remove_http(&mut self, id: &str) -> Option<H> {
+    /// The stream leaves the table, with what its window grew by (counted until the
+    /// [`Growth`] is dropped).
+    fn remove_http(&mut self, id: &str) -> Option<(H, Growth)> {
         let s = self.http.remove(id)?;
-        if let Some(rx) = &s.rx {
-            self.budget.give_back(rx.grown());
-        }
-        Some(s.handle)
+        let grown = s.rx.as_ref().map_or(0, BodyRx::grown);
+        Some((s.handle, Growth::new(Arc::clone(&self.budget), grown)))
     }
 }
 
@@ -89,18 +92,25 @@ pub enum AtRelay<H, W> {
     },
     /// A piece of the response body, in order and within the window; never empty.
     Data { id: String, stream: H, data: Bytes },
-    /// The response is whole; the stream has left the table.
-    End { stream: H },
-    /// The connector's error for it; the stream has left the table.
-    Error { stream: H, error: ResponseError },
+    /// The response is whole; the stream has left the table. Hold `growth` until the
+    /// caller has read what is queued (drop it with the caller's end of the stream).
+    End { stream: H, growth: Growth },
+    /// The connector's error for it; the stream has left the table (`growth` as for
+    /// `End`).
+    Error {
+        stream: H,
+        error: ResponseError,
+        growth: Growth,
+    },
     /// Credit for the stream's upload ([`BodyTx::grant`]): wake its sender.
     Credit { stream: H },
     /// The frame broke the stream's rules; the stream has left the table: fail its
-    /// caller and cancel it on the connector.
+    /// caller and cancel it on the connector (`growth` as for `End`).
     Broken {
         id: String,
         stream: H,
         reason: String,
+        growth: Growth,
     },
     /// The device WebSocket is open.
     WsOpened { ws: W, protocol: Option<String> },
@@ -194,7 +204,12 @@ pub enum AtConnector<H, W> {
 pub enum Blamed<H, W> {
     /// This HTTP stream fails (the relay: its caller gets the error and the connector a
     /// cancel; the connector: the device request stops and the relay gets BAD_REQUEST).
-    Http { id: String, stream: H },
+    /// `growth` as for [`AtRelay::End`].
+    Http {
+        id: String,
+        stream: H,
+        growth: Growth,
+    },
     /// This WebSocket closes with 1002 at both ends.
     Ws { id: String, ws: W },
     /// A message type this version does not define: ignored.
@@ -265,10 +280,11 @@ impl<S: Side, H: Clone, W: Clone> Connection<S, H, W> {
         self.streams.ws.get(id)
     }
 
-    /// The HTTP stream leaves the table (its end is known); its growth goes back to the
+    /// The HTTP stream leaves the table (its end is known, and nothing it let in is
+    /// still to read: its caller has gone or read it all); its growth goes back to the
     /// connection's budget. `None` if it had already left.
     pub fn close_http(&mut self, id: &str) -> Option<H> {
-        self.streams.remove_http(id)
+        self.streams.remove_http(id).map(|(h, _growth)| h)
     }
 
     pub fn close_ws(&mut self, id: &str) -> Option<W> {
@@ -278,6 +294,7 @@ impl<S: Side, H: Clone, W: Clone> Connection<S, H, W> {
     /// Every stream leaves the table (the connection is gone).
     pub fn close_all(&mut self) -> (Vec<H>, Vec<W>) {
         let ids: Vec<String> = self.streams.http.keys().cloned().collect();
+        // The connection is gone, and its budget with it: growth need not be held.
         let http = ids.iter().filter_map(|id| self.close_http(id)).collect();
         let ws = self.streams.ws.drain().map(|(_, w)| w).collect();
         (http, ws)
@@ -316,9 +333,10 @@ impl<S: Side, H: Clone, W: Clone> Connection<S, H, W> {
         match err.blame() {
             Blame::Ignored => Blamed::Ignored,
             Blame::Http(id) => match self.streams.remove_http(id) {
-                Some(stream) => Blamed::Http {
+                Some((stream, growth)) => Blamed::Http {
                     id: id.to_owned(),
                     stream,
+                    growth,
                 },
                 None => Blamed::Dropped,
             },
@@ -334,9 +352,9 @@ impl<S: Side, H: Clone, W: Clone> Connection<S, H, W> {
     }
 
     /// A rule broken: the stream leaves the table, with why.
-    fn broken(&mut self, id: String, reason: impl ToString) -> Option<(String, H, String)> {
-        let stream = self.streams.remove_http(&id)?;
-        Some((id, stream, reason.to_string()))
+    fn broken(&mut self, id: String, reason: impl ToString) -> Option<Broke<H>> {
+        let (stream, growth) = self.streams.remove_http(&id)?;
+        Some((id, stream, reason.to_string(), growth))
     }
 }
 
@@ -345,7 +363,12 @@ impl<H: Clone, W: Clone> Connection<super::Relay, H, W> {
     /// rules of the stream it names. `None`: nothing to do (an empty chunk).
     pub fn route(&mut self, msg: ConnectorMsg) -> Option<AtRelay<H, W>> {
         use AtRelay as At;
-        let broken = |(id, stream, reason)| At::Broken { id, stream, reason };
+        let broken = |(id, stream, reason, growth)| At::Broken {
+            id,
+            stream,
+            reason,
+            growth,
+        };
         Some(match msg {
             ConnectorMsg::Hello(_) => return None,
             ConnectorMsg::Ping(hb) => At::Heartbeat(Some(hb)),
@@ -393,12 +416,16 @@ impl<H: Clone, W: Clone> Connection<super::Relay, H, W> {
                 if let Some(Err(v)) = s.rx.as_mut().map(BodyRx::on_end) {
                     return self.broken(id, v).map(broken);
                 }
-                let stream = self.streams.remove_http(&id)?;
-                At::End { stream }
+                let (stream, growth) = self.streams.remove_http(&id)?;
+                At::End { stream, growth }
             }
             ConnectorMsg::HttpResponseError(error) => {
                 match self.streams.remove_http(&error.request_id) {
-                    Some(stream) => At::Error { stream, error },
+                    Some((stream, growth)) => At::Error {
+                        stream,
+                        error,
+                        growth,
+                    },
                     None => At::Unknown {
                         id: error.request_id,
                     },
@@ -440,7 +467,8 @@ impl<H: Clone, W: Clone> Connection<super::Connector, H, W> {
     /// a request sent whole).
     pub fn route(&mut self, msg: CloudMsg) -> Option<AtConnector<H, W>> {
         use AtConnector as At;
-        let broken = |(id, stream, reason)| At::Broken { id, stream, reason };
+        // An upload's data is the device's to read, and its request is stopped with it.
+        let broken = |(id, stream, reason, _growth)| At::Broken { id, stream, reason };
         Some(match msg {
             CloudMsg::Hello(_) => return None,
             CloudMsg::Ping(hb) => At::Heartbeat(Some(hb)),
@@ -482,7 +510,7 @@ impl<H: Clone, W: Clone> Connection<super::Connector, H, W> {
                 }
             }
             CloudMsg::HttpCancel(r) => match self.streams.remove_http(&r.request_id) {
-                Some(stream) => At::Cancel {
+                Some((stream, _growth)) => At::Cancel {
                     id: r.request_id,
                     stream,
                 },

@@ -361,3 +361,24 @@ fn a_probe_unanswered_loses_the_connection_and_any_frame_answers_it() {
     assert_eq!(relay.poll_event(), Some(Event::Lost(Lost::ProbeUnanswered)));
     assert_eq!(relay.poll_event(), None);
 }
+
+/// The relay builds a connection's `Connection` before it reads it (it checks the token
+/// again in between): the clocks start when reading begins, so that wait costs the
+/// connector neither its HELLO grace nor its heartbeat.
+#[test]
+fn the_clocks_start_when_reading_begins() {
+    let t0 = Instant::now();
+    let mut relay: Connection<Relay> =
+        Connection::relay(t0, PING_INTERVAL, PEER_TIMEOUT, HELLO_GRACE);
+    let begun = t0 + PEER_TIMEOUT + Duration::from_secs(1);
+    relay.begin(begun);
+    assert_eq!(relay.grace_deadline(), Some(begun + HELLO_GRACE));
+    assert_eq!(relay.poll_timeout(), begun + PING_INTERVAL);
+    relay.handle_timeout(begun);
+    relay.handle_grace(begun);
+    assert_eq!(
+        relay.poll_event(),
+        None,
+        "nothing is due yet: not lost, not legacy"
+    );
+}

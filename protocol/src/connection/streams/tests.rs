@@ -108,7 +108,9 @@ fn a_broken_rule_fails_one_stream_and_the_others_go_on() {
     ));
     // Chunk 1 lost: a gap.
     match data(&mut link, "a", 2) {
-        Some(AtRelay::Broken { id, stream, reason }) => {
+        Some(AtRelay::Broken {
+            id, stream, reason, ..
+        }) => {
             assert_eq!((id.as_str(), stream), ("a", 1));
             assert!(reason.contains("index 2 where 1"), "{reason}");
         }
@@ -126,7 +128,7 @@ fn a_broken_rule_fails_one_stream_and_the_others_go_on() {
     ));
     assert!(matches!(
         link.route(ConnectorMsg::HttpResponseEnd(end("b"))),
-        Some(AtRelay::End { stream: 2 })
+        Some(AtRelay::End { stream: 2, .. })
     ));
     assert_eq!(link.open_streams(), 0);
     assert!(matches!(
@@ -214,8 +216,15 @@ fn credit_follows_the_consumer_and_growth_goes_back_when_the_stream_leaves() {
     let held = WINDOW_GROWTH_BUDGET - link.window_budget().left();
     assert!(held > 0, "a fast consumer's window grows");
     assert_eq!(held, granted, "the budget holds what the window grew by");
-    // Its end gives the growth back.
-    link.route(ConnectorMsg::HttpResponseEnd(end("r")));
+    // Its end takes it out of the table, and its growth counts until what the window
+    // let in has been read (the caller drops the lease with its end of the stream).
+    let Some(AtRelay::End { growth, .. }) = link.route(ConnectorMsg::HttpResponseEnd(end("r")))
+    else {
+        panic!("the end");
+    };
+    assert!(!link.is_open("r"));
+    assert_eq!(WINDOW_GROWTH_BUDGET - link.window_budget().left(), held);
+    drop(growth);
     assert_eq!(link.window_budget().left(), WINDOW_GROWTH_BUDGET);
     assert_eq!(
         link.consumed("r", 1, t0),
@@ -444,7 +453,7 @@ fn a_request_and_its_response_cross_two_connections() {
     let end_msg = ConnectorMsg::HttpResponseEnd(end("r-1"));
     assert!(matches!(
         to_relay(&mut relay, &end_msg),
-        Some(AtRelay::End { stream: 10 })
+        Some(AtRelay::End { stream: 10, .. })
     ));
     assert_eq!(connector.close_http("r-1"), Some(20));
     assert_eq!((relay.open_streams(), connector.open_streams()), (0, 0));
