@@ -9,6 +9,7 @@ use crate::wsproxy::{close_ws, closed_ws, start_ws};
 use ponte_protocol::connection::{AtConnector, Blamed};
 use ponte_protocol::stream::WsPayload;
 use ponte_protocol::{self as proto, CloudMsg, ConnectorMsg, ErrorCode};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -106,6 +107,10 @@ pub(crate) fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
             // File I/O off the reader task.
             let shared = Arc::clone(&sess.shared);
             tokio::task::spawn_blocking(move || crate::rotate_token(&shared, t.token));
+        }
+        AtConnector::Reconnect(r) => {
+            sess.move_within_ms.store(r.after_ms, Ordering::Relaxed);
+            sess.move_asked.notify_one();
         }
         AtConnector::Unknown { .. } => {}
     }

@@ -63,7 +63,8 @@ pub struct Handle {
     /// Where the health endpoint listens, if enabled.
     pub health_addr: Option<SocketAddr>,
     /// The tunnel: ends after `shutdown`, once the requests in flight finished or the
-    /// grace ran out.
+    /// grace ran out, on the connection of the moment and on those a relay node asked to
+    /// move.
     tunnel: tokio::task::JoinHandle<()>,
 }
 

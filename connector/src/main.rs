@@ -200,10 +200,10 @@ async fn dispatch(cmd: Cmd) -> Result<ExitCode, Failure> {
             wait_for_signal().await;
             tracing::info!("stopping");
             shutdown.cancel();
-            // The tunnel drains within the grace, then says goodbye (2 s at most); a
-            // second signal stops at once.
+            // The tunnel drains within the grace, then says goodbye (6 s at most: the
+            // close queued, written, and answered); a second signal stops at once.
             tokio::select! {
-                _ = tokio::time::timeout(grace + Duration::from_secs(3), handle.stopped()) => {}
+                _ = tokio::time::timeout(grace + Duration::from_secs(7), handle.stopped()) => {}
                 _ = wait_for_signal() => tracing::warn!("second signal: stopping without waiting"),
             }
             Ok(ExitCode::SUCCESS)

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use ponte_protocol::connection::{Connection, Connector};
 use ponte_protocol::stream::Piece;
 use ponte_protocol::{self as proto, queue, ConnectorMsg, ErrorCode};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -51,8 +51,13 @@ pub(crate) struct Session {
     /// relay that does not answer, like the original Node relay) the base protocol: JSON
     /// frames only, no window. Streams begun after it honour the window (`flow`).
     pub(crate) relay_agreed: AtomicU16,
-    /// Stopping (SIGTERM): requests in flight finish, new ones are refused with BUSY.
+    /// Stopping (SIGTERM), or moving (RECONNECT): requests in flight finish, new ones
+    /// are refused with BUSY.
     pub(crate) draining: AtomicBool,
+    /// The relay asked to move (RECONNECT) within this many milliseconds; the session
+    /// loop is woken by `move_asked`.
+    pub(crate) move_within_ms: AtomicU64,
+    pub(crate) move_asked: Notify,
     /// A request's task has ended (its stream is out of the table): a draining session
     /// looks whether it is idle now.
     pub(crate) ended: Arc<Notify>,

@@ -12,10 +12,10 @@ use crate::Shared;
 use futures_util::{SinkExt, StreamExt};
 use ponte_protocol::connection::{Connection, Event, Lost, Wire};
 use ponte_protocol::{self as proto, limits, queue, ConnectorMsg};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -28,6 +28,10 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 /// request tasks wait (each is also bounded by its window), the reader never does
 /// (control frames go through `send_control`, a PONG is dropped).
 const OUTBOUND_QUEUE: usize = 32;
+
+/// RECONNECT's time to connect again is taken within these bounds.
+const MIN_MOVE_DELAY: Duration = Duration::from_millis(10);
+const MAX_MOVE_DELAY: Duration = Duration::from_secs(60);
 
 /// A connection that stayed up this long resets the backoff (tests shrink it through
 /// [`crate::Timing::stable_after`]).
@@ -72,6 +76,10 @@ pub async fn run_forever(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut rng = fastrand::Rng::new();
     let urls = shared.cfg.relay_urls.clone();
     let mut idx = 0usize;
+    // Sessions a relay node asked to move, finishing their requests in flight: waited
+    // for before this returns. Each lives at most its shutdown grace (and its goodbye),
+    // and one is added per move, at most one per `MIN_MOVE_DELAY`.
+    let moving = tokio_util::task::TaskTracker::new();
     while !shutdown.is_cancelled() {
         let url = &urls[idx % urls.len()];
         let span = info_span!("relay", url = %url);
@@ -84,17 +92,57 @@ pub async fn run_forever(shared: Arc<Shared>, shutdown: CancellationToken) {
                 let started = Instant::now();
                 shared.status.set_connected(Some(url));
                 span.in_scope(|| info!("connected to relay"));
-                let end = session(Arc::clone(&shared), ws, shutdown.clone())
-                    .instrument(span.clone())
-                    .await;
-                shared.status.set_connected(None);
-                span.in_scope(|| {
-                    if shutdown.is_cancelled() {
-                        info!(reason = %end, "disconnected from relay")
-                    } else {
-                        warn!(reason = %end, "disconnected from relay")
+                let (moved, asked) = oneshot::channel();
+                let serve = session_moving(Arc::clone(&shared), ws, shutdown.clone(), moved);
+                let mut serving = tokio::spawn(serve.instrument(span.clone()));
+                let within = tokio::select! {
+                    end = &mut serving => {
+                        let end = end.unwrap_or_else(|e| format!("session task failed: {e}"));
+                        shared.status.set_connected(None);
+                        span.in_scope(|| {
+                            if shutdown.is_cancelled() {
+                                info!(reason = %end, "disconnected from relay")
+                            } else {
+                                warn!(reason = %end, "disconnected from relay")
+                            }
+                        });
+                        None
                     }
-                });
+                    Ok(within) = asked => Some(within),
+                };
+                if let Some(within) = within {
+                    // The relay node is stopping: the requests in flight finish on the old
+                    // connection, in the background, while this connects again (to the
+                    // next URL) at a moment picked at random within what the relay said,
+                    // so a node's connectors do not all arrive at the next one at once.
+                    shared.status.set_connected(None);
+                    let old = span.clone();
+                    moving.spawn(async move {
+                        let end = serving.await.unwrap_or_else(|e| e.to_string());
+                        old.in_scope(
+                            || info!(reason = %end, "the previous relay connection has ended"),
+                        );
+                    });
+                    idx += 1;
+                    backoff.reset();
+                    // Bounded both ways: a relay's mistake (seconds taken for ms, or 0 on
+                    // every connection) neither strands the connector nor makes it spin.
+                    let within = within.clamp(MIN_MOVE_DELAY, MAX_MOVE_DELAY);
+                    let delay = Duration::from_millis(
+                        rng.u64(MIN_MOVE_DELAY.as_millis() as u64..=within.as_millis() as u64),
+                    );
+                    span.in_scope(|| {
+                        info!(
+                            delay_ms = delay.as_millis() as u64,
+                            "relay node stopping: connecting again, to the next relay URL"
+                        )
+                    });
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    continue;
+                }
                 if started.elapsed() >= shared.timing.stable_after {
                     backoff.reset();
                 }
@@ -109,6 +157,9 @@ pub async fn run_forever(shared: Arc<Shared>, shutdown: CancellationToken) {
                         "the relay keeps another connection with this token; is this install a \
                          copy of another? Retrying with backoff"
                     ),
+                    ConnectError::Draining => {
+                        info!("relay node stopping; trying the next relay URL after a delay")
+                    }
                     ConnectError::Other(m) => warn!(reason = %m, "could not connect to relay"),
                 });
                 idx += 1; // fail over to the next relay URL
@@ -124,6 +175,9 @@ pub async fn run_forever(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tokio::time::sleep(delay) => {}
         }
     }
+    // Those still finishing their requests get their grace, as the last session did.
+    moving.close();
+    moving.wait().await;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +187,9 @@ pub enum ConnectError {
     /// 409: another connection with this connector's identity is live and kept.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 503 DRAINING: the relay node is stopping; another will take the connector.
+    #[error("the relay node is stopping")]
+    Draining,
     #[error("{0}")]
     Other(String),
 }
@@ -182,6 +239,16 @@ pub async fn connect(shared: &Shared, url: &str) -> Result<Ws, ConnectError> {
     match tokio::time::timeout(Duration::from_secs(15), fut).await {
         Err(_) => Err(ConnectError::Other("timed out connecting".into())),
         Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(WsError::Http(resp))) if resp.status() == 503 => {
+            let body = resp.body().as_deref().unwrap_or_default();
+            match String::from_utf8_lossy(body).contains("DRAINING") {
+                true => Err(ConnectError::Draining),
+                false => Err(ConnectError::Other(format!(
+                    "HTTP error: {}",
+                    resp.status()
+                ))),
+            }
+        }
         Ok(Err(WsError::Http(resp))) if matches!(resp.status().as_u16(), 401 | 409) => {
             let body = resp
                 .body()
@@ -226,6 +293,23 @@ pub async fn session<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    session_moving(shared, ws, shutdown, oneshot::channel().0).await
+}
+
+/// [`session`], and when the relay asks to move (RECONNECT), `moved` gets the time
+/// within which to connect again, while this session finishes the requests in flight
+/// (new ones are refused with BUSY, device WebSockets closed with 1001) within the
+/// shutdown grace, and ends.
+pub async fn session_moving<S>(
+    shared: Arc<Shared>,
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    shutdown: CancellationToken,
+    moved: oneshot::Sender<Duration>,
+) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut moved = Some(moved);
     let (mut sink, mut stream) = ws.split();
     let (out, mut out_rx) = queue::channel(OUTBOUND_QUEUE, queue::OUTBOUND_BYTES, Message::len);
     // Not a child of `shutdown`: on shutdown the session drains first (see below), and
@@ -247,6 +331,8 @@ where
         cancel: cancel.clone(),
         relay_agreed: AtomicU16::new(proto::Capabilities::NONE.bits()),
         draining: AtomicBool::new(false),
+        move_within_ms: AtomicU64::new(0),
+        move_asked: Notify::new(),
         ended: Arc::new(Notify::new()),
     });
 
@@ -316,11 +402,13 @@ where
     let deadline = sess.link.lock().unwrap().poll_timeout();
     let heartbeat = tokio::time::sleep_until(Instant::from_std(deadline));
     tokio::pin!(heartbeat);
-    // Stopping: requests in flight get `shutdown_grace` to finish while new ones are
+    // Stopping or moving: requests in flight get `shutdown_grace` to finish while new ones are
     // refused (BUSY, nothing done on the device: safe to retry), device WebSockets are
     // closed at once (1001: a page reconnects), and the session ends as soon as no
     // request is left, or at the end of the grace, cutting what is still running.
     let mut draining = false;
+    // Why the session ends once drained.
+    let mut drained = "shutting down";
     let grace = tokio::time::sleep(Duration::MAX);
     tokio::pin!(grace);
     let reason = 'session: loop {
@@ -329,30 +417,31 @@ where
             _ = cancel.cancelled() => break "writer failed".to_owned(),
             _ = shutdown.cancelled(), if !draining => {
                 draining = true;
-                sess.draining.store(true, Ordering::SeqCst);
-                let sockets = sess.link.lock().unwrap().ws_ids();
-                for sid in sockets {
-                    close_ws(&sess, &sid, 1001, "connector stopping");
+                if drain(&sess, grace.as_mut(), "stopping") {
+                    break drained.to_owned();
                 }
-                let open = sess.link.lock().unwrap().http_streams();
-                if sess.idle() {
-                    break "shutting down".to_owned();
+            }
+            () = sess.move_asked.notified(), if !draining => {
+                draining = true;
+                drained = "moved to another relay node";
+                let within = Duration::from_millis(sess.move_within_ms.load(Ordering::Relaxed));
+                if let Some(tx) = moved.take() {
+                    let _ = tx.send(within);
                 }
-                let limit = shared.cfg.shutdown_grace;
-                info!(requests = open, grace_ms = limit.as_millis() as u64,
-                    "stopping: finishing the requests in flight, refusing new ones");
-                grace.as_mut().reset(Instant::now() + limit);
+                if drain(&sess, grace.as_mut(), "the relay node is stopping") {
+                    break drained.to_owned();
+                }
             }
             _ = sess.ended.notified(), if draining => {
                 if sess.idle() {
-                    info!("stopping: every request in flight finished");
-                    break "shutting down".to_owned();
+                    info!("every request in flight finished");
+                    break drained.to_owned();
                 }
             }
             _ = &mut grace, if draining => {
                 let open = sess.link.lock().unwrap().http_streams();
-                warn!(requests = open, "stopping: shutdown grace over, cutting the requests still in flight");
-                break "shutting down".to_owned();
+                warn!(requests = open, "drain grace over, cutting the requests still in flight");
+                break drained.to_owned();
             }
             // Before the frames: a relay that always has one ready must not starve it.
             _ = &mut heartbeat => {
@@ -420,6 +509,20 @@ where
                 .await
                 .is_ok();
         }
+        if writer_done {
+            // Until the relay has read the goodbye and closed, what it still sends
+            // (credit, a PING) is read and dropped: a socket closed with data unread is
+            // reset, and a reset makes the relay's end discard what it has not read yet,
+            // such as the end of the last answers. Bounded, like the rest of the goodbye.
+            let linger = async {
+                while let Some(Ok(m)) = stream.next().await {
+                    if m.is_close() {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), linger).await;
+        }
     }
     cancel.cancel();
     let (requests, sockets) = sess.link.lock().unwrap().close_all();
@@ -432,6 +535,30 @@ where
         let _ = writer.await;
     }
     reason
+}
+
+/// A session begins to drain (`why`: stopping, or the relay node is): device WebSockets
+/// are closed at once (1001: a page reconnects), requests in flight get the shutdown
+/// grace (`grace` is armed), new ones are refused with BUSY. True when nothing is in
+/// flight: the session may end now.
+fn drain(sess: &Session, grace: std::pin::Pin<&mut tokio::time::Sleep>, why: &str) -> bool {
+    sess.draining.store(true, Ordering::SeqCst);
+    let sockets = sess.link.lock().unwrap().ws_ids();
+    for sid in sockets {
+        close_ws(sess, &sid, 1001, "connector stopping");
+    }
+    if sess.idle() {
+        return true;
+    }
+    let open = sess.link.lock().unwrap().http_streams();
+    let limit = sess.shared.cfg.shutdown_grace;
+    info!(
+        requests = open,
+        grace_ms = limit.as_millis() as u64,
+        "{why}: finishing the requests in flight, refusing new ones"
+    );
+    grace.reset(Instant::now() + limit);
+    false
 }
 
 #[cfg(test)]

@@ -171,14 +171,21 @@ impl Cloud {
         Ok(addr)
     }
 
-    /// Graceful stop, first half: the API and gateway stop accepting connections, and
-    /// this waits up to `grace` for the requests in flight (a download included) to
-    /// finish; true if they all did. The relay keeps serving connectors meanwhile, since
-    /// the streams in flight ride on them: cancel the shutdown token afterwards.
+    /// Graceful stop, first half: the API and gateway stop accepting connections, the
+    /// relay refuses new connector connections and asks connectors to move
+    /// ([`ponte_relay::Relay::move_connectors`]), and this waits up to `grace` for the
+    /// requests in flight (a download included) to finish; true if they all did. The
+    /// relay keeps serving the connectors still here meanwhile, since the streams in
+    /// flight ride on them: cancel the shutdown token afterwards.
     /// Device WebSockets already upgraded are not waited for; the relay's stop closes them.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.http_stop.cancel();
         self.servers.close();
+        // Connectors that speak `reconnect` move to another node early in the grace (a
+        // quarter of it, at most 10 s, spread at random), while what is in flight here
+        // finishes on their old connections.
+        self.relay
+            .move_connectors((grace / 4).min(Duration::from_secs(10)));
         let in_flight = self.relay.streams_in_flight();
         info!(
             in_flight,

@@ -181,6 +181,7 @@ fn cloud_by_type(ty: &str, frame: &str) -> Option<serde_json::Result<CloudMsg>> 
         "WS_MESSAGE" => de(frame).map(M::WsMessage),
         "WS_CLOSE" => de(frame).map(M::WsClose),
         "TOKEN_ROTATE" => de(frame).map(M::TokenRotate),
+        "RECONNECT" => de(frame).map(M::Reconnect),
         "PING" => de(frame).map(M::Ping),
         "PONG" => de(frame).map(M::Pong),
         _ => return None,
@@ -306,7 +307,7 @@ fn cloud_ids(m: &CloudMsg) -> (Option<&str>, Option<&str>) {
         WsOpen(x) => (None, Some(&x.stream_id)),
         WsMessage(x) => (None, Some(&x.stream_id)),
         WsClose(x) => (None, Some(&x.stream_id)),
-        Hello(_) | TokenRotate(_) | Ping(_) | Pong(_) => (None, None),
+        Hello(_) | TokenRotate(_) | Reconnect(_) | Ping(_) | Pong(_) => (None, None),
     }
 }
 

@@ -29,6 +29,9 @@ pub enum CloudMsg {
     WsClose(WsClose),
     /// A fresh connector token; persist it and use it for the next connection (`token-rotate`).
     TokenRotate(TokenRotate),
+    /// This relay node is stopping: connect again (elsewhere) within `afterMs`, and let
+    /// the requests in flight here finish (`reconnect`).
+    Reconnect(Reconnect),
     /// Heartbeat (base protocol).
     Ping(Heartbeat),
     /// Answer to the connector's PING.
@@ -75,10 +78,12 @@ pub enum Capability {
     Bin,
     /// With `bin`: a response's head and end as binary frames too.
     BinHead,
+    /// RECONNECT: a draining relay node moves its connectors before it stops.
+    Reconnect,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 8] = [
+    pub const ALL: [Capability; 9] = [
         Capability::Error,
         Capability::Cancel,
         Capability::ReqStream,
@@ -87,6 +92,7 @@ impl Capability {
         Capability::TokenRotate,
         Capability::Bin,
         Capability::BinHead,
+        Capability::Reconnect,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +105,7 @@ impl Capability {
             Capability::TokenRotate => "token-rotate",
             Capability::Bin => "bin",
             Capability::BinHead => "bin-head",
+            Capability::Reconnect => "reconnect",
         }
     }
 
@@ -391,6 +398,14 @@ pub struct WsClose {
     /// would (403, 502, 504). Absent from older connectors: the refusal is then a 502.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// RECONNECT: when to be connected elsewhere by. A connector picks a moment at random
+/// within it, so a node's connectors do not all arrive at the next one at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reconnect {
+    pub after_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,8 +11,9 @@ use ponte_core::connector::{ConnectorClaims, ConnectorDirectory, ConnectorEvent}
 use ponte_core::router::*;
 use ponte_protocol::{self as proto, limits, Capability, CloudMsg};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
@@ -44,6 +45,9 @@ struct Inner {
     next_id: AtomicU64,
     id_prefix: String,
     shutdown: CancellationToken,
+    /// The node is stopping ([`Relay::move_connectors`]): new connector connections are
+    /// refused, so connectors take another node.
+    draining: AtomicBool,
 }
 
 impl Relay {
@@ -58,6 +62,7 @@ impl Relay {
                 // life can never match a new stream.
                 id_prefix: format!("{:x}", fastrand::u32(..)),
                 shutdown,
+                draining: AtomicBool::new(false),
             }),
         }
     }
@@ -75,6 +80,36 @@ impl Relay {
     pub fn streams_in_flight(&self) -> usize {
         let conns: Vec<_> = self.inner.conns.lock().unwrap().values().cloned().collect();
         conns.iter().map(|c| c.open_streams()).sum()
+    }
+
+    /// The node is stopping: from now on new connector connections are refused (503),
+    /// and every connector that named `reconnect` is told to connect again elsewhere
+    /// within `within` (RECONNECT; each picks a moment at random in it). Their
+    /// connections stay open for the requests in flight, which finish on them. A
+    /// connector that does not speak `reconnect` reconnects when the node closes it.
+    /// Returns how many were told.
+    pub fn move_connectors(&self, within: Duration) -> usize {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        let conns: Vec<_> = self.inner.conns.lock().unwrap().values().cloned().collect();
+        let msg = CloudMsg::Reconnect(proto::Reconnect {
+            after_ms: within.as_millis() as u64,
+        });
+        let told = conns
+            .iter()
+            .filter(|c| c.has(Capability::Reconnect) && c.send_control(&msg))
+            .count();
+        info!(
+            told,
+            connectors = conns.len(),
+            within_ms = within.as_millis() as u64,
+            "draining: connectors asked to move"
+        );
+        told
+    }
+
+    /// Whether the node is stopping ([`Relay::move_connectors`]).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
     }
 
     /// Closes the connector's connection (token renewed, unpaired). In-flight requests

@@ -71,8 +71,15 @@ pub fn nodelay(listener: TcpListener) -> axum::serve::TapIo<TcpListener, fn(&mut
     listener.tap_io(set as fn(&mut TcpStream))
 }
 
-async fn health(State(relay): State<Relay>) -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "connectorsOnline": relay.online_count()}))
+/// 200 `ok`, or 503 `draining` once the node is stopping, so a load balancer that checks
+/// it sends connectors elsewhere.
+async fn health(State(relay): State<Relay>) -> (StatusCode, Json<serde_json::Value>) {
+    let (status, word) = match relay.is_draining() {
+        true => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+        false => (StatusCode::OK, "ok"),
+    };
+    let body = json!({"status": word, "connectorsOnline": relay.online_count()});
+    (status, Json(body))
 }
 
 fn error(status: StatusCode, code: &'static str, message: impl AsRef<str>) -> Response {
@@ -89,6 +96,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn upgrade(State(relay): State<Relay>, mut req: Request) -> Response {
+    if relay.is_draining() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DRAINING",
+            "this relay node is stopping; connect to another",
+        );
+    }
     let cfg = relay.config();
     let token = match bearer(req.headers()) {
         Some(t) => t,

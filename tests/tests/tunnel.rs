@@ -847,3 +847,141 @@ async fn wss_to_the_relay_trusts_relay_ca_file_and_refuses_another_ca() {
         Bytes::from_static(b"hello")
     );
 }
+
+/// Two relay nodes sharing one directory, a connector given both URLs and connected to
+/// the first, `n` bytes of a download from it under way (the first chunk read), and the
+/// first node draining: it has told the connector to move, and the connector is on the
+/// second. Returns the nodes, the origin, the connector (stopped by its token), the
+/// download's rest and what was read of it.
+async fn moved_mid_download(
+    n: usize,
+) -> (
+    TestRelay,
+    TestRelay,
+    origin::Origin,
+    (ponte_connector::Handle, tokio_util::sync::CancellationToken),
+    ponte_core::ResponseBody,
+    Vec<u8>,
+) {
+    let a = TestRelay::spawn().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b = TestRelay::spawn_with(listener, Default::default(), a.directory.clone()).await;
+    let origin = origin::Origin::spawn().await;
+    let token = a.token_for(CID);
+    let mut cfg = connector_config(&a.ws_url(), &token, None);
+    cfg.relay_urls = vec![a.ws_url(), b.ws_url()];
+    let stop = tokio_util::sync::CancellationToken::new();
+    let handle = ponte_connector::start(cfg, Default::default(), stop.clone())
+        .await
+        .unwrap();
+    a.wait_online(CID).await;
+    let get = ProxyRequest::new(origin.base_url(), "GET", format!("/bytes/{n}?seed=9"));
+    let mut body = a.relay.send(CID, get).await.unwrap().body;
+    let first = body.chunk().await.unwrap().unwrap().to_vec();
+    // The download is held by its reader, mid-way, while the node drains.
+    assert_eq!(a.relay.move_connectors(Duration::from_millis(300)), 1);
+    let auth = format!("Bearer {token}");
+    let refused = try_connect(&a.ws_url(), Some(&auth)).await.unwrap_err();
+    assert_eq!(refused.0, 503, "{}", refused.1);
+    assert!(refused.1.contains("DRAINING"), "{}", refused.1);
+    b.wait_online(CID).await;
+    assert!(
+        a.relay.is_online(CID),
+        "the old connection stays for the download"
+    );
+    (a, b, origin, (handle, stop), body, first)
+}
+
+async fn read_rest(mut body: ponte_core::ResponseBody, mut got: Vec<u8>) -> String {
+    while let Some(c) = body.chunk().await {
+        got.extend_from_slice(&c.unwrap());
+    }
+    sha256_hex([Bytes::from(got)])
+}
+
+/// A relay node that is stopping moves its connectors: it refuses new connector
+/// connections (503 DRAINING, and its /health says so) and sends RECONNECT; the
+/// connector connects to its next relay URL within the time given, while the download
+/// in flight on the old node finishes there, whole; then the old connection ends and
+/// new requests go through the new node.
+#[tokio::test]
+async fn a_draining_relay_moves_its_connectors_and_lets_their_downloads_finish() {
+    const N: usize = 8 * 1024 * 1024;
+    let (a, b, origin, (_handle, stop), body, first) = moved_mid_download(N).await;
+    let _stop = stop.drop_guard();
+    let (status, health) = raw_http(
+        a.addr,
+        "GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 503, "{health}");
+    assert!(health.contains(r#""status":"draining""#), "{health}");
+    assert_eq!(
+        read_rest(body, first).await,
+        sha256_hex(pattern_chunks(N as u64, 9)),
+        "the download in flight finished whole on the draining node"
+    );
+    a.wait_offline(CID).await;
+    let hello = ProxyRequest::new(origin.base_url(), "GET", "/hello");
+    let resp = b.relay.send(CID, hello).await.unwrap();
+    assert_eq!(resp.body.collect(100).await.unwrap(), "hello");
+    assert!(
+        b.relay.is_online(CID),
+        "the old connection's end is not the new one's"
+    );
+}
+
+/// A connector stopped (SIGTERM) right after a move still lets the download on the old
+/// node finish within its grace: it stops only once the old connection has ended too.
+#[tokio::test]
+async fn a_connector_stopped_after_a_move_waits_for_the_old_connections_downloads() {
+    const N: usize = 8 * 1024 * 1024;
+    let (a, b, _origin, (handle, stop), body, first) = moved_mid_download(N).await;
+    stop.cancel();
+    let mut stopped = tokio::spawn(handle.stopped());
+    // The new connection, idle, ends at once; the old one holds the download, whose
+    // reader has not read on: the connector must not have stopped (a stopped process
+    // exits, and cuts it). Waiting a little proves a negative; it synchronises nothing.
+    b.wait_offline(CID).await;
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut stopped).await;
+    assert!(
+        early.is_err(),
+        "stopped with a download in flight on the old node"
+    );
+    assert_eq!(
+        read_rest(body, first).await,
+        sha256_hex(pattern_chunks(N as u64, 9)),
+        "the stop cut the download on the old node"
+    );
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("the connector stops once the old connection's requests are done")
+        .unwrap();
+    a.wait_offline(CID).await;
+}
+
+/// RECONNECT goes only to a connector that named `reconnect`: one that did not (the
+/// original Node connector, say) is left to reconnect when the node closes it.
+#[tokio::test]
+async fn reconnect_is_sent_only_to_connectors_that_named_it() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let relay = TestRelay::spawn().await;
+    let (mut named, _a) = relay.raw_peer("named").await;
+    let (mut plain, _b) = relay.raw_peer("plain").await;
+    for (peer, caps) in [(&mut named, vec!["reconnect"]), (&mut plain, vec!["flow"])] {
+        let hello = serde_json::json!({"type":"HELLO","version":"t","capabilities":caps});
+        peer.send(Message::text(hello.to_string())).await.unwrap();
+        assert_eq!(next_json(peer).await["type"], "HELLO");
+    }
+    assert_eq!(relay.relay.move_connectors(Duration::from_millis(1234)), 1);
+    let moved = next_json(&mut named).await;
+    assert_eq!(
+        moved,
+        serde_json::json!({"type":"RECONNECT","afterMs":1234})
+    );
+    // The plain one's next frame is the answer to its PING: no RECONNECT came before it.
+    let ping = serde_json::json!({"type":"PING","ts":1});
+    plain.send(Message::text(ping.to_string())).await.unwrap();
+    assert_eq!(next_json(&mut plain).await["type"], "PONG");
+}

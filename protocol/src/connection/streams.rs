@@ -17,7 +17,7 @@ use super::{Connection, Side};
 use crate::flow::{Growth, WindowBudget};
 use crate::stream::{self, BodyRx, BodyTx, Refusal, WsPayload, WsRefusal};
 use crate::{Blame, CloudMsg, ConnectorMsg, DecodeError, Headers, Heartbeat, HttpRequest};
-use crate::{ResponseError, TokenRotate, WsClose, WsOpen};
+use crate::{Reconnect, ResponseError, TokenRotate, WsClose, WsOpen};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -193,6 +193,9 @@ pub enum AtConnector<H, W> {
         close: WsClose,
     },
     TokenRotate(TokenRotate),
+    /// The relay node is stopping: connect again within `after_ms` and let the requests
+    /// in flight on this connection finish.
+    Reconnect(Reconnect),
     /// A frame for a stream not open: ignored.
     Unknown {
         id: String,
@@ -538,6 +541,7 @@ impl<H: Clone, W: Clone> Connection<super::Connector, H, W> {
                 },
             },
             CloudMsg::TokenRotate(t) => At::TokenRotate(t),
+            CloudMsg::Reconnect(r) => At::Reconnect(r),
         })
     }
 }
