@@ -180,6 +180,44 @@ pub(crate) struct Conn {
     pub(crate) probe: Notify,
     /// How long requests wait for HELLO on this connection (see [`limits::HELLO_GRACE`]).
     pub hello_grace: Duration,
+    /// The node's drain, for a HELLO read after it began.
+    pub(crate) drain: Arc<Drain>,
+}
+
+/// Whether the node is draining, and the time its connectors get to move (RECONNECT):
+/// shared by the relay and every connection, so a connector whose HELLO is read after
+/// the drain began is told as well.
+#[derive(Debug, Default)]
+pub(crate) struct Drain {
+    /// 0: not draining; else the time to move in milliseconds, plus one.
+    within_ms: AtomicU64,
+}
+
+impl Drain {
+    pub(crate) fn start(&self, within: Duration) {
+        let ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX - 1);
+        self.within_ms.store(ms + 1, Ordering::SeqCst);
+    }
+
+    /// The time to move, once the node is draining.
+    pub(crate) fn within(&self) -> Option<Duration> {
+        match self.within_ms.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(Duration::from_millis(n - 1)),
+        }
+    }
+
+    /// RECONNECT for a connector that speaks it, while draining.
+    pub(crate) fn tell(&self, conn: &Conn) -> bool {
+        match self.within() {
+            Some(within) if conn.has(Capability::Reconnect) => {
+                conn.send_control(&CloudMsg::Reconnect(proto::Reconnect {
+                    after_ms: within.as_millis() as u64,
+                }))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// This end's [`Connection`], with the relay's handles for its streams.
@@ -191,6 +229,7 @@ impl Conn {
         cancel: CancellationToken,
         cfg: &ConnConfig,
         hello_grace: Duration,
+        drain: Arc<Drain>,
     ) -> (Arc<Self>, queue::Receiver<Message>) {
         let link = Connection::relay(
             std::time::Instant::now(),
@@ -212,6 +251,7 @@ impl Conn {
             close: Mutex::new(None),
             probe: Notify::new(),
             hello_grace,
+            drain,
         });
         (conn, rx)
     }

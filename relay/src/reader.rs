@@ -163,6 +163,9 @@ fn act(conn: &Conn, directory: &dyn ConnectorDirectory) -> bool {
                 // a slow link still gets the extensions (its in-flight streams keep
                 // their mode; credit starts flowing for them as they are read).
                 conn.publish_peer(peer);
+                // After the peer is marked (see `Relay::move_connectors`): a connector
+                // that arrives while the node drains is moved on at once.
+                conn.drain.tell(conn);
                 if late {
                     info!("late HELLO: upgrading a connector first treated as legacy");
                 }

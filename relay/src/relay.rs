@@ -11,7 +11,7 @@ use ponte_core::connector::{ConnectorClaims, ConnectorDirectory, ConnectorEvent}
 use ponte_core::router::*;
 use ponte_protocol::{self as proto, limits, Capability, CloudMsg};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -47,7 +47,7 @@ struct Inner {
     shutdown: CancellationToken,
     /// The node is stopping ([`Relay::move_connectors`]): new connector connections are
     /// refused, so connectors take another node.
-    draining: AtomicBool,
+    drain: Arc<conn::Drain>,
 }
 
 impl Relay {
@@ -62,7 +62,7 @@ impl Relay {
                 // life can never match a new stream.
                 id_prefix: format!("{:x}", fastrand::u32(..)),
                 shutdown,
-                draining: AtomicBool::new(false),
+                drain: Arc::default(),
             }),
         }
     }
@@ -89,15 +89,11 @@ impl Relay {
     /// connector that does not speak `reconnect` reconnects when the node closes it.
     /// Returns how many were told.
     pub fn move_connectors(&self, within: Duration) -> usize {
-        self.inner.draining.store(true, Ordering::SeqCst);
+        // First the flag, then the look at each connection's HELLO: a HELLO read
+        // meanwhile is either seen here or sees the flag (the reader tells it then).
+        self.inner.drain.start(within);
         let conns: Vec<_> = self.inner.conns.lock().unwrap().values().cloned().collect();
-        let msg = CloudMsg::Reconnect(proto::Reconnect {
-            after_ms: within.as_millis() as u64,
-        });
-        let told = conns
-            .iter()
-            .filter(|c| c.has(Capability::Reconnect) && c.send_control(&msg))
-            .count();
+        let told = conns.iter().filter(|c| self.inner.drain.tell(c)).count();
         info!(
             told,
             connectors = conns.len(),
@@ -109,7 +105,7 @@ impl Relay {
 
     /// Whether the node is stopping ([`Relay::move_connectors`]).
     pub fn is_draining(&self) -> bool {
-        self.inner.draining.load(Ordering::SeqCst)
+        self.inner.drain.within().is_some()
     }
 
     /// Closes the connector's connection (token renewed, unpaired). In-flight requests
@@ -252,6 +248,7 @@ impl Relay {
             self.inner.shutdown.child_token(),
             &self.inner.cfg.conn,
             grace,
+            Arc::clone(&self.inner.drain),
         );
         let previous = self
             .inner

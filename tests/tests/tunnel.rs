@@ -960,8 +960,9 @@ async fn a_connector_stopped_after_a_move_waits_for_the_old_connections_download
     a.wait_offline(CID).await;
 }
 
-/// RECONNECT goes only to a connector that named `reconnect`: one that did not (the
-/// original Node connector, say) is left to reconnect when the node closes it.
+/// RECONNECT goes only to a connector that named `reconnect` (also one whose HELLO comes
+/// after the drain began): one that did not (the original Node connector, say) is left
+/// to reconnect when the node closes it.
 #[tokio::test]
 async fn reconnect_is_sent_only_to_connectors_that_named_it() {
     use futures_util::SinkExt;
@@ -984,4 +985,11 @@ async fn reconnect_is_sent_only_to_connectors_that_named_it() {
     let ping = serde_json::json!({"type":"PING","ts":1});
     plain.send(Message::text(ping.to_string())).await.unwrap();
     assert_eq!(next_json(&mut plain).await["type"], "PONG");
+    // One whose HELLO is read after the drain began is told at once, after the answer.
+    let (mut late, _c) = relay.raw_peer("late").await;
+    let hello = serde_json::json!({"type":"HELLO","version":"t","capabilities":["reconnect"]});
+    late.send(Message::text(hello.to_string())).await.unwrap();
+    assert_eq!(next_json(&mut late).await["type"], "HELLO");
+    let told = tokio::time::timeout(Duration::from_secs(10), next_json(&mut late)).await;
+    assert_eq!(told.expect("RECONNECT after the HELLO answer"), moved);
 }
