@@ -195,8 +195,8 @@ pub(crate) struct Drain {
 
 impl Drain {
     pub(crate) fn start(&self, within: Duration) {
-        let ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX - 1);
-        self.within_ms.store(ms + 1, Ordering::SeqCst);
+        let ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+        self.within_ms.store(ms.saturating_add(1), Ordering::SeqCst);
     }
 
     /// The time to move, once the node is draining.

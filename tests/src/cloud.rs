@@ -168,6 +168,8 @@ pub struct TestCloud {
 impl Drop for TestCloud {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // Its own, unique to it (keys, connector configs): nothing else reads it after.
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 
