@@ -6,7 +6,7 @@ use crate::exec::ExecError;
 use crate::request::start_request;
 use crate::session::{Session, StreamCtl, WsToDevice};
 use crate::wsproxy::{close_ws, closed_ws, start_ws};
-use ponte_protocol::connection::{AtConnector, Blamed};
+use ponte_protocol::connection::{AtConnector, AtWs, Blamed};
 use ponte_protocol::stream::WsPayload;
 use ponte_protocol::{self as proto, CloudMsg, ConnectorMsg, ErrorCode};
 use std::sync::atomic::Ordering;
@@ -70,15 +70,15 @@ pub(crate) fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
         AtConnector::Credit { stream } => stream.credit.notify_waiters(),
         AtConnector::Broken { id, stream, reason } => failed(sess, &id, &stream, reason),
         AtConnector::WsOpen(o) => start_ws(sess, o),
-        AtConnector::WsBroken {
+        AtConnector::Ws(AtWs::Broken {
             id,
             ws,
             refusal: no,
-        } => {
+        }) => {
             warn!(stream_id = %id, code = no.code, "closing a WebSocket: {}", no.reason);
             closed_ws(sess, &id, &ws, no.code, no.reason);
         }
-        AtConnector::WsMessage { id, ws, payload } => {
+        AtConnector::Ws(AtWs::Message { id, ws, payload }) => {
             let msg = match payload {
                 WsPayload::Text(t) => Message::text(t),
                 WsPayload::Binary(d) => Message::binary(d),
@@ -100,7 +100,7 @@ pub(crate) fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
                 close_ws(sess, &id, 1008, "receiver too slow");
             }
         }
-        AtConnector::WsClosed { ws, close: c } => {
+        AtConnector::Ws(AtWs::Closed { ws, close: c }) => {
             let _ = ws.tx.try_send(WsToDevice::Close(c.code, c.reason));
         }
         AtConnector::TokenRotate(t) => {
@@ -112,7 +112,7 @@ pub(crate) fn dispatch(sess: &Arc<Session>, msg: CloudMsg) {
             sess.move_within_ms.store(r.after_ms, Ordering::Relaxed);
             sess.move_asked.notify_one();
         }
-        AtConnector::Unknown { .. } => {}
+        AtConnector::Unknown { .. } | AtConnector::Ws(AtWs::Unknown { .. }) => {}
     }
 }
 

@@ -124,7 +124,7 @@ impl Side for Connector {
 }
 
 mod streams;
-pub use streams::{AtConnector, AtRelay, Blamed, HttpStream};
+pub use streams::{AtConnector, AtRelay, AtWs, Blamed, HttpStream};
 
 /// One connection's state at one end. `H` and `W` are the driver's handles for an HTTP
 /// stream and a WebSocket (what wakes the task that serves it).

@@ -13,7 +13,7 @@ use crate::writer::write_loop;
 use futures_util::StreamExt;
 use ponte_core::connector::{ConnectorDirectory, ConnectorEvent};
 use ponte_core::router::{RouteError, WsFrame};
-use ponte_protocol::connection::{AtRelay, Blamed, Event, Lost, Wire};
+use ponte_protocol::connection::{AtRelay, AtWs, Blamed, Event, Lost, Wire};
 use ponte_protocol::{
     self as proto, limits, queue, stream::WsPayload, CloudMsg, ConnectorMsg, DecodeError,
 };
@@ -282,15 +282,15 @@ async fn handle_stream_msg(
                 error: None,
             }));
         }
-        AtRelay::WsBroken {
+        AtRelay::Ws(AtWs::Broken {
             id,
             ws,
             refusal: no,
-        } => {
+        }) => {
             warn!(connector_id = %conn.connector_id, stream_id = %id, code = no.code, "closing a WebSocket: {}", no.reason);
             closed_ws(conn, &id, &ws, no.code, no.reason);
         }
-        AtRelay::WsMessage { id, ws, payload } => {
+        AtRelay::Ws(AtWs::Message { id, ws, payload }) => {
             ponte_core::metrics::bytes_from_device(payload.len());
             let frame = match payload {
                 WsPayload::Text(t) => WsFrame::Text(t),
@@ -328,7 +328,7 @@ async fn handle_stream_msg(
                 close_ws(conn, &id, 1008, "receiver too slow");
             }
         }
-        AtRelay::WsClosed { ws, close: c } => {
+        AtRelay::Ws(AtWs::Closed { ws, close: c }) => {
             let reason = c
                 .reason
                 .clone()
@@ -357,7 +357,9 @@ async fn handle_stream_msg(
             }
         }
         // Normal right after a cancel or timeout (frames in flight); otherwise a peer bug.
-        AtRelay::Unknown { id } => debug!(id, "frame for unknown or finished stream ignored"),
+        AtRelay::Unknown { id } | AtRelay::Ws(AtWs::Unknown { id }) => {
+            debug!(id, "frame for unknown or finished stream ignored")
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use super::{Connection, Side};
 use crate::flow::{Growth, WindowBudget};
 use crate::stream::{self, BodyRx, BodyTx, Refusal, WsPayload, WsRefusal};
 use crate::{Blame, CloudMsg, ConnectorMsg, DecodeError, Headers, Heartbeat, HttpRequest};
-use crate::{Reconnect, ResponseError, TokenRotate, WsClose, WsOpen};
+use crate::{Reconnect, ResponseError, TokenRotate, WsClose, WsMessage, WsOpen};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,22 +117,8 @@ pub enum AtRelay<H, W> {
     /// A WebSocket opened after its caller left (not in the table): close it, or it
     /// would hold a stream on the connector until the device hangs up.
     WsOrphan { id: String },
-    /// A message for an open WebSocket, with exactly one payload.
-    WsMessage {
-        id: String,
-        ws: W,
-        payload: WsPayload,
-    },
-    /// A message that breaks the WebSocket's rules; it has left the table: close it
-    /// with `refusal` at both ends.
-    WsBroken {
-        id: String,
-        ws: W,
-        refusal: WsRefusal,
-    },
-    /// The connector closed the WebSocket (or refused to open it); it has left the
-    /// table.
-    WsClosed { ws: W, close: WsClose },
+    /// A WebSocket's message or close (the connector's close may refuse to open it).
+    Ws(AtWs<W>),
     /// A frame for a stream not open (ended or cancelled while the frame was on its
     /// way, or a peer's bug): ignored.
     Unknown { id: String },
@@ -174,24 +160,8 @@ pub enum AtConnector<H, W> {
     },
     /// Open a WebSocket to a device ([`Connection::open_ws`]).
     WsOpen(WsOpen),
-    /// A message for an open WebSocket, with exactly one payload.
-    WsMessage {
-        id: String,
-        ws: W,
-        payload: WsPayload,
-    },
-    /// A message that breaks the WebSocket's rules; it has left the table: close it
-    /// with `refusal` at both ends.
-    WsBroken {
-        id: String,
-        ws: W,
-        refusal: WsRefusal,
-    },
-    /// The relay closed the WebSocket; it has left the table.
-    WsClosed {
-        ws: W,
-        close: WsClose,
-    },
+    /// A WebSocket's message or close.
+    Ws(AtWs<W>),
     TokenRotate(TokenRotate),
     /// The relay node is stopping: connect again within `after_ms` and let the requests
     /// in flight on this connection finish.
@@ -221,30 +191,27 @@ pub enum Blamed<H, W> {
     Dropped,
 }
 
-/// A message for a WebSocket: exactly one payload, within the size; else it leaves the
-/// table with the close to send.
-macro_rules! ws_message {
-    ($self:ident, $At:ident, $m:expr) => {{
-        let m = $m;
-        let Some(ws) = $self.streams.ws.get(&m.stream_id).cloned() else {
-            return Some($At::Unknown { id: m.stream_id });
-        };
-        match stream::ws_payload(m.text, m.data) {
-            Ok(payload) => $At::WsMessage {
-                id: m.stream_id,
-                ws,
-                payload,
-            },
-            Err(refusal) => {
-                $self.streams.ws.remove(&m.stream_id);
-                $At::WsBroken {
-                    id: m.stream_id,
-                    ws,
-                    refusal,
-                }
-            }
-        }
-    }};
+/// What a peer's WebSocket message or close means for an open WebSocket, alike at both
+/// ends.
+#[derive(Debug)]
+pub enum AtWs<W> {
+    /// A message with exactly one payload.
+    Message {
+        id: String,
+        ws: W,
+        payload: WsPayload,
+    },
+    /// A message that breaks the WebSocket's rules; it has left the table: close it
+    /// with `refusal` at both ends.
+    Broken {
+        id: String,
+        ws: W,
+        refusal: WsRefusal,
+    },
+    /// The peer closed it; it has left the table.
+    Closed { ws: W, close: WsClose },
+    /// For a WebSocket not open: ignored.
+    Unknown { id: String },
 }
 
 impl<S: Side, H: Clone, W: Clone> Connection<S, H, W> {
@@ -354,6 +321,39 @@ impl<S: Side, H: Clone, W: Clone> Connection<S, H, W> {
         }
     }
 
+    /// A message for a WebSocket: exactly one payload, within the size; else it leaves
+    /// the table with the close to send.
+    fn ws_message(&mut self, m: WsMessage) -> AtWs<W> {
+        let Some(ws) = self.streams.ws.get(&m.stream_id).cloned() else {
+            return AtWs::Unknown { id: m.stream_id };
+        };
+        match stream::ws_payload(m.text, m.data) {
+            Ok(payload) => AtWs::Message {
+                id: m.stream_id,
+                ws,
+                payload,
+            },
+            Err(refusal) => {
+                self.streams.ws.remove(&m.stream_id);
+                AtWs::Broken {
+                    id: m.stream_id,
+                    ws,
+                    refusal,
+                }
+            }
+        }
+    }
+
+    /// The peer's WS_CLOSE: the WebSocket leaves the table.
+    fn ws_close(&mut self, close: WsClose) -> AtWs<W> {
+        match self.streams.ws.remove(&close.stream_id) {
+            Some(ws) => AtWs::Closed { ws, close },
+            None => AtWs::Unknown {
+                id: close.stream_id,
+            },
+        }
+    }
+
     /// A rule broken: the stream leaves the table, with why.
     fn broken(&mut self, id: String, reason: impl ToString) -> Option<Broke<H>> {
         let (stream, growth) = self.streams.remove_http(&id)?;
@@ -453,13 +453,8 @@ impl<H: Clone, W: Clone> Connection<super::Relay, H, W> {
                 },
                 None => At::WsOrphan { id: o.stream_id },
             },
-            ConnectorMsg::WsMessage(m) => ws_message!(self, At, m),
-            ConnectorMsg::WsClose(close) => match self.streams.ws.remove(&close.stream_id) {
-                Some(ws) => At::WsClosed { ws, close },
-                None => At::Unknown {
-                    id: close.stream_id,
-                },
-            },
+            ConnectorMsg::WsMessage(m) => At::Ws(self.ws_message(m)),
+            ConnectorMsg::WsClose(close) => At::Ws(self.ws_close(close)),
         })
     }
 }
@@ -533,13 +528,8 @@ impl<H: Clone, W: Clone> Connection<super::Connector, H, W> {
                 }
             }
             CloudMsg::WsOpen(o) => At::WsOpen(o),
-            CloudMsg::WsMessage(m) => ws_message!(self, At, m),
-            CloudMsg::WsClose(close) => match self.streams.ws.remove(&close.stream_id) {
-                Some(ws) => At::WsClosed { ws, close },
-                None => At::Unknown {
-                    id: close.stream_id,
-                },
-            },
+            CloudMsg::WsMessage(m) => At::Ws(self.ws_message(m)),
+            CloudMsg::WsClose(close) => At::Ws(self.ws_close(close)),
             CloudMsg::TokenRotate(t) => At::TokenRotate(t),
             CloudMsg::Reconnect(r) => At::Reconnect(r),
         })

@@ -334,22 +334,22 @@ fn websocket_frames_follow_their_stream() {
         })
     };
     match link.route(message(Some("hi"), None)) {
-        Some(AtRelay::WsMessage {
+        Some(AtRelay::Ws(AtWs::Message {
             ws: 1,
             payload: WsPayload::Text(t),
             ..
-        }) => assert_eq!(t, "hi"),
+        })) => assert_eq!(t, "hi"),
         other => panic!("{other:?}"),
     }
     // Both payloads: a protocol error (1002), and the stream leaves the table.
     match link.route(message(Some("a"), Some(b"b"))) {
-        Some(AtRelay::WsBroken { ws: 1, refusal, .. }) => assert_eq!(refusal.code, 1002),
+        Some(AtRelay::Ws(AtWs::Broken { ws: 1, refusal, .. })) => assert_eq!(refusal.code, 1002),
         other => panic!("{other:?}"),
     }
     assert!(link.ws("w").is_none());
     assert!(matches!(
         link.route(message(Some("late"), None)),
-        Some(AtRelay::Unknown { .. })
+        Some(AtRelay::Ws(AtWs::Unknown { .. }))
     ));
     link.open_ws("v".into(), 2).unwrap();
     let close = ConnectorMsg::WsClose(crate::WsClose {
@@ -360,7 +360,7 @@ fn websocket_frames_follow_their_stream() {
     });
     assert!(matches!(
         link.route(close),
-        Some(AtRelay::WsClosed { ws: 2, .. })
+        Some(AtRelay::Ws(AtWs::Closed { ws: 2, .. }))
     ));
     assert_eq!(link.open_streams(), 0);
 }
